@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Set up everything the test suite needs on a fresh machine, then run it:
+# a venv with the package and its test extras, Debian's redis-server and the
+# other real servers the tests drive, then pytest, ruff and mypy.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/setup.sh
+setup_system_packages redis-server redis-tools haproxy nginx-light chromium docker-compose
+setup_venv test
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
+.venv/bin/ruff check hub tests benchmarks
+.venv/bin/ruff format --check hub tests benchmarks
+.venv/bin/mypy
+.venv/bin/python -m pytest "$@"
