@@ -1,0 +1,7 @@
+"""hub: a WebSocket pub/sub broadcast hub fanned out through Redis."""
+
+from __future__ import annotations
+
+__all__ = ["__version__"]
+
+__version__ = "0.1.0"

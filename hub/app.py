@@ -1,0 +1,173 @@
+"""Wiring for one worker process: broker, node, WebSocket server, signals, uvloop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import resource
+import signal
+from collections.abc import Callable
+
+import uvloop
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.http11 import Request, Response
+
+from hub.brokers import Broker, create_broker
+from hub.config import Settings
+from hub.http import Routes, text_response
+from hub.node import Node
+from hub.server import ENCODERS, WebSocketHandler
+
+__all__ = ["App", "raise_open_file_limit", "run_worker"]
+
+logger = logging.getLogger(__name__)
+
+#: Files a worker keeps for itself (Redis, logs, listening socket, Python's own).
+RESERVED_FILES = 64
+#: How long shutdown waits for clients to answer the 1001 close before cutting them off.
+CLOSE_TIMEOUT_S = 2.0
+
+
+def raise_open_file_limit() -> int:
+    """Raise the soft open-file limit to the hard limit; return the soft limit now in force.
+
+    Every socket costs one file, so this limit caps the connections one process can hold.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = 1_048_576
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError) as exc:
+            logger.warning("cannot raise the open-file limit to %d: %s", hard, exc)
+    return soft
+
+
+class App:
+    """One worker: builds the broker, node and server from Settings, and runs until stopped."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        worker: int = 0,
+        reuse_port: bool = False,
+        supervised: bool = False,
+    ) -> None:
+        self.settings = settings
+        self.worker = worker
+        self.reuse_port = reuse_port
+        self.supervised = supervised
+        self.broker: Broker = (
+            create_broker(
+                settings.redis_url,
+                prefix=settings.channel_prefix,
+                publish_buffer_messages=settings.publish_buffer_messages,
+                publish_buffer_bytes=settings.publish_buffer_bytes,
+                probe_interval_s=settings.probe_interval_s,
+                probe_timeout_s=settings.probe_timeout_s,
+            )
+            if settings.redis_url
+            else create_broker(None)
+        )
+        self.node = Node(
+            broker=self.broker,
+            encoders=ENCODERS,
+            max_buffered_bytes=settings.max_buffered_bytes,
+            unsubscribe_delay_s=settings.unsubscribe_delay_s,
+        )
+        self.routes = Routes()
+        self.routes.add("/healthz", self._healthz)
+        self.routes.add("/readyz", self._readyz)
+        self.handler = WebSocketHandler(node=self.node, routes=self.routes)
+        self.server: Server | None = None
+        self.stopping = asyncio.Event()
+
+    def _healthz(self, connection: ServerConnection, request: Request) -> Response:
+        return text_response(200, "ok\n")
+
+    def _readyz(self, connection: ServerConnection, request: Request) -> Response:
+        if self.node.is_ready:
+            return text_response(200, "ready\n")
+        return text_response(503, "not ready: the broker is not connected (or is deaf)\n")
+
+    async def start(self) -> None:
+        s = self.settings
+        capacity = raise_open_file_limit() - RESERVED_FILES
+        await self.node.start()
+        self.server = await serve(
+            self.handler,
+            s.host,
+            s.port,
+            process_request=self.handler.process_request,
+            compression="deflate" if s.compression else None,
+            max_size=s.max_message_bytes,
+            ping_interval=s.ping_interval_s or None,
+            ping_timeout=s.ping_timeout_s or None,
+            close_timeout=CLOSE_TIMEOUT_S,
+            reuse_port=self.reuse_port,
+            backlog=4096,
+        )
+        logger.info(
+            "worker %d serving ws://%s:%d (broker %s, capacity %d connections: the open-file "
+            "limit; run more workers for more)",
+            self.worker,
+            s.host,
+            self.port,
+            type(self.broker).__name__,
+            capacity,
+        )
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None
+        port: int = self.server.sockets[0].getsockname()[1]
+        return port
+
+    async def run(self, *, on_started: Callable[[App], None] | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stopping.set)
+        await self.start()
+        if on_started is not None:
+            on_started(self)
+        watcher = asyncio.create_task(self._watch_parent()) if self.supervised else None
+        await self.stopping.wait()
+        if watcher is not None:
+            watcher.cancel()
+        await self.stop()
+
+    async def _watch_parent(self) -> None:
+        """A worker whose supervisor died stops too, instead of serving on unsupervised."""
+        parent = os.getppid()
+        while True:
+            await asyncio.sleep(1.0)
+            if os.getppid() != parent:
+                logger.warning("supervisor %d is gone; worker %d stopping", parent, self.worker)
+                self.stopping.set()
+                return
+
+    async def stop(self) -> None:
+        logger.info("worker %d shutting down: closing connections with 1001", self.worker)
+        if self.server is not None:
+            self.server.close()  # closes every connection with 1001 (going away)
+            try:
+                await asyncio.wait_for(self.server.wait_closed(), CLOSE_TIMEOUT_S + 2)
+            except TimeoutError:
+                logger.warning("some connections did not close in time")
+        await self.node.close()
+
+
+def run_worker(
+    settings: Settings, *, worker: int = 0, reuse_port: bool = False, supervised: bool = False
+) -> None:
+    """Run one worker on uvloop until SIGTERM or SIGINT."""
+
+    async def main() -> None:
+        app = App(settings, worker=worker, reuse_port=reuse_port, supervised=supervised)
+        await app.run()
+
+    uvloop.run(main())

@@ -1,0 +1,29 @@
+"""Brokers, chosen by URL scheme; concrete classes are imported lazily."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hub.brokers.base import Broker, BrokerEventHandler, BrokerStats
+
+__all__ = ["Broker", "BrokerEventHandler", "BrokerStats", "create_broker"]
+
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def create_broker(url: str | None, **options: Any) -> Broker:
+    """``None`` or ``memory://``: MemoryBroker; ``redis://``, ``rediss://``, ``unix://``: Redis.
+
+    ``options`` are passed to RedisBroker (prefix, buffer bounds, probe timings).
+    """
+    if url is None or url == "memory://":
+        from hub.brokers.memory import MemoryBroker
+
+        return MemoryBroker()
+    if url.startswith(REDIS_SCHEMES):
+        from hub.brokers.redis import RedisBroker
+
+        return RedisBroker(url=url, **options)
+    from hub.errors import ConfigError
+
+    raise ConfigError("HUB_REDIS_URL", url, "use redis://, rediss://, unix:// or memory://")

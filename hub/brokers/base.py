@@ -1,0 +1,72 @@
+"""The broker seam: what the node needs of a message broker, and how a broker calls back.
+
+Delivery semantics, for every broker:
+
+* A message published by this process reaches every process subscribed to its channel at
+  that moment, this process included, at most once. Pub/sub keeps no history: a process that
+  is not subscribed when a message passes does not get it later.
+* Messages published by one process arrive at each subscriber process in publish order.
+* ``publish`` never blocks. While the broker is unreachable, messages are held in a bounded
+  buffer and published in order after the reconnect; beyond the bound they are dropped and
+  counted in ``stats``.
+* After a reconnect the broker resubscribes every channel that still has local subscribers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+__all__ = ["Broker", "BrokerEventHandler", "BrokerStats"]
+
+
+class BrokerEventHandler(Protocol):
+    def on_messages(self, batch: Sequence[tuple[str, bytes]]) -> None:
+        """Messages that arrived together, in arrival order, as (channel, payload) pairs.
+
+        Called synchronously from the broker's reader with everything already received, so
+        the node can coalesce writes; it must not block.
+        """
+        ...
+
+
+@dataclass
+class BrokerStats:
+    """Counters a broker keeps; the node exports them as metrics."""
+
+    num_published: int = 0
+    num_publish_errors: int = 0
+    num_dropped: int = 0
+    num_reconnects: int = 0
+    num_gaps: int = 0
+    num_probe_failures: int = 0
+
+
+class Broker(Protocol):
+    stats: BrokerStats
+
+    @property
+    def is_ready(self) -> bool:
+        """Whether messages flow both ways now (connected, subscribed, and not deaf)."""
+        ...
+
+    async def start(self, handler: BrokerEventHandler) -> None:
+        """Begin delivering to ``handler``; returns without waiting for the broker to be up."""
+        ...
+
+    async def close(self) -> None: ...
+
+    async def subscribe(self, channel: str) -> None:
+        """Subscribe this process; returns once messages on ``channel`` will be received.
+
+        While the broker is unreachable it returns at once: the channel is subscribed as
+        soon as the broker is back.
+        """
+        ...
+
+    async def unsubscribe(self, channel: str) -> None: ...
+
+    def publish(self, channel: str, payload: bytes) -> bool:
+        """Queue ``payload`` for ``channel``; False when the bounded buffer dropped it."""
+        ...

@@ -1,0 +1,323 @@
+"""The Redis broker: one pipelined publish connection and one pub/sub connection per process.
+
+Each channel is SUBSCRIBEd once per process, whatever the number of local clients. The
+subscriber reads with hiredis and hands everything that arrived in one read to the node as a
+single batch. A probe travels through this process's own publish → Redis → subscribe path;
+when it does not come back in time the process calls itself deaf, turns unready, and
+reconnects both connections (the failure that leaves Socket.IO adapters up, green and deaf).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+import hiredis
+
+from hub.backoff import backoff
+from hub.brokers.base import BrokerEventHandler, BrokerStats
+from hub.brokers.resp import Endpoint, Reply, RespConnection, encode_command, open_connection
+
+__all__ = ["RedisBroker"]
+
+logger = logging.getLogger(__name__)
+
+_SUBSCRIBE_CHUNK = 500
+_CONFIRM_TIMEOUT_S = 5.0
+
+
+class RedisBroker:
+    def __init__(
+        self,
+        *,
+        url: str,
+        prefix: str = "hub:",
+        publish_buffer_messages: int = 10_000,
+        publish_buffer_bytes: int = 16 * 1024 * 1024,
+        probe_interval_s: float = 1.0,
+        probe_timeout_s: float = 3.0,
+        name: str | None = None,
+        on_roundtrip: Callable[[float], None] | None = None,
+    ) -> None:
+        self.stats = BrokerStats()
+        self._endpoint = Endpoint.from_url(url)
+        self._prefix = prefix.encode()
+        self._max_held_messages = publish_buffer_messages
+        self._max_held_bytes = publish_buffer_bytes
+        self._probe_interval_s = probe_interval_s
+        self._probe_timeout_s = probe_timeout_s
+        self._name = name or f"hub-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self._on_roundtrip = on_roundtrip
+        self._handler: BrokerEventHandler | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closing = False
+        # Publishing: (key, payload) pairs not yet written, and those written but unanswered.
+        self._unsent: deque[tuple[bytes, bytes]] = deque()
+        self._inflight: deque[tuple[bytes, bytes, float]] = deque()
+        self._held_bytes = 0
+        self._pub: RespConnection | None = None
+        self._flush_scheduled = False
+        self._last_drop_log = 0.0
+        # Subscribing: wanted channels by key, and confirmations awaited by key.
+        self._keys: dict[bytes, str] = {}
+        self._sub: RespConnection | None = None
+        self._confirmations: dict[bytes, list[asyncio.Future[None]]] = {}
+        # The probe: a channel outside the client namespace ('$' is not a valid name char).
+        self._probe_key = self._prefix + b"$probe:" + self._name.encode()
+        self._probe_sent_at: float | None = None
+        self._is_deaf = False
+
+    # Lifecycle
+
+    @property
+    def is_ready(self) -> bool:
+        return self._pub is not None and self._sub is not None and not self._is_deaf
+
+    async def start(self, handler: BrokerEventHandler) -> None:
+        self._handler = handler
+        self._tasks = [
+            asyncio.create_task(self._supervise("publisher", self._run_publisher)),
+            asyncio.create_task(self._supervise("subscriber", self._run_subscriber)),
+            asyncio.create_task(self._supervise("probe", self._run_probe)),
+        ]
+
+    async def close(self) -> None:
+        self._closing = True
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for conn in (self._pub, self._sub):
+            if conn is not None:
+                conn.close()
+        self._pub = self._sub = None
+
+    async def _supervise(self, what: str, run: Callable[[], Awaitable[None]]) -> None:
+        """Run a background loop for the broker's lifetime; a crash is logged and restarted."""
+        while not self._closing:
+            try:
+                await run()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("redis %s task crashed; restarting it", what)
+                await asyncio.sleep(0.5)
+
+    async def _connect(
+        self, role: str, on_replies: Callable[[list[Reply]], None]
+    ) -> RespConnection:
+        """Connect with backoff until it works (or the broker closes)."""
+        delays = backoff(max_s=5.0)
+        while True:
+            try:
+                return await open_connection(
+                    self._endpoint, on_replies, name=f"{self._name}-{role}"
+                )
+            except (TimeoutError, OSError, hiredis.ReplyError) as exc:
+                delay = next(delays)
+                logger.warning(
+                    "redis %s: cannot connect to %s (%s); retrying in %.2fs",
+                    role,
+                    self._endpoint.describe(),
+                    exc or type(exc).__name__,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+
+    # Publishing
+
+    def publish(self, channel: str, payload: bytes) -> bool:
+        held = len(self._unsent) + len(self._inflight)
+        if (
+            held >= self._max_held_messages
+            or self._held_bytes + len(payload) > self._max_held_bytes
+        ):
+            self._drop()
+            return False
+        self._enqueue(self._prefix + channel.encode(), payload)
+        return True
+
+    def _enqueue(self, key: bytes, payload: bytes) -> None:
+        self._unsent.append((key, payload))
+        self._held_bytes += len(payload)
+        if self._pub is not None and not self._flush_scheduled:
+            # Everything published during this loop turn leaves in one write.
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _drop(self) -> None:
+        self.stats.num_dropped += 1
+        now = time.monotonic()
+        if now - self._last_drop_log > 5.0:
+            self._last_drop_log = now
+            logger.warning(
+                "publish buffer full (%d messages, %d bytes held while Redis is unreachable "
+                "or slow); dropping messages (%d dropped so far)",
+                len(self._unsent) + len(self._inflight),
+                self._held_bytes,
+                self.stats.num_dropped,
+            )
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        pub = self._pub
+        if pub is None or pub.transport is None or not self._unsent:
+            return
+        now = time.monotonic()
+        parts: list[bytes] = []
+        unsent, inflight = self._unsent, self._inflight
+        first = True
+        while unsent:
+            key, payload = unsent.popleft()
+            parts.append(
+                b"*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%b\r\n$%d\r\n" % (len(key), key, len(payload))
+            )
+            parts.append(payload)
+            parts.append(b"\r\n")
+            # Only a batch's first command is timed: one round-trip sample per write.
+            inflight.append((key, payload, now if first else 0.0))
+            first = False
+        pub.transport.write(b"".join(parts))
+
+    def _on_publish_replies(self, replies: list[Reply]) -> None:
+        inflight = self._inflight
+        stats = self.stats
+        for reply in replies:
+            if not inflight:
+                logger.error("redis publisher: reply %r with no publish awaiting it", reply)
+                continue
+            key, payload, sent_at = inflight.popleft()
+            self._held_bytes -= len(payload)
+            if isinstance(reply, hiredis.ReplyError):
+                stats.num_publish_errors += 1
+                logger.warning("redis refused a PUBLISH: %s", reply)
+            elif key is not self._probe_key:
+                stats.num_published += 1
+                if sent_at and self._on_roundtrip is not None:
+                    self._on_roundtrip(time.monotonic() - sent_at)
+
+    async def _run_publisher(self) -> None:
+        while not self._closing:
+            conn = await self._connect("publisher", self._on_publish_replies)
+            self._pub = conn
+            logger.info("redis publisher connected to %s", self._endpoint.describe())
+            if self._unsent:
+                logger.info("publishing %d messages held during the outage", len(self._unsent))
+                self._flush()
+            await conn.lost
+            self._pub = None
+            if self._closing:
+                return
+            self.stats.num_reconnects += 1
+            # Unanswered publishes go out again, first and in order: at-least-once for them.
+            while self._inflight:
+                key, payload, _ = self._inflight.pop()
+                self._unsent.appendleft((key, payload))
+            logger.warning(
+                "redis publisher connection lost; holding up to %d messages until it is back",
+                self._max_held_messages,
+            )
+
+    # Subscribing
+
+    async def subscribe(self, channel: str) -> None:
+        key = self._prefix + channel.encode()
+        self._keys[key] = channel
+        sub = self._sub
+        if sub is None or sub.transport is None:
+            return  # subscribed by _run_subscriber once Redis is back
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._confirmations.setdefault(key, []).append(waiter)
+        sub.transport.write(b"*2\r\n$9\r\nSUBSCRIBE\r\n$%d\r\n%b\r\n" % (len(key), key))
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter), _CONFIRM_TIMEOUT_S)
+        except (TimeoutError, ConnectionError):
+            logger.warning("redis did not confirm SUBSCRIBE %s in time", channel)
+
+    async def unsubscribe(self, channel: str) -> None:
+        key = self._prefix + channel.encode()
+        if self._keys.pop(key, None) is None:
+            return
+        sub = self._sub
+        if sub is not None and sub.transport is not None:
+            sub.transport.write(b"*2\r\n$11\r\nUNSUBSCRIBE\r\n$%d\r\n%b\r\n" % (len(key), key))
+
+    def _on_sub_replies(self, replies: list[Reply]) -> None:
+        batch: list[tuple[str, bytes]] = []
+        keys = self._keys
+        for reply in replies:
+            kind = reply[0]
+            if kind == b"message":
+                channel = keys.get(reply[1])
+                if channel is not None:
+                    batch.append((channel, reply[2]))
+                elif reply[1] == self._probe_key:
+                    self._probe_sent_at = None
+            elif kind == b"subscribe":
+                for waiter in self._confirmations.pop(reply[1], ()):
+                    if not waiter.done():
+                        waiter.set_result(None)
+        if batch and self._handler is not None:
+            self._handler.on_messages(batch)
+
+    async def _run_subscriber(self) -> None:
+        while not self._closing:
+            conn = await self._connect("subscriber", self._on_sub_replies)
+            keys = [self._probe_key, *self._keys]
+            assert conn.transport is not None
+            for i in range(0, len(keys), _SUBSCRIBE_CHUNK):
+                conn.transport.write(encode_command(b"SUBSCRIBE", *keys[i : i + _SUBSCRIBE_CHUNK]))
+            self._sub = conn
+            self._probe_sent_at = None
+            self._is_deaf = False
+            logger.info(
+                "redis subscriber connected to %s; subscribed %d channels",
+                self._endpoint.describe(),
+                len(keys) - 1,
+            )
+            await conn.lost
+            self._sub = None
+            for waiters in self._confirmations.values():
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_exception(ConnectionError("redis subscriber lost"))
+            self._confirmations.clear()
+            if self._closing:
+                return
+            self.stats.num_reconnects += 1
+            self.stats.num_gaps += 1
+            logger.warning(
+                "redis subscriber connection lost (a Redis restart, a CLIENT KILL, or the "
+                "pubsub output-buffer limit); messages published until the resubscribe are "
+                "not delivered to this process"
+            )
+
+    # The probe
+
+    async def _run_probe(self) -> None:
+        while not self._closing:
+            await asyncio.sleep(self._probe_interval_s)
+            if self._pub is None or self._sub is None:
+                continue
+            now = time.monotonic()
+            sent_at = self._probe_sent_at
+            if sent_at is not None and now - sent_at > self._probe_timeout_s:
+                self.stats.num_probe_failures += 1
+                self._is_deaf = True
+                logger.warning(
+                    "no probe came back through Redis pub/sub for %.1fs: this process is deaf; "
+                    "reconnecting and resubscribing",
+                    now - sent_at,
+                )
+                for conn in (self._sub, self._pub):
+                    if conn is not None:
+                        conn.close()
+                continue
+            if sent_at is None:
+                self._probe_sent_at = now
+            # The probe bypasses the buffer bound: it must not be dropped, it measures.
+            self._enqueue(self._probe_key, b"probe")

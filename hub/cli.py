@@ -1,0 +1,132 @@
+"""The ``hub`` command: ``serve``, ``bench``, and the flags of each."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from hub import __version__
+from hub.config import OPTIONS, Settings, parse_bytes
+from hub.errors import ConfigError
+
+__all__ = ["build_parser", "main"]
+
+_GROUPS = {
+    "server": "listening",
+    "broker": "broker (Redis)",
+    "limits": "limits",
+    "ws": "WebSocket",
+    "logging": "logging",
+}
+
+
+def _describe_default(default: Any) -> str:
+    if default is None:
+        return "unset"
+    if default is False:
+        return "off"
+    if default is True:
+        return "on"
+    return str(default)
+
+
+def add_settings_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per Settings field; each also reads its HUB_* environment variable."""
+    groups = {key: parser.add_argument_group(title) for key, title in _GROUPS.items()}
+    for opt in OPTIONS:
+        group = groups.get(opt.group, parser)
+        help_text = f"{opt.help} [env {opt.env}; default: {_describe_default(opt.default)}]"
+        kwargs: dict[str, Any] = {"dest": opt.name, "default": None, "help": help_text}
+        if opt.type is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["type"] = parse_bytes if opt.name.endswith("_bytes") else opt.type
+            kwargs["metavar"] = "URL" if opt.name == "redis_url" else opt.name.upper()
+        group.add_argument(opt.flag, **kwargs)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hub",
+        description="hub: a WebSocket pub/sub broadcast hub. Every message a client sends "
+        "reaches every subscriber of its channel on every hub process that shares the Redis.",
+        epilog="Run 'hub COMMAND --help' for a command's options.",
+    )
+    parser.add_argument("--version", action="version", version=f"hub {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    serve = commands.add_parser(
+        "serve",
+        help="accept WebSocket connections and fan messages out through Redis",
+        description="Serve WebSocket clients at ws://HOST:PORT/<channel>. Every flag can also "
+        "be set by its HUB_* environment variable; a flag wins over the environment.",
+    )
+    add_settings_flags(serve)
+    commands.add_parser(
+        "bench",
+        help="load-test any raw-mode WebSocket server (run 'hub bench --help')",
+        add_help=False,
+    )
+    return parser
+
+
+def _settings_from_args(args: argparse.Namespace) -> Settings:
+    overrides = {
+        opt.name: getattr(args, opt.name)
+        for opt in OPTIONS
+        if getattr(args, opt.name, None) is not None
+    }
+    return Settings.from_env(os.environ, **overrides)
+
+
+def _worker_main(settings: Settings, index: int) -> None:
+    """Entry point of a spawned worker process."""
+    from hub.app import run_worker
+    from hub.logs import configure_logging
+
+    configure_logging(settings.log_level, settings.log_format, worker=index)
+    run_worker(settings, worker=index, reuse_port=True, supervised=True)
+
+
+def serve(settings: Settings) -> int:
+    from hub.logs import configure_logging
+
+    if settings.num_workers == 1:
+        from hub.app import run_worker
+
+        configure_logging(settings.log_level, settings.log_format, worker=0)
+        run_worker(settings)
+        return 0
+    from hub.embedded_redis import RedisNotInstalled
+    from hub.supervisor import Supervisor
+
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        return Supervisor(settings, _worker_main).run()
+    except RedisNotInstalled as exc:
+        print(f"hub: {exc}", file=sys.stderr)
+        return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:
+        from hub.bench.cli import main as bench_main
+
+        status: int = bench_main(argv[1:])
+        return status
+    args = build_parser().parse_args(argv)
+    try:
+        settings = _settings_from_args(args)
+    except ConfigError as exc:
+        print(f"hub: bad setting {exc}", file=sys.stderr)
+        return 2
+    if args.command == "serve":
+        return serve(settings)
+    return 2  # pragma: no cover - argparse rejects unknown commands
+
+
+if __name__ == "__main__":
+    sys.exit(main())

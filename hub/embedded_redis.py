@@ -1,0 +1,118 @@
+"""The redis-server that a multi-worker hub starts and owns when no --redis URL is given."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+__all__ = ["PUBSUB_BUFFER_LIMIT", "EmbeddedRedis", "RedisNotInstalled", "find_redis_server"]
+
+logger = logging.getLogger(__name__)
+
+#: Redis drops a pub/sub client whose output buffer passes this (default 32mb 8mb 60). The hub
+#: reads ahead of Redis, but a burst to a busy process can still pass 32 MB; a dropped
+#: subscriber loses every message until it resubscribes, so the owned server allows more.
+PUBSUB_BUFFER_LIMIT = "pubsub 256mb 128mb 60"
+
+
+class RedisNotInstalled(RuntimeError):
+    pass
+
+
+def find_redis_server() -> str | None:
+    return shutil.which("redis-server") or next(
+        (p for p in ("/usr/bin/redis-server", "/usr/sbin/redis-server") if Path(p).exists()),
+        None,
+    )
+
+
+class EmbeddedRedis:
+    """A private redis-server on a unix socket in a temporary directory, removed at exit."""
+
+    def __init__(self) -> None:
+        exe = find_redis_server()
+        if exe is None:
+            raise RedisNotInstalled(
+                "several workers need Redis to reach each other: pass --redis URL "
+                "(or HUB_REDIS_URL), or install redis-server (apt-get install redis-server)"
+            )
+        self._exe = exe
+        self._dir = Path(tempfile.mkdtemp(prefix="hub-redis-"))
+        self.socket_path = self._dir / "redis.sock"
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket_path}"
+
+    def start(self, timeout_s: float = 10.0) -> None:
+        self._proc = subprocess.Popen(
+            [
+                self._exe,
+                "--port",
+                "0",
+                "--unixsocket",
+                str(self.socket_path),
+                "--unixsocketperm",
+                "700",
+                "--dir",
+                str(self._dir),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--client-output-buffer-limit",
+                PUBSUB_BUFFER_LIMIT,
+                "--maxclients",
+                "10000",
+                "--loglevel",
+                "warning",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"redis-server exited with {self._proc.returncode}")
+            if self._ping():
+                logger.info("embedded redis-server %d on %s", self._proc.pid, self.socket_path)
+                return
+            time.sleep(0.02)
+        raise RuntimeError(f"redis-server did not answer on {self.socket_path}")
+
+    def _ping(self) -> bool:
+        try:
+            with socket.socket(socket.AF_UNIX) as s:
+                s.settimeout(1.0)
+                s.connect(str(self.socket_path))
+                s.sendall(b"PING\r\n")
+                return s.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def is_running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def restart_if_dead(self) -> None:
+        if self._proc is not None and self._proc.poll() is not None:
+            logger.error(
+                "embedded redis-server exited with %s; restarting it", self._proc.returncode
+            )
+            self.socket_path.unlink(missing_ok=True)
+            self.start()
+
+    def stop(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        shutil.rmtree(self._dir, ignore_errors=True)

@@ -1,0 +1,109 @@
+"""The error tree and the close-code table.
+
+Hierarchy::
+
+    HubError
+    ├── ConfigError          a setting has a bad value (names the key and the value)
+    ├── InvalidChannel       a channel name breaks the naming rule
+    └── ProtocolError        a client frame could not be understood (carries a stable code)
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+__all__ = [
+    "CLOSE_CODES",
+    "CloseCode",
+    "ConfigError",
+    "HubError",
+    "InvalidChannel",
+    "ProtocolError",
+]
+
+
+class HubError(Exception):
+    """Base class of every error that hub raises on purpose."""
+
+
+class ConfigError(HubError):
+    """A setting has a value that hub cannot use."""
+
+    def __init__(self, key: str, value: object, reason: str) -> None:
+        super().__init__(key, value, reason)
+        self.key = key
+        self.value = value
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"{self.key}={self.value!r}: {self.reason}"
+
+
+class InvalidChannel(HubError):
+    """A channel name breaks the naming rule."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(name, reason)
+        self.name = name
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"invalid channel name {self.name[:80]!r}: {self.reason}"
+
+
+class ProtocolError(HubError):
+    """A client request that the server refuses; the connection stays open."""
+
+    def __init__(self, code: str, message: str, request_id: object = None) -> None:
+        super().__init__(code, message)
+        self.code = code
+        self.message = message
+        self.request_id = request_id
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
+class CloseCode(enum.IntEnum):
+    """WebSocket close codes that hub sends. Each one's reconnect rule is in CLOSE_CODES."""
+
+    NORMAL = 1000
+    GOING_AWAY = 1001
+    POLICY_VIOLATION = 1008
+    MESSAGE_TOO_BIG = 1009
+    INTERNAL_ERROR = 1011
+    TRY_AGAIN_LATER = 1013
+    TOKEN_EXPIRED = 4001
+    SLOW_CONSUMER = 4008
+
+
+@dataclass(frozen=True)
+class CloseRule:
+    reason: str
+    should_reconnect: bool
+    advice: str
+
+
+CLOSE_CODES: dict[CloseCode, CloseRule] = {
+    CloseCode.NORMAL: CloseRule("normal closure", False, "the client or server ended the session"),
+    CloseCode.GOING_AWAY: CloseRule(
+        "server shutting down", True, "reconnect after a short random delay"
+    ),
+    CloseCode.POLICY_VIOLATION: CloseRule(
+        "publish rate limit exceeded", True, "slow down, then reconnect with backoff"
+    ),
+    CloseCode.MESSAGE_TOO_BIG: CloseRule(
+        "frame larger than --max-message-bytes", True, "reconnect; do not resend that frame"
+    ),
+    CloseCode.INTERNAL_ERROR: CloseRule("server bug", True, "reconnect with backoff"),
+    CloseCode.TRY_AGAIN_LATER: CloseRule("server overloaded", True, "reconnect with backoff"),
+    CloseCode.TOKEN_EXPIRED: CloseRule(
+        "the JWT expired while connected", True, "fetch a fresh token, then reconnect"
+    ),
+    CloseCode.SLOW_CONSUMER: CloseRule(
+        "the client read too slowly and its unsent bytes passed --max-buffered-bytes",
+        True,
+        "reconnect; messages sent meanwhile were not delivered to it",
+    ),
+}
