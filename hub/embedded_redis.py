@@ -25,10 +25,7 @@ class RedisNotInstalled(RuntimeError):
 
 
 def find_redis_server() -> str | None:
-    return shutil.which("redis-server") or next(
-        (p for p in ("/usr/bin/redis-server", "/usr/sbin/redis-server") if Path(p).exists()),
-        None,
-    )
+    return shutil.which("redis-server")
 
 
 class EmbeddedRedis:

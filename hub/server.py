@@ -23,6 +23,7 @@ __all__ = ["ENCODERS", "FORMAT_RAW", "FORMAT_RAW_COMPRESSED", "WebSocketHandler"
 logger = logging.getLogger(__name__)
 
 OPEN = State.OPEN
+SLOW_CLOSE_TIMEOUT_S = 10.0
 
 # Wire formats, as indices into ENCODERS (see fanout.deliver).
 FORMAT_RAW = 0
@@ -73,6 +74,9 @@ class RawClient:
         return size
 
     def disconnect(self, code: int, reason: str) -> None:
+        # A slow consumer must drain what is already queued before it can read the close
+        # frame, so it gets longer than the shutdown's close timeout.
+        self.ws.close_timeout = SLOW_CLOSE_TIMEOUT_S
         task = asyncio.create_task(self.ws.close(code, reason))
         _closing.add(task)
         task.add_done_callback(_closing.discard)

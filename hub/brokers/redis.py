@@ -10,6 +10,7 @@ reconnects both connections (the failure that leaves Socket.IO adapters up, gree
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -29,6 +30,9 @@ logger = logging.getLogger(__name__)
 
 _SUBSCRIBE_CHUNK = 500
 _CONFIRM_TIMEOUT_S = 5.0
+#: The reconnect backoff's ceiling: every process retries at least this often.
+RECONNECT_MAX_S = 2.0
+RESUBSCRIBE_GRACE_S = RECONNECT_MAX_S + 0.5
 
 
 class RedisBroker:
@@ -66,6 +70,7 @@ class RedisBroker:
         # Subscribing: wanted channels by key, and confirmations awaited by key.
         self._keys: dict[bytes, str] = {}
         self._sub: RespConnection | None = None
+        self._subscribed = asyncio.Event()
         self._confirmations: dict[bytes, list[asyncio.Future[None]]] = {}
         # The probe: a channel outside the client namespace ('$' is not a valid name char).
         self._probe_key = self._prefix + b"$probe:" + self._name.encode()
@@ -111,7 +116,7 @@ class RedisBroker:
         self, role: str, on_replies: Callable[[list[Reply]], None]
     ) -> RespConnection:
         """Connect with backoff until it works (or the broker closes)."""
-        delays = backoff(max_s=5.0)
+        delays = backoff(max_s=RECONNECT_MAX_S)
         while True:
             try:
                 return await open_connection(
@@ -203,11 +208,12 @@ class RedisBroker:
     async def _run_publisher(self) -> None:
         while not self._closing:
             conn = await self._connect("publisher", self._on_publish_replies)
-            self._pub = conn
             logger.info("redis publisher connected to %s", self._endpoint.describe())
             if self._unsent:
+                await self._await_resubscribed(conn)
                 logger.info("publishing %d messages held during the outage", len(self._unsent))
-                self._flush()
+            self._pub = conn
+            self._flush()
             await conn.lost
             self._pub = None
             if self._closing:
@@ -221,6 +227,17 @@ class RedisBroker:
                 "redis publisher connection lost; holding up to %d messages until it is back",
                 self._max_held_messages,
             )
+
+    async def _await_resubscribed(self, conn: RespConnection) -> None:
+        """Hold the outage's messages until subscribers are likely back.
+
+        Published before the other processes resubscribe, they would reach no one. This
+        process's own subscriber is awaited; the others reconnect within one backoff ceiling
+        of Redis coming back, so that long is allowed for them too.
+        """
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._subscribed.wait(), RESUBSCRIBE_GRACE_S * 4)
+        await asyncio.sleep(RESUBSCRIBE_GRACE_S)
 
     # Subscribing
 
@@ -272,6 +289,7 @@ class RedisBroker:
             for i in range(0, len(keys), _SUBSCRIBE_CHUNK):
                 conn.transport.write(encode_command(b"SUBSCRIBE", *keys[i : i + _SUBSCRIBE_CHUNK]))
             self._sub = conn
+            self._subscribed.set()
             self._probe_sent_at = None
             self._is_deaf = False
             logger.info(
@@ -281,6 +299,7 @@ class RedisBroker:
             )
             await conn.lost
             self._sub = None
+            self._subscribed.clear()
             for waiters in self._confirmations.values():
                 for waiter in waiters:
                     if not waiter.done():

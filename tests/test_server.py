@@ -1,0 +1,147 @@
+"""The WebSocket server of one hub process: handshake rules, limits and HTTP endpoints."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+
+import pytest
+from conftest import ROOT, HubProcess, t, wait_until
+from helpers import recv_n
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+TUTORIAL_CLIENT = textwrap.dedent(
+    """
+    import asyncio
+    import websockets
+
+    async def hello():
+        uri = "ws://localhost:%d"
+        async with websockets.connect(uri) as websocket:
+            await websocket.send("Hello, Server!")
+            response = await websocket.recv()
+            print(f"Received: {response}")
+
+    asyncio.run(hello())
+    """
+)
+
+
+def test_tutorial_client_gets_its_echo(start_hub: Callable[..., HubProcess]) -> None:
+    """The tutorial client, unchanged, connects to ws://localhost:PORT and gets its echo."""
+    hub = start_hub("--workers", "1")
+    out = subprocess.run(
+        [sys.executable, "-c", TUTORIAL_CLIENT % hub.port],
+        capture_output=True,
+        text=True,
+        timeout=t(20),
+        cwd=ROOT,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "Received: Hello, Server!"
+
+
+@pytest.mark.parametrize(
+    "path", ["bad%20name", "a" * 201, "/leading", "emoji-\u2603", "semi;colon"]
+)
+async def test_invalid_channel_is_refused_with_400(
+    start_hub: Callable[..., HubProcess], path: str
+) -> None:
+    """An invalid channel name is refused at the handshake with 400 and the naming rule."""
+    hub = start_hub("--workers", "1")
+    with pytest.raises(InvalidStatus) as info:
+        async with connect(hub.url(path)):
+            pass
+    response = info.value.response
+    assert response.status_code == 400
+    assert b"1 to 200 characters from A-Z a-z 0-9 _ - . : /" in response.body
+
+
+async def test_root_path_is_the_default_channel(start_hub: Callable[..., HubProcess]) -> None:
+    """ws://host:port/ and ws://host:port/default are the same channel."""
+    hub = start_hub("--workers", "1")
+    async with connect(hub.url("")) as root, connect(hub.url("default")) as named:
+        await root.send("hi")
+        assert await recv_n(named, 1) == ["hi"]
+
+
+async def test_oversized_frame_closes_with_1009_and_spares_neighbours(
+    start_hub: Callable[..., HubProcess],
+) -> None:
+    """A frame over --max-message-bytes closes that client with 1009; a neighbour keeps going."""
+    hub = start_hub("--workers", "1", "--max-message-bytes", "1024")
+    async with connect(hub.url("big"), max_size=None) as big, connect(hub.url("big")) as calm:
+        await big.send("x" * 2000)
+        with pytest.raises(ConnectionClosed) as info:
+            await asyncio.wait_for(big.recv(), t(5))
+        assert info.value.rcvd is not None and info.value.rcvd.code == 1009
+        await calm.send("still here")
+        assert await recv_n(calm, 1) == ["still here"]
+
+
+async def test_slow_consumer_is_closed_with_4008_and_others_keep_pace(
+    start_hub: Callable[..., HubProcess],
+) -> None:
+    """A client that stops reading is closed with 4008; a reading client gets every message."""
+    hub = start_hub("--workers", "1", "--max-buffered-bytes", "65536")
+    payload = "p" * 16_000
+    count = 1500  # 24 MB: far past the kernel's socket buffers plus the 64 KiB bound
+    async with (
+        connect(hub.url("firehose"), max_size=None) as slow,
+        connect(hub.url("firehose"), max_size=None) as fast,
+        connect(hub.url("firehose")) as sender,
+    ):
+        slow.transport.pause_reading()
+        got = 0
+        progress = asyncio.Event()
+
+        async def drain_fast() -> None:
+            nonlocal got
+            while got < count:
+                assert await fast.recv() == payload
+                got += 1
+                progress.set()
+
+        reader = asyncio.create_task(drain_fast())
+        for i in range(count):
+            # Keep the reading client within a few messages of the sender, so that only the
+            # client that stopped reading can pass the bound.
+            while got < i - 2:
+                progress.clear()
+                await asyncio.wait_for(progress.wait(), t(10))
+            await sender.send(payload)
+        await asyncio.wait_for(reader, t(30))
+        assert got == count
+        wait_until(lambda: "slow consumer" in hub.output(), 10, "the slow-consumer log line")
+        slow.transport.resume_reading()
+        with pytest.raises(ConnectionClosed) as info:
+            while True:
+                await asyncio.wait_for(slow.recv(), t(10))
+        assert info.value.rcvd is not None and info.value.rcvd.code == 4008
+
+
+def test_healthz_readyz_and_unknown_paths(start_hub: Callable[..., HubProcess]) -> None:
+    """/healthz and /readyz answer 200 on a serving hub; an unknown path gets 404 with advice."""
+    hub = start_hub("--workers", "1")
+    assert hub.http("/healthz") == (200, "ok\n")
+    assert hub.http("/readyz")[0] == 200
+    status, body = hub.http("/nope")
+    assert status == 404 and "ws://HOST:PORT/<channel>" in body
+
+
+def test_bad_setting_is_refused_with_a_clear_message() -> None:
+    """A bad HUB_* value exits 2 and names the variable and the value."""
+    out = subprocess.run(
+        [sys.executable, "-m", "hub", "serve"],
+        capture_output=True,
+        text=True,
+        timeout=t(20),
+        env={"HUB_MAX_BUFFERED_BYTES": "lots", "PATH": "/usr/bin:/bin"},
+        cwd=ROOT,
+    )
+    assert out.returncode == 2
+    assert "HUB_MAX_BUFFERED_BYTES='lots'" in out.stderr
