@@ -48,6 +48,8 @@ class Node:
         self._unsubscribe_delay_s = unsubscribe_delay_s
         self._on_fanout = on_fanout
         self._registry: Registry[Client] = Registry()
+        # Channels subscribed at the broker; a channel stays a little after its last client.
+        self._broker_channels: set[str] = set()
         self._subscribing: dict[str, asyncio.Future[None]] = {}
         self._unsubscribing: dict[str, asyncio.Task[None]] = {}
         self._expiry: dict[str, asyncio.TimerHandle] = {}
@@ -74,30 +76,45 @@ class Node:
 
     # Subscriptions
 
+    async def prepare(self, channel: str) -> None:
+        """Subscribe the broker to ``channel`` ahead of a client joining it.
+
+        The server calls this during the WebSocket handshake, so that by the time a client
+        sees its connection open, messages on its channel already reach this process.
+        """
+        await self._ensure_subscribed(channel)
+        if channel not in self._registry and channel not in self._expiry:
+            self._schedule_expiry(channel)
+
     async def join(self, channel: str, client: Client) -> None:
         """Add ``client`` to ``channel``; returns once the channel's messages will reach it."""
-        is_first = self._registry.add(channel, client)
+        self._registry.add(channel, client)
         client.channels.add(channel)
         expiry = self._expiry.pop(channel, None)
         if expiry is not None:
-            expiry.cancel()  # still subscribed at the broker: nothing to do
-            return
-        if not is_first:
-            pending = self._subscribing.get(channel)
-            if pending is not None:
-                await asyncio.shield(pending)
-            return
-        unsubscribing = self._unsubscribing.get(channel)
-        if unsubscribing is not None:
-            await unsubscribing
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._subscribing[channel] = done
+            expiry.cancel()
         try:
-            await self.broker.subscribe(channel)
+            await self._ensure_subscribed(channel)
         except BaseException:
             self._registry.remove(channel, client)
             client.channels.discard(channel)
             raise
+
+    async def _ensure_subscribed(self, channel: str) -> None:
+        pending = self._subscribing.get(channel)
+        if pending is not None:
+            await asyncio.shield(pending)
+            return
+        if channel in self._broker_channels:
+            return
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._subscribing[channel] = done
+        try:
+            unsubscribing = self._unsubscribing.get(channel)
+            if unsubscribing is not None:
+                await unsubscribing
+            await self.broker.subscribe(channel)
+            self._broker_channels.add(channel)
         finally:
             del self._subscribing[channel]
             done.set_result(None)
@@ -106,10 +123,11 @@ class Node:
         """Remove ``client`` from ``channel``; the broker is unsubscribed after a delay."""
         client.channels.discard(channel)
         if self._registry.remove(channel, client):
-            loop = asyncio.get_running_loop()
-            self._expiry[channel] = loop.call_later(
-                self._unsubscribe_delay_s, self._expire, channel
-            )
+            self._schedule_expiry(channel)
+
+    def _schedule_expiry(self, channel: str) -> None:
+        loop = asyncio.get_running_loop()
+        self._expiry[channel] = loop.call_later(self._unsubscribe_delay_s, self._expire, channel)
 
     def leave_all(self, client: Client) -> None:
         for channel in list(client.channels):
@@ -117,7 +135,8 @@ class Node:
 
     def _expire(self, channel: str) -> None:
         del self._expiry[channel]
-        if channel not in self._registry:
+        if channel not in self._registry and channel in self._broker_channels:
+            self._broker_channels.discard(channel)
             task = asyncio.create_task(self._unsubscribe(channel))
             self._unsubscribing[channel] = task
 

@@ -91,7 +91,9 @@ class WebSocketHandler:
         self.num_connections = 0
         self.num_opened = 0
 
-    def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+    async def process_request(
+        self, connection: ServerConnection, request: Request
+    ) -> Response | None:
         if not is_upgrade(request):
             return self.routes.handle(connection, request)
         try:
@@ -99,6 +101,9 @@ class WebSocketHandler:
         except InvalidChannel as exc:
             return text_response(400, f"{exc}\n")
         connection.hub_channel = channel  # type: ignore[attr-defined]
+        # Subscribed before the 101 goes out: a client whose connection is open hears its
+        # channel from the first message on.
+        await self.node.prepare(channel)
         return None
 
     async def __call__(self, ws: ServerConnection) -> None:

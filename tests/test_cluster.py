@@ -89,3 +89,17 @@ async def test_redis_publish_injection_reaches_clients(
         assert r.publish(f"{prefix}news", b"\x89PNG\xff") == 2
         for ws in (wa, wb):
             assert await recv_n(ws, 2) == ["breaking \u2603", b"\x89PNG\xff"]
+
+
+async def test_open_connection_already_hears_its_channel(
+    hub_pair: tuple[HubProcess, HubProcess], redis_server: RedisServer
+) -> None:
+    """Once a client's handshake completes, a message published at once reaches it: the hub
+    subscribes the channel during the handshake, not after."""
+    a, _ = hub_pair
+    prefix = a.args[a.args.index("--channel-prefix") + 1]
+    r = redis_server.client()
+    for i in range(20):
+        async with connect(a.url(f"fresh-{i}")) as ws:
+            assert r.publish(f"{prefix}fresh-{i}", f"first {i}") == 1
+            assert await recv_n(ws, 1) == [f"first {i}"]
