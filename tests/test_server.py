@@ -145,3 +145,30 @@ def test_bad_setting_is_refused_with_a_clear_message() -> None:
     )
     assert out.returncode == 2
     assert "HUB_MAX_BUFFERED_BYTES='lots'" in out.stderr
+
+
+async def test_channel_is_subscribed_before_the_handshake_completes() -> None:
+    """With a broker slow to confirm SUBSCRIBE, the 101 waits for it: a message published the
+    moment the connection opens still reaches the client."""
+    from websockets.asyncio.server import serve
+
+    from hub.brokers.memory import MemoryBroker
+    from hub.http import Routes
+    from hub.node import Node
+    from hub.server import ENCODERS, WebSocketHandler
+
+    class SlowBroker(MemoryBroker):
+        async def subscribe(self, channel: str) -> None:
+            await asyncio.sleep(0.3)
+            await super().subscribe(channel)
+
+    broker = SlowBroker()
+    node = Node(broker=broker, encoders=ENCODERS, max_buffered_bytes=1 << 20)
+    await node.start()
+    handler = WebSocketHandler(node=node, routes=Routes())
+    async with serve(handler, "127.0.0.1", 0, process_request=handler.process_request) as server:
+        port = server.sockets[0].getsockname()[1]
+        async with connect(f"ws://127.0.0.1:{port}/slow") as ws:
+            broker.publish("slow", b"right away")
+            assert await recv_n(ws, 1) == ["right away"]
+    await node.close()
