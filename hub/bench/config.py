@@ -1,0 +1,44 @@
+"""The settings of one bench run, shared by the coordinator and its worker processes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["RunConfig"]
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a worker needs to play its part. Picklable: it crosses process boundaries."""
+
+    scenario: str  # fanout | echo | conns | broadcast-all
+    urls: list[str]
+    procs: int
+    # Sockets
+    num_sockets: int  # receivers: subscribers, echo clients, idle sockets, broadcast targets
+    num_publishers: int = 0
+    channel: str = "bench"
+    num_channels: int = 1
+    source_addrs: list[str] = field(default_factory=list)
+    concurrency: int = 256
+    connect_timeout_s: float = 10.0
+    # Traffic
+    size: int = 64
+    rate: float | None = 1000.0  # messages/s over all publishers; None: --rate max
+    window: int = 64
+    messages: int | None = None  # fanout: in all; echo: per client
+    duration_s: float = 10.0
+    drain_timeout_s: float = 5.0
+    # broadcast-all
+    rounds: int = 1
+    round_timeout_s: float = 10.0
+    # Reporting
+    interval_s: float = 0.5
+
+    def channel_of(self, index: int) -> str:
+        """The channel of receiver ``index``."""
+        if self.scenario == "echo":
+            return f"{self.channel}-echo-{index}"
+        if self.num_channels <= 1:
+            return self.channel
+        return f"{self.channel}-{index % self.num_channels}"

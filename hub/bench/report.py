@@ -1,0 +1,242 @@
+"""The report: totals from every worker's results, the final table, the JSON file and the plot.
+
+``assemble`` and ``exit_status`` are pure: they take plain dicts, as the workers send them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections import Counter
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from hub.bench.config import RunConfig
+from hub.bench.stats import merge_encoded, summarize
+
+__all__ = ["SCHEMA", "assemble", "exit_status", "print_report", "write_plot"]
+
+SCHEMA = "hub-bench/1"
+SATURATED_CPU_PERCENT = 90.0
+
+
+def assemble(
+    config: RunConfig,
+    base: dict[str, Any],
+    connected: dict[int, dict[str, Any]],
+    results: dict[int, dict[str, Any]],
+    extra: dict[str, Any],
+    timeline: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """Build the full report from the coordinator's notes and each worker's result."""
+    report: dict[str, Any] = {"schema": SCHEMA} | base
+    report["config"] = dataclasses.asdict(config)
+    workers = [results[n] for n in sorted(results)]
+    receivers_at_start = sum(c.get("receivers_connected", 0) for c in connected.values())
+
+    errors: Counter[str] = Counter()
+    for result in workers:
+        errors.update(result["errors"])
+    connections = report.setdefault("connections", {})
+    connections["disconnected"] = sum(r["disconnected"] for r in workers)
+    connections["errors"] = dict(errors)
+
+    received = sum(r["tally"]["received"] for r in workers)
+    unique = sum(r["tally"]["unique"] for r in workers)
+    sent = sum(r["sent"] for r in workers)
+    if config.scenario == "fanout":
+        expected = sum(extra.get("sent_by_pub", {}).values()) * receivers_at_start
+    elif config.scenario == "echo":
+        expected = sent
+    elif config.scenario == "broadcast-all":
+        expected = config.rounds * receivers_at_start
+    else:
+        expected = 0
+    measured_s = float(report.get("measured_s") or 0.0)
+    send_s = float(extra.get("send_s") or measured_s)
+    report["messages"] = {
+        "sent": sent,
+        "expected": expected,
+        "received": received,
+        "unique": unique,
+        "lost": max(0, expected - unique),
+        "duplicates": sum(r["tally"]["duplicates"] for r in workers),
+        "reordered": sum(r["tally"]["reordered"] for r in workers),
+        "unexpected": max(0, unique - expected),
+        "other_frames": sum(r["other_frames"] for r in workers),
+        "frames_received": sum(r["frames"] for r in workers),
+        "bytes_received": sum(r["bytes"] for r in workers),
+        "send_per_s": round(sent / send_s, 1) if send_s else None,
+        "recv_per_s": round(received / measured_s, 1) if measured_s else None,
+    }
+    if "sent_by_pub" in extra:
+        report["messages"]["sent_by_publisher"] = {
+            str(k): v for k, v in sorted(extra["sent_by_pub"].items())
+        }
+    report["latency_us"] = summarize(merge_encoded([r["hist"] for r in workers]))
+    report["timeline"] = aggregate_timeline(timeline, config.interval_s)
+
+    procs = [
+        {
+            "worker": n,
+            "pid": r["pid"],
+            "sockets": r["receivers"],
+            "cpu_s": round(r["cpu_s"], 3),
+            "cpu_percent_phase": round(r["cpu_percent_phase"], 1),
+            "cpu_percent_max": round(r["cpu_percent_max"], 1),
+            "rss_bytes": r["rss_bytes"],
+        }
+        for n, r in zip(sorted(results), workers, strict=True)
+    ]
+    saturated = [p["worker"] for p in procs if p["cpu_percent_max"] > SATURATED_CPU_PERCENT]
+    client_memory = report.pop("client_memory", {})
+    report["client"] = {"procs": procs, "saturated_workers": saturated, "memory": client_memory}
+    if "server_memory" in extra:
+        report["server_memory"] = extra["server_memory"]
+    if "rounds" in extra:
+        report["rounds"] = [
+            {k: v for k, v in item.items() if k != "hist"} for item in extra["rounds"]
+        ]
+
+    warnings = []
+    if saturated:
+        warnings.append(
+            f"worker(s) {saturated} passed {SATURATED_CPU_PERCENT:.0f}% of a core: "
+            "the bench may be the bottleneck; add --procs"
+        )
+    if connections.get("failed"):
+        warnings.append(f"{connections['failed']} connection(s) failed: {dict(errors)}")
+    if connections["disconnected"]:
+        warnings.append(f"{connections['disconnected']} socket(s) were closed during the run")
+    messages = report["messages"]
+    for name in ("lost", "duplicates", "reordered"):
+        if messages[name]:
+            warnings.append(f"{messages[name]} message(s) {name}")
+    report["warnings"] = warnings
+    report["ok"] = exit_status(report, strict=True) == 0
+    return report
+
+
+def aggregate_timeline(entries: list[dict[str, Any]], interval_s: float) -> list[dict[str, Any]]:
+    """Merge the workers' interval histograms into one row per interval."""
+    buckets: dict[int, list[bytes]] = {}
+    for entry in entries:
+        buckets.setdefault(int(entry["t_s"] // interval_s), []).append(entry["hist"])
+    rows = []
+    for bucket in sorted(buckets):
+        summary = summarize(merge_encoded(buckets[bucket]))
+        rows.append(
+            {
+                "t_s": round((bucket + 1) * interval_s, 3),
+                "count": summary["count"],
+                "per_s": round(summary["count"] / interval_s, 1),
+                "p50": summary["p50"],
+                "p99": summary["p99"],
+                "max": summary["max"],
+            }
+        )
+    return rows
+
+
+def exit_status(report: dict[str, Any], *, strict: bool) -> int:
+    """0, or 1 under --strict when anything was lost, duplicated, reordered or failed."""
+    if not strict:
+        return 0
+    connections = report.get("connections", {})
+    messages = report.get("messages", {})
+    failures = connections.get("failed", 0) + connections.get("disconnected", 0)
+    bad = messages.get("lost", 0) + messages.get("duplicates", 0) + messages.get("reordered", 0)
+    return 1 if failures or bad else 0
+
+
+def _fmt(value: Any, unit: str = "") -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.1f}{unit}"
+    if isinstance(value, int):
+        return f"{value:,}{unit}"
+    return f"{value}{unit}"
+
+
+def print_report(report: dict[str, Any], console: Console) -> None:
+    table = Table(title=f"hub bench {report['scenario']}", show_header=True)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    conn = report["connections"]
+    table.add_row("sockets connected / target", f"{conn['connected']:,} / {conn['target']:,}")
+    table.add_row("connect failures", _fmt(conn["failed"]))
+    table.add_row("closed during run", _fmt(conn["disconnected"]))
+    table.add_row("connect time", f"{conn['connect_s']:.3f} s")
+    table.add_row("connect rate", _fmt(conn["connect_rate_per_s"], "/s"))
+    messages = report["messages"]
+    if report["scenario"] != "conns":
+        for name in ("sent", "expected", "received", "lost", "duplicates", "reordered"):
+            table.add_row(f"messages {name}", _fmt(messages[name]))
+        table.add_row("receive rate", _fmt(messages["recv_per_s"], "/s"))
+        lat = report["latency_us"]
+        for name in ("p50", "p90", "p99", "p99_9", "max"):
+            table.add_row(f"latency {name.replace('_', '.')}", _fmt(lat[name], " µs"))
+    for item in report.get("rounds", []):
+        table.add_row(
+            f"round {item['round']}: got / expected",
+            f"{item['received']:,} / {item['expected']:,}",
+        )
+        table.add_row(f"round {item['round']}: all received", _fmt(item["all_received_us"], " µs"))
+    server = report.get("server_memory")
+    if server:
+        table.add_row("server RSS before", _fmt(server["rss_before_bytes"], " B"))
+        table.add_row("server RSS after", _fmt(server["rss_after_bytes"], " B"))
+        table.add_row("server memory / connection", _fmt(server["per_connection_bytes"], " B"))
+    client = report["client"]
+    table.add_row("client memory / socket", _fmt(client["memory"].get("per_socket_bytes"), " B"))
+    for proc in client["procs"]:
+        table.add_row(
+            f"client worker {proc['worker']} CPU (phase / max)",
+            f"{proc['cpu_percent_phase']:.0f}% / {proc['cpu_percent_max']:.0f}%",
+        )
+    console.print(table)
+    for warning in report["warnings"]:
+        console.print(f"[yellow]warning:[/yellow] {warning}")
+
+
+def write_plot(report: dict[str, Any], histograms: list[bytes], path: str) -> None:
+    """Latency over time (p50, p99, max per interval) and the latency histogram, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    hist = merge_encoded(histograms)
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 8))
+    rows = report["timeline"]
+    times = [row["t_s"] for row in rows]
+    xlabel = "time (s)"
+    if not rows and report.get("rounds"):
+        # broadcast-all: one point per round
+        rows = [item["latency_us"] for item in report["rounds"]]
+        times = [item["round"] for item in report["rounds"]]
+        xlabel = "round"
+    for name in ("p50", "p99", "max"):
+        top.plot(times, [row[name] or math.nan for row in rows], marker=".", label=name)
+    top.set_yscale("log")
+    top.set_xlabel(xlabel)
+    top.set_ylabel("latency (µs)")
+    top.set_title(f"hub bench {report['scenario']}: latency over time")
+    top.legend()
+    values, counts = [], []
+    for item in hist.get_recorded_iterator():
+        values.append(item.value_iterated_to)
+        counts.append(item.count_at_value_iterated_to)
+    if values:
+        bottom.bar(range(len(values)), counts)
+        ticks = list(range(0, len(values), max(1, len(values) // 10)))
+        bottom.set_xticks(ticks, [str(values[i]) for i in ticks], rotation=45)
+    bottom.set_xlabel("latency (µs)")
+    bottom.set_ylabel("messages")
+    bottom.set_title("latency histogram")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

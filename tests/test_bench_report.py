@@ -1,0 +1,107 @@
+"""Tests of hub.bench.report and hub.bench.memory: totals, exit status, RSS parsing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hub.bench.config import RunConfig
+from hub.bench.memory import parse_resident_memory
+from hub.bench.report import assemble, exit_status
+from hub.bench.stats import LatencyRecorder
+
+
+def worker_result(
+    received: int, unique: int, dups: int = 0, reordered: int = 0, cpu: float = 10.0
+) -> dict[str, Any]:
+    recorder = LatencyRecorder()
+    for value in range(1, received + 1):
+        recorder.add(value)
+    recorder.flush()
+    return {
+        "tally": {
+            "received": received,
+            "unique": unique,
+            "duplicates": dups,
+            "reordered": reordered,
+        },
+        "errors": {},
+        "disconnected": 0,
+        "sent": 0,
+        "other_frames": 0,
+        "frames": received,
+        "bytes": received * 64,
+        "hist": recorder.total.encode(),
+        "pid": 1,
+        "receivers": 10,
+        "cpu_s": 1.0,
+        "cpu_percent_phase": cpu,
+        "cpu_percent_max": cpu,
+        "rss_bytes": 1,
+    }
+
+
+def fanout_report(results: dict[int, dict[str, Any]], failed: int = 0) -> dict[str, Any]:
+    config = RunConfig(scenario="fanout", urls=["ws://x"], procs=2, num_sockets=20)
+    base = {
+        "scenario": "fanout",
+        "measured_s": 1.0,
+        "connections": {"target": 22, "connected": 22 - failed, "failed": failed},
+    }
+    connected = {0: {"receivers_connected": 10}, 1: {"receivers_connected": 10}}
+    extra = {"sent_by_pub": {0: 50, 1: 50}, "send_s": 1.0}
+    return assemble(config, base, connected, results, extra, [])
+
+
+def test_fanout_totals_clean() -> None:
+    """Expected is messages sent times subscribers; nothing lost gives ok."""
+    report = fanout_report({0: worker_result(1000, 1000), 1: worker_result(1000, 1000)})
+    messages = report["messages"]
+    assert messages["expected"] == 2000
+    assert messages["received"] == 2000
+    assert messages["lost"] == 0
+    assert report["latency_us"]["count"] == 2000
+    assert report["ok"] is True
+    assert exit_status(report, strict=True) == 0
+
+
+def test_fanout_loss_duplicates_reorder() -> None:
+    """Loss is expected minus unique; duplicates and reordering add up across workers."""
+    report = fanout_report(
+        {0: worker_result(1000, 990, dups=10), 1: worker_result(995, 995, reordered=3)}
+    )
+    messages = report["messages"]
+    assert messages["lost"] == 15
+    assert messages["duplicates"] == 10
+    assert messages["reordered"] == 3
+    assert report["ok"] is False
+    assert exit_status(report, strict=True) == 1
+    assert exit_status(report, strict=False) == 0
+    assert any("lost" in w for w in report["warnings"])
+
+
+def test_failures_fail_strict() -> None:
+    """A failed connection makes --strict exit nonzero."""
+    report = fanout_report({0: worker_result(1000, 1000), 1: worker_result(1000, 1000)}, 1)
+    assert exit_status(report, strict=True) == 1
+
+
+def test_saturation_warning() -> None:
+    """A worker over 90% of a core is named in the report."""
+    report = fanout_report({0: worker_result(1000, 1000, cpu=97.0), 1: worker_result(1000, 1000)})
+    assert report["client"]["saturated_workers"] == [0]
+    assert any("bottleneck" in w for w in report["warnings"])
+
+
+def test_parse_resident_memory() -> None:
+    """All process_resident_memory_bytes samples are summed; other metrics are ignored."""
+    text = (
+        "# HELP process_resident_memory_bytes Resident memory size in bytes.\n"
+        "# TYPE process_resident_memory_bytes gauge\n"
+        'process_resident_memory_bytes{pid="1"} 1.5e+06\n'
+        'process_resident_memory_bytes{pid="2"} 500000.0\n'
+        "process_resident_memory_bytes_total 99\n"
+        "process_virtual_memory_bytes 1e9\n"
+    )
+    assert parse_resident_memory(text) == 2_000_000
+    assert parse_resident_memory("process_resident_memory_bytes 42\n") == 42
+    assert parse_resident_memory("up 1\n") is None
