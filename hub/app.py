@@ -16,8 +16,9 @@ from websockets.http11 import Request, Response
 from hub.brokers import Broker, create_broker
 from hub.config import Settings
 from hub.http import Routes, text_response
+from hub.keepalive import run_keepalive
 from hub.node import Node
-from hub.server import ENCODERS, WebSocketHandler
+from hub.server import ENCODERS, HubConnection, WebSocketHandler
 
 __all__ = ["App", "raise_open_file_limit", "run_worker"]
 
@@ -84,6 +85,7 @@ class App:
         self.routes.add("/readyz", self._readyz)
         self.handler = WebSocketHandler(node=self.node, routes=self.routes)
         self.server: Server | None = None
+        self._keepalive: asyncio.Task[None] | None = None
         self.stopping = asyncio.Event()
 
     def _healthz(self, connection: ServerConnection, request: Request) -> Response:
@@ -105,12 +107,16 @@ class App:
             process_request=self.handler.process_request,
             compression="deflate" if s.compression else None,
             max_size=s.max_message_bytes,
-            ping_interval=s.ping_interval_s or None,
-            ping_timeout=s.ping_timeout_s or None,
+            ping_interval=None,  # see hub.keepalive: one task for all connections
             close_timeout=CLOSE_TIMEOUT_S,
             reuse_port=self.reuse_port,
             backlog=4096,
+            create_connection=HubConnection,
         )
+        if s.ping_interval_s > 0:
+            self._keepalive = asyncio.create_task(
+                run_keepalive(self.server, interval_s=s.ping_interval_s, timeout_s=s.ping_timeout_s)
+            )
         logger.info(
             "worker %d serving ws://%s:%d (broker %s, capacity %d connections: the open-file "
             "limit; run more workers for more)",
@@ -152,6 +158,8 @@ class App:
 
     async def stop(self) -> None:
         logger.info("worker %d shutting down: closing connections with 1001", self.worker)
+        if self._keepalive is not None:
+            self._keepalive.cancel()
         if self.server is not None:
             self.server.close()  # closes every connection with 1001 (going away)
             try:

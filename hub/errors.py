@@ -70,6 +70,7 @@ class CloseCode(enum.IntEnum):
 
     NORMAL = 1000
     GOING_AWAY = 1001
+    INVALID_DATA = 1007
     POLICY_VIOLATION = 1008
     MESSAGE_TOO_BIG = 1009
     INTERNAL_ERROR = 1011
@@ -89,6 +90,9 @@ CLOSE_CODES: dict[CloseCode, CloseRule] = {
     CloseCode.NORMAL: CloseRule("normal closure", False, "the client or server ended the session"),
     CloseCode.GOING_AWAY: CloseRule(
         "server shutting down", True, "reconnect after a short random delay"
+    ),
+    CloseCode.INVALID_DATA: CloseRule(
+        "a text frame that is not valid UTF-8", True, "send binary frames for non-UTF-8 data"
     ),
     CloseCode.POLICY_VIOLATION: CloseRule(
         "publish rate limit exceeded", True, "slow down, then reconnect with backoff"

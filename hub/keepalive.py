@@ -1,0 +1,50 @@
+"""Keepalive pings for every connection of a server, from ONE task.
+
+websockets runs a keepalive task per connection; with tens of thousands of idle sockets those
+tasks are a large share of each connection's memory. One sweep per interval does the same work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+
+from websockets.asyncio.server import Server
+from websockets.protocol import State
+
+__all__ = ["run_keepalive"]
+
+logger = logging.getLogger(__name__)
+
+#: Connections handled between two yields to the event loop, so a sweep never stalls fan-out.
+_CHUNK = 500
+
+
+async def run_keepalive(server: Server, *, interval_s: float, timeout_s: float) -> None:
+    """Every ``interval_s``, ping each open connection; cut off those whose previous ping has
+    had no pong for ``timeout_s`` (a peer that vanished without closing its socket)."""
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(interval_s)
+        now = loop.time()
+        num_dead = 0
+        for i, ws in enumerate(list(server.connections)):
+            if i % _CHUNK == _CHUNK - 1:
+                await asyncio.sleep(0)
+            if ws.protocol.state is not State.OPEN:
+                continue
+            pending = ws.pending_pings
+            if pending:
+                oldest = min(sent_at for _, sent_at in pending.values())
+                if now - oldest > timeout_s:
+                    num_dead += 1
+                    ws.transport.abort()
+                continue
+            data = os.urandom(4)
+            # Registered where websockets looks for it, so its own pong handling completes it.
+            pending[data] = (loop.create_future(), now)
+            ws.protocol.send_ping(data)
+            ws.send_data()
+        if num_dead:
+            logger.info("closed %d connections that did not answer a keepalive ping", num_dead)
