@@ -228,3 +228,29 @@ async def test_invalid_utf8_text_closes_with_1007(start_hub: Callable[..., HubPr
         assert info.value.rcvd is not None and info.value.rcvd.code == 1007
         await good.send("fine")
         assert await recv_n(good, 1) == ["fine"]
+
+
+async def test_compression_flag_negotiates_deflate_and_delivers(
+    start_hub: Callable[..., HubProcess],
+) -> None:
+    """With --compression, clients that offer permessage-deflate get compressed frames that
+    decode to the same messages, and clients that do not still get plain frames."""
+    hub = start_hub("--workers", "1", "--compression")
+    assert "capacity" in hub.output(), "each worker logs its connection capacity"
+    async with (
+        connect(hub.url("z")) as deflate,
+        connect(hub.url("z"), compression=None) as plain,
+    ):
+        assert deflate.protocol.extensions, "permessage-deflate was negotiated"
+        assert not plain.protocol.extensions
+        messages: list[str | bytes] = ["a" * 1000, b"\x00" * 500, "last"]
+        for m in messages:
+            await plain.send(m)
+        assert await recv_n(deflate, 3) == messages
+        assert await recv_n(plain, 3) == messages
+
+
+async def test_compression_is_off_by_default(start_hub: Callable[..., HubProcess]) -> None:
+    hub = start_hub("--workers", "1")
+    async with connect(hub.url("z")) as ws:
+        assert not ws.protocol.extensions

@@ -1,0 +1,353 @@
+"""Measure the five targets of docs/benchmarks.md on this machine.
+
+Each target starts the servers it needs (real redis-server and hub processes on free loopback
+ports), drives them with ``hub bench``, prints one JSON line per run, and stops what it started.
+
+    python benchmarks/targets.py fanout --repeat 3      # 1. max sustained fan-out, hub vs reference
+    python benchmarks/targets.py latency --repeat 3     # 2. p99 at 100 msg/s to 1,000
+    python benchmarks/targets.py memory --repeat 3      # 3. server memory per idle connection
+    python benchmarks/targets.py scale --repeat 3       # 4. 100k sockets + broadcast-all
+    python benchmarks/targets.py bench --repeat 3       # 5. the bench's own limits
+
+Run nothing else heavy meanwhile: the machine's cores are shared by the servers and the bench.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_http(port: int, path: str, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing answered {path} on port {port}")
+
+
+def wait_port(port: int, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on port {port}")
+
+
+def stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+@contextlib.contextmanager
+def redis_server() -> Iterator[str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--client-output-buffer-limit",
+            "pubsub 256mb 128mb 60",
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        wait_port(port)
+        yield f"redis://127.0.0.1:{port}"
+    finally:
+        stop([proc])
+
+
+@contextlib.contextmanager
+def hubs(n: int, *args: str, redis_url: str | None = None) -> Iterator[list[tuple[int, int]]]:
+    """``n`` hub instances; yields (port, pid) pairs."""
+    procs, out = [], []
+    try:
+        for _ in range(n):
+            port = free_port()
+            cmd = [PY, "-m", "hub", "serve", "--port", str(port), *args]
+            if redis_url:
+                cmd += ["--redis", redis_url]
+            procs.append(
+                subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            )
+            out.append((port, procs[-1].pid))
+        for port, _ in out:
+            wait_http(port, "/readyz")
+        yield out
+    finally:
+        stop(procs)
+
+
+@contextlib.contextmanager
+def reference() -> Iterator[list[tuple[int, int]]]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [PY, str(ROOT / "benchmarks" / "reference_broadcast.py"), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_port(port)
+        yield [(port, proc.pid)]
+    finally:
+        stop([proc])
+
+
+def bench(*args: str, timeout_s: float = 600) -> dict[str, Any]:
+    with tempfile.NamedTemporaryFile(suffix=".json") as f:
+        subprocess.run(
+            [PY, "-m", "hub.bench", *args, "-q", "--json", f.name],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=timeout_s,
+            check=False,
+        )
+        report: dict[str, Any] = json.loads(Path(f.name).read_text())
+        return report
+
+
+def urls(servers: list[tuple[int, int]]) -> list[str]:
+    out: list[str] = []
+    for port, _ in servers:
+        out += ["--url", f"ws://127.0.0.1:{port}"]
+    return out
+
+
+def fanout_run(servers: list[tuple[int, int]], rate: int, seconds: float) -> dict[str, Any]:
+    r = bench(
+        "fanout",
+        *urls(servers),
+        "-n",
+        "1000",
+        "-p",
+        "2",
+        "--rate",
+        str(rate),
+        "-s",
+        "90",
+        "-d",
+        str(seconds),
+        "--procs",
+        "2",
+        "--drain-timeout",
+        "5",
+    )
+    m, lat = r["messages"], r["latency_us"]
+    return {
+        "rate": rate,
+        "deliveries_per_s": m["recv_per_s"],
+        "lost": m["lost"],
+        "p99_ms": (lat.get("p99") or 0) / 1000,
+        "ok": m["lost"] == 0 and m["duplicates"] == 0 and 0 < (lat.get("p99") or 1e12) < 100_000,
+    }
+
+
+def max_sustained(servers: list[tuple[int, int]], seconds: float) -> dict[str, Any]:
+    """Double the rate while p99 < 100 ms with zero loss, then bisect between pass and fail."""
+    best: dict[str, Any] | None = None
+    lo, hi, rate = 0, None, 50
+    while hi is None and rate <= 20_000:
+        run = fanout_run(servers, rate, seconds)
+        if run["ok"]:
+            best, lo, rate = run, rate, rate * 2
+        else:
+            hi = rate
+    for _ in range(4):
+        if hi is None or hi - lo <= max(10, lo // 10):
+            break
+        mid = (lo + hi) // 2
+        run = fanout_run(servers, mid, seconds)
+        if run["ok"]:
+            best, lo = run, mid
+        else:
+            hi = mid
+    return best or {"rate": 0, "deliveries_per_s": 0}
+
+
+def target_fanout(seconds: float) -> dict[str, Any]:
+    with reference() as ref:
+        r = max_sustained(ref, seconds)
+    with redis_server() as url, hubs(2, "--workers", "1", redis_url=url) as pair:
+        h = max_sustained(pair, seconds)
+    ratio = h["deliveries_per_s"] / r["deliveries_per_s"] if r["deliveries_per_s"] else None
+    return {"target": "fanout", "reference": r, "hub": h, "ratio": ratio}
+
+
+def target_latency(seconds: float) -> dict[str, Any]:
+    with redis_server() as url, hubs(2, "--workers", "1", redis_url=url) as pair:
+        run = fanout_run(pair, 100, seconds)
+    return {"target": "latency", **run}
+
+
+def server_rss(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1]) * 1024
+    return total
+
+
+def target_memory(n: int) -> dict[str, Any]:
+    out: dict[str, Any] = {"target": "memory", "sockets": n}
+    with hubs(1, "--workers", "1") as hub:
+        r = bench("conns", *urls(hub), "-n", str(n), "--hold", "3", "--server-pid", str(hub[0][1]))
+        out["hub_per_connection_bytes"] = r["server_memory"]["per_connection_bytes"]
+    with reference() as ref:
+        r = bench("conns", *urls(ref), "-n", str(n), "--hold", "3", "--server-pid", str(ref[0][1]))
+        out["reference_per_connection_bytes"] = r["server_memory"]["per_connection_bytes"]
+    return out
+
+
+def target_scale(n: int, workers: int) -> dict[str, Any]:
+    procs = max(6, -(-n // 18_000))
+    with hubs(1, "--workers", str(workers), "--max-buffered-bytes", "4MiB") as hub:
+        port, pid = hub[0]
+        time.sleep(2)  # the workers' own start-up
+        held = bench(
+            "conns",
+            *urls(hub),
+            "-n",
+            str(n),
+            "--procs",
+            str(procs),
+            "--hold",
+            "5",
+            "--channels",
+            "1",
+            "--server-pid",
+            str(pid),
+            "--server-children",
+        )
+        b = bench(
+            "broadcast-all",
+            *urls(hub),
+            "-n",
+            str(n),
+            "--procs",
+            str(procs),
+            "--channels",
+            "1",
+            "--rounds",
+            "3",
+            "--round-timeout",
+            "30",
+        )
+    c = held["connections"]
+    return {
+        "target": "scale",
+        "sockets": n,
+        "connected": c["connected"],
+        "failed": c["failed"],
+        "connect_s": c["connect_s"],
+        "server_per_connection_bytes": held["server_memory"]["per_connection_bytes"],
+        "broadcast_received": b["messages"]["received"],
+        "broadcast_expected": b["messages"]["expected"],
+        "broadcast_p50_ms": b["latency_us"]["p50"] / 1000,
+        "broadcast_p99_ms": b["latency_us"]["p99"] / 1000,
+        "broadcast_max_ms": b["latency_us"]["max"] / 1000,
+    }
+
+
+def target_bench() -> dict[str, Any]:
+    with hubs(1, "--workers", "1") as hub:
+        c = bench("conns", *urls(hub), "-n", "10000", "--procs", "1", "--hold", "3")
+    with redis_server() as url, hubs(2, "--workers", "1", redis_url=url) as pair:
+        f = bench(
+            "fanout",
+            *urls(pair),
+            "-n",
+            "1000",
+            "-p",
+            "2",
+            "--rate",
+            "max",
+            "-s",
+            "90",
+            "-d",
+            "5",
+            "--procs",
+            "1",
+        )
+    return {
+        "target": "bench",
+        "connect_10k_s": c["connections"]["connect_s"],
+        "client_per_socket_bytes": c["client"]["memory"]["per_socket_bytes"],
+        "recv_per_s_one_proc": f["messages"]["recv_per_s"],
+        "bench_cpu_percent": [p["cpu_percent_phase"] for p in f["client"]["procs"]],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("target", choices=["fanout", "latency", "memory", "scale", "bench"])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of each fan-out run")
+    parser.add_argument("--sockets", type=int, default=100_000, help="for scale")
+    parser.add_argument("--workers", type=int, default=6, help="hub workers, for scale")
+    args = parser.parse_args()
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    results = []
+    for _ in range(args.repeat):
+        if args.target == "fanout":
+            res = target_fanout(args.seconds)
+        elif args.target == "latency":
+            res = target_latency(args.seconds)
+        elif args.target == "memory":
+            res = target_memory(5000)
+        elif args.target == "scale":
+            res = target_scale(args.sockets, args.workers)
+        else:
+            res = target_bench()
+        print(json.dumps(res), flush=True)
+        results.append(res)
+    numeric = {k for k, v in results[0].items() if isinstance(v, int | float)}
+    print(json.dumps({"median": {k: statistics.median(r[k] for r in results) for k in numeric}}))
+
+
+if __name__ == "__main__":
+    main()
