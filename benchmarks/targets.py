@@ -246,7 +246,7 @@ def target_memory(n: int) -> dict[str, Any]:
 def target_scale(n: int, workers: int) -> dict[str, Any]:
     procs = max(6, -(-n // 18_000))
     with hubs(1, "--workers", str(workers), "--max-buffered-bytes", "4MiB") as hub:
-        port, pid = hub[0]
+        pid = hub[0][1]
         time.sleep(2)  # the workers' own start-up
         held = bench(
             "conns",
