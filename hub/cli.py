@@ -18,6 +18,8 @@ _GROUPS = {
     "server": "listening",
     "broker": "broker (Redis)",
     "limits": "limits",
+    "auth": "access control",
+    "api": "HTTP publish API",
     "ws": "WebSocket",
     "logging": "logging",
 }
