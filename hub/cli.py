@@ -93,7 +93,14 @@ def _worker_main(settings: Settings, index: int) -> None:
 
 
 def serve(settings: Settings) -> int:
+    from hub.auth import Authenticator
     from hub.logs import configure_logging
+
+    try:
+        Authenticator.create(secret=settings.jwt_secret, public_key=settings.jwt_public_key)
+    except ConfigError as exc:
+        print(f"hub: bad setting {exc}", file=sys.stderr)
+        return 2
 
     if settings.num_workers == 1:
         from hub.app import run_worker
