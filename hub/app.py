@@ -12,13 +12,18 @@ from collections.abc import Callable
 import uvloop
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
+from websockets.typing import Subprotocol
 
+from hub.api import PublishApi
+from hub.auth import Authenticator
 from hub.brokers import Broker, create_broker
 from hub.config import Settings
+from hub.connection import HubConnection
 from hub.http import Routes, text_response
 from hub.keepalive import run_keepalive
 from hub.node import Node
-from hub.server import ENCODERS, HubConnection, WebSocketHandler
+from hub.protocol import SUBPROTOCOL
+from hub.server import ENCODERS, WebSocketHandler, select_subprotocol
 
 __all__ = ["App", "raise_open_file_limit", "run_worker"]
 
@@ -83,7 +88,27 @@ class App:
         self.routes = Routes()
         self.routes.add("/healthz", self._healthz)
         self.routes.add("/readyz", self._readyz)
-        self.handler = WebSocketHandler(node=self.node, routes=self.routes)
+        self.handler = WebSocketHandler(
+            node=self.node,
+            routes=self.routes,
+            authenticator=Authenticator.create(
+                secret=settings.jwt_secret, public_key=settings.jwt_public_key
+            ),
+            allowed_origins=settings.origins,
+            max_connections=settings.max_connections,
+            max_subscriptions=settings.max_subscriptions,
+            publish_rate=settings.publish_rate,
+            publish_burst=settings.publish_burst,
+        )
+        self.api: PublishApi | None = None
+        if settings.api_port:
+            self.api = PublishApi(
+                node=self.node,
+                api_key=settings.api_key,
+                max_message_bytes=settings.max_message_bytes,
+                redis_url=settings.redis_url,
+                channel_prefix=settings.channel_prefix,
+            )
         self.server: Server | None = None
         self._keepalive: asyncio.Task[None] | None = None
         self.stopping = asyncio.Event()
@@ -105,6 +130,8 @@ class App:
             s.host,
             s.port,
             process_request=self.handler.process_request,
+            subprotocols=[Subprotocol(SUBPROTOCOL)],
+            select_subprotocol=select_subprotocol,
             compression="deflate" if s.compression else None,
             max_size=s.max_message_bytes,
             ping_interval=None,  # see hub.keepalive: one task for all connections
@@ -117,6 +144,8 @@ class App:
             self._keepalive = asyncio.create_task(
                 run_keepalive(self.server, interval_s=s.ping_interval_s, timeout_s=s.ping_timeout_s)
             )
+        if self.api is not None:
+            await self.api.start(s.api_host, s.api_port, reuse_port=self.reuse_port)
         logger.info(
             "worker %d serving ws://%s:%d (broker %s, capacity %d connections: the open-file "
             "limit; run more workers for more)",
@@ -166,6 +195,8 @@ class App:
                 await asyncio.wait_for(self.server.wait_closed(), CLOSE_TIMEOUT_S + 2)
             except TimeoutError:
                 logger.warning("some connections did not close in time")
+        if self.api is not None:
+            await self.api.stop()
         await self.node.close()
 
 

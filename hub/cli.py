@@ -18,6 +18,8 @@ _GROUPS = {
     "server": "listening",
     "broker": "broker (Redis)",
     "limits": "limits",
+    "auth": "access control",
+    "api": "HTTP publish API",
     "ws": "WebSocket",
     "logging": "logging",
 }
@@ -64,6 +66,27 @@ def build_parser() -> argparse.ArgumentParser:
         "be set by its HUB_* environment variable; a flag wins over the environment.",
     )
     add_settings_flags(serve)
+    publish = commands.add_parser(
+        "publish",
+        help="publish one message to a channel, through Redis or the HTTP API",
+        description="Publish MESSAGE to CHANNEL: straight into Redis (--redis, or HUB_REDIS_URL) "
+        "with the hub's envelope, or through a hub's HTTP API (--api URL --api-key KEY).",
+    )
+    publish.add_argument("channel", metavar="CHANNEL")
+    publish.add_argument("message", metavar="MESSAGE", help="the message; '-' reads stdin")
+    publish.add_argument(
+        "--kind",
+        choices=("text", "json", "binary"),
+        default="text",
+        help="text (default), json (MESSAGE must parse; hub.v1 clients get it as 'data'), "
+        "or binary (use '-' to pipe bytes in)",
+    )
+    publish.add_argument("--redis", metavar="URL", help="Redis URL [env HUB_REDIS_URL]")
+    publish.add_argument(
+        "--channel-prefix", default=None, help="Redis channel prefix [env HUB_CHANNEL_PREFIX]"
+    )
+    publish.add_argument("--api", metavar="URL", help="the hub's API, e.g. http://127.0.0.1:8766")
+    publish.add_argument("--api-key", metavar="KEY", help="API key [env HUB_API_KEY]")
     commands.add_parser(
         "bench",
         help="load-test any raw-mode WebSocket server (run 'hub bench --help')",
@@ -91,7 +114,14 @@ def _worker_main(settings: Settings, index: int) -> None:
 
 
 def serve(settings: Settings) -> int:
+    from hub.auth import Authenticator
     from hub.logs import configure_logging
+
+    try:
+        Authenticator.create(secret=settings.jwt_secret, public_key=settings.jwt_public_key)
+    except ConfigError as exc:
+        print(f"hub: bad setting {exc}", file=sys.stderr)
+        return 2
 
     if settings.num_workers == 1:
         from hub.app import run_worker
@@ -125,6 +155,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "serve":
         return serve(settings)
+    if args.command == "publish":
+        from hub.publisher import publish_command
+
+        return publish_command(args, settings)
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 

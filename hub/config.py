@@ -8,6 +8,7 @@ Precedence: flag > environment variable > default.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -15,9 +16,19 @@ from typing import Any
 
 from hub.errors import ConfigError
 
-__all__ = ["OPTIONS", "Option", "Settings", "parse_bytes", "parse_value"]
+__all__ = ["OPTIONS", "Option", "Settings", "is_loopback", "parse_bytes", "parse_value"]
 
 MiB = 1024 * 1024
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback address (or ``localhost``)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _opt(default: Any, help: str, *, flag: str | None = None, group: str = "server") -> Any:
@@ -79,6 +90,46 @@ class Settings:
         "unsent bytes a client may have queued before it is closed with 4008 (slow consumer)",
         group="limits",
     )
+    max_connections: int = _opt(
+        0,
+        "connections one worker accepts (0: no limit); beyond it handshakes get HTTP 503",
+        group="limits",
+    )
+    max_subscriptions: int = _opt(
+        1000, "channels one hub.v1 connection may subscribe to", group="limits"
+    )
+    publish_rate: float = _opt(
+        0.0,
+        "messages per second each connection may publish (0: unlimited); raw mode closes an "
+        "offender with 1008, hub.v1 answers with a rate_limited error",
+        group="limits",
+    )
+    publish_burst: int = _opt(
+        0, "publishes allowed in a burst above the rate (0: the rate, at least 1)", group="limits"
+    )
+    # Access control
+    jwt_secret: str | None = _opt(
+        None, "HS256 secret: require a JWT at the handshake (unset: auth off)", group="auth"
+    )
+    jwt_public_key: str | None = _opt(
+        None,
+        "RS256/ES256 public key, as a PEM file path or PEM text: require a JWT at the handshake",
+        group="auth",
+    )
+    allowed_origins: str | None = _opt(
+        None,
+        "comma-separated Origin values browsers may connect from, e.g. https://app.example.com "
+        "(unset: any); clients that send no Origin are not browsers and are accepted",
+        group="auth",
+    )
+    # HTTP API
+    api_port: int = _opt(0, "port of the HTTP publish API (0: off)", group="api")
+    api_host: str = _opt("127.0.0.1", "address of the HTTP publish API", group="api")
+    api_key: str | None = _opt(
+        None,
+        "bearer key the HTTP API requires (required unless --api-host is a loopback address)",
+        group="api",
+    )
     # WebSocket
     compression: bool = _opt(
         False, "offer permessage-deflate (costs CPU per connection per message)", group="ws"
@@ -109,6 +160,31 @@ class Settings:
             raise ConfigError(
                 "HUB_PROBE_TIMEOUT_S", self.probe_timeout_s, "must exceed HUB_PROBE_INTERVAL_S"
             )
+
+        if self.jwt_secret and self.jwt_public_key:
+            raise ConfigError(
+                "HUB_JWT_PUBLIC_KEY", "(set)", "set HUB_JWT_SECRET or HUB_JWT_PUBLIC_KEY, not both"
+            )
+        if not 0 <= self.api_port <= 65535:
+            raise ConfigError("HUB_API_PORT", self.api_port, "must be between 0 and 65535")
+        if self.api_port and self.api_port == self.port:
+            raise ConfigError("HUB_API_PORT", self.api_port, "must differ from HUB_PORT")
+        if self.api_port and not self.api_key and not is_loopback(self.api_host):
+            raise ConfigError(
+                "HUB_API_KEY",
+                None,
+                f"the HTTP API listens on the non-loopback address {self.api_host}, so it needs "
+                "a key: set --api-key or HUB_API_KEY",
+            )
+
+    @property
+    def origins(self) -> frozenset[str] | None:
+        """The allowed Origin values, or None for any."""
+        if not self.allowed_origins:
+            return None
+        return frozenset(
+            o.strip().rstrip("/") for o in self.allowed_origins.split(",") if o.strip()
+        )
 
     @property
     def num_workers(self) -> int:

@@ -58,6 +58,8 @@ class Node:
         self.num_delivered = 0
         self.num_slow_consumers = 0
         self.num_rejected = 0
+        #: Client publishes refused by the per-connection rate limit (both modes).
+        self.num_rate_limited = 0
 
     # Lifecycle
 

@@ -3,36 +3,51 @@
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Sequence
 from typing import Any
 
 from websockets.asyncio.server import ServerConnection
-from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
-from websockets.protocol import Event, State
+from websockets.protocol import State
+from websockets.typing import Subprotocol
 
+from hub.auth import Authenticator, AuthError, Grant, token_from_request
 from hub.channels import channel_from_path
+from hub.connection import HubConnection, MessageCallback
 from hub.errors import CloseCode, InvalidChannel
 from hub.fanout import Encoder
 from hub.http import Routes, is_upgrade, text_response
 from hub.node import Node
-from hub.protocol import BINARY, TEXT, Message, raw_frames
+from hub.protocol import BINARY, SUBPROTOCOL, Message, raw_frames, v1_frames, v1_messages
+from hub.ratelimit import TokenBucket
+from hub.session import V1Session
 
-__all__ = ["ENCODERS", "FORMAT_RAW", "FORMAT_RAW_COMPRESSED", "WebSocketHandler"]
+__all__ = [
+    "ENCODERS",
+    "FORMAT_RAW",
+    "FORMAT_RAW_COMPRESSED",
+    "FORMAT_V1",
+    "FORMAT_V1_COMPRESSED",
+    "RawClient",
+    "V1Client",
+    "WebSocketHandler",
+    "select_subprotocol",
+]
 
 logger = logging.getLogger(__name__)
 
 OPEN = State.OPEN
-_DATA_OPCODES = (Opcode.TEXT, Opcode.BINARY, Opcode.CONT)
-# Shared by every listening connection: a deque with maxlen 0 can never hold anything.
-_NOTHING_QUEUED: collections.deque[Frame] = collections.deque(maxlen=0)
+#: A slow consumer must drain what is already queued before it can read the close frame, so
+#: it gets longer than the shutdown's close timeout.
 SLOW_CLOSE_TIMEOUT_S = 10.0
 
 # Wire formats, as indices into ENCODERS (see fanout.deliver).
 FORMAT_RAW = 0
 FORMAT_RAW_COMPRESSED = 1
+FORMAT_V1 = 2
+FORMAT_V1_COMPRESSED = 3
 
 
 def _no_frames(channel: str, messages: list[Message]) -> bytes:
@@ -44,103 +59,7 @@ def _raw(channel: str, messages: list[Message]) -> bytes:
     return raw_frames(messages)
 
 
-ENCODERS: tuple[Encoder, ...] = (_raw, _no_frames)
-
-# Closing tasks run detached; keep references so they are not garbage-collected mid-close.
-_closing: set[asyncio.Task[None]] = set()
-
-
-MessageCallback = Callable[[bytes, int], object]
-
-
-class HubConnection(ServerConnection):
-    """websockets' server connection, trimmed for memory and CPU: hub holds tens of thousands
-    of mostly idle connections, and reads every inbound message only to publish it.
-
-    After ``listen``, each complete inbound message goes straight from the frame parser to a
-    callback, instead of through websockets' message queue and a ``recv()`` coroutine per
-    connection: no task switch per message, and text is never decoded to ``str`` and back.
-    """
-
-    hub_on_message: MessageCallback | None = None
-    _fragments: list[bytes | bytearray | memoryview] | None = None
-    _fragments_kind = TEXT
-    _lost: asyncio.Future[None] | None = None
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        # An empty deque costs 760 bytes; a list serves websockets' append/remove/iterate use.
-        self.drain_waiters = []  # type: ignore[assignment]
-
-    def listen(self, on_message: MessageCallback) -> None:
-        """Hand every inbound message to ``on_message(payload, kind)`` from now on.
-
-        Also drops the handshake's headers (about 3 KiB), which nothing reads afterwards.
-        """
-        # The sans-I/O parser's generator frame keeps the request alive, so empty it in place.
-        for message in (self.request, self.response):
-            if message is not None:
-                message.headers.clear()
-        self.request = None
-        self.response = None
-        self.hub_on_message = on_message
-        # Frames that arrived between the 101 and now sit in websockets' queue; after them,
-        # nothing is queued there again, so the per-connection deque (760 bytes) goes too.
-        queued = self.recv_messages.frames.queue
-        self.recv_messages.frames.queue = _NOTHING_QUEUED
-        while queued:
-            self._on_frame(queued.popleft())
-        self._lost = self.loop.create_future()
-
-    async def closed(self) -> None:
-        """Wait until the connection is closed (without websockets' shielded futures)."""
-        assert self._lost is not None
-        await self._lost
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        super().connection_lost(exc)
-        if self._lost is not None and not self._lost.done():
-            self._lost.set_result(None)
-
-    def process_event(self, event: Event) -> None:
-        if self.hub_on_message is None:
-            super().process_event(event)
-            return
-        assert isinstance(event, Frame)
-        if event.opcode in _DATA_OPCODES:
-            self._on_frame(event)
-        elif event.opcode is Opcode.PONG:
-            self.acknowledge_pings(bytes(event.data))
-
-    def _on_frame(self, frame: Frame) -> None:
-        opcode = frame.opcode
-        if opcode is Opcode.CONT:
-            if self._fragments is None:
-                return  # the protocol layer rejects a stray continuation
-            self._fragments.append(frame.data)
-            if not frame.fin:
-                return
-            payload, kind = bytes(b"".join(self._fragments)), self._fragments_kind
-            self._fragments = None
-        else:
-            kind = BINARY if opcode is Opcode.BINARY else TEXT
-            if not frame.fin:
-                self._fragments, self._fragments_kind = [frame.data], kind
-                return
-            payload = bytes(frame.data)  # no copy: the parser yields bytes
-        if kind == TEXT and not payload.isascii():
-            try:
-                payload.decode()
-            except UnicodeDecodeError:
-                self._close_soon(CloseCode.INVALID_DATA, "invalid UTF-8 in a text frame")
-                return
-        assert self.hub_on_message is not None
-        self.hub_on_message(payload, kind)
-
-    def _close_soon(self, code: int, reason: str) -> None:
-        task = asyncio.create_task(self.close(code, reason))
-        _closing.add(task)
-        task.add_done_callback(_closing.discard)
+ENCODERS: tuple[Encoder, ...] = (_raw, _no_frames, v1_frames, _no_frames)
 
 
 class RawClient:
@@ -172,18 +91,87 @@ class RawClient:
         return size
 
     def disconnect(self, code: int, reason: str) -> None:
-        # A slow consumer must drain what is already queued before it can read the close
-        # frame, so it gets longer than the shutdown's close timeout.
-        self.ws.close_timeout = SLOW_CLOSE_TIMEOUT_S
-        self.ws._close_soon(code, reason)
+        if code == CloseCode.SLOW_CONSUMER:
+            self.ws.close_timeout = SLOW_CLOSE_TIMEOUT_S
+        self.ws.close_soon(code, reason)
+
+
+class V1Client(RawClient):
+    """A hub.v1 connection: many channels, deliveries as JSON text frames."""
+
+    __slots__ = ()
+
+    def __init__(self, ws: HubConnection) -> None:
+        super().__init__(ws)
+        self.format = FORMAT_V1_COMPRESSED if ws.protocol.extensions else FORMAT_V1
+
+    def send_batch(self, data: bytes, channel: str, messages: list[Message]) -> int:
+        ws = self.ws
+        if ws.protocol.state is not OPEN:
+            return -1
+        if data:
+            self.transport.write(data)
+        else:
+            protocol = ws.protocol
+            for payload in v1_messages(channel, messages):
+                protocol.send_text(payload)
+            ws.send_data()
+        size: int = self.transport.get_write_buffer_size()
+        return size
+
+
+def select_subprotocol(
+    connection: ServerConnection, offered: Sequence[Subprotocol]
+) -> Subprotocol | None:
+    """hub.v1 when offered; otherwise raw mode (process_request refused other offers)."""
+    return Subprotocol(SUBPROTOCOL) if SUBPROTOCOL in offered else None
+
+
+def _offered_subprotocols(request: Request) -> list[str]:
+    return [
+        p.strip()
+        for value in request.headers.get_all("Sec-WebSocket-Protocol")
+        for p in value.split(",")
+        if p.strip()
+    ]
+
+
+class _Handshake:
+    """What process_request decided about a connection, for the handler."""
+
+    __slots__ = ("can_publish", "channel", "grant")
+
+    def __init__(self, channel: str | None, grant: Grant | None, can_publish: bool) -> None:
+        self.channel = channel  # None: hub.v1
+        self.grant = grant
+        self.can_publish = can_publish
 
 
 class WebSocketHandler:
     """websockets' ``process_request`` and connection handler, bound to a node."""
 
-    def __init__(self, *, node: Node, routes: Routes) -> None:
+    def __init__(
+        self,
+        *,
+        node: Node,
+        routes: Routes,
+        # Access control
+        authenticator: Authenticator | None = None,
+        allowed_origins: frozenset[str] | None = None,
+        # Limits
+        max_connections: int = 0,
+        max_subscriptions: int = 1000,
+        publish_rate: float = 0.0,
+        publish_burst: int = 0,
+    ) -> None:
         self.node = node
         self.routes = routes
+        self.authenticator = authenticator
+        self.allowed_origins = allowed_origins
+        self.max_connections = max_connections
+        self.max_subscriptions = max_subscriptions
+        self.publish_rate = publish_rate
+        self.publish_burst = publish_burst
         self.num_connections = 0
         self.num_opened = 0
 
@@ -192,30 +180,142 @@ class WebSocketHandler:
     ) -> Response | None:
         if not is_upgrade(request):
             return self.routes.handle(connection, request)
-        try:
-            channel = channel_from_path(request.path)
-        except InvalidChannel as exc:
-            return text_response(400, f"{exc}\n")
-        connection.hub_channel = channel  # type: ignore[attr-defined]
-        # Subscribed before the 101 goes out: a client whose connection is open hears its
-        # channel from the first message on.
-        await self.node.prepare(channel)
+        if self.max_connections and self.num_connections >= self.max_connections:
+            return text_response(
+                503,
+                f"this worker holds its maximum of {self.max_connections} connections "
+                "(--max-connections); retry later\n",
+            )
+        origin = request.headers.get("Origin")
+        allowed = self.allowed_origins
+        if allowed is not None and origin is not None and origin.rstrip("/") not in allowed:
+            return text_response(
+                403, f"origin {origin[:100]!r} is not allowed (see --allowed-origins)\n"
+            )
+        offered = _offered_subprotocols(request)
+        channel: str | None = None
+        if offered:
+            if SUBPROTOCOL not in offered:
+                return text_response(
+                    400,
+                    f"unsupported WebSocket subprotocol {', '.join(offered)[:100]!r}: this "
+                    f"server speaks {SUBPROTOCOL!r}, or raw mode when no subprotocol is "
+                    "offered\n",
+                )
+        else:
+            try:
+                channel = channel_from_path(request.path)
+            except InvalidChannel as exc:
+                return text_response(400, f"{exc}\n")
+        grant: Grant | None = None
+        can_publish = True
+        if self.authenticator is not None:
+            query = request.path.partition("?")[2]
+            token = token_from_request(request.headers.get("Authorization"), query)
+            if token is None:
+                return text_response(
+                    401,
+                    "a token is required: send 'Authorization: Bearer <JWT>' or "
+                    "?token=<JWT> in the URL\n",
+                )
+            try:
+                grant = self.authenticator.verify(token)
+            except AuthError as exc:
+                return text_response(401, f"{exc}\n")
+            if channel is not None:
+                if not grant.can_subscribe(channel):
+                    return text_response(
+                        403, f"the token may not subscribe to the channel {channel!r}\n"
+                    )
+                can_publish = grant.can_publish(channel)
+        connection.hub_handshake = _Handshake(channel, grant, can_publish)  # type: ignore[attr-defined]
+        if channel is not None:
+            # Subscribed before the 101 goes out: a client whose connection is open hears its
+            # channel from the first message on.
+            await self.node.prepare(channel)
         return None
 
     async def __call__(self, ws: ServerConnection) -> None:
         assert isinstance(ws, HubConnection)
-        channel: str = ws.hub_channel  # type: ignore[attr-defined]
+        handshake: _Handshake = ws.hub_handshake  # type: ignore[attr-defined]
+        channel = handshake.channel
         node = self.node
-        client = RawClient(ws)
+        client = RawClient(ws) if channel is not None else V1Client(ws)
         self.num_connections += 1
         self.num_opened += 1
-        publish = node.publish
+        loop = asyncio.get_running_loop()
+        expiry: asyncio.TimerHandle | None = None
+        grant = handshake.grant
+        if grant is not None and grant.exp is not None:
+            # One timer per connection at the token's expiry; nothing polls.
+            expiry = loop.call_later(
+                max(0.0, grant.exp - time.time()),
+                client.disconnect,
+                CloseCode.TOKEN_EXPIRED,
+                "token expired",
+            )
+        bucket = (
+            TokenBucket(self.publish_rate, self.publish_burst, loop.time())
+            if self.publish_rate
+            else None
+        )
         try:
-            # The channel was subscribed during the handshake, so joining does not wait, and
-            # the first message this client sends already comes back to it.
+            if channel is None:
+                ws.release_handshake()
+                session = V1Session(
+                    ws=ws,
+                    client=client,
+                    node=node,
+                    grant=grant,
+                    bucket=bucket,
+                    max_subscriptions=self.max_subscriptions,
+                )
+                await session.run()
+                return
+            # The channel was subscribed during the handshake, so joining does not wait.
             await node.join(channel, client)
-            ws.listen(lambda payload, kind: publish(channel, payload, kind))
+            ws.listen(self._raw_publisher(ws, channel, handshake, bucket))
             await ws.closed()
         finally:
+            if expiry is not None:
+                expiry.cancel()
             self.num_connections -= 1
             node.leave_all(client)
+
+    def _raw_publisher(
+        self,
+        ws: HubConnection,
+        channel: str,
+        handshake: _Handshake,
+        bucket: TokenBucket | None,
+    ) -> MessageCallback:
+        """The callback that publishes a raw client's frames, checked only when it must be."""
+        publish = self.node.publish
+        if bucket is None and handshake.can_publish:
+            return lambda payload, kind: publish(channel, payload, kind)
+        loop = asyncio.get_running_loop()
+
+        def checked(payload: bytes, kind: int) -> None:
+            reason = self._refuse_raw(handshake, bucket, loop.time())
+            if reason is None:
+                publish(channel, payload, kind)
+            else:
+                ws.listen(_ignore)  # nothing more from this client is published
+                ws.close_soon(CloseCode.POLICY_VIOLATION, reason)
+
+        return checked
+
+    def _refuse_raw(
+        self, handshake: _Handshake, bucket: TokenBucket | None, now: float
+    ) -> str | None:
+        """Why a raw client's frame is refused (it is then closed with 1008), or None."""
+        if not handshake.can_publish:
+            return "this token may not publish to the channel"
+        if bucket is not None and not bucket.allow(now):
+            self.node.num_rate_limited += 1
+            return "publish rate limit exceeded"
+        return None
+
+
+def _ignore(payload: bytes, kind: int) -> None:
+    pass

@@ -154,9 +154,10 @@ async def test_channel_is_subscribed_before_the_handshake_completes() -> None:
     from websockets.asyncio.server import serve
 
     from hub.brokers.memory import MemoryBroker
+    from hub.connection import HubConnection
     from hub.http import Routes
     from hub.node import Node
-    from hub.server import ENCODERS, HubConnection, WebSocketHandler
+    from hub.server import ENCODERS, WebSocketHandler
 
     class SlowBroker(MemoryBroker):
         async def subscribe(self, channel: str) -> None:

@@ -1,0 +1,249 @@
+"""The HTTP publish API: aiohttp on its own listener, in the worker's event loop.
+
+WebSocket's HTTP parser refuses request bodies, hence a second listener. Everything it
+publishes goes through ``Node.publish``, the same path as a WebSocket client's messages.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from hub.channels import validate
+from hub.errors import InvalidChannel, ProtocolError
+from hub.node import Node
+from hub.protocol import (
+    BAD_CHANNEL,
+    BAD_JSON,
+    BAD_REQUEST,
+    BINARY,
+    JSON,
+    PUBLISH_REJECTED,
+    TEXT,
+    Message,
+    dump_json,
+    message_from_fields,
+    parse_json,
+)
+
+__all__ = ["PublishApi", "redis_channels"]
+
+logger = logging.getLogger(__name__)
+
+#: Messages one batch publish may carry.
+MAX_BATCH = 1000
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _error(status: int, code: str, message: str, **extra: Any) -> web.Response:
+    body = {"error": {"code": code, "message": message}, **extra}
+    return web.json_response(body, status=status)
+
+
+_HTTP_CODES = {
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+    415: "unsupported_media_type",
+}
+
+
+async def redis_channels(url: str, prefix: str) -> dict[str, int]:
+    """Every channel under ``prefix`` that some process subscribes to in Redis, with the
+    number of subscribed processes (PUBSUB NUMSUB), through a short-lived client."""
+    import redis.asyncio as aioredis
+
+    pattern = "".join("\\" + c if c in "*?[]\\" else c for c in prefix) + "*"
+    client = aioredis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+    try:
+        keys = await client.pubsub_channels(pattern)
+        names = [k.decode() if isinstance(k, bytes) else str(k) for k in keys]
+        names = [n for n in names if not n[len(prefix) :].startswith("$")]
+        counts = await client.pubsub_numsub(*names) if names else []
+        result: dict[str, int] = {}
+        for name, count in counts:
+            key = name.decode() if isinstance(name, bytes) else str(name)
+            result[key[len(prefix) :]] = int(count)
+        return result
+    finally:
+        await client.aclose()
+
+
+class PublishApi:
+    """``POST /api/publish/<channel>``, ``POST /api/publish``, ``GET /api/channels``."""
+
+    def __init__(
+        self,
+        *,
+        node: Node,
+        api_key: str | None,
+        max_message_bytes: int,
+        redis_url: str | None = None,
+        channel_prefix: str = "hub:",
+    ) -> None:
+        self.node = node
+        self.api_key = api_key
+        self.max_message_bytes = max_message_bytes
+        self.redis_url = redis_url
+        self.channel_prefix = channel_prefix
+        self.runner: web.AppRunner | None = None
+
+    def build(self) -> web.Application:
+        app = web.Application(
+            client_max_size=self.max_message_bytes, middlewares=[self._middleware]
+        )
+        app.router.add_post("/api/publish/{channel:.+}", self.publish_one)
+        app.router.add_post("/api/publish", self.publish_batch)
+        app.router.add_get("/api/channels", self.channels)
+        return app
+
+    async def start(self, host: str, port: int, *, reuse_port: bool = False) -> None:
+        self.runner = web.AppRunner(self.build(), access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, host, port, reuse_port=reuse_port or None)
+        await site.start()
+        logger.info("HTTP publish API on http://%s:%d/api/", host, port)
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if self.api_key is not None:
+            scheme, _, key = request.headers.get("Authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(
+                key.strip().encode(), self.api_key.encode()
+            ):
+                response = _error(
+                    401, "unauthorized", "send 'Authorization: Bearer <key>' with the API key"
+                )
+                response.headers["WWW-Authenticate"] = "Bearer"
+                return response
+        try:
+            return await handler(request)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            message = exc.text or exc.reason
+            if exc.status == 413:
+                message = (
+                    f"the request body is over {self.max_message_bytes} bytes (--max-message-bytes)"
+                )
+            return _error(exc.status, _HTTP_CODES.get(exc.status, "http_error"), message)
+        except ProtocolError as exc:
+            return _error(400, exc.code, exc.message)
+
+    def _publish(self, channel: str, message: Message) -> bool:
+        return self.node.publish(channel, message.payload, message.kind)
+
+    async def publish_one(self, request: web.Request) -> web.Response:
+        channel = _channel(request.match_info["channel"])
+        body = await request.read()
+        ctype = request.content_type
+        if ctype == "application/json" or ctype.endswith("+json"):
+            try:
+                message = Message(dump_json(parse_json(body)), JSON)
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise ProtocolError(BAD_JSON, f"the body is not valid JSON: {exc}") from None
+        elif ctype.startswith("text/"):
+            try:
+                body.decode()
+            except UnicodeDecodeError:
+                raise ProtocolError(BAD_REQUEST, "a text/* body must be UTF-8") from None
+            message = Message(body, TEXT)
+        elif ctype == "application/octet-stream":
+            message = Message(body, BINARY)
+        else:
+            return _error(
+                415,
+                "unsupported_media_type",
+                f"Content-Type {ctype!r}: use application/json (published as JSON), "
+                "text/* (text) or application/octet-stream (binary)",
+            )
+        if not self._publish(channel, message):
+            return _rejected(0)
+        return web.json_response({"published": 1, "channel": channel})
+
+    async def publish_batch(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        try:
+            obj = parse_json(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ProtocolError(BAD_JSON, f"the body is not valid JSON: {exc}") from None
+        items = obj.get("messages") if isinstance(obj, dict) else None
+        if not isinstance(items, list) or not items:
+            raise ProtocolError(
+                BAD_REQUEST,
+                'the body must be {"messages": [{"channel": "name", "data": ...}, ...]}',
+            )
+        if len(items) > MAX_BATCH:
+            raise ProtocolError(BAD_REQUEST, f"at most {MAX_BATCH} messages per batch")
+        # Validate every message before publishing any, so a bad batch publishes nothing.
+        batch: list[tuple[str, Message]] = []
+        for index, item in enumerate(items):
+            if not isinstance(item, dict) or "channel" not in item:
+                raise ProtocolError(
+                    BAD_REQUEST, f"messages[{index}] must be an object with a 'channel'"
+                )
+            if not isinstance(item["channel"], str):
+                raise ProtocolError(BAD_CHANNEL, f"messages[{index}].channel must be a string")
+            try:
+                channel = _channel(item["channel"])
+                message = message_from_fields(item)
+            except ProtocolError as exc:
+                raise ProtocolError(exc.code, f"messages[{index}]: {exc.message}") from None
+            batch.append((channel, message))
+        for num_published, (channel, message) in enumerate(batch):
+            if not self._publish(channel, message):
+                return _rejected(num_published)
+        return web.json_response({"published": len(batch)})
+
+    async def channels(self, request: web.Request) -> web.Response:
+        local = dict(self.node.channels())
+        if self.redis_url is None:
+            rows = [
+                {"channel": c, "subscribers": n, "processes": 1} for c, n in sorted(local.items())
+            ]
+            return web.json_response(
+                {"channels": rows, "scope": "process", "note": "memory broker: this process only"}
+            )
+        try:
+            remote = await redis_channels(self.redis_url, self.channel_prefix)
+        except Exception as exc:
+            logger.warning("GET /api/channels: Redis is unreachable: %s", exc)
+            return _error(503, "broker_unavailable", f"cannot ask Redis for channels: {exc}")
+        rows = [
+            {"channel": c, "processes": remote.get(c, 0), "local_subscribers": local.get(c, 0)}
+            for c in sorted(remote.keys() | local.keys())
+        ]
+        return web.json_response(
+            {
+                "channels": rows,
+                "scope": "cluster",
+                "note": "processes: hub processes subscribed in Redis (PUBSUB NUMSUB); "
+                "local_subscribers: clients of the worker that answered",
+            }
+        )
+
+
+def _channel(name: str) -> str:
+    try:
+        return validate(name)
+    except InvalidChannel as exc:
+        raise ProtocolError(BAD_CHANNEL, str(exc)) from None
+
+
+def _rejected(num_published: int) -> web.Response:
+    return _error(
+        429,
+        PUBLISH_REJECTED,
+        "the broker's buffer is full (Redis unreachable); retry later",
+        published=num_published,
+    )
