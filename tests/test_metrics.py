@@ -12,7 +12,10 @@ from pathlib import Path
 import orjson
 import pytest
 from ops_helpers import HubProcess, RedisProcess, http_get, scale, scrape, total, wait_until
+from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import ClientConnection, connect
+
+from hub.metrics import Figures, WorkerMetrics
 
 # The names a Grafana dashboard relies on: a contract.
 CONTRACT = {
@@ -68,6 +71,33 @@ def assert_no_channel_labels(
                 assert value not in channels, (name, labels)
 
 
+def test_sync_adds_the_deltas_of_the_plain_counters() -> None:
+    """sync() copies the plain counters (deltas) and levels; nothing else touches them."""
+    figures = Figures(connections=2, connections_opened=5, received=7, broker_ready=True)
+    metrics = WorkerMetrics(worker=3, read=lambda: figures)
+    metrics.sync()
+    figures = Figures(connections=1, connections_opened=6, received=10, delivered=4)
+    metrics.observe_fanout(0.0002)
+    body, content_type = metrics.exposition()  # syncs first
+    assert content_type.startswith("text/plain")
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(body.decode())
+        for s in family.samples
+    }
+    w3 = (("worker", "3"),)
+    assert samples[("hub_ws_connections", w3)] == 1
+    assert samples[("hub_ws_connections_opened_total", w3)] == 6
+    assert samples[("hub_messages_received_total", w3)] == 10
+    assert samples[("hub_messages_delivered_total", w3)] == 4
+    assert samples[("hub_broker_ready", w3)] == 0
+    assert samples[("hub_fanout_duration_seconds_count", w3)] == 1
+    assert not [name for name, _ in samples if name.endswith("_created")]
+    doc = metrics.stats()
+    assert doc["totals"]["received"] == 10 and doc["totals"]["workers"] == 1
+    assert doc["workers"][0]["worker"] == "3" and doc["workers"][0]["connections"] == 1
+
+
 async def test_metrics_follow_real_traffic(redis: RedisProcess, start_hub: StartHub) -> None:
     """Every contract metric is exposed, parses, and moves after real traffic."""
     hub = start_hub("--workers", "1", "--redis", redis.url)
@@ -75,8 +105,6 @@ async def test_metrics_follow_real_traffic(redis: RedisProcess, start_hub: Start
     status, headers, body = await http_get(hub.port, "/metrics")
     assert status == 200
     assert headers["content-type"].startswith("text/plain")
-    from prometheus_client.parser import text_string_to_metric_families
-
     types = {f.name: f.type for f in text_string_to_metric_families(body.decode())}
     for name, kind in CONTRACT.items():
         assert types.get(name) == kind, (name, types.get(name))
