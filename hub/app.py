@@ -194,7 +194,10 @@ class App:
         await self.node.close()
         if self._metrics_task is not None:
             self._metrics_task.cancel()
-        self.metrics.sync()  # the last counts, for the workers that outlive this one
+        try:
+            self.metrics.sync()  # the last counts, for the workers that outlive this one
+        except Exception:
+            logger.exception("the last metrics sync failed")
 
 
 def run_worker(

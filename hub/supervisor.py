@@ -90,8 +90,13 @@ class Supervisor:
         """Give the workers a fresh directory for their metric files, so that whichever
         worker answers a scrape reports all of them. Spawned workers inherit the variable,
         and read it when they import prometheus_client."""
-        if os.environ.get(MULTIPROC_DIR_ENV):
-            logger.info("metrics in %s (set by the environment; left in place)", MULTIPROC_DIR_ENV)
+        preset = os.environ.get(MULTIPROC_DIR_ENV)
+        if preset:
+            logger.info(
+                "metrics of all workers in %s (from %s: left in place; empty it between runs)",
+                preset,
+                MULTIPROC_DIR_ENV,
+            )
             return
         self.metrics_dir = tempfile.mkdtemp(prefix="hub-metrics-")
         os.environ[MULTIPROC_DIR_ENV] = self.metrics_dir
