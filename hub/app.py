@@ -19,8 +19,10 @@ from hub.auth import Authenticator
 from hub.brokers import Broker, create_broker
 from hub.config import Settings
 from hub.connection import HubConnection
+from hub.dashboard import add_dashboard_routes
 from hub.http import Routes, text_response
 from hub.keepalive import run_keepalive
+from hub.metrics import Figures, WorkerMetrics
 from hub.node import Node
 from hub.protocol import SUBPROTOCOL
 from hub.server import ENCODERS, WebSocketHandler, select_subprotocol
@@ -67,6 +69,7 @@ class App:
         self.worker = worker
         self.reuse_port = reuse_port
         self.supervised = supervised
+        self.metrics = WorkerMetrics(worker=worker, read=self._figures)
         self.broker: Broker = (
             create_broker(
                 settings.redis_url,
@@ -75,6 +78,7 @@ class App:
                 publish_buffer_bytes=settings.publish_buffer_bytes,
                 probe_interval_s=settings.probe_interval_s,
                 probe_timeout_s=settings.probe_timeout_s,
+                on_roundtrip=self.metrics.observe_roundtrip,
             )
             if settings.redis_url
             else create_broker(None)
@@ -84,10 +88,13 @@ class App:
             encoders=ENCODERS,
             max_buffered_bytes=settings.max_buffered_bytes,
             unsubscribe_delay_s=settings.unsubscribe_delay_s,
+            on_fanout=self.metrics.observe_fanout,
         )
         self.routes = Routes()
         self.routes.add("/healthz", self._healthz)
         self.routes.add("/readyz", self._readyz)
+        self.routes.add("/metrics", self._metrics)
+        add_dashboard_routes(self.routes, stats=self.metrics.stats)
         self.handler = WebSocketHandler(
             node=self.node,
             routes=self.routes,
@@ -112,6 +119,28 @@ class App:
         self.server: Server | None = None
         self._keepalive: asyncio.Task[None] | None = None
         self.stopping = asyncio.Event()
+        self._metrics_task: asyncio.Task[None] | None = None
+
+    def _figures(self) -> Figures:
+        """The plain counters of the node, the broker and the handler, for the metrics."""
+        node, stats, handler = self.node, self.broker.stats, self.handler
+        return Figures(
+            connections=handler.num_connections,
+            subscriptions=node.num_subscriptions,
+            channels=node.num_channels,
+            broker_ready=node.is_ready,
+            connections_opened=handler.num_opened,
+            received=node.num_received,
+            published=stats.num_published,
+            delivered=node.num_delivered,
+            dropped_publish_buffer_full=stats.num_dropped,
+            dropped_rate_limited=node.num_rate_limited,
+            slow_consumer_disconnects=node.num_slow_consumers,
+            broker_reconnects=stats.num_reconnects,
+            broker_publish_errors=stats.num_publish_errors,
+            broker_gaps=stats.num_gaps,
+            broker_probe_failures=stats.num_probe_failures,
+        )
 
     def _healthz(self, connection: ServerConnection, request: Request) -> Response:
         return text_response(200, "ok\n")
@@ -121,10 +150,15 @@ class App:
             return text_response(200, "ready\n")
         return text_response(503, "not ready: the broker is not connected (or is deaf)\n")
 
+    def _metrics(self, connection: ServerConnection, request: Request) -> Response:
+        body, content_type = self.metrics.exposition()
+        return text_response(200, body.decode(), content_type)
+
     async def start(self) -> None:
         s = self.settings
         capacity = raise_open_file_limit() - RESERVED_FILES
         await self.node.start()
+        self._metrics_task = asyncio.create_task(self.metrics.run())
         self.server = await serve(
             self.handler,
             s.host,
@@ -198,6 +232,12 @@ class App:
         if self.api is not None:
             await self.api.stop()
         await self.node.close()
+        if self._metrics_task is not None:
+            self._metrics_task.cancel()
+        try:
+            self.metrics.sync()  # the last counts, for the workers that outlive this one
+        except Exception:
+            logger.exception("the last metrics sync failed")
 
 
 def run_worker(

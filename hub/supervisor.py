@@ -6,7 +6,10 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import multiprocessing.connection
+import os
+import shutil
 import signal
+import tempfile
 import time
 from collections.abc import Callable
 from multiprocessing.process import BaseProcess
@@ -22,6 +25,9 @@ logger = logging.getLogger(__name__)
 
 #: A worker that dies sooner than this after its start counts as crash-looping.
 STABLE_AFTER_S = 5.0
+#: Where prometheus_client, on import, looks for multiprocess metric files (hub.metrics).
+#: Named here so that the supervisor itself never imports prometheus_client.
+MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 #: How long workers get to close their connections with 1001 before they are killed.
 STOP_TIMEOUT_S = 8.0
 
@@ -38,6 +44,7 @@ class Supervisor:
         self._started_at: dict[int, float] = {}
         self._delays = {i: backoff(initial_s=0.5, max_s=10.0) for i in range(settings.num_workers)}
         self._stopping = False
+        self.metrics_dir: str | None = None
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if not self._stopping:
@@ -65,6 +72,7 @@ class Supervisor:
             self.embedded = EmbeddedRedis()
             self.embedded.start()
             self.settings = self.settings.replace(redis_url=self.embedded.url)
+        self._create_metrics_dir()
         try:
             n = self.settings.num_workers
             logger.info("starting %d workers on %s:%d", n, self.settings.host, self.settings.port)
@@ -75,7 +83,41 @@ class Supervisor:
             self._stop_all()
             if self.embedded is not None:
                 self.embedded.stop()
+            self._remove_metrics_dir()
         return 0
+
+    def _create_metrics_dir(self) -> None:
+        """Give the workers a fresh directory for their metric files, so that whichever
+        worker answers a scrape reports all of them. Spawned workers inherit the variable,
+        and read it when they import prometheus_client."""
+        preset = os.environ.get(MULTIPROC_DIR_ENV)
+        if preset:
+            logger.info(
+                "metrics of all workers in %s (from %s: left in place; empty it between runs)",
+                preset,
+                MULTIPROC_DIR_ENV,
+            )
+            return
+        self.metrics_dir = tempfile.mkdtemp(prefix="hub-metrics-")
+        os.environ[MULTIPROC_DIR_ENV] = self.metrics_dir
+        logger.info("metrics of all workers in %s", self.metrics_dir)
+
+    def _remove_metrics_dir(self) -> None:
+        if self.metrics_dir is not None:
+            shutil.rmtree(self.metrics_dir, ignore_errors=True)
+            os.environ.pop(MULTIPROC_DIR_ENV, None)
+            self.metrics_dir = None
+
+    def _mark_dead(self, proc: BaseProcess) -> None:
+        """Drop a dead worker's live gauges (its counters still count in the totals)."""
+        if proc.pid is None or not os.environ.get(MULTIPROC_DIR_ENV):
+            return
+        from prometheus_client.multiprocess import mark_process_dead
+
+        try:
+            mark_process_dead(proc.pid)  # type: ignore[no-untyped-call]
+        except OSError as exc:
+            logger.warning("cannot drop the metrics of dead worker %s: %s", proc.pid, exc)
 
     def _watch(self) -> None:
         restart_at: dict[int, float] = {}
@@ -93,6 +135,7 @@ class Supervisor:
             for index, proc in list(self._workers.items()):
                 if proc.is_alive() or index in restart_at:
                     continue
+                self._mark_dead(proc)
                 lived = now - self._started_at[index]
                 if lived > STABLE_AFTER_S:
                     self._delays[index] = backoff(initial_s=0.5, max_s=10.0)

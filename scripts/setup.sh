@@ -10,6 +10,7 @@ setup_system_packages() {
             redis-tools) cmd=redis-cli ;;
             nginx-light) cmd=nginx ;;
             docker-compose) cmd=docker-compose ;;
+            systemd) cmd=systemd-analyze ;;
             *) cmd="$pkg" ;;
         esac
         command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || missing+=("$pkg")

@@ -8,12 +8,15 @@ import json
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import jwt
 import pytest
+from conftest import async_wait_until
+from prometheus_client.parser import text_string_to_metric_families
 from v1_helpers import UNIT, HubServer, RedisServer, http
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -393,6 +396,19 @@ async def test_rate_limit(limited: HubServer) -> None:
             while True:
                 await asyncio.wait_for(raw.recv(), UNIT)
         assert raw.close_code == 1008
+
+    def rate_limited_drops() -> float:
+        with urllib.request.urlopen(f"http://127.0.0.1:{limited.port}/metrics", timeout=UNIT) as r:
+            text = r.read().decode()
+        return sum(
+            s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+            if s.name == "hub_messages_dropped_total" and s.labels.get("reason") == "rate_limited"
+        )
+
+    # Both modes are counted: at least one v1 refusal and the raw client's refused frame.
+    await async_wait_until(lambda: rate_limited_drops() >= 2, 10, "the rate_limited counter")
 
 
 async def test_max_connections(limited: HubServer) -> None:

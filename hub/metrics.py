@@ -1,0 +1,304 @@
+"""Prometheus metrics for one worker, fed from the plain counters of the hot path.
+
+The node, the broker and the connection handler count with plain ints. prometheus-client is
+never called per message or per delivery: in multiprocess mode every update writes to an
+mmap'd file. Instead, ``WorkerMetrics.sync`` adds the counters' deltas to the Prometheus
+counters about once a second, and again right before a scrape is answered. The two
+histograms are observed per fan-out batch and per Redis round-trip sample (one per pipelined
+write), which is cheap at that rate.
+
+With several workers, the supervisor points ``PROMETHEUS_MULTIPROC_DIR`` at a directory of
+its own before spawning them, so each worker writes its values to files there and any worker
+can answer ``/metrics`` and ``/stats`` for all of them. A single worker without that
+variable keeps its values in memory.
+
+Every series carries a ``worker`` label (the worker's index, stable across restarts). No
+label is ever a channel name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import prometheus_client
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.multiprocess import MultiProcessCollector
+
+__all__ = [
+    "MULTIPROC_DIR_ENV",
+    "SYNC_INTERVAL_S",
+    "Figures",
+    "WorkerMetrics",
+    "multiprocess_dir",
+]
+
+logger = logging.getLogger(__name__)
+
+#: The variable prometheus-client reads, at import, to switch to multiprocess mode.
+MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+#: How often the plain counters are copied into the Prometheus metrics.
+SYNC_INTERVAL_S = 1.0
+
+#: A fan-out batch takes microseconds for a few subscribers, milliseconds for thousands.
+FANOUT_BUCKETS_S = (
+    0.00005,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    1.0,
+)
+#: A Redis PUBLISH round-trip: sub-millisecond on loopback, more across a network or a
+#: busy server.
+ROUNDTRIP_BUCKETS_S = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+)
+
+
+def multiprocess_dir() -> str | None:
+    """The directory of the multiprocess metric files, or None for in-memory metrics."""
+    return os.environ.get(MULTIPROC_DIR_ENV) or None
+
+
+@dataclass(frozen=True, slots=True)
+class Figures:
+    """One worker's counters and levels, read from plain attributes in one go."""
+
+    # Levels (gauges)
+    connections: int = 0
+    subscriptions: int = 0
+    channels: int = 0
+    broker_ready: bool = False
+    # Totals since the worker started (counters)
+    connections_opened: int = 0
+    received: int = 0
+    published: int = 0
+    delivered: int = 0
+    dropped_publish_buffer_full: int = 0
+    dropped_rate_limited: int = 0
+    slow_consumer_disconnects: int = 0
+    broker_reconnects: int = 0
+    broker_publish_errors: int = 0
+    broker_gaps: int = 0
+    broker_probe_failures: int = 0
+
+
+# Figures field → (metric name without _total, help). The order is the exposition's.
+_COUNTERS: dict[str, tuple[str, str]] = {
+    "connections_opened": (
+        "hub_ws_connections_opened",
+        "WebSocket connections accepted",
+    ),
+    "received": (
+        "hub_messages_received",
+        "messages received from WebSocket clients",
+    ),
+    "published": (
+        "hub_messages_published",
+        "messages the broker accepted (Redis answered the PUBLISH)",
+    ),
+    "delivered": (
+        "hub_messages_delivered",
+        "messages written to local subscribers (one per message per subscriber)",
+    ),
+    "slow_consumer_disconnects": (
+        "hub_ws_slow_consumer_disconnects",
+        "clients closed with 4008 because their unsent bytes passed the limit",
+    ),
+    "broker_reconnects": (
+        "hub_broker_reconnects",
+        "lost broker connections (publisher or subscriber) that were reconnected",
+    ),
+    "broker_publish_errors": (
+        "hub_broker_publish_errors",
+        "PUBLISH commands the broker answered with an error",
+    ),
+    "broker_gaps": (
+        "hub_broker_gaps",
+        "subscriber reconnects: windows in which this worker missed messages",
+    ),
+    "broker_probe_failures": (
+        "hub_broker_probe_failures",
+        "probes that did not come back through pub/sub in time (the worker was deaf)",
+    ),
+}
+_GAUGES: dict[str, tuple[str, str]] = {
+    "connections": ("hub_ws_connections", "open WebSocket connections"),
+    "subscriptions": ("hub_ws_subscriptions", "(connection, channel) subscriptions"),
+    "channels": (
+        "hub_channels_active",
+        "channels with local subscribers (a channel counts once per worker that has it)",
+    ),
+    "broker_ready": (
+        "hub_broker_ready",
+        "1 when the broker is connected, subscribed and not deaf, else 0",
+    ),
+}
+#: Figures fields counted as dropped messages, by reason label.
+_DROPS: dict[str, str] = {
+    "dropped_publish_buffer_full": "publish_buffer_full",
+    "dropped_rate_limited": "rate_limited",
+}
+
+# Sample name → /stats key, for the per-worker figures.
+_STATS_KEYS: dict[str, str] = {
+    **{name: key for key, (name, _) in _GAUGES.items()},
+    **{name + "_total": key for key, (name, _) in _COUNTERS.items()},
+    "hub_messages_dropped_total": "dropped",
+}
+
+
+class WorkerMetrics:
+    """One worker's Prometheus metrics, synced from ``read()`` by ``run`` and before scrapes."""
+
+    def __init__(self, *, worker: int, read: Callable[[], Figures]) -> None:
+        self.worker = worker
+        self.read = read
+        self.multiprocess_dir = multiprocess_dir()
+        self.started_at = time.time()
+        # _created samples do not exist in multiprocess mode; leave them out of both modes.
+        prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
+        # A private registry: several Apps in one process (tests) must not collide.
+        self.registry = CollectorRegistry(auto_describe=True)
+        label = str(worker)
+        self._counters: list[tuple[str, Any]] = []
+        for key, (name, doc) in _COUNTERS.items():
+            metric = Counter(name, doc, ["worker"], registry=self.registry)
+            self._counters.append((key, metric.labels(label)))
+        dropped = Counter(
+            "hub_messages_dropped",
+            "messages the hub dropped, by reason (publish_buffer_full: the bounded buffer "
+            "for Redis was full; rate_limited: over a connection's --publish-rate)",
+            ["worker", "reason"],
+            registry=self.registry,
+        )
+        for key, reason in _DROPS.items():
+            self._counters.append((key, dropped.labels(label, reason)))
+        self._gauges: list[tuple[str, Any]] = []
+        for key, (name, doc) in _GAUGES.items():
+            # livesum: a dead worker's files are dropped by the supervisor (mark_process_dead),
+            # and a restarted worker's value is its own, under the same worker label.
+            gauge = Gauge(
+                name, doc, ["worker"], registry=self.registry, multiprocess_mode="livesum"
+            )
+            self._gauges.append((key, gauge.labels(label)))
+        self._last: dict[str, int] = {key: 0 for key, _ in self._counters}
+        self.fanout_duration = Histogram(
+            "hub_fanout_duration_seconds",
+            "time to fan one batch of broker messages out to local subscribers",
+            ["worker"],
+            buckets=FANOUT_BUCKETS_S,
+            registry=self.registry,
+        ).labels(label)
+        self.broker_roundtrip = Histogram(
+            "hub_broker_roundtrip_seconds",
+            "time from writing a batch of PUBLISH commands to the first one's reply",
+            ["worker"],
+            buckets=ROUNDTRIP_BUCKETS_S,
+            registry=self.registry,
+        ).labels(label)
+        #: Hooks for Node(on_fanout=...) and RedisBroker(on_roundtrip=...).
+        self.observe_fanout: Callable[[float], None] = self.fanout_duration.observe
+        self.observe_roundtrip: Callable[[float], None] = self.broker_roundtrip.observe
+
+    # Syncing
+
+    def sync(self) -> None:
+        """Copy the plain counters into the Prometheus metrics (deltas for counters)."""
+        figures = self.read()
+        last = self._last
+        for key, counter in self._counters:
+            value: int = getattr(figures, key)
+            delta = value - last[key]
+            if delta > 0:
+                counter.inc(delta)
+            last[key] = value
+        for key, gauge in self._gauges:
+            gauge.set(float(getattr(figures, key)))
+
+    async def run(self, interval_s: float = SYNC_INTERVAL_S) -> None:
+        """Sync every ``interval_s`` until cancelled; an error is logged, never fatal."""
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                self.sync()
+            except Exception:
+                logger.exception("syncing the metrics failed; retrying in %.1fs", interval_s)
+
+    # Reading
+
+    def _exposition_registry(self) -> CollectorRegistry:
+        if self.multiprocess_dir is None:
+            return self.registry
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=self.multiprocess_dir)  # type: ignore[no-untyped-call]
+        return registry
+
+    def exposition(self) -> tuple[bytes, str]:
+        """The Prometheus text exposition covering every worker, and its content type."""
+        self.sync()
+        body = prometheus_client.generate_latest(self._exposition_registry())
+        return body, prometheus_client.CONTENT_TYPE_LATEST
+
+    def stats(self) -> dict[str, Any]:
+        """Aggregated and per-worker figures for the dashboard, from the same metrics."""
+        self.sync()
+        workers: dict[str, dict[str, float]] = {}
+        for family in self._exposition_registry().collect():
+            for sample in family.samples:
+                key = _STATS_KEYS.get(sample.name)
+                worker = sample.labels.get("worker")
+                if key is None or worker is None:
+                    continue
+                figures = workers.setdefault(worker, {})
+                figures[key] = figures.get(key, 0.0) + sample.value
+        per_worker = []
+        for worker in sorted(workers, key=lambda w: int(w) if w.isdigit() else -1):
+            figures = workers[worker]
+            row: dict[str, Any] = {"worker": worker}
+            row.update({k: int(figures.get(k, 0)) for k in _STATS_KEYS.values()})
+            # A worker with no live gauges is dead (or restarting): its totals still count.
+            row["alive"] = "broker_ready" in figures
+            row["broker_ready"] = figures.get("broker_ready", 0.0) > 0
+            per_worker.append(row)
+        totals: dict[str, Any] = {
+            k: sum(row[k] for row in per_worker)
+            for k in _STATS_KEYS.values()
+            if k != "broker_ready"
+        }
+        totals["workers"] = sum(1 for row in per_worker if row["alive"])
+        totals["workers_ready"] = sum(1 for row in per_worker if row["broker_ready"])
+        return {
+            "time": time.time(),
+            "answered_by": {"worker": self.worker, "pid": os.getpid()},
+            "uptime_s": round(time.time() - self.started_at, 3),
+            "multiprocess": self.multiprocess_dir is not None,
+            "totals": totals,
+            "workers": per_worker,
+        }
