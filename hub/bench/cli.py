@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from hub.bench.config import CLIENTS, RunConfig
+from hub.bench.config import AUTO_CLIENT, CLIENTS, RunConfig
 from hub.bench.coordinator import BenchError, Coordinator, LiveState, ServerMemoryOptions
 from hub.bench.header import HEADER_SIZE
 from hub.bench.report import exit_status, print_report, write_plot
@@ -336,7 +336,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         rounds=getattr(args, "rounds", 1),
         round_timeout_s=getattr(args, "round_timeout", 10.0),
         interval_s=args.interval,
-        client=args.client,
+        # Resolved here, so that the report says which client ran.
+        client=AUTO_CLIENT[scenario] if args.client == "auto" else args.client,
     )
 
 

@@ -1,9 +1,10 @@
 """A worker process: it holds a share of the sockets and plays the scenario on them.
 
 The coordinator talks to it through a pipe (commands in) and a queue (events out); see
-``coordinator.py``. Everything on the receive path is a picows callback that reads the 24-byte
-header only and appends to flat counters, so one process keeps up with several hundred thousand
-frames per second.
+``coordinator.py``. The receivers are lean sockets (``lean.py``: one protocol object per socket)
+or picows listeners (``--client``); fan-out publishers are picows listeners. Either way the
+receive path reads the 24-byte header only and appends to flat counters, so one process keeps up
+with over a million frames per second (``benchmarks/bench_client_receive.py``).
 """
 
 from __future__ import annotations
