@@ -83,12 +83,27 @@ def bench(tmp_path: Path, *args: str) -> tuple[int, dict[str, Any]]:
     return result.returncode, report
 
 
-def test_fanout(server_url: tuple[str, int], tmp_path: Path) -> None:
+@pytest.mark.parametrize("client", ["lean", "picows"])
+def test_fanout(server_url: tuple[str, int], tmp_path: Path, client: str) -> None:
     """Every subscriber gets every message of every publisher, once and in order."""
     url, _pid = server_url
     rc, report = bench(
-        tmp_path, "fanout", "--url", url, "-n", "20", "-p", "2", "-m", "200", "--procs", "2"
+        tmp_path,
+        "fanout",
+        "--url",
+        url,
+        "-n",
+        "20",
+        "-p",
+        "2",
+        "-m",
+        "200",
+        "--procs",
+        "2",
+        "--client",
+        client,
     )
+    assert report["config"]["client"] == client
     messages = report["messages"]
     assert report["connections"]["connected"] == 22
     assert messages["sent"] == 200
@@ -111,10 +126,13 @@ def test_fanout_max_rate(server_url: tuple[str, int], tmp_path: Path) -> None:
     assert rc == 0
 
 
-def test_echo(server_url: tuple[str, int], tmp_path: Path) -> None:
+@pytest.mark.parametrize("client", ["lean", "picows"])
+def test_echo(server_url: tuple[str, int], tmp_path: Path, client: str) -> None:
     """Each client gets each of its own messages back."""
     url, _pid = server_url
-    rc, report = bench(tmp_path, "echo", "--url", url, "-n", "20", "-m", "50", "--procs", "2")
+    rc, report = bench(
+        tmp_path, "echo", "--url", url, "-n", "20", "-m", "50", "--procs", "2", "--client", client
+    )
     messages = report["messages"]
     assert messages["sent"] == 1000
     assert messages["received"] == 1000

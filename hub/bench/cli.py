@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from hub.bench.config import RunConfig
+from hub.bench.config import AUTO_CLIENT, CLIENTS, RunConfig
 from hub.bench.coordinator import BenchError, Coordinator, LiveState, ServerMemoryOptions
 from hub.bench.header import HEADER_SIZE
 from hub.bench.report import exit_status, print_report, write_plot
@@ -100,6 +100,14 @@ def _common(parser: argparse.ArgumentParser, *, sockets_help: str, default_socke
         default=10.0,
         metavar="SECONDS",
         help="time limit of one connection and handshake (default: 10)",
+    )
+    sockets.add_argument(
+        "--client",
+        choices=CLIENTS,
+        default="auto",
+        help="the receivers' WebSocket client: lean (a minimal asyncio protocol, about 1 KiB "
+        "per idle socket), picows, or auto: what measured fastest for the scenario "
+        "(default: auto; fan-out publishers always use picows)",
     )
     output = parser.add_argument_group("output")
     output.add_argument("--json", metavar="FILE", help="write the full report as JSON to FILE")
@@ -328,6 +336,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         rounds=getattr(args, "rounds", 1),
         round_timeout_s=getattr(args, "round_timeout", 10.0),
         interval_s=args.interval,
+        # Resolved here, so that the report says which client ran.
+        client=AUTO_CLIENT[scenario] if args.client == "auto" else args.client,
     )
 
 

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["RunConfig"]
+__all__ = ["AUTO_CLIENT", "CLIENTS", "RunConfig"]
+
+CLIENTS = ("auto", "lean", "picows")
+# What --client auto picks for the receivers (see docs/bench.md, "Client choice").
+AUTO_CLIENT = {"conns": "lean", "broadcast-all": "lean", "fanout": "lean", "echo": "lean"}
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,14 @@ class RunConfig:
     round_timeout_s: float = 10.0
     # Reporting
     interval_s: float = 0.5
+    # The receivers' WebSocket client: lean (hub/bench/lean.py), picows, or auto (per scenario)
+    client: str = "auto"
+
+    def receiver_client(self) -> str:
+        """The client the receivers use: ``auto`` picks what measured best for the scenario."""
+        if self.client != "auto":
+            return self.client
+        return AUTO_CLIENT.get(self.scenario, "lean")
 
     def channel_of(self, index: int) -> str:
         """The channel of receiver ``index``."""

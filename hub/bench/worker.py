@@ -1,9 +1,10 @@
 """A worker process: it holds a share of the sockets and plays the scenario on them.
 
 The coordinator talks to it through a pipe (commands in) and a queue (events out); see
-``coordinator.py``. Everything on the receive path is a picows callback that reads the 24-byte
-header only and appends to flat counters, so one process keeps up with several hundred thousand
-frames per second.
+``coordinator.py``. The receivers are lean sockets (``lean.py``: one protocol object per socket)
+or picows listeners (``--client``); fan-out publishers are picows listeners. Either way the
+receive path reads the 24-byte header only and appends to flat counters, so one process keeps up
+with over a million frames per second (``benchmarks/bench_client_receive.py``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
 from hub.bench import header as hdr
 from hub.bench.config import RunConfig
+from hub.bench.lean import Counters, LeanSocket, request_prefix, split_url
 from hub.bench.sizing import place, raise_fd_limit, worker_indices
 from hub.bench.stats import LatencyRecorder, StreamTracker, Tally
 
@@ -47,19 +49,6 @@ class EventQueue(Protocol):
 def ws_url(base: str, channel: str) -> str:
     parts = urlsplit(base)
     return f"{parts.scheme}://{parts.netloc}/{quote(channel, safe='')}"
-
-
-class Counters:
-    """This process's totals, written by every listener."""
-
-    __slots__ = ("bytes", "disconnected", "frames", "other_frames", "sent")
-
-    def __init__(self) -> None:
-        self.frames = 0
-        self.bytes = 0
-        self.other_frames = 0  # frames without a bench header
-        self.sent = 0
-        self.disconnected = 0
 
 
 class BenchListener(WSListener):
@@ -103,14 +92,18 @@ class BenchListener(WSListener):
     def on_message(self, kind: int, pub_id: int, seq: int, sent_ns: int) -> None:
         pass
 
+    def send_binary(self, payload: bytes) -> None:
+        if self.transport is not None:
+            self.transport.send(WSMsgType.BINARY, payload)
+
     def close(self) -> None:
         self.is_closing = True
         if self.transport is not None:
             self.transport.disconnect(graceful=False)
 
 
-class Receiver(BenchListener):
-    """A subscriber (fan-out), an echo client or a broadcast target: it tracks delivery."""
+class PicowsReceiver(BenchListener):
+    """A subscriber (fan-out), an echo client or a broadcast target on picows."""
 
     __slots__ = ("latency_append", "on_bench", "tracker")
 
@@ -130,6 +123,33 @@ class Receiver(BenchListener):
         self.tracker.record(pub_id, seq)
         if self.on_bench is not None:
             self.on_bench(self, pub_id, seq)
+
+
+class LeanReceiver(LeanSocket):
+    """The same on the lean client (``lean.py``): a bare protocol object per socket."""
+
+    __slots__ = ("latency_append", "on_bench", "tracker")
+
+    def __init__(
+        self,
+        counters: Counters,
+        tracker: StreamTracker,
+        latency_append: Callable[[int], None],
+    ) -> None:
+        super().__init__(counters)
+        self.tracker = tracker
+        self.latency_append = latency_append
+        self.on_bench: Callable[[Receiver, int, int], None] | None = None
+
+    def on_message(self, kind: int, pub_id: int, seq: int, sent_ns: int) -> None:
+        self.latency_append((time.monotonic_ns() - sent_ns) // 1000)
+        self.tracker.record(pub_id, seq)
+        if self.on_bench is not None:
+            self.on_bench(self, pub_id, seq)
+
+
+Receiver = PicowsReceiver | LeanReceiver
+Socket = BenchListener | LeanReceiver
 
 
 class Publisher(BenchListener):
@@ -206,34 +226,66 @@ class Worker:
 
     # Connecting
 
-    async def connect_all(self, listeners: list[tuple[int, str, BenchListener]]) -> None:
+    async def connect_all(self, listeners: list[tuple[int, str, Socket]]) -> None:
         """Open the sockets with at most --concurrency / procs handshakes in flight."""
         config = self.config
         pending = iter(listeners)
         per_worker = max(1, config.concurrency // config.procs)
+        loop = asyncio.get_running_loop()
+        # The lean client's upgrade request, built once per URL.
+        prefixes: dict[str, tuple[str, int, bytes]] = {}
 
-        async def connect_one(index: int, url: str, listener: BenchListener) -> None:
+        async def connect_picows(index: int, url: str, listener: BenchListener) -> None:
             spot = place(index, config.urls, config.source_addrs)
             factory = None
             if spot.source_addr is not None:
                 factory = _bound_socket_factory(spot.source_addr)
+            await ws_connect(
+                lambda: listener,
+                url,
+                websocket_handshake_timeout=config.connect_timeout_s,
+                enable_auto_ping=False,
+                max_frame_size=MAX_FRAME_BYTES,
+                read_buffer_init_size=READ_BUFFER_INIT_BYTES,
+                socket_factory=factory,
+                # aiofastnet, when installed, costs about 8 KiB more per idle socket.
+                use_aiofastnet=False,
+                # One logger for all sockets: the default makes an adapter per socket.
+                logger_name=PICOWS_LOGGER,
+            )
+
+        async def connect_lean(index: int, url: str, listener: LeanReceiver) -> None:
+            target = prefixes.get(url)
+            if target is None:
+                host, port, path, netloc = split_url(url)
+                target = prefixes[url] = (host, port, request_prefix(netloc, path))
+            host, port, prefix = target
+            waiter: asyncio.Future[None] = loop.create_future()
+            listener.start(prefix, waiter)
             try:
-                await asyncio.wait_for(
-                    ws_connect(
-                        lambda: listener,
-                        url,
-                        websocket_handshake_timeout=config.connect_timeout_s,
-                        enable_auto_ping=False,
-                        max_frame_size=MAX_FRAME_BYTES,
-                        read_buffer_init_size=READ_BUFFER_INIT_BYTES,
-                        socket_factory=factory,
-                        # aiofastnet, when installed, costs about 8 KiB more per idle socket.
-                        use_aiofastnet=False,
-                        # One logger for all sockets: the default makes an adapter per socket.
-                        logger_name=PICOWS_LOGGER,
-                    ),
-                    config.connect_timeout_s,
-                )
+                source_addr = place(index, config.urls, config.source_addrs).source_addr
+                if source_addr is None:
+                    await loop.create_connection(lambda: listener, host, port)
+                else:
+                    sock = _bound_socket_factory(source_addr)(None)
+                    try:
+                        await loop.sock_connect(sock, (host, port))
+                    except BaseException:
+                        sock.close()
+                        raise
+                    await loop.create_connection(lambda: listener, sock=sock)
+                await waiter
+            except BaseException:
+                listener.close()
+                raise
+
+        async def connect_one(index: int, url: str, listener: Socket) -> None:
+            try:
+                async with asyncio.timeout(config.connect_timeout_s):
+                    if isinstance(listener, LeanReceiver):
+                        await connect_lean(index, url, listener)
+                    else:
+                        await connect_picows(index, url, listener)
             except Exception as exc:  # every failure is counted, by type
                 self.num_failed += 1
                 self.errors[type(exc).__name__] += 1
@@ -268,7 +320,7 @@ class Worker:
         }
 
     def num_connected(self) -> int:
-        listeners: list[BenchListener] = [*self.receivers, *self.publishers]
+        listeners: list[Socket] = [*self.receivers, *self.publishers]
         return sum(1 for item in listeners if item.transport is not None)
 
     async def ticker(self) -> None:
@@ -315,8 +367,9 @@ class Worker:
         self.emit("ready", pid=os.getpid(), rss_bytes=self.process.memory_info().rss)
         self.process.cpu_percent(None)
         await self.expect("connect")
-        listeners = self.build()
+        # Before build(): the per-socket figure includes the receiver objects themselves.
         rss_before = self.process.memory_info().rss
+        listeners = self.build()
         started = time.monotonic()
         ticker = asyncio.create_task(self.ticker())
         try:
@@ -344,14 +397,17 @@ class Worker:
             for listener in [*self.receivers, *self.publishers]:
                 listener.close()
 
-    def build(self) -> list[tuple[int, str, BenchListener]]:
+    def build(self) -> list[tuple[int, str, Socket]]:
         config = self.config
-        out: list[tuple[int, str, BenchListener]] = []
+        out: list[tuple[int, str, Socket]] = []
+        receiver_class: type[Receiver] = (
+            LeanReceiver if config.receiver_client() == "lean" else PicowsReceiver
+        )
         num_pubs = max(1, config.num_publishers)
         append = self.recorder.pending.append
         for index in worker_indices(config.num_sockets, self.index, config.procs):
             tracker = StreamTracker(num_pubs if config.scenario == "fanout" else 1, self.tally)
-            receiver = Receiver(self.counters, tracker, append)
+            receiver = receiver_class(self.counters, tracker, append)
             if config.scenario == "broadcast-all":
                 receiver.on_bench = self.on_broadcast
             self.receivers.append(receiver)
@@ -426,12 +482,9 @@ class Worker:
             else:
                 allowed = int((now - started) * rate) + 1 - seq
             allowed = min(allowed, limit - seq, 1024)
-            transport = pub.transport
+            send = pub.send_binary
             for _ in range(max(0, allowed)):
-                transport.send(
-                    WSMsgType.BINARY,
-                    pack(magic, kind, 0, pub_id, seq, time.monotonic_ns()) + padding,
-                )
+                send(pack(magic, kind, 0, pub_id, seq, time.monotonic_ns()) + padding)
                 seq += 1
             counters.sent += max(0, allowed)
             if rate is None:
@@ -464,17 +517,15 @@ class Worker:
 
         def send_next(receiver: Receiver, client_id: int) -> None:
             seq = sent.get(client_id, 0)
-            transport = receiver.transport
-            if seq >= limit or time.monotonic() >= deadline or transport is None:
+            if seq >= limit or time.monotonic() >= deadline or receiver.transport is None:
                 active[0] -= 1
                 if active[0] <= 0:
                     done.set()
                 return
             sent[client_id] = seq + 1
             counters.sent += 1
-            transport.send(
-                WSMsgType.BINARY,
-                pack(hdr.MAGIC, hdr.KIND_ECHO, 0, 0, seq, time.monotonic_ns()) + padding,
+            receiver.send_binary(
+                pack(hdr.MAGIC, hdr.KIND_ECHO, 0, 0, seq, time.monotonic_ns()) + padding
             )
 
         def on_echo(receiver: Receiver, pub_id: int, seq: int) -> None:
@@ -536,7 +587,7 @@ class Worker:
                     now = time.monotonic_ns()
                     first_send_ns = first_send_ns or now
                     payload = hdr.encode(hdr.KIND_BROADCAST, 0, round_no, now, size)
-                    receiver.transport.send(WSMsgType.BINARY, payload)
+                    receiver.send_binary(payload)
                     self.counters.sent += 1
             expected = sum(1 for r in self.receivers if r.transport is not None)
             deadline = time.monotonic() + config.round_timeout_s
