@@ -181,6 +181,7 @@ def fanout_run(servers: list[tuple[int, int]], rate: int, seconds: float) -> dic
         "rate": rate,
         "deliveries_per_s": m["recv_per_s"],
         "lost": m["lost"],
+        "p50_ms": (lat.get("p50") or 0) / 1000,
         "p99_ms": (lat.get("p99") or 0) / 1000,
         "ok": m["lost"] == 0 and m["duplicates"] == 0 and 0 < (lat.get("p99") or 1e12) < 100_000,
     }

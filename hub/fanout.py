@@ -8,12 +8,15 @@ is the lever; nothing here awaits, queues or re-encodes per subscriber.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from hub.protocol import Message
 
 __all__ = ["Subscriber", "deliver"]
+
+logger = logging.getLogger(__name__)
 
 
 class Subscriber(Protocol):
@@ -55,7 +58,12 @@ def deliver(
         data = encoded[fmt]
         if data is None:
             data = encoded[fmt] = encoders[fmt](channel, messages)
-        buffered = sub.send_batch(data, channel, messages)
+        try:
+            buffered = sub.send_batch(data, channel, messages)
+        except Exception:
+            # One broken connection must not cost the rest of the channel its delivery.
+            logger.exception("writing to a subscriber of %s failed; skipping it", channel)
+            continue
         if buffered < 0:
             continue
         num_sent += 1

@@ -80,15 +80,19 @@ class RawClient:
         if data:
             self.transport.write(data)
         else:
-            protocol = ws.protocol
-            for m in messages:
-                if m.kind == BINARY:
-                    protocol.send_binary(m.payload)
-                else:
-                    protocol.send_text(m.payload)
-            ws.send_data()
+            self._send_compressed(channel, messages)
         size: int = self.transport.get_write_buffer_size()
         return size
+
+    def _send_compressed(self, channel: str, messages: list[Message]) -> None:
+        """Compressed connections encode per connection: each has its own deflate context."""
+        protocol = self.ws.protocol
+        for m in messages:
+            if m.kind == BINARY:
+                protocol.send_binary(m.payload)
+            else:
+                protocol.send_text(m.payload)
+        self.ws.send_data()
 
     def disconnect(self, code: int, reason: str) -> None:
         if code == CloseCode.SLOW_CONSUMER:
@@ -105,19 +109,11 @@ class V1Client(RawClient):
         super().__init__(ws)
         self.format = FORMAT_V1_COMPRESSED if ws.protocol.extensions else FORMAT_V1
 
-    def send_batch(self, data: bytes, channel: str, messages: list[Message]) -> int:
-        ws = self.ws
-        if ws.protocol.state is not OPEN:
-            return -1
-        if data:
-            self.transport.write(data)
-        else:
-            protocol = ws.protocol
-            for payload in v1_messages(channel, messages):
-                protocol.send_text(payload)
-            ws.send_data()
-        size: int = self.transport.get_write_buffer_size()
-        return size
+    def _send_compressed(self, channel: str, messages: list[Message]) -> None:
+        protocol = self.ws.protocol
+        for payload in v1_messages(channel, messages):
+            protocol.send_text(payload)
+        self.ws.send_data()
 
 
 def select_subprotocol(

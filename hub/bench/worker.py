@@ -102,7 +102,31 @@ class BenchListener(WSListener):
             self.transport.disconnect(graceful=False)
 
 
-class PicowsReceiver(BenchListener):
+class _Recording:
+    """What a receiver does with each bench message, on either client."""
+
+    __slots__ = ()
+    tracker: StreamTracker
+    latency_append: Callable[[int], None]
+    on_bench: Callable[[Receiver, int, int], None] | None
+
+    def _start_recording(
+        self, tracker: StreamTracker, latency_append: Callable[[int], None]
+    ) -> None:
+        # The slots live on the concrete receivers; a mixin with slots of its own would
+        # clash with picows' extension-type base.
+        self.tracker = tracker  # type: ignore[misc]
+        self.latency_append = latency_append
+        self.on_bench = None  # type: ignore[misc]
+
+    def on_message(self, kind: int, pub_id: int, seq: int, sent_ns: int) -> None:
+        self.latency_append((time.monotonic_ns() - sent_ns) // 1000)
+        self.tracker.record(pub_id, seq)
+        if self.on_bench is not None:
+            self.on_bench(self, pub_id, seq)  # type: ignore[arg-type]
+
+
+class PicowsReceiver(_Recording, BenchListener):
     """A subscriber (fan-out), an echo client or a broadcast target on picows."""
 
     __slots__ = ("latency_append", "on_bench", "tracker")
@@ -113,19 +137,11 @@ class PicowsReceiver(BenchListener):
         tracker: StreamTracker,
         latency_append: Callable[[int], None],
     ) -> None:
-        super().__init__(counters)
-        self.tracker = tracker
-        self.latency_append = latency_append
-        self.on_bench: Callable[[Receiver, int, int], None] | None = None
-
-    def on_message(self, kind: int, pub_id: int, seq: int, sent_ns: int) -> None:
-        self.latency_append((time.monotonic_ns() - sent_ns) // 1000)
-        self.tracker.record(pub_id, seq)
-        if self.on_bench is not None:
-            self.on_bench(self, pub_id, seq)
+        BenchListener.__init__(self, counters)
+        self._start_recording(tracker, latency_append)
 
 
-class LeanReceiver(LeanSocket):
+class LeanReceiver(_Recording, LeanSocket):
     """The same on the lean client (``lean.py``): a bare protocol object per socket."""
 
     __slots__ = ("latency_append", "on_bench", "tracker")
@@ -136,16 +152,8 @@ class LeanReceiver(LeanSocket):
         tracker: StreamTracker,
         latency_append: Callable[[int], None],
     ) -> None:
-        super().__init__(counters)
-        self.tracker = tracker
-        self.latency_append = latency_append
-        self.on_bench: Callable[[Receiver, int, int], None] | None = None
-
-    def on_message(self, kind: int, pub_id: int, seq: int, sent_ns: int) -> None:
-        self.latency_append((time.monotonic_ns() - sent_ns) // 1000)
-        self.tracker.record(pub_id, seq)
-        if self.on_bench is not None:
-            self.on_bench(self, pub_id, seq)
+        LeanSocket.__init__(self, counters)
+        self._start_recording(tracker, latency_append)
 
 
 Receiver = PicowsReceiver | LeanReceiver
