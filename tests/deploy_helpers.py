@@ -16,30 +16,16 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
+from support import free_port, poll_until, t
 
 REPO = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = REPO / "docker-compose.yml"
 DEPLOY = REPO / "deploy"
-
-#: Every wait is a multiple of this unit; slow machines set HUB_TEST_TIMEOUT_SCALE.
-SCALE = float(os.environ.get("HUB_TEST_TIMEOUT_SCALE", "1") or "1")
-
-
-def t(seconds: float) -> float:
-    """A timeout of `seconds`, scaled by HUB_TEST_TIMEOUT_SCALE."""
-    return seconds * SCALE
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def docker_compose() -> str | None:
@@ -136,13 +122,7 @@ def http_status(port: int, path: str, host: str = "127.0.0.1") -> int | None:
 
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
     """Poll `predicate` until it is true; fail after `timeout` (already scaled)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if predicate():
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.1f}s waiting for {what}")
-        time.sleep(0.05)
+    poll_until(predicate, timeout, what)
 
 
 class Proc:

@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +17,7 @@ from typing import Any
 
 import orjson
 from prometheus_client.parser import text_string_to_metric_families
+from support import RedisServer, free_port, stop_process, t
 
 __all__ = [
     "HubProcess",
@@ -33,80 +31,21 @@ __all__ = [
     "wait_until",
 ]
 
-TIMEOUT_SCALE = float(os.environ.get("HUB_TEST_TIMEOUT_SCALE", "1") or "1")
-
 
 def scale(seconds: float) -> float:
     """A timeout of ``seconds`` on a normal machine, scaled for this one."""
-    return seconds * TIMEOUT_SCALE
+    return t(seconds)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _stop(proc: subprocess.Popen[bytes], timeout_s: float) -> None:
-    """SIGTERM this one process, then SIGKILL it if it does not exit in time."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout_s)
-
-
-class RedisProcess:
-    """A throwaway redis-server on a free loopback port: no persistence, removed at stop."""
+class RedisProcess(RedisServer):
+    """support.RedisServer, started at once and removed at stop."""
 
     def __init__(self, workdir: Path) -> None:
-        exe = shutil.which("redis-server") or "/usr/bin/redis-server"
-        self.port = free_port()
-        self.workdir = workdir
-        workdir.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen(
-            [
-                exe,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(workdir),
-                "--loglevel",
-                "warning",
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + scale(10)
-        while not self._ping():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"redis-server did not start on port {self.port}")
-            time.sleep(0.02)
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}"
-
-    def _ping(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
-                s.sendall(b"PING\r\n")
-                return s.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
+        super().__init__()
+        self.start()
 
     def stop(self) -> None:
-        _stop(self.proc, scale(5))
+        self.close()
 
 
 class HubProcess:
@@ -182,7 +121,7 @@ class HubProcess:
         await wait_until(all_ready, timeout_s, f"{num_workers} ready workers on port {self.port}")
 
     def stop(self) -> int | None:
-        _stop(self.proc, scale(15))
+        stop_process(self.proc, scale(15))
         self._log.close()
         return self.proc.returncode
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -13,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import SCALE, free_port, stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
-TIMEOUT_UNIT_S = float(os.environ.get("HUB_TEST_TIMEOUT_SCALE", "1"))
+TIMEOUT_UNIT_S = SCALE
 
 # Each target is a command that serves raw mode on {port}.
 SERVERS: dict[str, list[str]] = {
@@ -29,13 +29,6 @@ SERVERS: dict[str, list[str]] = {
         "{port}",
     ],
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def wait_listening(port: int, process: subprocess.Popen[bytes], timeout_s: float) -> None:
@@ -61,12 +54,7 @@ def server_url(request: pytest.FixtureRequest) -> Iterator[tuple[str, int]]:
         wait_listening(port, process, 20 * TIMEOUT_UNIT_S)
         yield f"ws://127.0.0.1:{port}", process.pid
     finally:
-        process.terminate()
-        try:
-            process.wait(10 * TIMEOUT_UNIT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, 10 * TIMEOUT_UNIT_S)
 
 
 def bench(tmp_path: Path, *args: str) -> tuple[int, dict[str, Any]]:

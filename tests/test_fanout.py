@@ -58,3 +58,23 @@ def test_slow_and_closed_subscribers() -> None:
         slow,  # type: ignore[arg-type]
     )
     assert n == 2 and slow == [slow_one] and closed.writes == []
+
+
+def test_a_failing_subscriber_does_not_stop_the_channel() -> None:
+    """A subscriber whose write raises is skipped; the ones after it still get the batch."""
+
+    class Broken(FakeSubscriber):
+        def send_batch(self, data: bytes, channel: str, messages: list[Message]) -> int:
+            raise RuntimeError("transport is closed")
+
+    after = FakeSubscriber()
+    slow: list[FakeSubscriber] = []
+    n = deliver(
+        [FakeSubscriber(), Broken(), after],
+        "c",
+        [Message(b"x")],
+        (lambda c, m: b"x",),
+        99,
+        slow,  # type: ignore[arg-type]
+    )
+    assert n == 2 and after.writes == [b"x"]

@@ -424,3 +424,21 @@ async def test_max_connections(limited: HubServer) -> None:
     finally:
         for ws in conns:
             await ws.close()
+
+
+async def test_compressed_v1_deliveries(tmp: Path, redis: RedisServer) -> None:
+    """With --compression, a hub.v1 client that negotiated permessage-deflate gets the same
+    JSON deliveries as an uncompressed one (each compressed connection encodes its own)."""
+    hub = HubServer(tmp, redis.url, "--compression")
+    try:
+        async with await v1(hub.url) as z, await v1(hub.url, compression=None) as plain:
+            assert z.protocol.extensions and not plain.protocol.extensions
+            for ws in (z, plain):
+                await request(ws, op="subscribe", channel="zip", id=1)
+            await plain.send(json.dumps({"op": "publish", "channel": "zip", "data": {"n": 1}}))
+            want = {"type": "message", "channel": "zip", "data": {"n": 1}}
+            assert await recv_json(z) == want
+            frames = [await recv_json(plain), await recv_json(plain)]
+            assert want in frames
+    finally:
+        hub.stop()

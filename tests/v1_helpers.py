@@ -5,39 +5,26 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-SCALE = float(os.environ.get("HUB_TEST_TIMEOUT_SCALE", "1"))
+from support import SCALE, free_port, poll_until, stop_process
+from support import RedisServer as BaseRedisServer
+
 #: The unit of every wait in these tests, in seconds.
 UNIT = 5.0 * SCALE
 HOST = "127.0.0.1"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def wait_for(condition: Callable[[], bool], timeout: float = UNIT, what: str = "") -> None:
-    """Poll ``condition`` until it holds; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout:.1f}s waiting for {what or condition}")
+    """Poll ``condition`` until it holds; fail after ``timeout`` seconds (already scaled)."""
+    poll_until(condition, timeout, what or str(condition))
 
 
 class Process:
@@ -50,40 +37,22 @@ class Process:
         self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, **kwargs)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(UNIT * 2)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(UNIT)
+        stop_process(self.proc, UNIT * 2)
         self._log.close()
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
 
-class RedisServer(Process):
-    def __init__(self, tmp: Path) -> None:
-        server = shutil.which("redis-server")
-        assert server is not None, "redis-server is not installed"
-        self.port = free_port()
-        super().__init__(
-            [server, "--port", str(self.port), "--bind", HOST, "--save", "", "--appendonly", "no"],
-            tmp / f"redis-{self.port}.log",
-            cwd=tmp,
-        )
-        self.url = f"redis://{HOST}:{self.port}"
-        wait_for(self._is_up, what="redis-server")
+class RedisServer(BaseRedisServer):
+    """support.RedisServer, started at once; ``stop`` removes it."""
 
-    def _is_up(self) -> bool:
-        assert self.proc.poll() is None, self.log()
-        try:
-            with socket.create_connection((HOST, self.port), timeout=0.5) as s:
-                s.sendall(b"PING\r\n")
-                return s.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
+    def __init__(self, tmp: Path) -> None:
+        super().__init__()
+        self.start()
+
+    def stop(self) -> None:
+        self.close()
 
 
 class HubServer(Process):
