@@ -1,64 +1,38 @@
-"""Shared fixtures: real redis-server and hub processes on free loopback ports."""
+"""Shared fixtures: real redis-server and hub processes on free loopback ports.
+
+The plumbing behind them (scaled waits, free ports, the process classes) is in support.py.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
-from support import (
-    ROOT,
-    SCALE,
-    HubProcess,
-    RedisServer,
-    async_wait_until,
-    free_port,
-    poll_until,
-    redis_server_path,
-    stop_process,
-    t,
-    wait_until,
-)
-
-__all__ = [
-    "ROOT",
-    "SCALE",
-    "HubProcess",
-    "RedisServer",
-    "async_wait_until",
-    "free_port",
-    "poll_until",
-    "redis_server_path",
-    "stop_process",
-    "t",
-    "wait_until",
-]
+from support import HubProcess, RedisServer, free_port
 
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     """One redis-server for the tests that do not stop it."""
-    server = RedisServer()
-    server.start()
-    yield server
-    server.close()
+    with RedisServer.running() as server:
+        yield server
 
 
 @pytest.fixture
 def own_redis() -> Iterator[RedisServer]:
     """A redis-server of the test's own, which it may kill and restart."""
-    server = RedisServer()
-    server.start()
-    yield server
-    server.close()
+    with RedisServer.running() as server:
+        yield server
 
 
 @pytest.fixture
-def start_hub() -> Iterator[Callable[..., HubProcess]]:
-    """Start ``hub serve`` processes; all are stopped at teardown."""
+def start_hub(tmp_path: Path) -> Iterator[Callable[..., HubProcess]]:
+    """Start ``hub serve`` processes (logs under ``tmp_path``); all are stopped at teardown."""
     hubs: list[HubProcess] = []
 
     def start(*args: str, env: dict[str, str] | None = None, wait: bool = True) -> HubProcess:
-        hub = HubProcess(*args, env=env)
+        hub = HubProcess(*args, env=env, log_dir=tmp_path / "logs")
         hubs.append(hub)
         return hub.wait_ready() if wait else hub
 

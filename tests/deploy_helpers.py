@@ -16,14 +16,14 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
-from support import free_port, poll_until, t
+from support import ROOT, clean_env, free_port, t, wait_until
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = ROOT
 COMPOSE_FILE = REPO / "docker-compose.yml"
 DEPLOY = REPO / "deploy"
 
@@ -101,13 +101,6 @@ def command_list(command: Any) -> list[str]:
     return [str(c) for c in command]
 
 
-def clean_env(**overrides: str) -> dict[str, str]:
-    """This process's environment without HUB_* settings, plus `overrides`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
-    env.update(overrides)
-    return env
-
-
 def http_status(port: int, path: str, host: str = "127.0.0.1") -> int | None:
     """The status of GET http://host:port/path, or None when it cannot connect."""
     conn = http.client.HTTPConnection(host, port, timeout=t(2))
@@ -118,11 +111,6 @@ def http_status(port: int, path: str, host: str = "127.0.0.1") -> int | None:
         return None
     finally:
         conn.close()
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll `predicate` until it is true; fail after `timeout` (already scaled)."""
-    poll_until(predicate, timeout, what)
 
 
 class Proc:
@@ -211,7 +199,7 @@ def start_redis(compose: Mapping[str, Any], tmp: Path, procs: list[Proc]) -> int
             except OSError:
                 return False
 
-    wait_until(up, t(10), "redis-server to answer PING")
+    wait_until(up, 10, "redis-server to answer PING")
     return port
 
 
@@ -243,7 +231,7 @@ def start_hubs(
             assert proc.alive(), f"{proc.name} exited:\n{proc.output()}"
             return http_status(port, "/readyz") == 200
 
-        wait_until(ready, t(20), f"{name} /readyz to answer 200")
+        wait_until(ready, 20, f"{name} /readyz to answer 200")
     return hubs
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from conftest import t
+from support import t
 from websockets.asyncio.client import ClientConnection
 
 

@@ -4,6 +4,7 @@ redis-server and ``hub serve`` processes, each stopped by its pid."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -14,7 +15,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,18 @@ def poll_until(cond: Callable[[], bool], timeout_s: float, what: str) -> None:
 def wait_until(cond: Callable[[], bool], timeout: float, what: str) -> None:
     """Poll ``cond`` until it holds; fail after ``timeout`` seconds, scaled."""
     poll_until(cond, t(timeout), what)
+
+
+def clean_env(**overrides: str) -> dict[str, str]:
+    """This process's environment without HUB_* settings and PROMETHEUS_MULTIPROC_DIR, plus
+    ``overrides``: a child hub sees only what its test gives it."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("HUB_") and k != "PROMETHEUS_MULTIPROC_DIR"
+    }
+    env.update(overrides)
+    return env
 
 
 def stop_process(proc: subprocess.Popen[bytes], timeout_s: float) -> None:
@@ -139,26 +152,67 @@ class RedisServer:
         self._kill()
         shutil.rmtree(self.dir, ignore_errors=True)
 
+    @classmethod
+    @contextlib.contextmanager
+    def running(cls) -> Iterator[RedisServer]:
+        """A started redis-server, removed on exit."""
+        server = cls()
+        try:
+            server.start()
+            yield server
+        finally:
+            server.close()
+
 
 class HubProcess:
-    """A real ``hub serve`` process."""
+    """A real ``hub serve`` process on a free loopback port, its output in a log file.
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+    ``env`` is added to this process's environment less its HUB_* settings (``clean_env``).
+    ``api`` also serves the HTTP API on a second free port. With ``log_dir`` the log is
+    ``log_dir/hub-PORT.log`` and stays after ``stop``; otherwise it is a temporary file.
+    """
+
+    def __init__(
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        api: bool = False,
+        log_dir: Path | None = None,
+    ) -> None:
         self.port = free_port()
-        self.args = ["--port", str(self.port), *args]
-        self.log = tempfile.NamedTemporaryFile(prefix="hub-test-", suffix=".log", delete=False)
-        full_env = {**os.environ, **(env or {})}
+        self.api_port = free_port() if api else 0
+        api_args = ["--api-port", str(self.api_port)] if api else []
+        self.args = ["--port", str(self.port), *api_args, *args]
+        if log_dir is None:
+            fd, name = tempfile.mkstemp(prefix="hub-test-", suffix=".log")
+            os.close(fd)
+            self.log_path = Path(name)
+        else:
+            log_dir.mkdir(parents=True, exist_ok=True)
+            self.log_path = log_dir / f"hub-{self.port}.log"
+        self._keep_log = log_dir is not None
+        self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "hub", "serve", *self.args],
-            stdout=self.log,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
             stderr=subprocess.STDOUT,
-            env=full_env,
+            env=clean_env(**(env or {})),
             cwd=ROOT,
         )
 
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def api_url(self) -> str:
+        assert self.api_port, "started without api=True"
+        return f"http://127.0.0.1:{self.api_port}"
+
     def http(self, path: str) -> tuple[int, str]:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=2) as r:
+            with urllib.request.urlopen(self.base_url + path, timeout=2) as r:
                 return r.status, r.read().decode()
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read().decode()
@@ -170,30 +224,55 @@ class HubProcess:
             return False
 
     def is_ready(self) -> bool:
+        """/readyz answers 200 (and, with ``api``, the API port accepts connections)."""
         try:
-            return self.http("/readyz")[0] == 200
+            ready = self.http("/readyz")[0] == 200
         except OSError:
             return False
+        if ready and self.api_port:
+            try:
+                socket.create_connection(("127.0.0.1", self.api_port), timeout=0.5).close()
+            except OSError:
+                return False
+        return ready
 
-    def wait_ready(self, timeout: float = 15) -> HubProcess:
-        def ready() -> bool:
+    def _wait(self, check: Callable[[], bool], timeout: float, what: str) -> HubProcess:
+        def done() -> bool:
             if self.proc.poll() is not None:
                 raise AssertionError(f"hub exited with {self.proc.returncode}:\n{self.output()}")
-            return self.is_ready()
+            return check()
 
-        wait_until(ready, timeout, f"hub on port {self.port} to be ready")
+        wait_until(done, timeout, f"hub on port {self.port} {what}")
         return self
+
+    def wait_ready(self, timeout: float = 15) -> HubProcess:
+        """Wait (``timeout`` scaled) until :meth:`is_ready`; fail if the hub exits."""
+        return self._wait(self.is_ready, timeout, "to be ready")
+
+    def wait_serving(self, timeout: float = 15) -> HubProcess:
+        """Wait (``timeout`` scaled) until /healthz answers 200; fail if the hub exits."""
+        return self._wait(self.is_serving, timeout, "to answer /healthz")
 
     def url(self, channel: str = "") -> str:
         return f"ws://127.0.0.1:{self.port}/{channel}"
 
     def output(self) -> str:
-        return Path(self.log.name).read_text(errors="replace")
+        return self.log_path.read_text(errors="replace")
 
     def signal(self, sig: int) -> None:
         self.proc.send_signal(sig)
 
-    def stop(self) -> None:
+    def stop(self) -> int | None:
+        """Stop the hub (SIGTERM, then SIGKILL); its exit status."""
         stop_process(self.proc, t(15))
-        self.log.close()
-        os.unlink(self.log.name)
+        if not self._log.closed:
+            self._log.close()
+            if not self._keep_log:
+                self.log_path.unlink(missing_ok=True)
+        return self.proc.returncode
+
+    def __enter__(self) -> HubProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -12,10 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import SCALE, free_port, stop_process
-
-ROOT = Path(__file__).resolve().parent.parent
-TIMEOUT_UNIT_S = SCALE
+from support import ROOT, free_port, stop_process, t
 
 # Each target is a command that serves raw mode on {port}.
 SERVERS: dict[str, list[str]] = {
@@ -51,10 +48,10 @@ def server_url(request: pytest.FixtureRequest) -> Iterator[tuple[str, int]]:
     command = [part.format(port=port) for part in SERVERS[request.param]]
     process = subprocess.Popen(command, cwd=ROOT)
     try:
-        wait_listening(port, process, 20 * TIMEOUT_UNIT_S)
+        wait_listening(port, process, t(20))
         yield f"ws://127.0.0.1:{port}", process.pid
     finally:
-        stop_process(process, 10 * TIMEOUT_UNIT_S)
+        stop_process(process, t(10))
 
 
 def bench(tmp_path: Path, *args: str) -> tuple[int, dict[str, Any]]:
@@ -64,7 +61,7 @@ def bench(tmp_path: Path, *args: str) -> tuple[int, dict[str, Any]]:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=120 * TIMEOUT_UNIT_S,
+        timeout=t(120),
     )
     assert out.exists(), f"no report; stdout={result.stdout} stderr={result.stderr}"
     report: dict[str, Any] = json.loads(out.read_text())
@@ -200,7 +197,7 @@ def test_sizing_error_before_starting() -> None:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=60 * TIMEOUT_UNIT_S,
+        timeout=t(60),
     )
     assert result.returncode == 2
     assert "--procs" in result.stderr

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
 
 import pytest
-from conftest import RedisServer, async_wait_until, free_port
+from support import RedisServer, async_wait_until, free_port
 
 from hub.brokers import Broker, create_broker
 from hub.brokers.redis import RedisBroker

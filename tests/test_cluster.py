@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from conftest import HubProcess, RedisServer
 from helpers import assert_silent, recv_n
+from support import HubProcess, RedisServer
 from websockets.asyncio.client import connect
 
 

@@ -64,7 +64,7 @@ def test_every_option_has_a_flag_an_env_and_help() -> None:
 
 def test_readme_documents_every_option() -> None:
     """The README's flag table lists every flag and environment variable."""
-    from conftest import ROOT
+    from support import ROOT
 
     readme = (ROOT / "README.md").read_text()
     missing = [o.flag for o in OPTIONS if o.flag not in readme or o.env not in readme]

@@ -4,12 +4,13 @@ a real headless browser against two hub instances sharing one Redis."""
 from __future__ import annotations
 
 import shutil
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from ops_helpers import HubProcess, RedisProcess, http_get, scale, stats
+from ops_helpers import http_get, stats
 from playwright.async_api import Browser, Page, async_playwright, expect
+from support import HubProcess, RedisServer, t
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 HAS_CHROMIUM = Path(CHROMIUM).exists()
@@ -26,19 +27,13 @@ CHROMIUM_ARGS = [
 
 
 @pytest.fixture
-def redis(tmp_path: Path) -> Iterator[RedisProcess]:
-    server = RedisProcess(tmp_path / "redis")
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-async def two_hubs(tmp_path: Path, redis: RedisProcess) -> AsyncIterator[list[HubProcess]]:
-    hubs = [HubProcess(["--workers", "1", "--redis", redis.url], tmp_path / "logs")]
-    hubs.append(HubProcess(["--workers", "1", "--redis", redis.url], tmp_path / "logs"))
+async def two_hubs(tmp_path: Path, own_redis: RedisServer) -> AsyncIterator[list[HubProcess]]:
+    args = ("--workers", "1", "--redis", own_redis.url)
+    hubs = [HubProcess(*args, log_dir=tmp_path / "logs")]
+    hubs.append(HubProcess(*args, log_dir=tmp_path / "logs"))
     try:
         for hub in hubs:
-            await hub.wait_ready()
+            hub.wait_ready(20)
         yield hubs
     finally:
         for hub in hubs:
@@ -50,7 +45,7 @@ async def browser() -> AsyncIterator[Browser]:
     assert HAS_CHROMIUM, "chromium is not installed (scripts/test.sh installs Debian's chromium)"
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=scale(30) * 1000
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=t(30) * 1000
         )
         try:
             yield browser
@@ -85,7 +80,7 @@ async def test_plain_get_serves_the_page_and_stats(two_hubs: list[HubProcess]) -
 async def _open(browser: Browser, hub: HubProcess) -> Page:
     context = await browser.new_context()
     page = await context.new_page()
-    page.set_default_timeout(scale(15) * 1000)
+    page.set_default_timeout(t(15) * 1000)
     await page.goto(hub.base_url + "/")
     await expect(page.locator("#status")).to_contain_text("live")
     return page
@@ -96,7 +91,7 @@ async def test_two_browsers_exchange_messages_across_two_hubs(
 ) -> None:
     """Two pages on two hubs join one channel, exchange messages through the page's UI, and
     each page's figures follow."""
-    timeout_ms = scale(15) * 1000
+    timeout_ms = t(15) * 1000
     pages = [await _open(browser, hub) for hub in two_hubs]
     for page in pages:
         await expect(page.locator("#connections")).to_have_text("0", timeout=timeout_ms)

@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from deploy_helpers import DEPLOY, t
+from deploy_helpers import DEPLOY
+from support import t
 
 UNIT = DEPLOY / "systemd" / "hub.service"
 DASHBOARD = DEPLOY / "grafana" / "hub-dashboard.json"

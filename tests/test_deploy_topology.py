@@ -21,8 +21,6 @@ import pytest
 from deploy_helpers import (
     DEPLOY,
     Proc,
-    clean_env,
-    free_port,
     http_status,
     lb_env,
     load_compose,
@@ -30,9 +28,8 @@ from deploy_helpers import (
     render_nginx,
     start_hubs,
     start_redis,
-    t,
-    wait_until,
 )
+from support import clean_env, free_port, t, wait_until
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -199,7 +196,7 @@ def wait_lb(lb: Proc, port: int) -> None:
         assert lb.alive(), f"{lb.name} exited:\n{lb.output()}"
         return http_status(port, "/readyz") == 200
 
-    wait_until(up, t(15), f"{lb.name} to proxy /readyz")
+    wait_until(up, 15, f"{lb.name} to proxy /readyz")
 
 
 async def test_through_haproxy(

@@ -10,7 +10,8 @@ from typing import Any
 
 import orjson
 import pytest
-from ops_helpers import HubProcess, scale
+from ops_helpers import wait_workers_ready
+from support import HubProcess, t
 from websockets.asyncio.client import connect
 
 NUM_MESSAGES = 50
@@ -19,24 +20,24 @@ NUM_MESSAGES = 50
 @pytest.fixture
 def hub(tmp_path: Path) -> Iterator[HubProcess]:
     # Two workers and the embedded redis-server: the supervisor's lines are JSON too.
-    process = HubProcess(["--workers", "2", "--log-format", "json"], tmp_path / "logs")
+    process = HubProcess("--workers", "2", "--log-format", "json", log_dir=tmp_path / "logs")
     yield process
     process.stop()
 
 
 async def test_json_logs(hub: HubProcess) -> None:
     """Every line parses; start and stop are INFO; traffic adds no line."""
-    await hub.wait_healthy()
-    await hub.wait_workers_ready(2)
-    async with connect(hub.ws_url("logs.room")) as a, connect(hub.ws_url("logs.room")) as b:
+    hub.wait_serving(20)
+    await wait_workers_ready(hub, 2)
+    async with connect(hub.url("logs.room")) as a, connect(hub.url("logs.room")) as b:
         for i in range(NUM_MESSAGES):
             await a.send(f"payload-{i}")
         for client in (a, b):
             for _ in range(NUM_MESSAGES):
-                await asyncio.wait_for(client.recv(), scale(5))
+                await asyncio.wait_for(client.recv(), t(5))
     assert hub.stop() == 0
 
-    lines = hub.log().splitlines()
+    lines = hub.output().splitlines()
     docs: list[dict[str, Any]] = [orjson.loads(line) for line in lines]
     for doc in docs:
         assert {"ts", "level", "logger", "msg", "pid"} <= doc.keys(), doc

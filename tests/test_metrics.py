@@ -6,13 +6,12 @@ import asyncio
 import os
 import re
 import signal
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import orjson
-import pytest
-from ops_helpers import HubProcess, RedisProcess, http_get, scale, scrape, total, wait_until
+from ops_helpers import http_get, scrape, total, wait_workers_ready
 from prometheus_client.parser import text_string_to_metric_families
+from support import HubProcess, RedisServer, async_wait_until, t
 from websockets.asyncio.client import ClientConnection, connect
 
 from hub.metrics import Figures, WorkerMetrics
@@ -38,27 +37,6 @@ CONTRACT = {
 }
 
 StartHub = Callable[..., HubProcess]
-
-
-@pytest.fixture
-def redis(tmp_path: Path) -> Iterator[RedisProcess]:
-    server = RedisProcess(tmp_path / "redis")
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def start_hub(tmp_path: Path) -> Iterator[StartHub]:
-    started: list[HubProcess] = []
-
-    def start(*args: str) -> HubProcess:
-        hub = HubProcess(args, tmp_path / "logs")
-        started.append(hub)
-        return hub
-
-    yield start
-    for hub in started:
-        hub.stop()
 
 
 def assert_no_channel_labels(
@@ -98,10 +76,10 @@ def test_sync_adds_the_deltas_of_the_plain_counters() -> None:
     assert doc["workers"][0]["worker"] == "3" and doc["workers"][0]["connections"] == 1
 
 
-async def test_metrics_follow_real_traffic(redis: RedisProcess, start_hub: StartHub) -> None:
+async def test_metrics_follow_real_traffic(own_redis: RedisServer, start_hub: StartHub) -> None:
     """Every contract metric is exposed, parses, and moves after real traffic."""
-    hub = start_hub("--workers", "1", "--redis", redis.url)
-    await hub.wait_ready()
+    hub = start_hub("--workers", "1", "--redis", own_redis.url, wait=False)
+    hub.wait_ready(20)
     status, headers, body = await http_get(hub.port, "/metrics")
     assert status == 200
     assert headers["content-type"].startswith("text/plain")
@@ -110,17 +88,17 @@ async def test_metrics_follow_real_traffic(redis: RedisProcess, start_hub: Start
         assert types.get(name) == kind, (name, types.get(name))
 
     channel = "metrics.room-7f3a"
-    async with connect(hub.ws_url(channel)) as a, connect(hub.ws_url(channel)) as b:
+    async with connect(hub.url(channel)) as a, connect(hub.url(channel)) as b:
         # A join is complete once the channel's subscription is live; wait for it.
-        await wait_until(
+        await async_wait_until(
             lambda: _equals(hub.port, "hub_ws_subscriptions", 2), 10, "both subscriptions"
         )
         for i in range(3):
             await a.send(f"hello {i}")
         for client in (a, b):
-            got = [await asyncio.wait_for(client.recv(), scale(5)) for _ in range(3)]
+            got = [await asyncio.wait_for(client.recv(), t(5)) for _ in range(3)]
             assert got == ["hello 0", "hello 1", "hello 2"]
-        await wait_until(
+        await async_wait_until(
             lambda: _equals(hub.port, "hub_messages_delivered_total", 6), 10, "6 deliveries"
         )
         samples = await scrape(hub.port)
@@ -137,7 +115,9 @@ async def test_metrics_follow_real_traffic(redis: RedisProcess, start_hub: Start
             ({"worker": "0", "reason": "rate_limited"}, 0.0),
         ]
         assert_no_channel_labels(samples, channel)
-    await wait_until(lambda: _equals(hub.port, "hub_ws_connections", 0), 10, "connections closed")
+    await async_wait_until(
+        lambda: _equals(hub.port, "hub_ws_connections", 0), 10, "connections closed"
+    )
 
 
 async def _equals(port: int, name: str, expected: float) -> bool:
@@ -152,7 +132,7 @@ async def _equals(port: int, name: str, expected: float) -> bool:
 def _worker_pids(hub: HubProcess) -> dict[str, int]:
     """worker index → pid, from the JSON log lines of the workers."""
     pids = {}
-    for line in hub.log().splitlines():
+    for line in hub.output().splitlines():
         if line.startswith("{"):
             doc = orjson.loads(line)
             if "worker" in doc and doc["msg"].startswith(f"worker {doc['worker']} serving"):
@@ -160,12 +140,12 @@ def _worker_pids(hub: HubProcess) -> dict[str, int]:
     return pids
 
 
-async def test_metrics_cover_every_worker(redis: RedisProcess, start_hub: StartHub) -> None:
+async def test_metrics_cover_every_worker(own_redis: RedisServer, start_hub: StartHub) -> None:
     """With --workers 2, whichever worker answers, the totals cover both; a dead worker's
     gauges go, its counters stay, and the metric files go when the hub stops."""
-    hub = start_hub("--workers", "2", "--redis", redis.url, "--log-format", "json")
-    await hub.wait_healthy()
-    await hub.wait_workers_ready(2)
+    hub = start_hub("--workers", "2", "--redis", own_redis.url, "--log-format", "json", wait=False)
+    hub.wait_serving(20)
+    await wait_workers_ready(hub, 2)
     channel = "metrics.workers-9c1d"
     clients: list[ClientConnection] = []
     try:
@@ -173,7 +153,7 @@ async def test_metrics_cover_every_worker(redis: RedisProcess, start_hub: StartH
         per_worker: dict[str, float] = {}
         for _ in range(10):
             for _ in range(4):
-                clients.append(await connect(hub.ws_url(channel)))
+                clients.append(await connect(hub.url(channel)))
             await _wait_connections(hub, len(clients))
             per_worker = await _connections_by_worker(hub)
             if len(per_worker) == 2 and min(per_worker.values()) > 0:
@@ -189,7 +169,7 @@ async def test_metrics_cover_every_worker(redis: RedisProcess, start_hub: StartH
             assert_no_channel_labels(samples, channel)
 
         await clients[0].send("to everyone")
-        await wait_until(
+        await async_wait_until(
             lambda: _equals(hub.port, "hub_messages_delivered_total", opened),
             10,
             f"{opened} deliveries over both workers",
@@ -197,7 +177,7 @@ async def test_metrics_cover_every_worker(redis: RedisProcess, start_hub: StartH
 
         # A worker dies: its live gauges go (mark_process_dead), its counters stay.
         pids = _worker_pids(hub)
-        assert sorted(pids) == ["0", "1"], hub.log()
+        assert sorted(pids) == ["0", "1"], hub.output()
         os.kill(pids["1"], signal.SIGKILL)
         await _wait_connections(hub, opened - per_worker["1"])
         samples = await scrape(hub.port)
@@ -206,14 +186,14 @@ async def test_metrics_cover_every_worker(redis: RedisProcess, start_hub: StartH
     finally:
         for client in clients:
             await client.close()
-    assert hub.stop() == 0, hub.log()
-    match = re.search(r"metrics of all workers in (\S+?)\"", hub.log())
-    assert match is not None, hub.log()
+    assert hub.stop() == 0, hub.output()
+    match = re.search(r"metrics of all workers in (\S+?)\"", hub.output())
+    assert match is not None, hub.output()
     assert not await asyncio.to_thread(os.path.exists, match.group(1))
 
 
 async def _wait_connections(hub: HubProcess, expected: float) -> None:
-    await wait_until(
+    await async_wait_until(
         lambda: _equals(hub.port, "hub_ws_connections", expected),
         10,
         f"hub_ws_connections to sum to {expected}",

@@ -7,8 +7,8 @@ import threading
 from collections.abc import Callable, Iterator
 
 import pytest
-from conftest import HubProcess, RedisServer, free_port, wait_until
 from helpers import recv_n
+from support import HubProcess, RedisServer, free_port, wait_until
 from websockets.asyncio.client import connect
 
 

@@ -9,8 +9,8 @@ import textwrap
 from collections.abc import Callable
 
 import pytest
-from conftest import ROOT, HubProcess, t, wait_until
 from helpers import recv_n
+from support import ROOT, HubProcess, t, wait_until
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.frames import Frame, Opcode

@@ -15,9 +15,9 @@ from typing import Any
 
 import jwt
 import pytest
-from conftest import async_wait_until
 from prometheus_client.parser import text_string_to_metric_families
-from v1_helpers import UNIT, HubServer, RedisServer, http
+from support import HubProcess, RedisServer, async_wait_until
+from v1_helpers import UNIT, http, v1_hub
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -31,20 +31,17 @@ def tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def redis(tmp: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp)
-    yield server
-    server.stop()
+def redis() -> Iterator[RedisServer]:
+    with RedisServer.running() as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
-def pair(tmp: Path, redis: RedisServer) -> Iterator[tuple[HubServer, HubServer]]:
+def pair(tmp: Path, redis: RedisServer) -> Iterator[tuple[HubProcess, HubProcess]]:
     """Two instances sharing the Redis; the first serves the API."""
-    a = HubServer(tmp, redis.url, "--api-key", API_KEY, "--max-message-bytes", "4096", api=True)
-    b = HubServer(tmp, redis.url)
-    yield a, b
-    a.stop()
-    b.stop()
+    api_args = ("--api-key", API_KEY, "--max-message-bytes", "4096")
+    with v1_hub(tmp, redis.url, *api_args, api=True) as a, v1_hub(tmp, redis.url) as b:
+        yield a, b
 
 
 async def recv_json(ws: ClientConnection) -> Any:
@@ -57,7 +54,7 @@ async def request(ws: ClientConnection, **frame: Any) -> Any:
 
 
 async def v1(url: str, **kwargs: Any) -> ClientConnection:
-    return await connect(url + "/", subprotocols=["hub.v1"], open_timeout=UNIT, **kwargs)  # type: ignore[list-item]
+    return await connect(url, subprotocols=["hub.v1"], open_timeout=UNIT, **kwargs)  # type: ignore[list-item]
 
 
 async def subscribe_everywhere(redis_url: str, channel: str, num_processes: int) -> None:
@@ -77,10 +74,10 @@ async def subscribe_everywhere(redis_url: str, channel: str, num_processes: int)
         await client.aclose()
 
 
-async def test_v1_across_instances(pair: tuple[HubServer, HubServer], redis: RedisServer) -> None:
+async def test_v1_across_instances(pair: tuple[HubProcess, HubProcess], redis: RedisServer) -> None:
     """A hub.v1 publish on one instance reaches a hub.v1 subscriber on the other."""
     a, b = pair
-    async with await v1(a.url) as sub, await v1(b.url) as pub:
+    async with await v1(a.url()) as sub, await v1(b.url()) as pub:
         ack = await request(sub, op="subscribe", channels=["x1", "x2"], id=1)
         assert ack == {"type": "ack", "op": "subscribe", "id": 1, "channels": ["x1", "x2"]}
         await subscribe_everywhere(redis.url, "x2", 1)
@@ -98,11 +95,13 @@ async def test_v1_across_instances(pair: tuple[HubServer, HubServer], redis: Red
         assert (await recv_json(sub))["text"] == "here"  # x2's message never arrived
 
 
-async def test_modes_share_channels(pair: tuple[HubServer, HubServer], redis: RedisServer) -> None:
+async def test_modes_share_channels(
+    pair: tuple[HubProcess, HubProcess], redis: RedisServer
+) -> None:
     """Text, binary and JSON payloads arrive intact in the other mode, across instances;
     a plain Redis PUBLISH reaches both."""
     a, b = pair
-    async with await v1(a.url) as v, connect(b.url + "/mix", open_timeout=UNIT) as raw:
+    async with await v1(a.url()) as v, connect(b.url("mix"), open_timeout=UNIT) as raw:
         await request(v, op="subscribe", channel="mix", id=1)
         await subscribe_everywhere(redis.url, "mix", 2)
 
@@ -141,10 +140,10 @@ async def test_modes_share_channels(pair: tuple[HubServer, HubServer], redis: Re
         assert await raw.recv() == "from redis"
 
 
-async def test_request_errors_keep_the_connection_open(pair: tuple[HubServer, HubServer]) -> None:
+async def test_request_errors_keep_the_connection_open(pair: tuple[HubProcess, HubProcess]) -> None:
     """Bad requests get error frames with stable codes; the connection stays usable."""
     a, _ = pair
-    async with await v1(a.url) as ws:
+    async with await v1(a.url()) as ws:
         await ws.send("not json")
         assert (await recv_json(ws))["code"] == "bad_json"
         got = await request(ws, op="fly", id=5)
@@ -158,31 +157,28 @@ async def test_request_errors_keep_the_connection_open(pair: tuple[HubServer, Hu
 
 async def test_subscription_limit(tmp: Path, redis: RedisServer) -> None:
     """Past --max-subscriptions, subscribe answers too_many_subscriptions."""
-    hub = HubServer(tmp, redis.url, "--max-subscriptions", "2")
-    try:
-        async with await v1(hub.url) as ws:
+    with v1_hub(tmp, redis.url, "--max-subscriptions", "2") as hub:
+        async with await v1(hub.url()) as ws:
             assert (await request(ws, op="subscribe", channels=["a", "b"], id=1))["type"] == "ack"
             got = await request(ws, op="subscribe", channel="c", id=2)
             assert got["code"] == "too_many_subscriptions" and got["id"] == 2
             assert (await request(ws, op="subscribe", channel="a", id=3))["type"] == "ack"
-    finally:
-        hub.stop()
 
 
-async def test_bad_subprotocol_is_refused(pair: tuple[HubServer, HubServer]) -> None:
+async def test_bad_subprotocol_is_refused(pair: tuple[HubProcess, HubProcess]) -> None:
     """A subprotocol other than hub.v1 gets HTTP 400 naming hub.v1."""
     a, _ = pair
     with pytest.raises(InvalidStatus) as info:
-        await connect(a.url + "/", subprotocols=["chat"], open_timeout=UNIT)  # type: ignore[list-item]
+        await connect(a.url(), subprotocols=["chat"], open_timeout=UNIT)  # type: ignore[list-item]
     assert info.value.response.status_code == 400
     assert b"hub.v1" in info.value.response.body
 
 
-async def test_http_api(pair: tuple[HubServer, HubServer], redis: RedisServer) -> None:
+async def test_http_api(pair: tuple[HubProcess, HubProcess], redis: RedisServer) -> None:
     """The API publishes JSON, text, binary and batches; refuses bad keys, input and size."""
     a, b = pair
     auth = {"Authorization": f"Bearer {API_KEY}"}
-    async with await v1(b.url) as ws:
+    async with await v1(b.url()) as ws:
         await request(ws, op="subscribe", channels=["api1", "api2"], id=1)
         await subscribe_everywhere(redis.url, "api2", 1)
         call = asyncio.to_thread
@@ -247,10 +243,10 @@ async def test_http_api(pair: tuple[HubServer, HubServer], redis: RedisServer) -
     assert status == 404
 
 
-async def test_publish_command(pair: tuple[HubServer, HubServer], redis: RedisServer) -> None:
+async def test_publish_command(pair: tuple[HubProcess, HubProcess], redis: RedisServer) -> None:
     """``hub publish`` works through Redis and through the API."""
     a, _ = pair
-    async with await v1(a.url) as ws:
+    async with await v1(a.url()) as ws:
         await request(ws, op="subscribe", channel="cli", id=1)
         await subscribe_everywhere(redis.url, "cli", 1)
         cmd = [sys.executable, "-m", "hub", "publish", "cli"]
@@ -291,12 +287,11 @@ def token(**claims: Any) -> str:
 
 
 @pytest.fixture(scope="module")
-def secured(tmp: Path, redis: RedisServer) -> Iterator[HubServer]:
-    hub = HubServer(
+def secured(tmp: Path, redis: RedisServer) -> Iterator[HubProcess]:
+    with v1_hub(
         tmp, redis.url, "--jwt-secret", SECRET, "--allowed-origins", "https://good.example"
-    )
-    yield hub
-    hub.stop()
+    ) as hub:
+        yield hub
 
 
 async def status_of(url: str, **kwargs: Any) -> int:
@@ -307,9 +302,9 @@ async def status_of(url: str, **kwargs: Any) -> int:
         return exc.response.status_code
 
 
-async def test_jwt_at_the_handshake(secured: HubServer) -> None:
+async def test_jwt_at_the_handshake(secured: HubProcess) -> None:
     """Raw mode: 401 without/with a bad or expired token, 403 for a channel not granted."""
-    url = secured.url + "/room.1"
+    url = secured.url("room.1")
     good = token(channels=["room.*"])
     assert await status_of(url) == 401
     assert await status_of(url + "?token=" + good) == 101
@@ -318,13 +313,13 @@ async def test_jwt_at_the_handshake(secured: HubServer) -> None:
     assert await status_of(url + "?token=" + expired) == 401
     forged = jwt.encode({"channels": ["*"]}, "another-secret-that-is-long-enough!", "HS256")
     assert await status_of(url + "?token=" + forged) == 401
-    assert await status_of(secured.url + "/other?token=" + good) == 403
+    assert await status_of(secured.url("other?token=") + good) == 403
 
 
-async def test_jwt_per_operation_in_v1(secured: HubServer) -> None:
+async def test_jwt_per_operation_in_v1(secured: HubProcess) -> None:
     """hub.v1 checks each operation against the token's subscribe and publish patterns."""
     tok = token(subscribe=["news.*"], publish=["chat.*"])
-    async with await v1(secured.url, additional_headers={"Authorization": f"Bearer {tok}"}) as ws:
+    async with await v1(secured.url(), additional_headers={"Authorization": f"Bearer {tok}"}) as ws:
         assert (await request(ws, op="subscribe", channel="news.a", id=1))["type"] == "ack"
         got = await request(ws, op="subscribe", channel="chat.a", id=2)
         assert got["code"] == "forbidden" and got["id"] == 2
@@ -334,22 +329,22 @@ async def test_jwt_per_operation_in_v1(secured: HubServer) -> None:
         ] == "forbidden"
 
 
-async def test_raw_publish_without_the_right_closes_1008(secured: HubServer) -> None:
+async def test_raw_publish_without_the_right_closes_1008(secured: HubProcess) -> None:
     """A raw client whose token may only subscribe is closed with 1008 when it sends."""
     tok = token(subscribe=["ro"])
-    async with connect(secured.url + "/ro?token=" + tok, open_timeout=UNIT) as ws:
+    async with connect(secured.url("ro?token=") + tok, open_timeout=UNIT) as ws:
         await ws.send("x")
         with pytest.raises(ConnectionClosed):
             await asyncio.wait_for(ws.recv(), UNIT)
         assert ws.close_code == 1008
 
 
-async def test_token_expiry_closes_4001(secured: HubServer) -> None:
+async def test_token_expiry_closes_4001(secured: HubProcess) -> None:
     """A connection is closed with 4001 when its token expires."""
     tok = token(channels=["*"], exp=int(time.time()) + 2)
-    async with connect(secured.url + "/exp?token=" + tok, open_timeout=UNIT) as raw:
+    async with connect(secured.url("exp?token=") + tok, open_timeout=UNIT) as raw:
         async with await v1(
-            secured.url, additional_headers={"Authorization": f"Bearer {tok}"}
+            secured.url(), additional_headers={"Authorization": f"Bearer {tok}"}
         ) as ws:
             with pytest.raises(ConnectionClosed):
                 await asyncio.wait_for(ws.recv(), 3 + UNIT)
@@ -359,9 +354,9 @@ async def test_token_expiry_closes_4001(secured: HubServer) -> None:
         assert raw.close_code == 4001
 
 
-async def test_origin_check(secured: HubServer) -> None:
+async def test_origin_check(secured: HubProcess) -> None:
     """--allowed-origins refuses other browser origins with 403."""
-    url = secured.url + "/room.1?token=" + token(channels=["*"])
+    url = secured.url("room.1?token=") + token(channels=["*"])
     assert await status_of(url, origin="https://evil.example") == 403  # type: ignore[arg-type]
     assert await status_of(url, origin="https://good.example") == 101  # type: ignore[arg-type]
 
@@ -370,23 +365,22 @@ async def test_origin_check(secured: HubServer) -> None:
 
 
 @pytest.fixture(scope="module")
-def limited(tmp: Path, redis: RedisServer) -> Iterator[HubServer]:
-    hub = HubServer(
+def limited(tmp: Path, redis: RedisServer) -> Iterator[HubProcess]:
+    with v1_hub(
         tmp, redis.url, "--publish-rate", "1", "--publish-burst", "3", "--max-connections", "3"
-    )
-    yield hub
-    hub.stop()
+    ) as hub:
+        yield hub
 
 
-async def test_rate_limit(limited: HubServer) -> None:
+async def test_rate_limit(limited: HubProcess) -> None:
     """Past the burst, hub.v1 gets rate_limited errors and raw mode is closed with 1008."""
-    async with await v1(limited.url) as ws:
+    async with await v1(limited.url()) as ws:
         codes = [
             (await request(ws, op="publish", channel="r", text="x", id=i)).get("code")
             for i in range(5)
         ]
         assert codes[:3] == [None, None, None] and "rate_limited" in codes[3:]
-    async with connect(limited.url + "/r", open_timeout=UNIT) as raw:
+    async with connect(limited.url("r"), open_timeout=UNIT) as raw:
         for _ in range(10):
             try:
                 await raw.send("x")
@@ -398,7 +392,7 @@ async def test_rate_limit(limited: HubServer) -> None:
         assert raw.close_code == 1008
 
     def rate_limited_drops() -> float:
-        with urllib.request.urlopen(f"http://127.0.0.1:{limited.port}/metrics", timeout=UNIT) as r:
+        with urllib.request.urlopen(limited.base_url + "/metrics", timeout=UNIT) as r:
             text = r.read().decode()
         return sum(
             s.value
@@ -411,15 +405,15 @@ async def test_rate_limit(limited: HubServer) -> None:
     await async_wait_until(lambda: rate_limited_drops() >= 2, 10, "the rate_limited counter")
 
 
-async def test_max_connections(limited: HubServer) -> None:
+async def test_max_connections(limited: HubProcess) -> None:
     """Past --max-connections new handshakes get 503; the others keep working."""
     conns: list[ClientConnection] = []
     try:
         for _ in range(3):
-            conns.append(await v1(limited.url))
+            conns.append(await v1(limited.url()))
         for ws in conns:  # wait until the server counts them all
             await request(ws, op="ping", id=0)
-        assert await status_of(limited.url + "/m") == 503
+        assert await status_of(limited.url("m")) == 503
         assert (await request(conns[0], op="ping", id=1))["type"] == "ack"
     finally:
         for ws in conns:
@@ -429,9 +423,8 @@ async def test_max_connections(limited: HubServer) -> None:
 async def test_compressed_v1_deliveries(tmp: Path, redis: RedisServer) -> None:
     """With --compression, a hub.v1 client that negotiated permessage-deflate gets the same
     JSON deliveries as an uncompressed one (each compressed connection encodes its own)."""
-    hub = HubServer(tmp, redis.url, "--compression")
-    try:
-        async with await v1(hub.url) as z, await v1(hub.url, compression=None) as plain:
+    with v1_hub(tmp, redis.url, "--compression") as hub:
+        async with await v1(hub.url()) as z, await v1(hub.url(), compression=None) as plain:
             assert z.protocol.extensions and not plain.protocol.extensions
             for ws in (z, plain):
                 await request(ws, op="subscribe", channel="zip", id=1)
@@ -440,5 +433,3 @@ async def test_compressed_v1_deliveries(tmp: Path, redis: RedisServer) -> None:
             assert await recv_json(z) == want
             frames = [await recv_json(plain), await recv_json(plain)]
             assert want in frames
-    finally:
-        hub.stop()

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import ROOT, HubProcess, t, wait_until
 from helpers import recv_n
+from support import ROOT, HubProcess, t, wait_until
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
