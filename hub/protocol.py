@@ -93,10 +93,6 @@ class Message:
         self.payload = payload
         self.kind = kind
 
-    @property
-    def is_binary(self) -> bool:
-        return self.kind == BINARY
-
     def __eq__(self, other: object) -> bool:
         return (
             isinstance(other, Message) and self.payload == other.payload and self.kind == other.kind
