@@ -13,10 +13,9 @@ from typing import Any
 
 from aiohttp import web
 
-from hub.channels import validate
-from hub.errors import InvalidChannel, ProtocolError
-from hub.node import Node
-from hub.protocol import (
+from hub.core.channels import validate
+from hub.core.errors import InvalidChannel, ProtocolError
+from hub.core.protocol import (
     BAD_CHANNEL,
     BAD_JSON,
     BAD_REQUEST,
@@ -29,6 +28,7 @@ from hub.protocol import (
     message_from_fields,
     parse_json,
 )
+from hub.node import Node
 
 __all__ = ["PublishApi", "redis_channels"]
 

@@ -15,17 +15,17 @@ from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
 from hub.api import PublishApi
-from hub.auth import Authenticator
 from hub.brokers import Broker, create_broker
-from hub.config import Settings
-from hub.connection import HubConnection
-from hub.dashboard import add_dashboard_routes
-from hub.http import Routes, text_response
-from hub.keepalive import run_keepalive
+from hub.core.auth import Authenticator
+from hub.core.config import Settings
+from hub.core.protocol import SUBPROTOCOL
 from hub.metrics import Figures, WorkerMetrics
 from hub.node import Node
-from hub.protocol import SUBPROTOCOL
-from hub.server import ENCODERS, WebSocketHandler, select_subprotocol
+from hub.ws.connection import HubConnection
+from hub.ws.dashboard import add_dashboard_routes
+from hub.ws.handler import ENCODERS, WebSocketHandler, select_subprotocol
+from hub.ws.keepalive import run_keepalive
+from hub.ws.routes import Routes, text_response
 
 __all__ = ["App", "raise_open_file_limit", "run_worker"]
 
@@ -168,7 +168,7 @@ class App:
             select_subprotocol=select_subprotocol,
             compression="deflate" if s.compression else None,
             max_size=s.max_message_bytes,
-            ping_interval=None,  # see hub.keepalive: one task for all connections
+            ping_interval=None,  # see hub.ws.keepalive: one task for all connections
             close_timeout=CLOSE_TIMEOUT_S,
             reuse_port=self.reuse_port,
             backlog=4096,

@@ -10,10 +10,10 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol
 
 from hub.brokers.base import Broker
-from hub.errors import CloseCode
-from hub.fanout import Encoder, Subscriber, deliver
-from hub.protocol import TEXT, decode_envelope, encode_envelope
-from hub.registry import Registry
+from hub.core.errors import CloseCode
+from hub.core.fanout import Encoder, Subscriber, deliver
+from hub.core.protocol import TEXT, decode_envelope, encode_envelope
+from hub.core.registry import Registry
 
 __all__ = ["Client", "Node"]
 

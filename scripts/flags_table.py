@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hub.config import OPTIONS
+from hub.core.config import OPTIONS
 
 
 def _default(value: object) -> str:

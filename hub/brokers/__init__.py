@@ -24,6 +24,6 @@ def create_broker(url: str | None, **options: Any) -> Broker:
         from hub.brokers.redis import RedisBroker
 
         return RedisBroker(url=url, **options)
-    from hub.errors import ConfigError
+    from hub.core.errors import ConfigError
 
     raise ConfigError("HUB_REDIS_URL", url, "use redis://, rediss://, unix:// or memory://")

@@ -20,9 +20,9 @@ from collections.abc import Awaitable, Callable
 
 import hiredis
 
-from hub.backoff import backoff
 from hub.brokers.base import BrokerEventHandler, BrokerStats
 from hub.brokers.resp import Endpoint, Reply, RespConnection, encode_command, open_connection
+from hub.core.backoff import backoff
 
 __all__ = ["RedisBroker"]
 

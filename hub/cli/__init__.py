@@ -1,0 +1,166 @@
+"""The ``hub`` command: ``serve``, ``bench``, and the flags of each."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from hub import __version__
+from hub.core.config import OPTIONS, Settings, parse_bytes
+from hub.core.errors import ConfigError
+
+__all__ = ["build_parser", "main"]
+
+_GROUPS = {
+    "server": "listening",
+    "broker": "broker (Redis)",
+    "limits": "limits",
+    "auth": "access control",
+    "api": "HTTP publish API",
+    "ws": "WebSocket",
+    "logging": "logging",
+}
+
+
+def _describe_default(default: Any) -> str:
+    if default is None:
+        return "unset"
+    if default is False:
+        return "off"
+    if default is True:
+        return "on"
+    return str(default)
+
+
+def add_settings_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per Settings field; each also reads its HUB_* environment variable."""
+    groups = {key: parser.add_argument_group(title) for key, title in _GROUPS.items()}
+    for opt in OPTIONS:
+        group = groups.get(opt.group, parser)
+        help_text = f"{opt.help} [env {opt.env}; default: {_describe_default(opt.default)}]"
+        kwargs: dict[str, Any] = {"dest": opt.name, "default": None, "help": help_text}
+        if opt.type is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["type"] = parse_bytes if opt.name.endswith("_bytes") else opt.type
+            kwargs["metavar"] = "URL" if opt.name == "redis_url" else opt.name.upper()
+        group.add_argument(opt.flag, **kwargs)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hub",
+        description="hub: a WebSocket pub/sub broadcast hub. Every message a client sends "
+        "reaches every subscriber of its channel on every hub process that shares the Redis.",
+        epilog="Run 'hub COMMAND --help' for a command's options.",
+    )
+    parser.add_argument("--version", action="version", version=f"hub {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    serve = commands.add_parser(
+        "serve",
+        help="accept WebSocket connections and fan messages out through Redis",
+        description="Serve WebSocket clients at ws://HOST:PORT/<channel>. Every flag can also "
+        "be set by its HUB_* environment variable; a flag wins over the environment.",
+    )
+    add_settings_flags(serve)
+    publish = commands.add_parser(
+        "publish",
+        help="publish one message to a channel, through Redis or the HTTP API",
+        description="Publish MESSAGE to CHANNEL: straight into Redis (--redis, or HUB_REDIS_URL) "
+        "with the hub's envelope, or through a hub's HTTP API (--api URL --api-key KEY).",
+    )
+    publish.add_argument("channel", metavar="CHANNEL")
+    publish.add_argument("message", metavar="MESSAGE", help="the message; '-' reads stdin")
+    publish.add_argument(
+        "--kind",
+        choices=("text", "json", "binary"),
+        default="text",
+        help="text (default), json (MESSAGE must parse; hub.v1 clients get it as 'data'), "
+        "or binary (use '-' to pipe bytes in)",
+    )
+    publish.add_argument("--redis", metavar="URL", help="Redis URL [env HUB_REDIS_URL]")
+    publish.add_argument(
+        "--channel-prefix", default=None, help="Redis channel prefix [env HUB_CHANNEL_PREFIX]"
+    )
+    publish.add_argument("--api", metavar="URL", help="the hub's API, e.g. http://127.0.0.1:8766")
+    publish.add_argument("--api-key", metavar="KEY", help="API key [env HUB_API_KEY]")
+    commands.add_parser(
+        "bench",
+        help="load-test any raw-mode WebSocket server (run 'hub bench --help')",
+        add_help=False,
+    )
+    return parser
+
+
+def _settings_from_args(args: argparse.Namespace) -> Settings:
+    overrides = {
+        opt.name: getattr(args, opt.name)
+        for opt in OPTIONS
+        if getattr(args, opt.name, None) is not None
+    }
+    return Settings.from_env(os.environ, **overrides)
+
+
+def _worker_main(settings: Settings, index: int) -> None:
+    """Entry point of a spawned worker process."""
+    from hub.app import run_worker
+    from hub.cli.logs import configure_logging
+
+    configure_logging(settings.log_level, settings.log_format, worker=index)
+    run_worker(settings, worker=index, reuse_port=True, supervised=True)
+
+
+def serve(settings: Settings) -> int:
+    from hub.cli.logs import configure_logging
+    from hub.core.auth import Authenticator
+
+    try:
+        Authenticator.create(secret=settings.jwt_secret, public_key=settings.jwt_public_key)
+    except ConfigError as exc:
+        print(f"hub: bad setting {exc}", file=sys.stderr)
+        return 2
+
+    if settings.num_workers == 1:
+        from hub.app import run_worker
+
+        configure_logging(settings.log_level, settings.log_format, worker=0)
+        run_worker(settings)
+        return 0
+    from hub.cli.embedded_redis import RedisNotInstalled
+    from hub.cli.supervisor import Supervisor
+
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        return Supervisor(settings, _worker_main).run()
+    except RedisNotInstalled as exc:
+        print(f"hub: {exc}", file=sys.stderr)
+        return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:
+        from hub.bench.cli import main as bench_main
+
+        status: int = bench_main(argv[1:])
+        return status
+    args = build_parser().parse_args(argv)
+    try:
+        settings = _settings_from_args(args)
+    except ConfigError as exc:
+        print(f"hub: bad setting {exc}", file=sys.stderr)
+        return 2
+    if args.command == "serve":
+        return serve(settings)
+    if args.command == "publish":
+        from hub.cli.publish import publish_command
+
+        return publish_command(args, settings)
+    return 2  # pragma: no cover - argparse rejects unknown commands
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""``hub publish``: one message into a channel, through Redis or through the HTTP API."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+
+from hub.core.channels import validate
+from hub.core.config import Settings
+from hub.core.errors import InvalidChannel
+from hub.core.protocol import BINARY, JSON, TEXT, dump_json, encode_envelope, parse_json
+
+__all__ = ["publish_command"]
+
+_KINDS = {"text": TEXT, "json": JSON, "binary": BINARY}
+_CONTENT_TYPES = {
+    TEXT: "text/plain; charset=utf-8",
+    JSON: "application/json",
+    BINARY: "application/octet-stream",
+}
+
+
+def _fail(message: str) -> int:
+    print(f"hub publish: {message}", file=sys.stderr)
+    return 2
+
+
+def publish_command(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        channel = validate(args.channel)
+    except InvalidChannel as exc:
+        return _fail(str(exc))
+    kind = _KINDS[args.kind]
+    payload = sys.stdin.buffer.read() if args.message == "-" else args.message.encode()
+    if kind == JSON:
+        try:
+            payload = dump_json(parse_json(payload))
+        except (ValueError, UnicodeDecodeError) as exc:
+            return _fail(f"--kind json needs valid JSON: {exc}")
+    elif kind == TEXT:
+        try:
+            payload.decode()
+        except UnicodeDecodeError:
+            return _fail("a text message must be UTF-8; use --kind binary")
+    if args.api:
+        key = args.api_key or os.environ.get("HUB_API_KEY")
+        return _via_api(args.api, key, channel, payload, kind)
+    url = args.redis or settings.redis_url
+    if not url:
+        return _fail("say where to publish: --redis URL (or HUB_REDIS_URL), or --api URL")
+    prefix = args.channel_prefix if args.channel_prefix is not None else settings.channel_prefix
+    return _via_redis(url, prefix, channel, payload, kind)
+
+
+def _via_redis(url: str, prefix: str, channel: str, payload: bytes, kind: int) -> int:
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=5.0, socket_connect_timeout=5.0)
+    try:
+        receivers = client.publish(prefix + channel, encode_envelope(payload, kind))
+    except redis.RedisError as exc:
+        return _fail(f"cannot publish through {url}: {exc}")
+    finally:
+        client.close()
+    print(f"published to {channel} ({receivers} hub processes subscribed)")
+    return 0
+
+
+def _via_api(base: str, key: str | None, channel: str, payload: bytes, kind: int) -> int:
+    url = base.rstrip("/") + "/api/publish/" + urllib.parse.quote(channel, safe="/:")
+    headers = {"Content-Type": _CONTENT_TYPES[kind]}
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    request = urllib.request.Request(url, data=payload, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=10.0) as response:
+            body = response.read()
+    except urllib.error.HTTPError as exc:
+        detail = exc.read().decode(errors="replace")
+        try:
+            detail = json.loads(detail)["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            pass
+        return _fail(f"the API answered {exc.code}: {detail}")
+    except OSError as exc:
+        return _fail(f"cannot reach {base}: {exc}")
+    print(body.decode(errors="replace"))
+    return 0

@@ -1,0 +1,157 @@
+"""JWT access control: verify a token once per handshake and keep what it grants.
+
+Claims (docs/protocol.md, "Access control"):
+
+* ``sub``: who the client is (logged, optional);
+* ``exp``: expiry, seconds since the epoch (optional; when present the connection is closed
+  with 4001 at that moment);
+* ``channels``: glob patterns (``fnmatch``, case-sensitive) the token may subscribe AND
+  publish to; ``subscribe`` and ``publish``: patterns for one right only. Each is a list of
+  strings or one string. A token that names no pattern grants nothing.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jwt
+
+from hub.core.errors import ConfigError, HubError
+
+__all__ = ["AuthError", "Authenticator", "Grant", "load_public_key", "token_from_request"]
+
+
+class AuthError(HubError):
+    """A token is missing, invalid or expired (HTTP 401)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+def _matcher(patterns: Iterable[str]) -> re.Pattern[str] | None:
+    parts = [fnmatch.translate(p) for p in patterns]
+    return re.compile("|".join(parts)) if parts else None
+
+
+def _patterns(claims: dict[str, Any], name: str) -> list[str]:
+    value = claims.get(name)
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and all(isinstance(p, str) for p in value):
+        return value
+    raise AuthError(f"claim {name!r} must be a glob pattern or a list of them")
+
+
+class Grant:
+    """What one verified token allows."""
+
+    __slots__ = ("_publish", "_subscribe", "exp", "sub")
+
+    def __init__(
+        self,
+        *,
+        sub: str | None,
+        exp: float | None,
+        subscribe: Iterable[str],
+        publish: Iterable[str],
+    ) -> None:
+        self.sub = sub
+        self.exp = exp
+        self._subscribe = _matcher(subscribe)
+        self._publish = _matcher(publish)
+
+    @classmethod
+    def from_claims(cls, claims: dict[str, Any]) -> Grant:
+        both = _patterns(claims, "channels")
+        exp = claims.get("exp")
+        sub = claims.get("sub")
+        return cls(
+            sub=str(sub) if sub is not None else None,
+            exp=float(exp) if isinstance(exp, int | float) else None,
+            subscribe=both + _patterns(claims, "subscribe"),
+            publish=both + _patterns(claims, "publish"),
+        )
+
+    def can_subscribe(self, channel: str) -> bool:
+        return self._subscribe is not None and self._subscribe.match(channel) is not None
+
+    def can_publish(self, channel: str) -> bool:
+        return self._publish is not None and self._publish.match(channel) is not None
+
+
+def load_public_key(value: str) -> str:
+    """A PEM public key given as its text or as the path of a file holding it."""
+    if "-----BEGIN" in value:
+        return value
+    try:
+        return Path(value).read_text()
+    except OSError as exc:
+        raise ConfigError("HUB_JWT_PUBLIC_KEY", value, f"cannot read the PEM file: {exc}") from None
+
+
+@dataclass(frozen=True)
+class Authenticator:
+    """Verifies tokens with an HS256 secret, or an RS256/ES256 public key."""
+
+    key: Any
+    algorithms: tuple[str, ...]
+
+    @classmethod
+    def create(cls, *, secret: str | None, public_key: str | None) -> Authenticator | None:
+        """None when neither is set: authentication is off."""
+        if secret:
+            return cls(secret, ("HS256",))
+        if public_key:
+            pem = load_public_key(public_key)
+            try:
+                from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+                loaded = load_pem_public_key(pem.encode())
+            except (ValueError, TypeError) as exc:
+                raise ConfigError(
+                    "HUB_JWT_PUBLIC_KEY", public_key[:60], f"not a PEM public key: {exc}"
+                ) from None
+            return cls(loaded, ("RS256", "ES256"))
+        return None
+
+    def verify(self, token: str) -> Grant:
+        try:
+            claims = jwt.decode(
+                token,
+                self.key,
+                algorithms=list(self.algorithms),
+                options={"verify_aud": False},
+            )
+        except jwt.ExpiredSignatureError:
+            raise AuthError("the token has expired; fetch a fresh one") from None
+        except jwt.InvalidTokenError as exc:
+            raise AuthError(f"invalid token: {exc}") from None
+        if not isinstance(claims, dict):
+            raise AuthError("invalid token: the claims are not a JSON object")
+        return Grant.from_claims(claims)
+
+
+def token_from_request(authorization: str | None, query: str) -> str | None:
+    """The bearer token of an ``Authorization`` header, else of a ``token`` query parameter."""
+    if authorization:
+        scheme, _, value = authorization.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+    if query:
+        from urllib.parse import parse_qs
+
+        values = parse_qs(query).get("token")
+        if values:
+            return values[0]
+    return None

@@ -1,0 +1,271 @@
+"""Settings: one frozen dataclass, read from ``HUB_*`` environment variables and CLI flags.
+
+Each field's metadata names its flag, its environment variable and its help text, so the CLI,
+the environment and the README are generated from one table and cannot drift apart.
+Precedence: flag > environment variable > default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from hub.core.errors import ConfigError
+
+__all__ = ["OPTIONS", "Option", "Settings", "is_loopback", "parse_bytes", "parse_value"]
+
+MiB = 1024 * 1024
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback address (or ``localhost``)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _opt(default: Any, help: str, *, flag: str | None = None, group: str = "server") -> Any:
+    return field(default=default, metadata={"help": help, "flag": flag, "group": group})
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Everything a hub process needs to know. Build it with ``from_env`` or the CLI."""
+
+    # Listening
+    host: str = _opt("127.0.0.1", "address to listen on (0.0.0.0 for every interface)")
+    port: int = _opt(8765, "port for WebSocket connections and the HTTP endpoints")
+    workers: int = _opt(
+        0,
+        "worker processes sharing the port via SO_REUSEPORT (0: one per CPU); each holds "
+        "at most ~19,000 sockets because of the per-process open-file limit",
+    )
+    # Broker
+    redis_url: str | None = _opt(
+        None,
+        "Redis URL (redis://, rediss://, unix://); unset: the memory broker with one "
+        "worker, or an embedded redis-server that hub starts and owns with several",
+        flag="--redis",
+        group="broker",
+    )
+    channel_prefix: str = _opt(
+        "hub:", "prefix of the Redis pub/sub channel of each hub channel", group="broker"
+    )
+    publish_buffer_messages: int = _opt(
+        10_000,
+        "messages held while Redis is unreachable, published in order after the reconnect; "
+        "beyond it they are dropped and counted",
+        group="broker",
+    )
+    publish_buffer_bytes: int = _opt(
+        16 * MiB, "bytes held while Redis is unreachable (see above)", group="broker"
+    )
+    probe_interval_s: float = _opt(
+        1.0, "how often each process sends a probe through its own pub/sub path", group="broker"
+    )
+    probe_timeout_s: float = _opt(
+        3.0,
+        "a probe that has not come back after this long marks the process deaf: /readyz "
+        "turns 503 and it reconnects and resubscribes",
+        group="broker",
+    )
+    unsubscribe_delay_s: float = _opt(
+        2.0,
+        "delay between a channel's last local client leaving and its Redis UNSUBSCRIBE",
+        group="broker",
+    )
+    # Limits
+    max_message_bytes: int = _opt(
+        MiB, "largest frame a client may send; a larger one closes it with 1009", group="limits"
+    )
+    max_buffered_bytes: int = _opt(
+        4 * MiB,
+        "unsent bytes a client may have queued before it is closed with 4008 (slow consumer)",
+        group="limits",
+    )
+    max_connections: int = _opt(
+        0,
+        "connections one worker accepts (0: no limit); beyond it handshakes get HTTP 503",
+        group="limits",
+    )
+    max_subscriptions: int = _opt(
+        1000, "channels one hub.v1 connection may subscribe to", group="limits"
+    )
+    publish_rate: float = _opt(
+        0.0,
+        "messages per second each connection may publish (0: unlimited); raw mode closes an "
+        "offender with 1008, hub.v1 answers with a rate_limited error",
+        group="limits",
+    )
+    publish_burst: int = _opt(
+        0, "publishes allowed in a burst above the rate (0: the rate, at least 1)", group="limits"
+    )
+    # Access control
+    jwt_secret: str | None = _opt(
+        None, "HS256 secret: require a JWT at the handshake (unset: auth off)", group="auth"
+    )
+    jwt_public_key: str | None = _opt(
+        None,
+        "RS256/ES256 public key, as a PEM file path or PEM text: require a JWT at the handshake",
+        group="auth",
+    )
+    allowed_origins: str | None = _opt(
+        None,
+        "comma-separated Origin values browsers may connect from, e.g. https://app.example.com "
+        "(unset: any); clients that send no Origin are not browsers and are accepted",
+        group="auth",
+    )
+    # HTTP API
+    api_port: int = _opt(0, "port of the HTTP publish API (0: off)", group="api")
+    api_host: str = _opt("127.0.0.1", "address of the HTTP publish API", group="api")
+    api_key: str | None = _opt(
+        None,
+        "bearer key the HTTP API requires (required unless --api-host is a loopback address)",
+        group="api",
+    )
+    # WebSocket
+    compression: bool = _opt(
+        False, "offer permessage-deflate (costs CPU per connection per message)", group="ws"
+    )
+    ping_interval_s: float = _opt(
+        20.0, "seconds between keepalive pings to each client (0 disables)", group="ws"
+    )
+    ping_timeout_s: float = _opt(20.0, "seconds to wait for a pong before closing", group="ws")
+    # Logging
+    log_level: str = _opt("info", "debug, info, warning or error", group="logging")
+    log_format: str = _opt("text", "text, or json for structured logs", group="logging")
+
+    def __post_init__(self) -> None:
+        for opt in OPTIONS:
+            value = getattr(self, opt.name)
+            if opt.type in (int, float) and not isinstance(value, bool):
+                if value < 0:
+                    raise ConfigError(opt.env, value, "must not be negative")
+        if not 1 <= self.port <= 65535 and self.port != 0:
+            raise ConfigError("HUB_PORT", self.port, "must be between 1 and 65535")
+        if self.max_message_bytes < 1:
+            raise ConfigError("HUB_MAX_MESSAGE_BYTES", self.max_message_bytes, "must be >= 1")
+        if self.log_level.lower() not in ("debug", "info", "warning", "error"):
+            raise ConfigError("HUB_LOG_LEVEL", self.log_level, "use debug, info, warning or error")
+        if self.log_format not in ("text", "json"):
+            raise ConfigError("HUB_LOG_FORMAT", self.log_format, "use text or json")
+        if self.probe_timeout_s <= self.probe_interval_s:
+            raise ConfigError(
+                "HUB_PROBE_TIMEOUT_S", self.probe_timeout_s, "must exceed HUB_PROBE_INTERVAL_S"
+            )
+
+        if self.jwt_secret and self.jwt_public_key:
+            raise ConfigError(
+                "HUB_JWT_PUBLIC_KEY", "(set)", "set HUB_JWT_SECRET or HUB_JWT_PUBLIC_KEY, not both"
+            )
+        if not 0 <= self.api_port <= 65535:
+            raise ConfigError("HUB_API_PORT", self.api_port, "must be between 0 and 65535")
+        if self.api_port and self.api_port == self.port:
+            raise ConfigError("HUB_API_PORT", self.api_port, "must differ from HUB_PORT")
+        if self.api_port and not self.api_key and not is_loopback(self.api_host):
+            raise ConfigError(
+                "HUB_API_KEY",
+                None,
+                f"the HTTP API listens on the non-loopback address {self.api_host}, so it needs "
+                "a key: set --api-key or HUB_API_KEY",
+            )
+
+    @property
+    def origins(self) -> frozenset[str] | None:
+        """The allowed Origin values, or None for any."""
+        if not self.allowed_origins:
+            return None
+        return frozenset(
+            o.strip().rstrip("/") for o in self.allowed_origins.split(",") if o.strip()
+        )
+
+    @property
+    def num_workers(self) -> int:
+        return self.workers or os.cpu_count() or 1
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from ``HUB_*`` variables in ``environ`` (default ``os.environ``).
+
+        ``overrides`` win over the environment; the CLI passes the flags it was given.
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for opt in OPTIONS:
+            if opt.env in env:
+                values[opt.name] = parse_value(opt, env[opt.env])
+        values.update(overrides)
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str
+    type: type
+    default: Any
+    help: str
+    flag: str
+    env: str
+    group: str
+
+
+def _options() -> Iterator[Option]:
+    hints = {"str": str, "int": int, "float": float, "bool": bool, "str | None": str}
+    for f in dataclasses.fields(Settings):
+        flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+        yield Option(
+            name=f.name,
+            type=hints[str(f.type)],
+            default=f.default,
+            help=f.metadata["help"],
+            flag=flag,
+            env="HUB_" + flag[2:].upper().replace("-", "_")
+            if f.name != "redis_url"
+            else "HUB_REDIS_URL",
+            group=f.metadata["group"],
+        )
+
+
+OPTIONS: tuple[Option, ...] = tuple(_options())
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+_UNITS = {"k": 1024, "kib": 1024, "m": MiB, "mib": MiB, "g": 1024 * MiB, "gib": 1024 * MiB}
+
+
+def parse_bytes(text: str) -> int:
+    """``"4MiB"``, ``"512k"`` or ``"1048576"`` as a number of bytes."""
+    t = text.strip().lower().replace("_", "")
+    for unit in sorted(_UNITS, key=len, reverse=True):
+        if t.endswith(unit):
+            return int(float(t[: -len(unit)]) * _UNITS[unit])
+    return int(t.removesuffix("b"))
+
+
+def parse_value(opt: Option, text: str) -> Any:
+    """Convert an environment variable's text to the option's type, or raise ConfigError."""
+    try:
+        if opt.type is bool:
+            low = text.strip().lower()
+            if low in _TRUE:
+                return True
+            if low in _FALSE:
+                return False
+            raise ValueError("use true or false")
+        if opt.type is int:
+            return parse_bytes(text) if opt.name.endswith("_bytes") else int(text)
+        if opt.type is float:
+            return float(text)
+        return text
+    except ValueError as exc:
+        raise ConfigError(opt.env, text, f"expected {opt.type.__name__}: {exc}") from None

@@ -1,0 +1,72 @@
+"""The fan-out: one batch of a channel's messages to every local subscriber, synchronously.
+
+Per batch, each wire format's bytes are built once (lazily, only if a subscriber uses that
+format) and each subscriber gets ONE write for the whole batch. The per-message-per-socket
+``send()`` system call is the dominant cost of a broadcast, so coalescing what already waits
+is the lever; nothing here awaits, queues or re-encodes per subscriber.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from typing import Protocol
+
+from hub.core.protocol import Message
+
+__all__ = ["Subscriber", "deliver"]
+
+logger = logging.getLogger(__name__)
+
+
+class Subscriber(Protocol):
+    """What the fan-out needs of a connection."""
+
+    #: Index into the ``encoders`` passed to ``deliver``: which wire format this client reads.
+    format: int
+
+    def send_batch(self, data: bytes, channel: str, messages: list[Message]) -> int:
+        """Queue ``data`` (the batch, pre-encoded in this subscriber's format) for writing.
+
+        ``channel`` and ``messages`` serve subscribers that must encode per connection
+        (compression). Return the bytes now buffered and unsent, or -1 when the subscriber
+        is closed and was skipped.
+        """
+        ...
+
+
+Encoder = Callable[[str, list[Message]], bytes]
+
+
+def deliver(
+    subscribers: Iterable[Subscriber],
+    channel: str,
+    messages: list[Message],
+    encoders: tuple[Encoder, ...],
+    max_buffered_bytes: int,
+    slow: list[Subscriber],
+) -> int:
+    """Write ``messages`` to each subscriber; return the number of messages delivered.
+
+    Subscribers whose unsent bytes pass ``max_buffered_bytes`` are appended to ``slow``; the
+    caller applies the slow-consumer policy after the loop, so no one waits on them.
+    """
+    encoded: list[bytes | None] = [None] * len(encoders)
+    num_sent = 0
+    for sub in subscribers:
+        fmt = sub.format
+        data = encoded[fmt]
+        if data is None:
+            data = encoded[fmt] = encoders[fmt](channel, messages)
+        try:
+            buffered = sub.send_batch(data, channel, messages)
+        except Exception:
+            # One broken connection must not cost the rest of the channel its delivery.
+            logger.exception("writing to a subscriber of %s failed; skipping it", channel)
+            continue
+        if buffered < 0:
+            continue
+        num_sent += 1
+        if buffered > max_buffered_bytes:
+            slow.append(sub)
+    return num_sent * len(messages)

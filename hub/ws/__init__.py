@@ -1,0 +1,1 @@
+"""The WebSocket side: the only package that imports websockets."""

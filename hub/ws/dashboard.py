@@ -1,0 +1,45 @@
+"""The dashboard: a static page on a plain GET of ``/`` that polls ``GET /stats``.
+
+The page (``hub/static/``) has no build step and loads nothing from outside the hub. Its
+"try it" panel joins a channel in raw mode on the same host and port.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from importlib import resources
+from typing import Any
+
+import orjson
+from websockets.asyncio.server import ServerConnection
+from websockets.http11 import Request, Response
+
+from hub.ws.routes import Route, Routes, json_response, text_response
+
+__all__ = ["STATIC_FILES", "add_dashboard_routes"]
+
+#: URL path → (file in hub/static, content type).
+STATIC_FILES: dict[str, tuple[str, str]] = {
+    "/": ("index.html", "text/html; charset=utf-8"),
+    "/static/dashboard.js": ("dashboard.js", "text/javascript; charset=utf-8"),
+    "/static/dashboard.css": ("dashboard.css", "text/css; charset=utf-8"),
+}
+
+
+def _static_route(text: str, content_type: str) -> Route:
+    def route(connection: ServerConnection, request: Request) -> Response:
+        return text_response(200, text, content_type)
+
+    return route
+
+
+def add_dashboard_routes(routes: Routes, *, stats: Callable[[], dict[str, Any]]) -> None:
+    """Serve the page and its files (read once, here) and ``/stats`` from ``stats()``."""
+    static = resources.files("hub") / "static"
+    for path, (name, content_type) in STATIC_FILES.items():
+        routes.add(path, _static_route((static / name).read_text("utf-8"), content_type))
+
+    def stats_route(connection: ServerConnection, request: Request) -> Response:
+        return json_response(200, orjson.dumps(stats()))
+
+    routes.add("/stats", stats_route)

@@ -1,0 +1,115 @@
+"""The Broker contract, run against the memory broker and a real redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Sequence
+
+import pytest
+from support import RedisServer, async_wait_until, free_port
+
+from hub.brokers import Broker, create_broker
+from hub.brokers.redis import RedisBroker
+from hub.core.errors import ConfigError
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.got: list[tuple[str, bytes]] = []
+        self.batches = 0
+
+    def on_messages(self, batch: Sequence[tuple[str, bytes]]) -> None:
+        self.batches += 1
+        self.got.extend(batch)
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def make_broker(
+    request: pytest.FixtureRequest, redis_server: RedisServer
+) -> AsyncIterator[Callable[[], Broker]]:
+    brokers: list[Broker] = []
+    prefix = f"contract{free_port()}:"
+
+    def make() -> Broker:
+        if request.param == "memory":
+            broker = create_broker(None)
+        else:
+            broker = create_broker(redis_server.url, prefix=prefix)
+        brokers.append(broker)
+        return broker
+
+    yield make
+    for b in brokers:
+        await b.close()
+
+
+async def started(broker: Broker, sink: Sink) -> Broker:
+    await broker.start(sink)
+    await async_wait_until(lambda: broker.is_ready, 10, "broker ready")
+    return broker
+
+
+async def test_subscribed_channels_receive_in_order(make_broker: Callable[[], Broker]) -> None:
+    """After subscribe returns, publishes on the channel arrive, in order, and others do not."""
+    sink = Sink()
+    broker = await started(make_broker(), sink)
+    await broker.subscribe("a")
+    for i in range(1000):
+        assert broker.publish("a", b"%d" % i)
+    broker.publish("b", b"not subscribed")
+    await async_wait_until(lambda: len(sink.got) >= 1000, 10, "1000 messages")
+    await asyncio.sleep(0.1)
+    assert sink.got == [("a", b"%d" % i) for i in range(1000)]
+    assert sink.batches < 1000, "messages that arrive together are handed over together"
+
+
+async def test_unsubscribe_stops_delivery(make_broker: Callable[[], Broker]) -> None:
+    sink = Sink()
+    broker = await started(make_broker(), sink)
+    await broker.subscribe("c")
+    await broker.unsubscribe("c")
+    await broker.subscribe("marker")
+    broker.publish("c", b"gone")
+    broker.publish("marker", b"end")
+    await async_wait_until(lambda: ("marker", b"end") in sink.got, 10, "the marker")
+    assert ("c", b"gone") not in sink.got
+
+
+async def test_redis_brokers_reach_each_other(redis_server: RedisServer) -> None:
+    """Two processes' brokers on one Redis: each hears the other's publishes."""
+    prefix = f"pair{free_port()}:"
+    sinks = [Sink(), Sink()]
+    brokers = [RedisBroker(url=redis_server.url, prefix=prefix) for _ in sinks]
+    try:
+        for b, s in zip(brokers, sinks, strict=True):
+            await started(b, s)
+            await b.subscribe("x")
+        brokers[0].publish("x", b"hello")
+        for s in sinks:
+            await async_wait_until(lambda s=s: s.got == [("x", b"hello")], 10, "delivery")
+        assert redis_server.client().pubsub_numsub(f"{prefix}x")[0][1] == 2
+    finally:
+        for b in brokers:
+            await b.close()
+
+
+async def test_outage_buffer_is_bounded_and_counted(own_redis: RedisServer) -> None:
+    """While Redis is down, publishes beyond the bound are dropped and counted; the rest wait."""
+    broker = RedisBroker(url=own_redis.url, publish_buffer_messages=5, publish_buffer_bytes=1000)
+    sink = Sink()
+    try:
+        await started(broker, sink)
+        own_redis.stop()
+        await async_wait_until(lambda: not broker.is_ready, 10, "broker to notice the outage")
+        accepted = [broker.publish("q", b"m%d" % i) for i in range(8)]
+        assert accepted == [True] * 5 + [False] * 3
+        assert broker.stats.num_dropped == 3
+        assert not broker.publish("q", b"x" * 2000)  # over the byte bound
+    finally:
+        await broker.close()
+
+
+def test_unknown_scheme_is_refused() -> None:
+    with pytest.raises(ConfigError) as info:
+        create_broker("kafka://x")
+    assert "HUB_REDIS_URL" in str(info.value)

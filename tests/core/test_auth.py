@@ -1,0 +1,87 @@
+"""JWT verification and the grants of its claims: no event loop."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from hub.core.auth import Authenticator, AuthError, Grant, token_from_request
+from hub.core.errors import ConfigError
+
+
+def _pem(public_key: ec.EllipticCurvePublicKey | rsa.RSAPublicKey) -> str:
+    return public_key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
+
+
+def test_grant_patterns() -> None:
+    """channels grants both rights; subscribe and publish one each; globs use fnmatch."""
+    grant = Grant.from_claims({"channels": "room.*", "subscribe": ["news"], "publish": ["up:*"]})
+    assert grant.can_subscribe("room.1") and grant.can_publish("room.1")
+    assert grant.can_subscribe("news") and not grant.can_publish("news")
+    assert grant.can_publish("up:x") and not grant.can_subscribe("up:x")
+    assert not grant.can_subscribe("Room.1")
+
+
+def test_no_patterns_grant_nothing() -> None:
+    """A token without channel claims may neither subscribe nor publish."""
+    grant = Grant.from_claims({"sub": "x"})
+    assert not grant.can_subscribe("a") and not grant.can_publish("a")
+
+
+@pytest.mark.parametrize("curve", ["es256", "rs256"])
+def test_public_key_from_file(tmp_path: Path, curve: str) -> None:
+    """ES256 and RS256 tokens verify against a PEM file; another key's tokens do not."""
+    if curve == "es256":
+        key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey = ec.generate_private_key(
+            ec.SECP256R1()
+        )
+        other: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey = ec.generate_private_key(
+            ec.SECP256R1()
+        )
+    else:
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    path = tmp_path / "key.pem"
+    path.write_text(_pem(key.public_key()))
+    auth = Authenticator.create(secret=None, public_key=str(path))
+    assert auth is not None
+    alg = curve.upper()
+    claims = {"sub": "a", "exp": int(time.time()) + 60, "channels": ["*"]}
+    assert auth.verify(jwt.encode(claims, key, algorithm=alg)).sub == "a"
+    with pytest.raises(AuthError):
+        auth.verify(jwt.encode(claims, other, algorithm=alg))
+    with pytest.raises(AuthError):
+        auth.verify(jwt.encode(claims, "a-shared-secret-that-is-long-enough", algorithm="HS256"))
+
+
+def test_expired_and_garbage_tokens() -> None:
+    """Expired and malformed tokens raise AuthError with a reason."""
+    auth = Authenticator.create(secret="s" * 32, public_key=None)
+    assert auth is not None
+    expired = jwt.encode({"exp": int(time.time()) - 5}, "s" * 32, algorithm="HS256")
+    with pytest.raises(AuthError, match="expired"):
+        auth.verify(expired)
+    with pytest.raises(AuthError, match="invalid"):
+        auth.verify("not.a.token")
+
+
+def test_bad_public_key_is_a_config_error() -> None:
+    """A public key that is neither PEM nor a readable file is refused at start-up."""
+    with pytest.raises(ConfigError):
+        Authenticator.create(secret=None, public_key="/nonexistent/key.pem")
+    with pytest.raises(ConfigError):
+        Authenticator.create(secret=None, public_key="-----BEGIN PUBLIC KEY-----\nxx\n")
+
+
+def test_token_sources() -> None:
+    """The header wins; else the token query parameter."""
+    assert token_from_request("Bearer abc", "token=def") == "abc"
+    assert token_from_request(None, "a=1&token=def") == "def"
+    assert token_from_request("Basic xyz", "") is None

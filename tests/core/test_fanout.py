@@ -1,0 +1,80 @@
+"""The synchronous fan-out (pure, with fake subscribers)."""
+
+from __future__ import annotations
+
+from hub.core.fanout import deliver
+from hub.core.protocol import Message
+
+
+class FakeSubscriber:
+    def __init__(self, fmt: int = 0, buffered: int = 0, closed: bool = False) -> None:
+        self.format = fmt
+        self.writes: list[bytes] = []
+        self.buffered = buffered
+        self.closed = closed
+
+    def send_batch(self, data: bytes, channel: str, messages: list[Message]) -> int:
+        if self.closed:
+            return -1
+        self.writes.append(data)
+        return self.buffered + len(data)
+
+
+def test_one_write_per_subscriber_and_one_encoding_per_format() -> None:
+    """Each subscriber gets the whole batch in one write; each format is encoded once."""
+    calls: list[int] = []
+
+    def enc(i: int):  # type: ignore[no-untyped-def]
+        def encode(channel: str, messages: list[Message]) -> bytes:
+            calls.append(i)
+            return f"{i}:{channel}:".encode() + b"|".join(m.payload for m in messages)
+
+        return encode
+
+    subs = [FakeSubscriber(0), FakeSubscriber(1), FakeSubscriber(0), FakeSubscriber(0)]
+    msgs = [Message(b"a"), Message(b"b")]
+    slow: list[FakeSubscriber] = []
+    n = deliver(subs, "ch", msgs, (enc(0), enc(1), enc(2)), 1000, slow)  # type: ignore[arg-type]
+    assert n == 8
+    assert sorted(calls) == [0, 1]  # format 2 unused: never encoded
+    assert [s.writes for s in subs] == [[b"0:ch:a|b"], [b"1:ch:a|b"], [b"0:ch:a|b"], [b"0:ch:a|b"]]
+    assert slow == []
+
+
+def test_slow_and_closed_subscribers() -> None:
+    """A subscriber past the bound is reported slow; a closed one is skipped and not counted."""
+    fast, slow_one, closed = (
+        FakeSubscriber(),
+        FakeSubscriber(buffered=5000),
+        FakeSubscriber(closed=True),
+    )
+    slow: list[FakeSubscriber] = []
+    n = deliver(
+        [fast, slow_one, closed],
+        "c",
+        [Message(b"x")],
+        (lambda c, m: b"x",),
+        4096,
+        slow,  # type: ignore[arg-type]
+    )
+    assert n == 2 and slow == [slow_one] and closed.writes == []
+
+
+def test_a_failing_subscriber_does_not_stop_the_channel() -> None:
+    """A subscriber whose write raises is skipped; the ones after it still get the batch."""
+
+    class Broken(FakeSubscriber):
+        def send_batch(self, data: bytes, channel: str, messages: list[Message]) -> int:
+            raise RuntimeError("transport is closed")
+
+    after = FakeSubscriber()
+    slow: list[FakeSubscriber] = []
+    n = deliver(
+        [FakeSubscriber(), Broken(), after],
+        "c",
+        [Message(b"x")],
+        (lambda c, m: b"x",),
+        99,
+        slow,  # type: ignore[arg-type]
+    )
+    assert n == 2 and after.writes == [b"x"]

@@ -1,0 +1,74 @@
+"""Server WebSocket frames and the Redis envelope (pure)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from websockets.frames import Frame, Opcode
+from websockets.streams import StreamReader
+
+from hub.core.protocol import (
+    BINARY,
+    ENVELOPE_MAGIC,
+    JSON,
+    OP_BINARY,
+    OP_TEXT,
+    TEXT,
+    Message,
+    decode_envelope,
+    encode_envelope,
+    encode_frame,
+    raw_frames,
+)
+
+
+def parse_frames(data: bytes) -> list[Frame]:
+    """Parse server frames with websockets' own parser, as a client would."""
+    reader = StreamReader()
+    reader.feed_data(data)
+    frames = []
+    while reader.buffer:
+        gen = Frame.parse(reader.read_exact, mask=False)
+        try:
+            next(gen)
+        except StopIteration as stop:
+            frames.append(stop.value)
+    return frames
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 65535, 65536, 200_000])
+def test_frames_parse_with_websockets(size: int) -> None:
+    """Frames of every length class parse back with websockets' parser."""
+    payload = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    (frame,) = parse_frames(encode_frame(OP_BINARY, payload))
+    assert frame.opcode is Opcode.BINARY and frame.fin and frame.data == payload
+
+
+def test_batch_is_one_buffer_of_frames_in_order() -> None:
+    """raw_frames joins a batch's frames, text as text and binary as binary, in order."""
+    msgs = [Message(b"one"), Message(b"\x00two", BINARY), Message(b'{"a":1}', JSON)]
+    frames = parse_frames(raw_frames(msgs))
+    assert [(f.opcode, f.data) for f in frames] == [
+        (Opcode.TEXT, b"one"),
+        (Opcode.BINARY, b"\x00two"),
+        (Opcode.TEXT, b'{"a":1}'),
+    ]
+    assert encode_frame(OP_TEXT, b"x")[0] == 0x81
+
+
+@given(st.binary(max_size=300), st.sampled_from([TEXT, BINARY, JSON]))
+def test_envelope_round_trips(payload: bytes, kind: int) -> None:
+    """What the hub publishes decodes to the same payload and kind (text must be UTF-8)."""
+    if kind != BINARY:
+        payload = payload.decode("utf-8", "replace").encode()
+    assert decode_envelope(encode_envelope(payload, kind)) == Message(payload, kind)
+
+
+def test_foreign_payloads_are_text_when_utf8_else_binary() -> None:
+    """A plain PUBLISH is text when valid UTF-8 and binary otherwise."""
+    assert decode_envelope("h\u00e9llo".encode()).kind == TEXT
+    assert decode_envelope(b"\x80abc").kind == BINARY
+    assert decode_envelope(b"\xffnot-ours") == Message(b"\xffnot-ours", BINARY)
+    assert ENVELOPE_MAGIC[0] == 0xFF  # never valid UTF-8, so no text is mistaken for it
+    assert encode_envelope(b"text") == b"text"

@@ -1,0 +1,50 @@
+"""The one support package of the test suite.
+
+- ``waits``: the scaled timeout unit ``t``, ``wait_until``/``async_wait_until``, free ports;
+- ``processes``: real ``redis-server`` and ``hub serve`` processes, each stopped by its pid;
+- ``ws``: receiving exactly N WebSocket messages, and asserting silence;
+- ``ops``: HTTP against a hub's /metrics and /stats;
+- ``v1``: ``hub serve`` as the hub.v1 tests configure it, and JSON over HTTP;
+- ``deploy``: the compose file's services as local processes (import it as ``support.deploy``).
+
+Every wait is a multiple of ``t``, which ``HUB_TEST_TIMEOUT_SCALE`` stretches.
+"""
+
+from support.ops import http_get, scrape, stats, total, wait_workers_ready
+from support.processes import HubProcess, RedisServer, redis_server_path
+from support.v1 import UNIT, http, v1_hub
+from support.waits import (
+    ROOT,
+    SCALE,
+    async_wait_until,
+    clean_env,
+    free_port,
+    stop_process,
+    t,
+    wait_until,
+)
+from support.ws import assert_silent, recv_n
+
+__all__ = [
+    "ROOT",
+    "SCALE",
+    "UNIT",
+    "HubProcess",
+    "RedisServer",
+    "assert_silent",
+    "async_wait_until",
+    "clean_env",
+    "free_port",
+    "http",
+    "http_get",
+    "recv_n",
+    "redis_server_path",
+    "scrape",
+    "stats",
+    "stop_process",
+    "t",
+    "total",
+    "v1_hub",
+    "wait_until",
+    "wait_workers_ready",
+]
