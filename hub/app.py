@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import resource
 import signal
 from collections.abc import Callable
 
@@ -18,6 +17,7 @@ from hub.api import PublishApi
 from hub.brokers import Broker, create_broker
 from hub.core.auth import Authenticator
 from hub.core.config import Settings
+from hub.core.limits import raise_open_file_limit
 from hub.core.protocol import SUBPROTOCOL
 from hub.metrics import Figures, WorkerMetrics
 from hub.node import Node
@@ -27,7 +27,7 @@ from hub.ws.handler import ENCODERS, WebSocketHandler, select_subprotocol
 from hub.ws.keepalive import run_keepalive
 from hub.ws.routes import Routes, text_response
 
-__all__ = ["App", "raise_open_file_limit", "run_worker"]
+__all__ = ["App", "run_worker"]
 
 logger = logging.getLogger(__name__)
 
@@ -35,23 +35,6 @@ logger = logging.getLogger(__name__)
 RESERVED_FILES = 64
 #: How long shutdown waits for clients to answer the 1001 close before cutting them off.
 CLOSE_TIMEOUT_S = 2.0
-
-
-def raise_open_file_limit() -> int:
-    """Raise the soft open-file limit to the hard limit; return the soft limit now in force.
-
-    Every socket costs one file, so this limit caps the connections one process can hold.
-    """
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY:
-        hard = 1_048_576
-    if soft < hard:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-            soft = hard
-        except (ValueError, OSError) as exc:
-            logger.warning("cannot raise the open-file limit to %d: %s", hard, exc)
-    return soft
 
 
 class App:

@@ -7,11 +7,12 @@ each kind of resource is shared out evenly and the assignment is the same in eve
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import resource
 from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+from hub.core.limits import is_loopback
 
 __all__ = [
     "FD_MARGIN",
@@ -22,7 +23,6 @@ __all__ = [
     "fd_hard_limit",
     "is_loopback_url",
     "pick_source_addrs",
-    "raise_fd_limit",
     "worker_indices",
 ]
 
@@ -39,14 +39,6 @@ class SizingError(ValueError):
 
 def fd_hard_limit() -> int:
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    return hard if hard != resource.RLIM_INFINITY else 1 << 20
-
-
-def raise_fd_limit() -> int:
-    """Raise this process's soft RLIMIT_NOFILE to its hard limit; return the new soft limit."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     return hard if hard != resource.RLIM_INFINITY else 1 << 20
 
 
@@ -75,13 +67,7 @@ def default_procs(num_sockets: int, cpu_count: int, fd_limit: int) -> int:
 
 
 def is_loopback_url(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return is_loopback(urlsplit(url).hostname or "")
 
 
 def pick_source_addrs(num_sockets: int, urls: list[str], explicit: list[str] | None) -> list[str]:

@@ -28,8 +28,9 @@ from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 from hub.bench import header as hdr
 from hub.bench.config import RunConfig
 from hub.bench.lean import Counters, LeanSocket, request_prefix, split_url
-from hub.bench.sizing import place, raise_fd_limit, worker_indices
+from hub.bench.sizing import place, worker_indices
 from hub.bench.stats import LatencyRecorder, StreamTracker, Tally
+from hub.core.limits import raise_open_file_limit
 
 __all__ = ["run_worker"]
 
@@ -639,7 +640,7 @@ def _bound_socket_factory(source_addr: str) -> Callable[[object], socket.socket]
 
 def run_worker(config: RunConfig, index: int, commands: Connection, events: EventQueue) -> None:
     """The worker process's entry point (multiprocessing spawn target)."""
-    raise_fd_limit()
+    raise_open_file_limit()
     try:
         import uvloop
 

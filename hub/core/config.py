@@ -8,27 +8,17 @@ Precedence: flag > environment variable > default.
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from hub.core.errors import ConfigError
+from hub.core.limits import is_loopback
 
 __all__ = ["OPTIONS", "Option", "Settings", "is_loopback", "parse_bytes", "parse_value"]
 
 MiB = 1024 * 1024
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` is a loopback address (or ``localhost``)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _opt(default: Any, help: str, *, flag: str | None = None, group: str = "server") -> Any:
