@@ -24,7 +24,7 @@ from hub.core.protocol import (
     PUBLISH_REJECTED,
     TEXT,
     Message,
-    dump_json,
+    message_from_body,
     message_from_fields,
     parse_json,
 )
@@ -146,27 +146,15 @@ class PublishApi:
     async def publish_one(self, request: web.Request) -> web.Response:
         channel = _channel(request.match_info["channel"])
         body = await request.read()
-        ctype = request.content_type
-        if ctype == "application/json" or ctype.endswith("+json"):
-            try:
-                message = Message(dump_json(parse_json(body)), JSON)
-            except (ValueError, UnicodeDecodeError) as exc:
-                raise ProtocolError(BAD_JSON, f"the body is not valid JSON: {exc}") from None
-        elif ctype.startswith("text/"):
-            try:
-                body.decode()
-            except UnicodeDecodeError:
-                raise ProtocolError(BAD_REQUEST, "a text/* body must be UTF-8") from None
-            message = Message(body, TEXT)
-        elif ctype == "application/octet-stream":
-            message = Message(body, BINARY)
-        else:
+        kind = _kind_of(request.content_type)
+        if kind is None:
             return _error(
                 415,
                 "unsupported_media_type",
-                f"Content-Type {ctype!r}: use application/json (published as JSON), "
-                "text/* (text) or application/octet-stream (binary)",
+                f"Content-Type {request.content_type!r}: use application/json (published as "
+                "JSON), text/* (text) or application/octet-stream (binary)",
             )
+        message = message_from_body(body, kind)
         if not self._publish(channel, message):
             return _rejected(0)
         return web.json_response({"published": 1, "channel": channel})
@@ -231,6 +219,17 @@ class PublishApi:
                 "local_subscribers: clients of the worker that answered",
             }
         )
+
+
+def _kind_of(content_type: str) -> int | None:
+    """The message kind of a request body by its Content-Type; None if unsupported."""
+    if content_type == "application/json" or content_type.endswith("+json"):
+        return JSON
+    if content_type.startswith("text/"):
+        return TEXT
+    if content_type == "application/octet-stream":
+        return BINARY
+    return None
 
 
 def _channel(name: str) -> str:

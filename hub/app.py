@@ -9,23 +9,17 @@ import signal
 from collections.abc import Callable
 
 import uvloop
-from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.http11 import Request, Response
-from websockets.typing import Subprotocol
 
 from hub.api import PublishApi
 from hub.brokers import Broker, create_broker
 from hub.core.auth import Authenticator
 from hub.core.config import Settings
 from hub.core.limits import raise_open_file_limit
-from hub.core.protocol import SUBPROTOCOL
 from hub.metrics import Figures, WorkerMetrics
 from hub.node import Node
-from hub.ws.connection import HubConnection
-from hub.ws.dashboard import add_dashboard_routes
-from hub.ws.handler import ENCODERS, WebSocketHandler, select_subprotocol
-from hub.ws.keepalive import run_keepalive
-from hub.ws.routes import Routes, text_response
+from hub.ws.handler import WebSocketHandler
+from hub.ws.routes import Routes
+from hub.ws.server import WebSocketServer, add_health_routes
 
 __all__ = ["App", "run_worker"]
 
@@ -33,8 +27,6 @@ logger = logging.getLogger(__name__)
 
 #: Files a worker keeps for itself (Redis, logs, listening socket, Python's own).
 RESERVED_FILES = 64
-#: How long shutdown waits for clients to answer the 1001 close before cutting them off.
-CLOSE_TIMEOUT_S = 2.0
 
 
 class App:
@@ -68,16 +60,17 @@ class App:
         )
         self.node = Node(
             broker=self.broker,
-            encoders=ENCODERS,
             max_buffered_bytes=settings.max_buffered_bytes,
             unsubscribe_delay_s=settings.unsubscribe_delay_s,
             on_fanout=self.metrics.observe_fanout,
         )
         self.routes = Routes()
-        self.routes.add("/healthz", self._healthz)
-        self.routes.add("/readyz", self._readyz)
-        self.routes.add("/metrics", self._metrics)
-        add_dashboard_routes(self.routes, stats=self.metrics.stats)
+        add_health_routes(
+            self.routes,
+            is_ready=lambda: self.node.is_ready,
+            metrics=self.metrics.exposition,
+            stats=self.metrics.stats,
+        )
         self.handler = WebSocketHandler(
             node=self.node,
             routes=self.routes,
@@ -99,8 +92,13 @@ class App:
                 redis_url=settings.redis_url,
                 channel_prefix=settings.channel_prefix,
             )
-        self.server: Server | None = None
-        self._keepalive: asyncio.Task[None] | None = None
+        self.server = WebSocketServer(
+            self.handler,
+            compression=settings.compression,
+            max_message_bytes=settings.max_message_bytes,
+            ping_interval_s=settings.ping_interval_s,
+            ping_timeout_s=settings.ping_timeout_s,
+        )
         self.stopping = asyncio.Event()
         self._metrics_task: asyncio.Task[None] | None = None
 
@@ -125,42 +123,12 @@ class App:
             broker_probe_failures=stats.num_probe_failures,
         )
 
-    def _healthz(self, connection: ServerConnection, request: Request) -> Response:
-        return text_response(200, "ok\n")
-
-    def _readyz(self, connection: ServerConnection, request: Request) -> Response:
-        if self.node.is_ready:
-            return text_response(200, "ready\n")
-        return text_response(503, "not ready: the broker is not connected (or is deaf)\n")
-
-    def _metrics(self, connection: ServerConnection, request: Request) -> Response:
-        body, content_type = self.metrics.exposition()
-        return text_response(200, body.decode(), content_type)
-
     async def start(self) -> None:
         s = self.settings
         capacity = raise_open_file_limit() - RESERVED_FILES
         await self.node.start()
         self._metrics_task = asyncio.create_task(self.metrics.run())
-        self.server = await serve(
-            self.handler,
-            s.host,
-            s.port,
-            process_request=self.handler.process_request,
-            subprotocols=[Subprotocol(SUBPROTOCOL)],
-            select_subprotocol=select_subprotocol,
-            compression="deflate" if s.compression else None,
-            max_size=s.max_message_bytes,
-            ping_interval=None,  # see hub.ws.keepalive: one task for all connections
-            close_timeout=CLOSE_TIMEOUT_S,
-            reuse_port=self.reuse_port,
-            backlog=4096,
-            create_connection=HubConnection,
-        )
-        if s.ping_interval_s > 0:
-            self._keepalive = asyncio.create_task(
-                run_keepalive(self.server, interval_s=s.ping_interval_s, timeout_s=s.ping_timeout_s)
-            )
+        await self.server.start(s.host, s.port, reuse_port=self.reuse_port)
         if self.api is not None:
             await self.api.start(s.api_host, s.api_port, reuse_port=self.reuse_port)
         logger.info(
@@ -175,9 +143,7 @@ class App:
 
     @property
     def port(self) -> int:
-        assert self.server is not None
-        port: int = self.server.sockets[0].getsockname()[1]
-        return port
+        return self.server.port
 
     async def run(self, *, on_started: Callable[[App], None] | None = None) -> None:
         loop = asyncio.get_running_loop()
@@ -204,14 +170,7 @@ class App:
 
     async def stop(self) -> None:
         logger.info("worker %d shutting down: closing connections with 1001", self.worker)
-        if self._keepalive is not None:
-            self._keepalive.cancel()
-        if self.server is not None:
-            self.server.close()  # closes every connection with 1001 (going away)
-            try:
-                await asyncio.wait_for(self.server.wait_closed(), CLOSE_TIMEOUT_S + 2)
-            except TimeoutError:
-                logger.warning("some connections did not close in time")
+        await self.server.stop()
         if self.api is not None:
             await self.api.stop()
         await self.node.close()

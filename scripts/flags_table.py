@@ -1,4 +1,4 @@
-"""Print the README's table of `hub serve` options, generated from hub/config.py."""
+"""Print the README's table of `hub serve` options, generated from hub/core/config.py."""
 
 from __future__ import annotations
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import urllib.error
 import urllib.parse
@@ -12,8 +11,8 @@ import urllib.request
 
 from hub.core.channels import validate
 from hub.core.config import Settings
-from hub.core.errors import InvalidChannel
-from hub.core.protocol import BINARY, JSON, TEXT, dump_json, encode_envelope, parse_json
+from hub.core.errors import InvalidChannel, ProtocolError
+from hub.core.protocol import BINARY, JSON, TEXT, encode_envelope, message_from_body
 
 __all__ = ["publish_command"]
 
@@ -36,19 +35,13 @@ def publish_command(args: argparse.Namespace, settings: Settings) -> int:
     except InvalidChannel as exc:
         return _fail(str(exc))
     kind = _KINDS[args.kind]
-    payload = sys.stdin.buffer.read() if args.message == "-" else args.message.encode()
-    if kind == JSON:
-        try:
-            payload = dump_json(parse_json(payload))
-        except (ValueError, UnicodeDecodeError) as exc:
-            return _fail(f"--kind json needs valid JSON: {exc}")
-    elif kind == TEXT:
-        try:
-            payload.decode()
-        except UnicodeDecodeError:
-            return _fail("a text message must be UTF-8; use --kind binary")
+    body = sys.stdin.buffer.read() if args.message == "-" else args.message.encode()
+    try:
+        payload = message_from_body(body, kind).payload
+    except ProtocolError as exc:
+        return _fail(f"--kind {args.kind}: {exc.message}")
     if args.api:
-        key = args.api_key or os.environ.get("HUB_API_KEY")
+        key = args.api_key or settings.api_key
         return _via_api(args.api, key, channel, payload, kind)
     url = args.redis or settings.redis_url
     if not url:

@@ -9,9 +9,10 @@ is the lever; nothing here awaits, queues or re-encodes per subscriber.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Protocol
 
+from hub.core.formats import ENCODERS, PER_CONNECTION, Encoder
 from hub.core.protocol import Message
 
 __all__ = ["Subscriber", "deliver"]
@@ -22,29 +23,29 @@ logger = logging.getLogger(__name__)
 class Subscriber(Protocol):
     """What the fan-out needs of a connection."""
 
-    #: Index into the ``encoders`` passed to ``deliver``: which wire format this client reads.
+    #: Which wire format this client reads (``hub.core.formats``), or PER_CONNECTION.
     format: int
 
-    def send_batch(self, data: bytes, channel: str, messages: list[Message]) -> int:
+    def send_batch(self, data: bytes) -> int:
         """Queue ``data`` (the batch, pre-encoded in this subscriber's format) for writing.
 
-        ``channel`` and ``messages`` serve subscribers that must encode per connection
-        (compression). Return the bytes now buffered and unsent, or -1 when the subscriber
-        is closed and was skipped.
+        Return the bytes now buffered and unsent, or -1 when the subscriber is closed and was
+        skipped.
         """
         ...
 
-
-Encoder = Callable[[str, list[Message]], bytes]
+    def send_messages(self, channel: str, messages: list[Message]) -> int:
+        """Encode and queue a batch itself (format PER_CONNECTION); return as send_batch."""
+        ...
 
 
 def deliver(
     subscribers: Iterable[Subscriber],
     channel: str,
     messages: list[Message],
-    encoders: tuple[Encoder, ...],
     max_buffered_bytes: int,
     slow: list[Subscriber],
+    encoders: tuple[Encoder, ...] = ENCODERS,
 ) -> int:
     """Write ``messages`` to each subscriber; return the number of messages delivered.
 
@@ -55,11 +56,14 @@ def deliver(
     num_sent = 0
     for sub in subscribers:
         fmt = sub.format
-        data = encoded[fmt]
-        if data is None:
-            data = encoded[fmt] = encoders[fmt](channel, messages)
         try:
-            buffered = sub.send_batch(data, channel, messages)
+            if fmt == PER_CONNECTION:
+                buffered = sub.send_messages(channel, messages)
+            else:
+                data = encoded[fmt]
+                if data is None:
+                    data = encoded[fmt] = encoders[fmt](channel, messages)
+                buffered = sub.send_batch(data)
         except Exception:
             # One broken connection must not cost the rest of the channel its delivery.
             logger.exception("writing to a subscriber of %s failed; skipping it", channel)

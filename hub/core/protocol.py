@@ -60,6 +60,7 @@ __all__ = [
     "encode_envelope",
     "encode_frame",
     "error_frame",
+    "message_from_body",
     "message_from_fields",
     "parse_json",
     "raw_frames",
@@ -308,6 +309,22 @@ def message_from_fields(obj: dict[str, Any], request_id: RequestId = None) -> Me
         return Message(base64.b64decode(value, validate=True), BINARY)
     except (binascii.Error, ValueError):
         raise _error(BAD_FIELD, "'binary' must be standard base64 (RFC 4648)", request_id) from None
+
+
+def message_from_body(body: bytes, kind: int) -> Message:
+    """A message of ``kind`` from a request body (HTTP, ``hub publish``), validated once:
+    JSON must parse (it is stored compact), text must be UTF-8; raise ProtocolError."""
+    if kind == JSON:
+        try:
+            return Message(dump_json(parse_json(body)), JSON)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise _error(BAD_JSON, f"the body is not valid JSON: {exc}") from None
+    if kind == TEXT:
+        try:
+            body.decode()
+        except UnicodeDecodeError:
+            raise _error(BAD_REQUEST, "a text body must be UTF-8; send binary instead") from None
+    return Message(body, kind)
 
 
 def decode_request(data: str | bytes) -> Request:

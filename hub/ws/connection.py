@@ -1,10 +1,19 @@
-"""The server's WebSocket connection class: websockets' own, trimmed for memory and CPU."""
+"""The server's WebSocket connection class: websockets' own, trimmed for memory and CPU.
+
+This is the one module that touches websockets' private internals (``drain_waiters``,
+``recv_messages``, ``process_event``, ``pending_pings``, ``acknowledge_pings``,
+``send_data``). ``tests/ws/test_websockets_internals.py`` fails with a clear message when a
+websockets release changes any of them, and pyproject.toml pins websockets to the minor
+version tested.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from websockets.asyncio.connection import Connection
@@ -12,10 +21,22 @@ from websockets.asyncio.server import ServerConnection
 from websockets.frames import Frame, Opcode
 from websockets.protocol import Event
 
+from hub.core.auth import Grant
 from hub.core.errors import CloseCode
 from hub.core.protocol import BINARY, TEXT
 
-__all__ = ["HubConnection", "MessageCallback"]
+__all__ = ["PRIVATE_INTERNALS", "Handshake", "HubConnection", "MessageCallback"]
+
+#: websockets' private names this module relies on: (class, attribute).
+PRIVATE_INTERNALS: tuple[tuple[str, str], ...] = (
+    ("Connection", "drain_waiters"),
+    ("Connection", "recv_messages"),
+    ("Connection", "process_event"),
+    ("Connection", "pending_pings"),
+    ("Connection", "acknowledge_pings"),
+    ("Connection", "send_data"),
+    ("ServerConnection", "process_event"),
+)
 
 _DATA_OPCODES = (Opcode.TEXT, Opcode.BINARY, Opcode.CONT)
 # Shared by every listening connection: a deque with maxlen 0 can never hold anything.
@@ -28,6 +49,16 @@ _closing: set[asyncio.Task[None]] = set()
 MessageCallback = Callable[[bytes, int], object]
 
 
+@dataclass(frozen=True, slots=True)
+class Handshake:
+    """What the handshake decided about a connection, for its handler."""
+
+    #: The raw-mode channel of the URL path; None for hub.v1.
+    channel: str | None
+    #: The verified token's grant; None when authentication is off.
+    grant: Grant | None
+
+
 class HubConnection(ServerConnection):
     """websockets' server connection, trimmed for memory and CPU: hub holds tens of thousands
     of mostly idle connections, and reads every inbound message only to publish it.
@@ -37,6 +68,8 @@ class HubConnection(ServerConnection):
     connection: no task switch per message, and text is never decoded to ``str`` and back.
     """
 
+    #: Set by the handshake (``WebSocketHandler.process_request``) before the handler runs.
+    hub_handshake: Handshake | None = None
     hub_on_message: MessageCallback | None = None
     _fragments: list[bytes | bytearray | memoryview] | None = None
     _fragments_kind = TEXT
@@ -47,6 +80,34 @@ class HubConnection(ServerConnection):
         super().__init__(*args, **kwargs)
         # An empty deque costs 760 bytes; a list serves websockets' append/remove/iterate use.
         self.drain_waiters = []  # type: ignore[assignment]
+
+    @property
+    def is_compressed(self) -> bool:
+        """Whether permessage-deflate was negotiated: frames are then encoded per connection."""
+        return bool(self.protocol.extensions)
+
+    def flush(self) -> None:
+        """Write out what the sans-I/O protocol has queued (frames sent through it)."""
+        self.send_data()
+
+    def ping_or_abort(self, now: float, timeout_s: float) -> bool:
+        """Ping, unless the last ping is unanswered; False (and abort) once it is overdue.
+
+        The ping is registered where websockets looks for it, so that its own pong handling
+        (``acknowledge_pings``) completes it.
+        """
+        pending = self.pending_pings
+        if pending:
+            oldest = min(sent_at for _, sent_at in pending.values())
+            if now - oldest > timeout_s:
+                self.transport.abort()
+                return False
+            return True
+        data = os.urandom(4)
+        pending[data] = (self.loop.create_future(), now)
+        self.protocol.send_ping(data)
+        self.send_data()
+        return True
 
     def release_handshake(self) -> None:
         """Drop the handshake's headers (about 3 KiB), which nothing reads afterwards."""

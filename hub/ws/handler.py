@@ -1,4 +1,5 @@
-"""The WebSocket side: the connection handler and the subscriber object for each client."""
+"""The WebSocket handler: the handshake's decision (``process_request``), then one coroutine
+per connection that joins its channel (raw mode) or runs its hub.v1 session."""
 
 from __future__ import annotations
 
@@ -6,114 +7,25 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from typing import Any
 
 from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
-from websockets.protocol import State
 from websockets.typing import Subprotocol
 
 from hub.core.auth import Authenticator, AuthError, Grant, token_from_request
 from hub.core.channels import channel_from_path
 from hub.core.errors import CloseCode, InvalidChannel
-from hub.core.fanout import Encoder
-from hub.core.protocol import BINARY, SUBPROTOCOL, Message, raw_frames, v1_frames, v1_messages
-from hub.core.ratelimit import TokenBucket
+from hub.core.policy import BUFFER_FULL, PublishPolicy
+from hub.core.protocol import SUBPROTOCOL
 from hub.node import Node
-from hub.ws.connection import HubConnection, MessageCallback
+from hub.ws.clients import RawClient, V1Client
+from hub.ws.connection import Handshake, HubConnection, MessageCallback
 from hub.ws.routes import Routes, is_upgrade, text_response
 from hub.ws.session import V1Session
 
-__all__ = [
-    "ENCODERS",
-    "FORMAT_RAW",
-    "FORMAT_RAW_COMPRESSED",
-    "FORMAT_V1",
-    "FORMAT_V1_COMPRESSED",
-    "RawClient",
-    "V1Client",
-    "WebSocketHandler",
-    "select_subprotocol",
-]
+__all__ = ["WebSocketHandler", "select_subprotocol"]
 
 logger = logging.getLogger(__name__)
-
-OPEN = State.OPEN
-#: A slow consumer must drain what is already queued before it can read the close frame, so
-#: it gets longer than the shutdown's close timeout.
-SLOW_CLOSE_TIMEOUT_S = 10.0
-
-# Wire formats, as indices into ENCODERS (see fanout.deliver).
-FORMAT_RAW = 0
-FORMAT_RAW_COMPRESSED = 1
-FORMAT_V1 = 2
-FORMAT_V1_COMPRESSED = 3
-
-
-def _no_frames(channel: str, messages: list[Message]) -> bytes:
-    # Compressed connections encode per connection (deflate context), in send_batch.
-    return b""
-
-
-def _raw(channel: str, messages: list[Message]) -> bytes:
-    return raw_frames(messages)
-
-
-ENCODERS: tuple[Encoder, ...] = (_raw, _no_frames, v1_frames, _no_frames)
-
-
-class RawClient:
-    """A raw-mode connection: one channel, frames written straight to its transport."""
-
-    __slots__ = ("channels", "format", "transport", "ws")
-
-    def __init__(self, ws: HubConnection) -> None:
-        self.ws = ws
-        self.transport: Any = ws.transport
-        self.format = FORMAT_RAW_COMPRESSED if ws.protocol.extensions else FORMAT_RAW
-        self.channels: set[str] = set()
-
-    def send_batch(self, data: bytes, channel: str, messages: list[Message]) -> int:
-        ws = self.ws
-        if ws.protocol.state is not OPEN:
-            return -1
-        if data:
-            self.transport.write(data)
-        else:
-            self._send_compressed(channel, messages)
-        size: int = self.transport.get_write_buffer_size()
-        return size
-
-    def _send_compressed(self, channel: str, messages: list[Message]) -> None:
-        """Compressed connections encode per connection: each has its own deflate context."""
-        protocol = self.ws.protocol
-        for m in messages:
-            if m.kind == BINARY:
-                protocol.send_binary(m.payload)
-            else:
-                protocol.send_text(m.payload)
-        self.ws.send_data()
-
-    def disconnect(self, code: int, reason: str) -> None:
-        if code == CloseCode.SLOW_CONSUMER:
-            self.ws.close_timeout = SLOW_CLOSE_TIMEOUT_S
-        self.ws.close_soon(code, reason)
-
-
-class V1Client(RawClient):
-    """A hub.v1 connection: many channels, deliveries as JSON text frames."""
-
-    __slots__ = ()
-
-    def __init__(self, ws: HubConnection) -> None:
-        super().__init__(ws)
-        self.format = FORMAT_V1_COMPRESSED if ws.protocol.extensions else FORMAT_V1
-
-    def _send_compressed(self, channel: str, messages: list[Message]) -> None:
-        protocol = self.ws.protocol
-        for payload in v1_messages(channel, messages):
-            protocol.send_text(payload)
-        self.ws.send_data()
 
 
 def select_subprotocol(
@@ -130,17 +42,6 @@ def _offered_subprotocols(request: Request) -> list[str]:
         for p in value.split(",")
         if p.strip()
     ]
-
-
-class _Handshake:
-    """What process_request decided about a connection, for the handler."""
-
-    __slots__ = ("can_publish", "channel", "grant")
-
-    def __init__(self, channel: str | None, grant: Grant | None, can_publish: bool) -> None:
-        self.channel = channel  # None: hub.v1
-        self.grant = grant
-        self.can_publish = can_publish
 
 
 class WebSocketHandler:
@@ -204,7 +105,6 @@ class WebSocketHandler:
             except InvalidChannel as exc:
                 return text_response(400, f"{exc}\n")
         grant: Grant | None = None
-        can_publish = True
         if self.authenticator is not None:
             query = request.path.partition("?")[2]
             token = token_from_request(request.headers.get("Authorization"), query)
@@ -223,8 +123,8 @@ class WebSocketHandler:
                     return text_response(
                         403, f"the token may not subscribe to the channel {channel!r}\n"
                     )
-                can_publish = grant.can_publish(channel)
-        connection.hub_handshake = _Handshake(channel, grant, can_publish)  # type: ignore[attr-defined]
+        assert isinstance(connection, HubConnection)
+        connection.hub_handshake = Handshake(channel, grant)
         if channel is not None:
             # Subscribed before the 101 goes out: a client whose connection is open hears its
             # channel from the first message on.
@@ -232,8 +132,8 @@ class WebSocketHandler:
         return None
 
     async def __call__(self, ws: ServerConnection) -> None:
-        assert isinstance(ws, HubConnection)
-        handshake: _Handshake = ws.hub_handshake  # type: ignore[attr-defined]
+        assert isinstance(ws, HubConnection) and ws.hub_handshake is not None
+        handshake = ws.hub_handshake
         channel = handshake.channel
         node = self.node
         client = RawClient(ws) if channel is not None else V1Client(ws)
@@ -250,10 +150,8 @@ class WebSocketHandler:
                 CloseCode.TOKEN_EXPIRED,
                 "token expired",
             )
-        bucket = (
-            TokenBucket(self.publish_rate, self.publish_burst, loop.time())
-            if self.publish_rate
-            else None
+        policy = PublishPolicy.create(
+            grant, rate=self.publish_rate, burst=self.publish_burst, now=time.monotonic()
         )
         try:
             if channel is None:
@@ -263,14 +161,14 @@ class WebSocketHandler:
                     client=client,
                     node=node,
                     grant=grant,
-                    bucket=bucket,
+                    policy=policy,
                     max_subscriptions=self.max_subscriptions,
                 )
                 await session.run()
                 return
             # The channel was subscribed during the handshake, so joining does not wait.
             await node.join(channel, client)
-            ws.listen(self._raw_publisher(ws, channel, handshake, bucket))
+            ws.listen(self._raw_publisher(ws, channel, policy))
             await ws.closed()
         finally:
             if expiry is not None:
@@ -279,38 +177,21 @@ class WebSocketHandler:
             node.leave_all(client)
 
     def _raw_publisher(
-        self,
-        ws: HubConnection,
-        channel: str,
-        handshake: _Handshake,
-        bucket: TokenBucket | None,
+        self, ws: HubConnection, channel: str, policy: PublishPolicy
     ) -> MessageCallback:
         """The callback that publishes a raw client's frames, checked only when it must be."""
-        publish = self.node.publish
-        if bucket is None and handshake.can_publish:
+        node = self.node
+        publish = node.publish
+        if policy.is_free(channel):
             return lambda payload, kind: publish(channel, payload, kind)
-        loop = asyncio.get_running_loop()
 
         def checked(payload: bytes, kind: int) -> None:
-            reason = self._refuse_raw(handshake, bucket, loop.time())
-            if reason is None:
-                publish(channel, payload, kind)
-            else:
+            refusal = node.publish_from(policy, channel, payload, kind)
+            if refusal is not None and refusal is not BUFFER_FULL:
                 ws.listen(_ignore)  # nothing more from this client is published
-                ws.close_soon(CloseCode.POLICY_VIOLATION, reason)
+                ws.close_soon(CloseCode.POLICY_VIOLATION, refusal.reason)
 
         return checked
-
-    def _refuse_raw(
-        self, handshake: _Handshake, bucket: TokenBucket | None, now: float
-    ) -> str | None:
-        """Why a raw client's frame is refused (it is then closed with 1008), or None."""
-        if not handshake.can_publish:
-            return "this token may not publish to the channel"
-        if bucket is not None and not bucket.allow(now):
-            self.node.num_rate_limited += 1
-            return "publish rate limit exceeded"
-        return None
 
 
 def _ignore(payload: bytes, kind: int) -> None:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 
 from websockets.asyncio.server import Server
 from websockets.protocol import State
+
+from hub.ws.connection import HubConnection
 
 __all__ = ["run_keepalive"]
 
@@ -34,17 +35,8 @@ async def run_keepalive(server: Server, *, interval_s: float, timeout_s: float) 
                 await asyncio.sleep(0)
             if ws.protocol.state is not State.OPEN:
                 continue
-            pending = ws.pending_pings
-            if pending:
-                oldest = min(sent_at for _, sent_at in pending.values())
-                if now - oldest > timeout_s:
-                    num_dead += 1
-                    ws.transport.abort()
-                continue
-            data = os.urandom(4)
-            # Registered where websockets looks for it, so its own pong handling completes it.
-            pending[data] = (loop.create_future(), now)
-            ws.protocol.send_ping(data)
-            ws.send_data()
+            assert isinstance(ws, HubConnection)
+            if not ws.ping_or_abort(now, timeout_s):
+                num_dead += 1
         if num_dead:
             logger.info("closed %d connections that did not answer a keepalive ping", num_dead)

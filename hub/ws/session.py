@@ -1,22 +1,20 @@
 """A hub.v1 connection's request loop: JSON control frames in, acks and errors out.
 
 Deliveries do not pass through here: the fan-out writes them straight to the transport
-(``server.V1Client``). This loop runs once per inbound client frame.
+(``hub.ws.clients.V1Client``). This loop runs once per inbound client frame.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from websockets.asyncio.server import ServerConnection
 
 from hub.core.auth import Grant
 from hub.core.errors import ProtocolError
+from hub.core.policy import PublishPolicy
 from hub.core.protocol import (
     FORBIDDEN,
-    PUBLISH_REJECTED,
-    RATE_LIMITED,
     TOO_MANY_SUBSCRIPTIONS,
     Request,
     ack_frame,
@@ -24,7 +22,6 @@ from hub.core.protocol import (
     decode_request,
     error_frame,
 )
-from hub.core.ratelimit import TokenBucket
 from hub.node import Client, Node
 
 __all__ = ["V1Session"]
@@ -42,16 +39,15 @@ class V1Session:
         client: Client,
         node: Node,
         grant: Grant | None,
-        bucket: TokenBucket | None,
+        policy: PublishPolicy,
         max_subscriptions: int,
     ) -> None:
         self.ws = ws
         self.client = client
         self.node = node
         self.grant = grant
-        self.bucket = bucket
+        self.policy = policy
         self.max_subscriptions = max_subscriptions
-        self.loop = asyncio.get_running_loop()
 
     async def run(self) -> None:
         ws = self.ws
@@ -108,21 +104,8 @@ class V1Session:
         return list(request.channels)
 
     def publish(self, request: Request) -> None:
-        channel = request.channel
-        if self.grant is not None and not self.grant.can_publish(channel):
-            raise ProtocolError(FORBIDDEN, f"the token may not publish to {channel}", request.id)
-        bucket = self.bucket
-        if bucket is not None and not bucket.allow(self.loop.time()):
-            self.node.num_rate_limited += 1
-            raise ProtocolError(
-                RATE_LIMITED,
-                f"publish rate limit exceeded ({bucket.rate:g}/s, burst {bucket.burst:g}); "
-                "this message was not published: slow down and resend",
-                request.id,
-            )
-        if not self.node.publish(channel, request.payload, request.kind):
-            raise ProtocolError(
-                PUBLISH_REJECTED,
-                "the broker's buffer is full (Redis unreachable); not published: retry later",
-                request.id,
-            )
+        refusal = self.node.publish_from(
+            self.policy, request.channel, request.payload, request.kind
+        )
+        if refusal is not None:
+            raise ProtocolError(refusal.code, refusal.message, request.id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from hub.core.fanout import deliver
+from hub.core.formats import PER_CONNECTION, RAW, V1
 from hub.core.protocol import Message
 
 
@@ -13,11 +14,14 @@ class FakeSubscriber:
         self.buffered = buffered
         self.closed = closed
 
-    def send_batch(self, data: bytes, channel: str, messages: list[Message]) -> int:
+    def send_batch(self, data: bytes) -> int:
         if self.closed:
             return -1
         self.writes.append(data)
         return self.buffered + len(data)
+
+    def send_messages(self, channel: str, messages: list[Message]) -> int:
+        return self.send_batch(f"own:{channel}:".encode() + b"|".join(m.payload for m in messages))
 
 
 def test_one_write_per_subscriber_and_one_encoding_per_format() -> None:
@@ -34,7 +38,7 @@ def test_one_write_per_subscriber_and_one_encoding_per_format() -> None:
     subs = [FakeSubscriber(0), FakeSubscriber(1), FakeSubscriber(0), FakeSubscriber(0)]
     msgs = [Message(b"a"), Message(b"b")]
     slow: list[FakeSubscriber] = []
-    n = deliver(subs, "ch", msgs, (enc(0), enc(1), enc(2)), 1000, slow)  # type: ignore[arg-type]
+    n = deliver(subs, "ch", msgs, 1000, slow, (enc(0), enc(1), enc(2)))  # type: ignore[arg-type]
     assert n == 8
     assert sorted(calls) == [0, 1]  # format 2 unused: never encoded
     assert [s.writes for s in subs] == [[b"0:ch:a|b"], [b"1:ch:a|b"], [b"0:ch:a|b"], [b"0:ch:a|b"]]
@@ -53,9 +57,9 @@ def test_slow_and_closed_subscribers() -> None:
         [fast, slow_one, closed],
         "c",
         [Message(b"x")],
-        (lambda c, m: b"x",),
         4096,
         slow,  # type: ignore[arg-type]
+        (lambda c, m: b"x",),
     )
     assert n == 2 and slow == [slow_one] and closed.writes == []
 
@@ -64,7 +68,7 @@ def test_a_failing_subscriber_does_not_stop_the_channel() -> None:
     """A subscriber whose write raises is skipped; the ones after it still get the batch."""
 
     class Broken(FakeSubscriber):
-        def send_batch(self, data: bytes, channel: str, messages: list[Message]) -> int:
+        def send_batch(self, data: bytes) -> int:
             raise RuntimeError("transport is closed")
 
     after = FakeSubscriber()
@@ -73,8 +77,30 @@ def test_a_failing_subscriber_does_not_stop_the_channel() -> None:
         [FakeSubscriber(), Broken(), after],
         "c",
         [Message(b"x")],
-        (lambda c, m: b"x",),
         99,
         slow,  # type: ignore[arg-type]
+        (lambda c, m: b"x",),
     )
     assert n == 2 and after.writes == [b"x"]
+
+
+def test_per_connection_subscribers_encode_for_themselves() -> None:
+    """A PER_CONNECTION subscriber gets the messages, and no shared encoding is built for it."""
+    calls: list[str] = []
+
+    def encode(channel: str, messages: list[Message]) -> bytes:
+        calls.append(channel)
+        return b"shared"
+
+    own = FakeSubscriber(PER_CONNECTION)
+    slow: list[FakeSubscriber] = []
+    n = deliver([own], "c", [Message(b"a"), Message(b"b")], 99, slow, (encode,))  # type: ignore[arg-type]
+    assert n == 2 and own.writes == [b"own:c:a|b"] and calls == []
+
+
+def test_the_shipped_encoders_frame_raw_and_v1() -> None:
+    """By default, format RAW gets raw frames and V1 gets hub.v1 JSON deliveries."""
+    raw, v1 = FakeSubscriber(RAW), FakeSubscriber(V1)
+    deliver([raw, v1], "c", [Message(b"hi")], 99, [])
+    assert raw.writes == [b"\x81\x02hi"]
+    assert v1.writes[0].endswith(b'{"type":"message","channel":"c","text":"hi"}')

@@ -127,9 +127,9 @@ async def test_slow_consumer_is_closed_with_4008_and_others_keep_pace(
 def test_healthz_readyz_and_unknown_paths(start_hub: Callable[..., HubProcess]) -> None:
     """/healthz and /readyz answer 200 on a serving hub; an unknown path gets 404 with advice."""
     hub = start_hub("--workers", "1")
-    assert hub.ws.routes("/healthz") == (200, "ok\n")
-    assert hub.ws.routes("/readyz")[0] == 200
-    status, body = hub.ws.routes("/nope")
+    assert hub.http("/healthz") == (200, "ok\n")
+    assert hub.http("/readyz")[0] == 200
+    status, body = hub.http("/nope")
     assert status == 404 and "ws://HOST:PORT/<channel>" in body
 
 
@@ -150,13 +150,11 @@ def test_bad_setting_is_refused_with_a_clear_message() -> None:
 async def test_channel_is_subscribed_before_the_handshake_completes() -> None:
     """With a broker slow to confirm SUBSCRIBE, the 101 waits for it: a message published the
     moment the connection opens still reaches the client."""
-    from websockets.asyncio.server import serve
-
     from hub.brokers.memory import MemoryBroker
     from hub.node import Node
-    from hub.ws.connection import HubConnection
-    from hub.ws.handler import ENCODERS, WebSocketHandler
+    from hub.ws.handler import WebSocketHandler
     from hub.ws.routes import Routes
+    from hub.ws.server import WebSocketServer
 
     class SlowBroker(MemoryBroker):
         async def subscribe(self, channel: str) -> None:
@@ -164,21 +162,23 @@ async def test_channel_is_subscribed_before_the_handshake_completes() -> None:
             await super().subscribe(channel)
 
     broker = SlowBroker()
-    node = Node(broker=broker, encoders=ENCODERS, max_buffered_bytes=1 << 20)
+    node = Node(broker=broker, max_buffered_bytes=1 << 20)
     await node.start()
-    handler = WebSocketHandler(node=node, routes=Routes())
-    async with serve(
-        handler,
-        "127.0.0.1",
-        0,
-        process_request=handler.process_request,
-        create_connection=HubConnection,
-    ) as server:
-        port = server.sockets[0].getsockname()[1]
-        async with connect(f"ws://127.0.0.1:{port}/slow") as ws:
+    server = WebSocketServer(
+        WebSocketHandler(node=node, routes=Routes()),
+        compression=False,
+        max_message_bytes=1 << 20,
+        ping_interval_s=0,
+        ping_timeout_s=0,
+    )
+    await server.start("127.0.0.1", 0)
+    try:
+        async with connect(f"ws://127.0.0.1:{server.port}/slow") as ws:
             broker.publish("slow", b"right away")
             assert await recv_n(ws, 1) == ["right away"]
-    await node.close()
+    finally:
+        await server.stop()
+        await node.close()
 
 
 async def test_keepalive_cuts_off_a_peer_that_never_answers_pings(

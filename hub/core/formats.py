@@ -1,0 +1,34 @@
+"""Wire formats: which bytes a subscriber reads, and the one encoder of each.
+
+The fan-out builds each format's bytes once per batch (``fanout.deliver``) and hands the same
+bytes to every subscriber of that format. A subscriber whose bytes cannot be shared, because
+permessage-deflate keeps a compression context per connection, says so with
+``PER_CONNECTION`` and encodes for itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Final
+
+from hub.core.protocol import Message, raw_frames, v1_frames
+
+__all__ = ["ENCODERS", "PER_CONNECTION", "RAW", "V1", "Encoder"]
+
+#: A channel's batch of messages → the frames that one subscriber's single write carries.
+Encoder = Callable[[str, list[Message]], bytes]
+
+#: Raw mode: each message as it came, one text or binary frame.
+RAW: Final = 0
+#: hub.v1: each message as a JSON delivery frame naming its channel.
+V1: Final = 1
+#: Not a shared format: the subscriber encodes each batch itself (compression).
+PER_CONNECTION: Final = -1
+
+
+def _raw(channel: str, messages: list[Message]) -> bytes:
+    return raw_frames(messages)
+
+
+#: Indexed by format.
+ENCODERS: Final[tuple[Encoder, ...]] = (_raw, v1_frames)

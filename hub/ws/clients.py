@@ -1,0 +1,77 @@
+"""The fan-out's view of a WebSocket connection: one subscriber object per client."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from websockets.protocol import State
+
+from hub.core.errors import CloseCode
+from hub.core.formats import PER_CONNECTION, RAW, V1
+from hub.core.protocol import BINARY, Message, v1_messages
+from hub.ws.connection import HubConnection
+
+__all__ = ["RawClient", "V1Client"]
+
+OPEN = State.OPEN
+
+#: A slow consumer must drain what is already queued before it can read the close frame, so
+#: it gets longer than the shutdown's close timeout.
+SLOW_CLOSE_TIMEOUT_S = 10.0
+
+
+class RawClient:
+    """A raw-mode connection: one channel, frames written straight to its transport."""
+
+    __slots__ = ("channels", "format", "protocol", "transport", "ws")
+
+    def __init__(self, ws: HubConnection) -> None:
+        self.ws = ws
+        self.protocol = ws.protocol
+        self.transport: Any = ws.transport
+        self.format = PER_CONNECTION if ws.is_compressed else RAW
+        self.channels: set[str] = set()
+
+    def send_batch(self, data: bytes) -> int:
+        if self.protocol.state is not OPEN:
+            return -1
+        self.transport.write(data)
+        size: int = self.transport.get_write_buffer_size()
+        return size
+
+    def send_messages(self, channel: str, messages: list[Message]) -> int:
+        """Compressed connections encode per connection: each has its own deflate context."""
+        if self.protocol.state is not OPEN:
+            return -1
+        for m in messages:
+            if m.kind == BINARY:
+                self.protocol.send_binary(m.payload)
+            else:
+                self.protocol.send_text(m.payload)
+        self.ws.flush()
+        size: int = self.transport.get_write_buffer_size()
+        return size
+
+    def disconnect(self, code: int, reason: str) -> None:
+        if code == CloseCode.SLOW_CONSUMER:
+            self.ws.close_timeout = SLOW_CLOSE_TIMEOUT_S
+        self.ws.close_soon(code, reason)
+
+
+class V1Client(RawClient):
+    """A hub.v1 connection: many channels, deliveries as JSON text frames."""
+
+    __slots__ = ()
+
+    def __init__(self, ws: HubConnection) -> None:
+        super().__init__(ws)
+        self.format = PER_CONNECTION if ws.is_compressed else V1
+
+    def send_messages(self, channel: str, messages: list[Message]) -> int:
+        if self.protocol.state is not OPEN:
+            return -1
+        for payload in v1_messages(channel, messages):
+            self.protocol.send_text(payload)
+        self.ws.flush()
+        size: int = self.transport.get_write_buffer_size()
+        return size

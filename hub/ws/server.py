@@ -1,0 +1,115 @@
+"""The WebSocket listener of one worker: websockets' ``serve`` with hub's connection class,
+the plain-HTTP endpoints of the same port, and the one keepalive task."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.http11 import Request, Response
+from websockets.typing import Subprotocol
+
+from hub.core.protocol import SUBPROTOCOL
+from hub.ws.connection import HubConnection
+from hub.ws.dashboard import add_dashboard_routes
+from hub.ws.handler import WebSocketHandler, select_subprotocol
+from hub.ws.keepalive import run_keepalive
+from hub.ws.routes import Routes, text_response
+
+__all__ = ["CLOSE_TIMEOUT_S", "WebSocketServer", "add_health_routes"]
+
+logger = logging.getLogger(__name__)
+
+#: How long shutdown waits for clients to answer the 1001 close before cutting them off.
+CLOSE_TIMEOUT_S = 2.0
+
+
+def add_health_routes(
+    routes: Routes,
+    *,
+    is_ready: Callable[[], bool],
+    metrics: Callable[[], tuple[bytes, str]],
+    stats: Callable[[], dict[str, Any]],
+) -> None:
+    """/healthz, /readyz, /metrics and the dashboard on the WebSocket port."""
+
+    def healthz(connection: ServerConnection, request: Request) -> Response:
+        return text_response(200, "ok\n")
+
+    def readyz(connection: ServerConnection, request: Request) -> Response:
+        if is_ready():
+            return text_response(200, "ready\n")
+        return text_response(503, "not ready: the broker is not connected (or is deaf)\n")
+
+    def metrics_route(connection: ServerConnection, request: Request) -> Response:
+        body, content_type = metrics()
+        return text_response(200, body.decode(), content_type)
+
+    routes.add("/healthz", healthz)
+    routes.add("/readyz", readyz)
+    routes.add("/metrics", metrics_route)
+    add_dashboard_routes(routes, stats=stats)
+
+
+class WebSocketServer:
+    """One worker's listener: serves ``handler`` until ``stop``."""
+
+    def __init__(
+        self,
+        handler: WebSocketHandler,
+        *,
+        compression: bool,
+        max_message_bytes: int,
+        ping_interval_s: float,
+        ping_timeout_s: float,
+    ) -> None:
+        self.handler = handler
+        self.compression = compression
+        self.max_message_bytes = max_message_bytes
+        self.ping_interval_s = ping_interval_s
+        self.ping_timeout_s = ping_timeout_s
+        self._server: Server | None = None
+        self._keepalive: asyncio.Task[None] | None = None
+
+    async def start(self, host: str, port: int, *, reuse_port: bool = False) -> None:
+        self._server = await serve(
+            self.handler,
+            host,
+            port,
+            process_request=self.handler.process_request,
+            subprotocols=[Subprotocol(SUBPROTOCOL)],
+            select_subprotocol=select_subprotocol,
+            compression="deflate" if self.compression else None,
+            max_size=self.max_message_bytes,
+            ping_interval=None,  # see hub.ws.keepalive: one task for all connections
+            close_timeout=CLOSE_TIMEOUT_S,
+            reuse_port=reuse_port,
+            backlog=4096,
+            create_connection=HubConnection,
+        )
+        if self.ping_interval_s > 0:
+            self._keepalive = asyncio.create_task(
+                run_keepalive(
+                    self._server, interval_s=self.ping_interval_s, timeout_s=self.ping_timeout_s
+                )
+            )
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
+
+    async def stop(self) -> None:
+        """Close every connection with 1001 (going away) and stop listening."""
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+        if self._server is not None:
+            self._server.close()
+            try:
+                await asyncio.wait_for(self._server.wait_closed(), CLOSE_TIMEOUT_S + 2)
+            except TimeoutError:
+                logger.warning("some connections did not close in time")
