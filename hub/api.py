@@ -14,19 +14,16 @@ from typing import Any
 from aiohttp import web
 
 from hub.core.channels import validate
+from hub.core.envelope import BINARY, JSON, TEXT, Message
 from hub.core.errors import InvalidChannel, ProtocolError
+from hub.core.jsontext import parse_json
 from hub.core.protocol import (
     BAD_CHANNEL,
     BAD_JSON,
     BAD_REQUEST,
-    BINARY,
-    JSON,
     PUBLISH_REJECTED,
-    TEXT,
-    Message,
     message_from_body,
     message_from_fields,
-    parse_json,
 )
 from hub.node import Node
 

@@ -10,10 +10,11 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol
 
 from hub.brokers.base import Broker
+from hub.core.envelope import TEXT, decode_envelope, encode_envelope
 from hub.core.errors import CloseCode
 from hub.core.fanout import Subscriber, deliver
 from hub.core.policy import BUFFER_FULL, PublishPolicy, Refusal
-from hub.core.protocol import RATE_LIMITED, TEXT, decode_envelope, encode_envelope
+from hub.core.protocol import RATE_LIMITED
 from hub.core.registry import Registry
 
 __all__ = ["Client", "Node"]

@@ -9,9 +9,10 @@ import pytest
 
 from hub.brokers.memory import MemoryBroker
 from hub.core.auth import Grant
+from hub.core.envelope import Message
 from hub.core.formats import RAW
 from hub.core.policy import PublishPolicy
-from hub.core.protocol import FORBIDDEN, RATE_LIMITED, Message
+from hub.core.protocol import FORBIDDEN, RATE_LIMITED
 from hub.core.ratelimit import TokenBucket
 from hub.node import Node
 

@@ -11,8 +11,9 @@ import urllib.request
 
 from hub.core.channels import validate
 from hub.core.config import Settings
+from hub.core.envelope import BINARY, JSON, TEXT, encode_envelope
 from hub.core.errors import InvalidChannel, ProtocolError
-from hub.core.protocol import BINARY, JSON, TEXT, encode_envelope, message_from_body
+from hub.core.protocol import message_from_body
 
 __all__ = ["publish_command"]
 

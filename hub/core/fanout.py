@@ -12,8 +12,8 @@ import logging
 from collections.abc import Iterable
 from typing import Protocol
 
+from hub.core.envelope import Message
 from hub.core.formats import ENCODERS, PER_CONNECTION, Encoder
-from hub.core.protocol import Message
 
 __all__ = ["Subscriber", "deliver"]
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Final
 
-from hub.core.protocol import Message, raw_frames, v1_frames
+from hub.core.envelope import Message
+from hub.core.frames import raw_frames, v1_frames
 
 __all__ = ["ENCODERS", "PER_CONNECTION", "RAW", "V1", "Encoder"]
 

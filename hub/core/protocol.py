@@ -1,20 +1,6 @@
-"""Wire formats, pure: WebSocket data frames built once, and the envelope hub writes into Redis.
-
-The Redis envelope
-------------------
-What the hub PUBLISHes to ``<prefix><channel>`` is, by the kind of message:
-
-* text (a raw text frame): the UTF-8 bytes as they are, so that ``redis-cli SUBSCRIBE``
-  shows them and any program can publish text with a plain ``PUBLISH``;
-* binary (a raw binary frame): ``ENVELOPE_MAGIC + b"b" + payload``;
-* JSON (a ``hub.v1`` publish of a JSON value): ``ENVELOPE_MAGIC + b"j" + json_text``.
-
-``ENVELOPE_MAGIC`` starts with the byte 0xFF, which never occurs in valid UTF-8, so no text
-payload can be mistaken for an envelope. A payload without the magic is text when it is valid
-UTF-8 and binary otherwise.
-
-A JSON envelope is trusted to hold valid JSON: the hub validates every JSON value before it
-publishes one. The hub.v1 frames are described in ``docs/protocol.md``.
+"""The hub.v1 subprotocol, pure: requests in, acks and errors out, and request bodies
+validated once. Deliveries are built in ``frames.py``; the Redis envelope is ``envelope.py``.
+Every frame is described in ``docs/protocol.md``.
 """
 
 from __future__ import annotations
@@ -22,12 +8,13 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import struct
 from dataclasses import dataclass
 from typing import Any, Final
 
 from hub.core.channels import MAX_CHANNEL_LENGTH, RULE, validate
+from hub.core.envelope import BINARY, JSON, TEXT, Message
 from hub.core.errors import InvalidChannel, ProtocolError
+from hub.core.jsontext import dump_json, parse_json
 
 __all__ = [
     "BAD_BINARY_FRAME",
@@ -35,121 +22,23 @@ __all__ = [
     "BAD_FIELD",
     "BAD_JSON",
     "BAD_REQUEST",
-    "BINARY",
-    "ENVELOPE_MAGIC",
     "ERROR_CODES",
     "FORBIDDEN",
-    "JSON",
     "MISSING_FIELD",
     "OPS",
-    "OP_BINARY",
-    "OP_TEXT",
     "PUBLISH_REJECTED",
     "RATE_LIMITED",
     "SUBPROTOCOL",
-    "TEXT",
     "TOO_MANY_SUBSCRIPTIONS",
     "UNKNOWN_OP",
-    "Message",
     "Request",
     "ack_frame",
     "decode_binary_publish",
-    "decode_envelope",
     "decode_request",
-    "dump_json",
-    "encode_envelope",
-    "encode_frame",
     "error_frame",
     "message_from_body",
     "message_from_fields",
-    "parse_json",
-    "raw_frames",
-    "v1_frames",
-    "v1_messages",
 ]
-
-TEXT: Final = 0
-BINARY: Final = 1
-JSON: Final = 2
-
-ENVELOPE_MAGIC: Final = b"\xffhb"
-_KIND_BYTE = {BINARY: b"b", JSON: b"j"}
-_MAGIC_LEN = len(ENVELOPE_MAGIC)
-_BINARY_PREFIX = ENVELOPE_MAGIC + b"b"
-_JSON_PREFIX = ENVELOPE_MAGIC + b"j"
-
-OP_TEXT: Final = 0x1
-OP_BINARY: Final = 0x2
-
-_pack_short = struct.Struct("!BBH").pack
-_pack_long = struct.Struct("!BBQ").pack
-
-
-class Message:
-    """One message on a channel: its payload bytes and its kind (TEXT, BINARY or JSON)."""
-
-    __slots__ = ("kind", "payload")
-
-    def __init__(self, payload: bytes, kind: int = TEXT) -> None:
-        self.payload = payload
-        self.kind = kind
-
-    def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, Message) and self.payload == other.payload and self.kind == other.kind
-        )
-
-    def __hash__(self) -> int:
-        return hash((self.payload, self.kind))
-
-    def __repr__(self) -> str:
-        return f"Message({self.payload[:40]!r}, kind={self.kind})"
-
-
-def encode_envelope(payload: bytes, kind: int = TEXT) -> bytes:
-    """The bytes that the hub PUBLISHes for a message of this kind."""
-    if kind == TEXT:
-        return payload
-    return ENVELOPE_MAGIC + _KIND_BYTE[kind] + payload
-
-
-def decode_envelope(data: bytes) -> Message:
-    """Read a PUBLISHed payload, whether the hub or any other program wrote it."""
-    if data[:1] == b"\xff":
-        if data.startswith(_BINARY_PREFIX):
-            return Message(data[_MAGIC_LEN + 1 :], BINARY)
-        if data.startswith(_JSON_PREFIX):
-            return Message(data[_MAGIC_LEN + 1 :], JSON)
-        return Message(data, BINARY)
-    if data.isascii():
-        return Message(data, TEXT)
-    try:
-        data.decode()
-    except UnicodeDecodeError:
-        return Message(data, BINARY)
-    return Message(data, TEXT)
-
-
-def encode_frame(opcode: int, payload: bytes) -> bytes:
-    """One unmasked, unfragmented server-to-client WebSocket frame (RFC 6455, 5.2).
-
-    Server frames carry no mask, so the same bytes serve every subscriber: this is what lets
-    the fan-out build a frame once per message instead of once per connection.
-    """
-    length = len(payload)
-    if length < 126:
-        return bytes((0x80 | opcode, length)) + payload
-    if length < 65536:
-        return _pack_short(0x80 | opcode, 126, length) + payload
-    return _pack_long(0x80 | opcode, 127, length) + payload
-
-
-def raw_frames(messages: list[Message]) -> bytes:
-    """The raw-mode frames of a batch, joined so that each subscriber gets one write."""
-    return b"".join(
-        [encode_frame(OP_BINARY if m.kind == BINARY else OP_TEXT, m.payload) for m in messages]
-    )
-
 
 # The hub.v1 subprotocol: JSON control frames over one socket.
 
@@ -209,27 +98,6 @@ class Request:
     @property
     def channel(self) -> str:
         return self.channels[0]
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def parse_json(text: str | bytes) -> Any:
-    """Parse strict JSON (no NaN or Infinity); raise ValueError on anything else."""
-    try:
-        return json.loads(text, parse_constant=_reject_constant)
-    except RecursionError:
-        raise ValueError("nested too deeply") from None
-
-
-def dump_json(value: Any) -> bytes:
-    """Compact UTF-8 JSON; lone surrogates (legal in JSON text, not in UTF-8) are escaped."""
-    try:
-        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-        return text.encode()
-    except UnicodeEncodeError:
-        return json.dumps(value, separators=(",", ":")).encode()
 
 
 def _error(code: str, message: str, request_id: RequestId = None) -> ProtocolError:
@@ -380,22 +248,3 @@ def error_frame(code: str, message: str, request_id: RequestId = None) -> str:
         {"type": "error", "id": request_id, "code": code, "message": message},
         separators=(",", ":"),
     )
-
-
-def v1_messages(channel: str, messages: list[Message]) -> list[bytes]:
-    """The hub.v1 delivery frames' payloads for a batch of one channel's messages."""
-    head = b'{"type":"message","channel":' + dump_json(channel)
-    out = []
-    for m in messages:
-        if m.kind == JSON:
-            out.append(head + b',"data":' + m.payload + b"}")
-        elif m.kind == TEXT:
-            out.append(head + b',"text":' + dump_json(m.payload.decode()) + b"}")
-        else:
-            out.append(head + b',"binary":"' + base64.b64encode(m.payload) + b'"}')
-    return out
-
-
-def v1_frames(channel: str, messages: list[Message]) -> bytes:
-    """The hub.v1 text frames of a batch, joined so that each subscriber gets one write."""
-    return b"".join([encode_frame(OP_TEXT, p) for p in v1_messages(channel, messages)])

@@ -6,9 +6,10 @@ from typing import Any
 
 from websockets.protocol import State
 
+from hub.core.envelope import BINARY, Message
 from hub.core.errors import CloseCode
 from hub.core.formats import PER_CONNECTION, RAW, V1
-from hub.core.protocol import BINARY, Message, v1_messages
+from hub.core.frames import v1_messages
 from hub.ws.connection import HubConnection
 
 __all__ = ["RawClient", "V1Client"]

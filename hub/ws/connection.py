@@ -22,8 +22,8 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import Event
 
 from hub.core.auth import Grant
+from hub.core.envelope import BINARY, TEXT
 from hub.core.errors import CloseCode
-from hub.core.protocol import BINARY, TEXT
 
 __all__ = ["PRIVATE_INTERNALS", "Handshake", "HubConnection", "MessageCallback"]
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from hub.core.envelope import Message
 from hub.core.fanout import deliver
 from hub.core.formats import PER_CONNECTION, RAW, V1
-from hub.core.protocol import Message
 
 
 class FakeSubscriber:

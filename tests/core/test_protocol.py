@@ -12,19 +12,10 @@ from hypothesis import strategies as st
 from support import ROOT
 
 from hub.core import protocol
+from hub.core.envelope import BINARY, JSON, TEXT, Message, decode_envelope, encode_envelope
 from hub.core.errors import ProtocolError
-from hub.core.protocol import (
-    BINARY,
-    ERROR_CODES,
-    JSON,
-    TEXT,
-    Message,
-    decode_binary_publish,
-    decode_envelope,
-    decode_request,
-    encode_envelope,
-    v1_messages,
-)
+from hub.core.frames import v1_messages
+from hub.core.protocol import ERROR_CODES, decode_binary_publish, decode_request
 
 DOCS = ROOT / "docs" / "protocol.md"
 

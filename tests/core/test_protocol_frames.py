@@ -8,19 +8,16 @@ from hypothesis import strategies as st
 from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
-from hub.core.protocol import (
+from hub.core.envelope import (
     BINARY,
     ENVELOPE_MAGIC,
     JSON,
-    OP_BINARY,
-    OP_TEXT,
     TEXT,
     Message,
     decode_envelope,
     encode_envelope,
-    encode_frame,
-    raw_frames,
 )
+from hub.core.frames import OP_BINARY, OP_TEXT, encode_frame, raw_frames
 
 
 def parse_frames(data: bytes) -> list[Frame]:
