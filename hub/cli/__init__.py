@@ -17,6 +17,7 @@ __all__ = ["build_parser", "main"]
 _GROUPS = {
     "server": "listening",
     "broker": "broker (Redis)",
+    "history": "history, recovery and presence",
     "limits": "limits",
     "auth": "access control",
     "api": "HTTP publish API",

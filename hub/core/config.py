@@ -15,6 +15,7 @@ from typing import Any
 
 from hub.core.errors import ConfigError
 from hub.core.limits import is_loopback
+from hub.core.namespaces import ChannelOptions, ChannelRules, Namespace
 
 __all__ = ["OPTIONS", "Option", "Settings", "is_loopback", "parse_bytes", "parse_value"]
 
@@ -71,6 +72,48 @@ class Settings:
         "delay between a channel's last local client leaving and its Redis UNSUBSCRIBE",
         group="broker",
     )
+    # History, recovery and presence (per namespace in --config; these apply elsewhere)
+    history_size: int = _opt(
+        0,
+        "messages kept per channel for recovery (0: no history); channels matching a "
+        "[[namespaces]] entry of --config take its value instead",
+        group="history",
+    )
+    history_ttl_s: float = _opt(
+        0.0,
+        "how long a channel's history lives after its last publish (needed with --history-size)",
+        group="history",
+    )
+    history_meta_ttl_s: float = _opt(
+        30 * 24 * 3600.0,
+        "how long a channel's epoch and top offset outlive its last publish, so that an idle "
+        "channel keeps its epoch",
+        group="history",
+    )
+    recovery_max_messages: int = _opt(
+        1000,
+        "most messages one recovery replays; a client that missed more gets recovered: false",
+        group="history",
+    )
+    presence: bool = _opt(False, "keep who is subscribed to each channel", group="history")
+    join_leave: bool = _opt(
+        False,
+        "send join and leave events to subscribers that ask (needs --presence)",
+        group="history",
+    )
+    presence_ttl_s: float = _opt(
+        60.0,
+        "a client of a crashed process leaves the presence list within this long",
+        group="history",
+    )
+    config: str | None = _opt(
+        None,
+        "a TOML file with any of these settings and [[namespaces]] of per-channel options "
+        "(order: flag, then environment, then file, then default)",
+        group="server",
+    )
+    #: Per-channel options from the config file's [[namespaces]]; not a flag.
+    namespaces: tuple[Namespace, ...] = field(default=(), metadata={"option": False})
     # Limits
     max_message_bytes: int = _opt(
         MiB, "largest frame a client may send; a larger one closes it with 1009", group="limits"
@@ -151,6 +194,13 @@ class Settings:
                 "HUB_PROBE_TIMEOUT_S", self.probe_timeout_s, "must exceed HUB_PROBE_INTERVAL_S"
             )
 
+        problem = self.default_channel_options.problem()
+        if problem is not None:
+            key, value, reason = problem
+            raise ConfigError("HUB_" + key.upper(), value, reason)
+        if self.presence_ttl_s < 1:
+            raise ConfigError("HUB_PRESENCE_TTL_S", self.presence_ttl_s, "must be >= 1")
+
         if self.jwt_secret and self.jwt_public_key:
             raise ConfigError(
                 "HUB_JWT_PUBLIC_KEY", "(set)", "set HUB_JWT_SECRET or HUB_JWT_PUBLIC_KEY, not both"
@@ -177,6 +227,20 @@ class Settings:
         )
 
     @property
+    def default_channel_options(self) -> ChannelOptions:
+        """The options of channels that match no namespace: the global flags."""
+        return ChannelOptions(
+            history_size=self.history_size,
+            history_ttl_s=self.history_ttl_s,
+            history_meta_ttl_s=self.history_meta_ttl_s,
+            presence=self.presence,
+            join_leave=self.join_leave,
+        )
+
+    def channel_rules(self) -> ChannelRules:
+        return ChannelRules(self.namespaces, self.default_channel_options)
+
+    @property
     def num_workers(self) -> int:
         return self.workers or os.cpu_count() or 1
 
@@ -188,6 +252,11 @@ class Settings:
         """
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
+        path = overrides.get("config") or env.get("HUB_CONFIG")
+        if path:
+            from hub.core.config_file import read_config_file
+
+            values, values["namespaces"] = read_config_file(path, OPTIONS)
         for opt in OPTIONS:
             if opt.env in env:
                 values[opt.name] = parse_value(opt, env[opt.env])
@@ -212,6 +281,8 @@ class Option:
 def _options() -> Iterator[Option]:
     hints = {"str": str, "int": int, "float": float, "bool": bool, "str | None": str}
     for f in dataclasses.fields(Settings):
+        if f.metadata.get("option") is False:
+            continue
         flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
         yield Option(
             name=f.name,
