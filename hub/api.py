@@ -16,14 +16,22 @@ from aiohttp import web
 from hub.core.channels import validate
 from hub.core.envelope import BINARY, JSON, TEXT, Message
 from hub.core.errors import InvalidChannel, ProtocolError
+from hub.core.frames import history_frame
 from hub.core.jsontext import parse_json
 from hub.core.protocol import (
     BAD_CHANNEL,
+    BAD_FIELD,
     BAD_JSON,
     BAD_REQUEST,
+    DEFAULT_HISTORY_LIMIT,
+    HISTORY_OFF,
+    MAX_HISTORY_LIMIT,
     PUBLISH_REJECTED,
+    UNAVAILABLE,
+    UNRECOVERABLE_POSITION,
     message_from_body,
     message_from_fields,
+    position_from,
 )
 from hub.node import Node
 
@@ -49,6 +57,10 @@ _HTTP_CODES = {
     413: "too_large",
     415: "unsupported_media_type",
 }
+
+
+#: Statuses of the refusals that are not a bad request.
+_STATUS_BY_CODE = {HISTORY_OFF: 404, UNRECOVERABLE_POSITION: 410, UNAVAILABLE: 503}
 
 
 async def redis_channels(url: str, prefix: str) -> dict[str, int]:
@@ -98,6 +110,7 @@ class PublishApi:
         app.router.add_post("/api/publish/{channel:.+}", self.publish_one)
         app.router.add_post("/api/publish", self.publish_batch)
         app.router.add_get("/api/channels", self.channels)
+        app.router.add_get("/api/history/{channel:.+}", self.history)
         return app
 
     async def start(self, host: str, port: int, *, reuse_port: bool = False) -> None:
@@ -135,7 +148,7 @@ class PublishApi:
                 )
             return _error(exc.status, _HTTP_CODES.get(exc.status, "http_error"), message)
         except ProtocolError as exc:
-            return _error(400, exc.code, exc.message)
+            return _error(_STATUS_BY_CODE.get(exc.code, 400), exc.code, exc.message)
 
     def _publish(self, channel: str, message: Message) -> bool:
         return self.node.publish(channel, message.payload, message.kind)
@@ -175,7 +188,8 @@ class PublishApi:
         for index, item in enumerate(items):
             if not isinstance(item, dict) or "channel" not in item:
                 raise ProtocolError(
-                    BAD_REQUEST, f"messages[{index}] must be an object with a 'channel'"
+                    BAD_REQUEST,
+                    f"messages[{index}] must be an object with a 'channel'",
                 )
             if not isinstance(item["channel"], str):
                 raise ProtocolError(BAD_CHANNEL, f"messages[{index}].channel must be a string")
@@ -189,6 +203,29 @@ class PublishApi:
             if not self._publish(channel, message):
                 return _rejected(num_published)
         return web.json_response({"published": len(batch)})
+
+    async def history(self, request: web.Request) -> web.Response:
+        """GET /api/history/<channel>?limit=50&since=EPOCH:OFFSET: the hub.v1 history answer."""
+        channel = _channel(request.match_info["channel"])
+        query = request.query
+        try:
+            limit = int(query.get("limit", DEFAULT_HISTORY_LIMIT))
+        except ValueError:
+            limit = -1
+        if not 0 <= limit <= MAX_HISTORY_LIMIT:
+            raise ProtocolError(
+                BAD_FIELD, f"limit must be an integer from 0 to {MAX_HISTORY_LIMIT}"
+            )
+        since = None
+        if "since" in query:
+            epoch, _, offset = query["since"].rpartition(":")
+            if not epoch or not offset.isdigit():
+                raise ProtocolError(BAD_FIELD, "since must be EPOCH:OFFSET, e.g. since=a1b2c3d4:41")
+            since = position_from({"epoch": epoch, "offset": int(offset)}, "since")
+        page = await self.node.read_history(channel, since, limit)
+        return web.Response(
+            body=history_frame(b"null", channel, page), content_type="application/json"
+        )
 
     async def channels(self, request: web.Request) -> web.Response:
         local = dict(self.node.channels())

@@ -62,6 +62,8 @@ class App:
             broker=self.broker,
             max_buffered_bytes=settings.max_buffered_bytes,
             unsubscribe_delay_s=settings.unsubscribe_delay_s,
+            rules=settings.channel_rules(),
+            recovery_max_messages=settings.recovery_max_messages,
             on_fanout=self.metrics.observe_fanout,
         )
         self.routes = Routes()

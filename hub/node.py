@@ -10,16 +10,21 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol
 
 from hub.brokers.base import Broker
-from hub.core.envelope import TEXT, decode_envelope, encode_envelope
-from hub.core.errors import CloseCode
+from hub.core.envelope import GAP, TEXT, Message, decode_envelope, encode_envelope
+from hub.core.errors import BrokerUnavailable, CloseCode, ProtocolError
 from hub.core.fanout import Subscriber, deliver
+from hub.core.namespaces import ChannelOptions, ChannelRules
 from hub.core.policy import BUFFER_FULL, PublishPolicy, Refusal
-from hub.core.protocol import RATE_LIMITED
+from hub.core.protocol import HISTORY_OFF, RATE_LIMITED, UNAVAILABLE, UNRECOVERABLE_POSITION
 from hub.core.registry import Registry
+from hub.core.sequence import ChannelSequence, HistoryPage, Position, after, recover
 
-__all__ = ["Client", "Node"]
+__all__ = ["Client", "Node", "PendingJoin"]
 
 logger = logging.getLogger(__name__)
+
+#: Waits between tries to read a history that a gap repair needs (about 10 s in all).
+REPAIR_RETRY_DELAYS_S = (0.1, 0.2, 0.5, 1.0, 2.0, 2.0, 2.0, 2.0)
 
 
 class Client(Subscriber, Protocol):
@@ -38,9 +43,22 @@ class _BrokerChannel:
     The record lives while any of its fields is set or the channel has a local client.
     """
 
-    __slots__ = ("expiry", "is_subscribed", "subscribing", "unsubscribing")
+    __slots__ = (
+        "expiry",
+        "is_subscribed",
+        "joiners",
+        "options",
+        "sequence",
+        "subscribing",
+        "unsubscribing",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, options: ChannelOptions) -> None:
+        self.options = options
+        #: The delivery order of a history channel; None elsewhere.
+        self.sequence = ChannelSequence() if options.has_history else None
+        #: Clients reading the history before they join: what arrives meanwhile is kept.
+        self.joiners: list[PendingJoin] = []
         #: The broker delivers the channel's messages to this process.
         self.is_subscribed = False
         #: Set while a SUBSCRIBE is in flight; concurrent joins wait on it.
@@ -52,7 +70,28 @@ class _BrokerChannel:
 
     @property
     def is_idle(self) -> bool:
-        return not self.is_subscribed and self.subscribing is None and self.unsubscribing is None
+        return (
+            not self.is_subscribed
+            and self.subscribing is None
+            and self.unsubscribing is None
+            and not self.joiners
+        )
+
+
+class PendingJoin:
+    """A client joining a history channel at a position: it reads the history, and what
+    arrives live meanwhile is kept, until ``Node.commit_join`` adds it to the channel."""
+
+    __slots__ = ("channel", "client", "live", "position", "recovered", "replay")
+
+    def __init__(self, channel: str, client: Client) -> None:
+        self.channel = channel
+        self.client = client
+        self.live: list[Message] = []
+        self.position = Position("", 0)
+        #: Whether the asked-for position was recovered; None when none was asked for.
+        self.recovered: bool | None = None
+        self.replay: list[Message] = []
 
 
 class Node:
@@ -64,9 +103,13 @@ class Node:
         broker: Broker,
         max_buffered_bytes: int,
         unsubscribe_delay_s: float = 2.0,
+        rules: ChannelRules | None = None,
+        recovery_max_messages: int = 1000,
         on_fanout: Callable[[float], None] | None = None,
     ) -> None:
         self.broker = broker
+        self.rules = rules or ChannelRules((), ChannelOptions())
+        self.recovery_max_messages = recovery_max_messages
         self._max_buffered_bytes = max_buffered_bytes
         self._unsubscribe_delay_s = unsubscribe_delay_s
         self._on_fanout = on_fanout
@@ -78,6 +121,12 @@ class Node:
         self.num_slow_consumers = 0
         #: Client publishes refused by the per-connection rate limit (both modes).
         self.num_rate_limited = 0
+        #: History channels' messages that pub/sub missed and the history gave back.
+        self.num_repaired = 0
+        #: Gaps that could not be repaired (trimmed, expired, or a lost epoch): each reached
+        #: the channel's hub.v1 subscribers as a gap frame.
+        self.num_unrepaired_gaps = 0
+        self._repairs: set[asyncio.Task[None]] = set()
 
     # Lifecycle
 
@@ -140,7 +189,8 @@ class Node:
     def _state(self, channel: str) -> _BrokerChannel:
         state = self._broker_channels.get(channel)
         if state is None:
-            state = self._broker_channels[channel] = _BrokerChannel()
+            options = self.rules.options_for(channel)
+            state = self._broker_channels[channel] = _BrokerChannel(options)
         return state
 
     async def _ensure_subscribed(self, channel: str) -> None:
@@ -215,8 +265,11 @@ class Node:
         """Send a message to the broker; it comes back to us (and every other process)
         through the broker, which is the one delivery path."""
         self.num_received += 1
+        options = self.rules.options_for(channel)
         # A refusal is counted by the broker (stats.num_dropped), which knows why.
-        return self.broker.publish(channel, encode_envelope(payload, kind))
+        return self.broker.publish(
+            channel, encode_envelope(payload, kind), options if options.has_history else None
+        )
 
     def publish_from(
         self, policy: PublishPolicy, channel: str, payload: bytes, kind: int = TEXT
@@ -238,21 +291,186 @@ class Node:
                 groups[channel] = [data]
             else:
                 group.append(data)
-        slow: list[Subscriber] = []
-        registry = self._registry
-        limit = self._max_buffered_bytes
-        num_delivered = 0
         for channel, payloads in groups.items():
-            subs = registry.subscribers(channel)
-            if not subs:
+            state = self._broker_channels.get(channel)
+            if state is None or (state.sequence is None and not state.joiners):
+                if channel in self._registry:
+                    self._dispatch(channel, [decode_envelope(p) for p in payloads], None)
                 continue
             messages = [decode_envelope(p) for p in payloads]
-            num_delivered += deliver(subs, channel, messages, limit, slow)
-        self.num_delivered += num_delivered
-        for sub in slow:
-            self._evict_slow(sub)  # type: ignore[arg-type]
+            if state.sequence is not None:
+                messages, repair = state.sequence.accept(messages)
+                if repair is not None:
+                    self._start_repair(channel, state, repair)
+                elif state.sequence.num_held > max(10_000, 10 * state.options.history_size):
+                    messages += state.sequence.give_up()  # a repair that never comes back
+            if messages:
+                self._dispatch(channel, messages, state)
         if self._on_fanout is not None:
             self._on_fanout(time.perf_counter() - started)
+
+    def _dispatch(
+        self, channel: str, messages: list[Message], state: _BrokerChannel | None
+    ) -> None:
+        """Hand ``messages`` to the channel's local subscribers, and to its pending joins."""
+        if state is not None:
+            for join in state.joiners:
+                join.live.extend(messages)
+            num_gaps = sum(1 for m in messages if m.kind == GAP)
+            if num_gaps:
+                self.num_unrepaired_gaps += num_gaps
+                logger.warning("messages on %s were lost and could not be repaired", channel)
+        subs = self._registry.subscribers(channel)
+        if not subs:
+            return
+        slow: list[Subscriber] = []
+        self.num_delivered += deliver(subs, channel, messages, self._max_buffered_bytes, slow)
+        for sub in slow:
+            self._evict_slow(sub)  # type: ignore[arg-type]
+
+    # History: gap repair and joins at a position
+
+    def options_for(self, channel: str) -> ChannelOptions:
+        return self.rules.options_for(channel)
+
+    async def read_history(self, channel: str, since: Position | None, limit: int) -> HistoryPage:
+        """Up to ``limit`` messages after ``since`` (None: the last ``limit``); raise
+        ProtocolError when the channel keeps no history, the position cannot be served, or
+        the broker is unreachable."""
+        options = self.rules.options_for(channel)
+        if not options.has_history:
+            raise ProtocolError(
+                HISTORY_OFF,
+                f"the channel {channel} keeps no history (see history_size in the config "
+                "file's [[namespaces]], or --history-size)",
+            )
+        try:
+            page = await self.broker.read_history(
+                channel,
+                since=None if since is None else since.offset,
+                limit=limit,
+                options=options,
+            )
+        except BrokerUnavailable as exc:
+            raise ProtocolError(UNAVAILABLE, f"{exc}; retry later") from None
+        if since is not None:
+            first = page.messages[0].offset if page.messages else page.top + 1
+            if page.epoch != since.epoch or since.offset > page.top or first != since.offset + 1:
+                raise ProtocolError(
+                    UNRECOVERABLE_POSITION,
+                    f"the history of {channel} no longer holds what follows "
+                    f"{since.epoch}:{since.offset} (now {page.epoch}:{page.top}): resync from "
+                    "your own source, then read from the current position",
+                )
+        return page
+
+    def on_resubscribed(self) -> None:
+        """The broker lost its subscription and has it back: read what each history channel
+        missed meanwhile, and deliver it before newer live messages."""
+        for channel, state in self._broker_channels.items():
+            if state.sequence is not None:
+                since = state.sequence.begin_repair()
+                if since is not None:
+                    self._start_repair(channel, state, since)
+
+    def _start_repair(self, channel: str, state: _BrokerChannel, since: Position) -> None:
+        task = asyncio.create_task(self._repair(channel, state, since))
+        self._repairs.add(task)
+        task.add_done_callback(self._repairs.discard)
+
+    async def _repair(self, channel: str, state: _BrokerChannel, since: Position) -> None:
+        sequence = state.sequence
+        assert sequence is not None
+        options = state.options
+        page = None
+        # The history may be unreachable for a moment (Redis is just back, and this reader
+        # reconnects on its own backoff); what arrives meanwhile is held, within a bound.
+        for delay in REPAIR_RETRY_DELAYS_S:
+            if not sequence.is_repairing:
+                return  # given up meanwhile: held messages passed the bound
+            try:
+                page = await self.broker.read_history(
+                    channel, since=since.offset, limit=options.history_size, options=options
+                )
+                if page.epoch != since.epoch:
+                    page = await self.broker.read_history(
+                        channel, since=0, limit=options.history_size, options=options
+                    )
+                break
+            except BrokerUnavailable as exc:
+                logger.info("repairing a gap on %s: %s; retrying in %.1fs", channel, exc, delay)
+                await asyncio.sleep(delay)
+        if not sequence.is_repairing:
+            return
+        if page is None:
+            logger.warning("cannot repair a gap on %s: the history is unreachable", channel)
+            messages = sequence.give_up()
+        else:
+            messages = sequence.repaired(page)
+            self.num_repaired += sequence.num_from_history
+        if messages:
+            self._dispatch(channel, messages, state)
+
+    async def prepare_join(
+        self, channel: str, client: Client, *, since: Position | None = None, last: int = 0
+    ) -> PendingJoin:
+        """Start joining a history channel at a position; finish with ``commit_join``.
+
+        With ``since``, the join recovers everything after it, or reports that it cannot
+        (``recovered`` False). With ``last``, it replays the channel's last messages. Either
+        way the position is the channel's top when the history was read; live messages that
+        arrive meanwhile are kept and follow the replay, so nothing is lost or doubled.
+        """
+        join = PendingJoin(channel, client)
+        state = self._state(channel)
+        if state.expiry is not None:
+            state.expiry.cancel()
+            state.expiry = None
+        state.joiners.append(join)
+        options = state.options
+        try:
+            await self._ensure_subscribed(channel)
+            if since is not None:
+                page = await self.broker.read_history(
+                    channel,
+                    since=since.offset,
+                    limit=self.recovery_max_messages + 1,
+                    options=options,
+                )
+                recovery = recover(since, page, self.recovery_max_messages)
+                join.recovered = recovery.recovered
+                join.replay = recovery.replay
+            else:
+                page = await self.broker.read_history(
+                    channel, since=None, limit=last, options=options
+                )
+                join.replay = page.messages
+            join.position = page.position
+        except BaseException:
+            self.abort_join(join)
+            raise
+        return join
+
+    def commit_join(self, join: PendingJoin) -> list[Message]:
+        """Add the client to the channel now; return what it must be sent first, in order:
+        the replay, then the live messages that followed the position."""
+        state = self._broker_channels[join.channel]
+        state.joiners.remove(join)
+        self._registry.add(join.channel, join.client)
+        join.client.channels.add(join.channel)
+        return [*join.replay, *after(join.position, join.live)]
+
+    def abort_join(self, join: PendingJoin) -> None:
+        state = self._broker_channels.get(join.channel)
+        if state is None or join not in state.joiners:
+            return
+        state.joiners.remove(join)
+        if join.channel in self._registry:
+            return
+        if state.is_idle:
+            del self._broker_channels[join.channel]
+        elif state.expiry is None:
+            self._schedule_expiry(join.channel, state)
 
     def _evict_slow(self, client: Client) -> None:
         if not client.channels:

@@ -31,8 +31,10 @@ def start_hub(tmp_path: Path) -> Iterator[Callable[..., HubProcess]]:
     """Start ``hub serve`` processes (logs under ``tmp_path``); all are stopped at teardown."""
     hubs: list[HubProcess] = []
 
-    def start(*args: str, env: dict[str, str] | None = None, wait: bool = True) -> HubProcess:
-        hub = HubProcess(*args, env=env, log_dir=tmp_path / "logs")
+    def start(
+        *args: str, env: dict[str, str] | None = None, wait: bool = True, api: bool = False
+    ) -> HubProcess:
+        hub = HubProcess(*args, env=env, api=api, log_dir=tmp_path / "logs")
         hubs.append(hub)
         return hub.wait_ready() if wait else hub
 

@@ -9,7 +9,11 @@ Delivery semantics, for every broker:
 * ``publish`` never blocks. While the broker is unreachable, messages are held in a bounded
   buffer and published in order after the reconnect; beyond the bound they are dropped and
   counted in ``stats``.
-* After a reconnect the broker resubscribes every channel that still has local subscribers.
+* After a reconnect the broker resubscribes every channel that still has local subscribers,
+  and then tells the handler (``on_resubscribed``): messages may have been missed meanwhile.
+* History channels (``publish`` with ``history``) are published through one atomic step that
+  assigns the next offset, appends to the channel's history and publishes the message with
+  its offset and epoch (``hub.core.envelope``). ``read_history`` reads that history.
 """
 
 from __future__ import annotations
@@ -18,7 +22,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["Broker", "BrokerEventHandler", "BrokerStats"]
+from hub.core.errors import BrokerUnavailable
+from hub.core.namespaces import ChannelOptions
+from hub.core.sequence import HistoryPage
+
+__all__ = ["Broker", "BrokerEventHandler", "BrokerStats", "BrokerUnavailable"]
 
 
 class BrokerEventHandler(Protocol):
@@ -28,6 +36,10 @@ class BrokerEventHandler(Protocol):
         Called synchronously from the broker's reader with everything already received, so
         the node can coalesce writes; it must not block.
         """
+        ...
+
+    def on_resubscribed(self) -> None:
+        """The subscription was lost and is back: messages published meanwhile were missed."""
         ...
 
 
@@ -67,6 +79,19 @@ class Broker(Protocol):
 
     async def unsubscribe(self, channel: str) -> None: ...
 
-    def publish(self, channel: str, payload: bytes) -> bool:
-        """Queue ``payload`` for ``channel``; False when the bounded buffer dropped it."""
+    def publish(self, channel: str, payload: bytes, history: ChannelOptions | None = None) -> bool:
+        """Queue ``payload`` for ``channel``; False when the bounded buffer dropped it.
+
+        With ``history``, the message is kept in the channel's history and gets its offset.
+        """
+        ...
+
+    async def read_history(
+        self, channel: str, *, since: int | None, limit: int, options: ChannelOptions
+    ) -> HistoryPage:
+        """The channel's epoch and top offset, and up to ``limit`` messages with offsets
+        above ``since`` (None: the last ``limit``), oldest first.
+
+        A channel with no history yet gets its epoch here. Raises BrokerUnavailable.
+        """
         ...

@@ -1,12 +1,37 @@
-"""The in-process broker: a single hub process, no Redis."""
+"""The memory broker: one process, no Redis. History channels keep their history here too."""
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import time
 
 from hub.brokers.base import BrokerEventHandler, BrokerStats
+from hub.brokers.scripts import new_epoch
+from hub.core.envelope import decode_envelope, encode_positioned
+from hub.core.namespaces import ChannelOptions
+from hub.core.sequence import HistoryPage
 
 __all__ = ["MemoryBroker"]
+
+
+class _History:
+    """One channel's history, as the Redis scripts keep it: epoch, top offset, last messages."""
+
+    __slots__ = ("epoch", "last_publish", "messages", "top")
+
+    def __init__(self, size: int) -> None:
+        self.epoch = new_epoch().decode()
+        self.top = 0
+        self.messages: collections.deque[tuple[int, bytes]] = collections.deque(maxlen=size)
+        self.last_publish = time.monotonic()
+
+    def expire(self, options: ChannelOptions, now: float) -> bool:
+        """Drop what outlived its TTL; True when the meta is gone too (a new epoch follows)."""
+        idle = now - self.last_publish
+        if idle > options.history_ttl_s:
+            self.messages.clear()
+        return idle > options.history_meta_ttl_s
 
 
 class MemoryBroker:
@@ -18,6 +43,7 @@ class MemoryBroker:
         self._channels: set[str] = set()
         self._pending: list[tuple[str, bytes]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._histories: dict[str, _History] = {}
 
     @property
     def is_ready(self) -> bool:
@@ -36,16 +62,45 @@ class MemoryBroker:
     async def unsubscribe(self, channel: str) -> None:
         self._channels.discard(channel)
 
-    def publish(self, channel: str, payload: bytes) -> bool:
+    def publish(self, channel: str, payload: bytes, history: ChannelOptions | None = None) -> bool:
         if self._loop is None:
             self.stats.num_dropped += 1
             return False
+        if history is not None and history.has_history:
+            h = self._history(channel, history)
+            h.top += 1
+            h.messages.append((h.top, payload))
+            h.last_publish = time.monotonic()
+            payload = encode_positioned(payload, h.top, h.epoch)
         if not self._pending:
             # Flushed on the next loop turn: everything published in this turn is one batch.
             self._loop.call_soon(self._flush)
         self._pending.append((channel, payload))
         self.stats.num_published += 1
         return True
+
+    def _history(self, channel: str, options: ChannelOptions) -> _History:
+        h = self._histories.get(channel)
+        if h is None or h.expire(options, time.monotonic()):
+            h = self._histories[channel] = _History(options.history_size)
+        return h
+
+    async def read_history(
+        self, channel: str, *, since: int | None, limit: int, options: ChannelOptions
+    ) -> HistoryPage:
+        h = self._history(channel, options)
+        if limit <= 0:
+            entries: list[tuple[int, bytes]] = []
+        elif since is None:
+            entries = list(h.messages)[-limit:]
+        else:
+            entries = [e for e in h.messages if e[0] > since][:limit]
+        messages = []
+        for offset, payload in entries:
+            m = decode_envelope(payload)
+            m.offset, m.epoch = offset, h.epoch
+            messages.append(m)
+        return HistoryPage(h.epoch, h.top, messages)
 
     def _flush(self) -> None:
         batch, self._pending = self._pending, []

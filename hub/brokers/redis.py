@@ -20,9 +20,20 @@ from collections.abc import Awaitable, Callable
 
 import hiredis
 
-from hub.brokers.base import BrokerEventHandler, BrokerStats
+from hub.brokers.base import BrokerEventHandler, BrokerStats, BrokerUnavailable
 from hub.brokers.resp import Endpoint, Reply, RespConnection, encode_command, open_connection
+from hub.brokers.scripts import (
+    PUBLISH_SCRIPT,
+    READ_SCRIPT,
+    history_keys,
+    new_epoch,
+    new_message_id,
+    sha1,
+)
 from hub.core.backoff import backoff
+from hub.core.envelope import decode_envelope
+from hub.core.namespaces import ChannelOptions
+from hub.core.sequence import HistoryPage
 
 __all__ = ["RedisBroker"]
 
@@ -33,6 +44,23 @@ _CONFIRM_TIMEOUT_S = 5.0
 #: The reconnect backoff's ceiling: every process retries at least this often.
 RECONNECT_MAX_S = 2.0
 RESUBSCRIBE_GRACE_S = RECONNECT_MAX_S + 0.5
+_PUBLISH_SHA = sha1(PUBLISH_SCRIPT)
+_READ_SHA = sha1(READ_SCRIPT)
+
+
+class _HistoryPublish:
+    """A history channel's publish: its options, and the id that makes a resend idempotent."""
+
+    __slots__ = ("id", "is_resend", "options")
+
+    def __init__(self, options: ChannelOptions) -> None:
+        self.options = options
+        self.id = new_message_id()
+        self.is_resend = False
+
+
+#: A publish waiting to be written: (pub/sub key, envelope, history publish or None).
+_Unsent = tuple[bytes, bytes, _HistoryPublish | None]
 
 
 class RedisBroker:
@@ -60,9 +88,14 @@ class RedisBroker:
         self._handler: BrokerEventHandler | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
-        # Publishing: (key, payload) pairs not yet written, and those written but unanswered.
-        self._unsent: deque[tuple[bytes, bytes]] = deque()
-        self._inflight: deque[tuple[bytes, bytes, float]] = deque()
+        # Publishing: what is not yet written, and what is written but unanswered (with the
+        # time it was sent, for the round-trip metric).
+        self._unsent: deque[_Unsent] = deque()
+        self._inflight: deque[tuple[bytes, bytes, _HistoryPublish | None, float]] = deque()
+        # History publishes that met NOSCRIPT: sent again first once the script is loaded.
+        self._noscript: list[_Unsent] = []
+        # Requests that await their reply (history reads), on a connection of their own.
+        self._cmd: RespConnection | None = None
         self._held_bytes = 0
         self._pub: RespConnection | None = None
         self._flush_scheduled = False
@@ -89,6 +122,7 @@ class RedisBroker:
             asyncio.create_task(self._supervise("publisher", self._run_publisher)),
             asyncio.create_task(self._supervise("subscriber", self._run_subscriber)),
             asyncio.create_task(self._supervise("probe", self._run_probe)),
+            asyncio.create_task(self._supervise("reader", self._run_reader)),
         ]
 
     async def close(self) -> None:
@@ -96,10 +130,10 @@ class RedisBroker:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        for conn in (self._pub, self._sub):
+        for conn in (self._pub, self._sub, self._cmd):
             if conn is not None:
                 conn.close()
-        self._pub = self._sub = None
+        self._pub = self._sub = self._cmd = None
 
     async def _supervise(self, what: str, run: Callable[[], Awaitable[None]]) -> None:
         """Run a background loop for the broker's lifetime; a crash is logged and restarted."""
@@ -135,7 +169,7 @@ class RedisBroker:
 
     # Publishing
 
-    def publish(self, channel: str, payload: bytes) -> bool:
+    def publish(self, channel: str, payload: bytes, history: ChannelOptions | None = None) -> bool:
         held = len(self._unsent) + len(self._inflight)
         if (
             held >= self._max_held_messages
@@ -143,11 +177,12 @@ class RedisBroker:
         ):
             self._drop()
             return False
-        self._enqueue(self._prefix + channel.encode(), payload)
+        entry = _HistoryPublish(history) if history is not None and history.has_history else None
+        self._enqueue(self._prefix + channel.encode(), payload, entry)
         return True
 
-    def _enqueue(self, key: bytes, payload: bytes) -> None:
-        self._unsent.append((key, payload))
+    def _enqueue(self, key: bytes, payload: bytes, history: _HistoryPublish | None = None) -> None:
+        self._unsent.append((key, payload, history))
         self._held_bytes += len(payload)
         if self._pub is not None and not self._flush_scheduled:
             # Everything published during this loop turn leaves in one write.
@@ -177,16 +212,39 @@ class RedisBroker:
         unsent, inflight = self._unsent, self._inflight
         first = True
         while unsent:
-            key, payload = unsent.popleft()
-            parts.append(
-                b"*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%b\r\n$%d\r\n" % (len(key), key, len(payload))
-            )
-            parts.append(payload)
-            parts.append(b"\r\n")
+            key, payload, history = unsent.popleft()
+            if history is None:
+                parts.append(
+                    b"*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%b\r\n$%d\r\n" % (len(key), key, len(payload))
+                )
+                parts.append(payload)
+                parts.append(b"\r\n")
+            else:
+                parts.append(self._history_publish(key, payload, history))
             # Only a batch's first command is timed: one round-trip sample per write.
-            inflight.append((key, payload, now if first else 0.0))
+            inflight.append((key, payload, history, now if first else 0.0))
             first = False
         pub.transport.write(b"".join(parts))
+
+    def _history_publish(self, key: bytes, payload: bytes, entry: _HistoryPublish) -> bytes:
+        """EVALSHA of the publish script: offset, append, expiries and PUBLISH in one step."""
+        stream, meta = history_keys(self._prefix, key[len(self._prefix) :].decode())
+        history = entry.options
+        return encode_command(
+            b"EVALSHA",
+            _PUBLISH_SHA,
+            b"2",
+            stream,
+            meta,
+            payload,
+            b"%d" % history.history_size,
+            b"%d" % max(1, int(history.history_ttl_s * 1000)),
+            b"%d" % max(1, int(history.history_meta_ttl_s)),
+            new_epoch(),
+            key,
+            entry.id,
+            b"1" if entry.is_resend else b"0",
+        )
 
     def _on_publish_replies(self, replies: list[Reply]) -> None:
         inflight = self._inflight
@@ -195,7 +253,14 @@ class RedisBroker:
             if not inflight:
                 logger.error("redis publisher: reply %r with no publish awaiting it", reply)
                 continue
-            key, payload, sent_at = inflight.popleft()
+            key, payload, history, sent_at = inflight.popleft()
+            if isinstance(reply, hiredis.ReplyError) and str(reply).startswith("NOSCRIPT"):
+                # Redis lost its script cache (SCRIPT FLUSH, or a failover to a server that
+                # never saw it): reconnect, load the script, and send these again, first.
+                self._noscript.append((key, payload, history))
+                if self._pub is not None:
+                    self._pub.close()
+                continue
             self._held_bytes -= len(payload)
             if isinstance(reply, hiredis.ReplyError):
                 stats.num_publish_errors += 1
@@ -208,6 +273,13 @@ class RedisBroker:
     async def _run_publisher(self) -> None:
         while not self._closing:
             conn = await self._connect("publisher", self._on_publish_replies)
+            try:
+                await _load_scripts(conn)
+            except (TimeoutError, ConnectionError, hiredis.ReplyError) as exc:
+                logger.warning("redis publisher: cannot load the history scripts: %s", exc)
+                conn.close()
+                await asyncio.sleep(RECONNECT_MAX_S)
+                continue
             logger.info("redis publisher connected to %s", self._endpoint.describe())
             if self._unsent:
                 await self._await_resubscribed(conn)
@@ -221,8 +293,12 @@ class RedisBroker:
             self.stats.num_reconnects += 1
             # Unanswered publishes go out again, first and in order: at-least-once for them.
             while self._inflight:
-                key, payload, _ = self._inflight.pop()
-                self._unsent.appendleft((key, payload))
+                key, payload, history, _ = self._inflight.pop()
+                if history is not None:
+                    history.is_resend = True  # it may have gone through: the script checks
+                self._unsent.appendleft((key, payload, history))
+            while self._noscript:
+                self._unsent.appendleft(self._noscript.pop())
             logger.warning(
                 "redis publisher connection lost; holding up to %d messages until it is back",
                 self._max_held_messages,
@@ -238,6 +314,41 @@ class RedisBroker:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._subscribed.wait(), RESUBSCRIBE_GRACE_S * 4)
         await asyncio.sleep(RESUBSCRIBE_GRACE_S)
+
+    # History reads
+
+    async def _run_reader(self) -> None:
+        while not self._closing:
+            conn = await self._connect("reader", _unexpected_reply)
+            self._cmd = conn
+            await conn.lost
+            self._cmd = None
+
+    async def read_history(
+        self, channel: str, *, since: int | None, limit: int, options: ChannelOptions
+    ) -> HistoryPage:
+        conn = self._cmd
+        if conn is None or conn.transport is None:
+            raise BrokerUnavailable("Redis is unreachable: history cannot be read now")
+        stream, meta = history_keys(self._prefix, channel)
+        args = (
+            stream,
+            meta,
+            new_epoch(),
+            b"%d" % max(1, int(options.history_meta_ttl_s)),
+            b"" if since is None else b"%d-0" % (since + 1),
+            b"%d" % limit,
+        )
+        try:
+            try:
+                reply = await conn.command(b"EVALSHA", _READ_SHA, b"2", *args)
+            except hiredis.ReplyError as exc:
+                if not str(exc).startswith("NOSCRIPT"):
+                    raise
+                reply = await conn.command(b"EVAL", READ_SCRIPT, b"2", *args)
+        except (TimeoutError, ConnectionError, hiredis.ReplyError) as exc:
+            raise BrokerUnavailable(f"reading the history of {channel} failed: {exc}") from exc
+        return _history_page(reply, newest_first=since is None)
 
     # Subscribing
 
@@ -278,6 +389,12 @@ class RedisBroker:
                 for waiter in self._confirmations.pop(reply[1], ()):
                     if not waiter.done():
                         waiter.set_result(None)
+            elif kind == b"pong":
+                if batch and self._handler is not None:
+                    self._handler.on_messages(batch)
+                    batch = []
+                if self._handler is not None:
+                    self._handler.on_resubscribed()
         if batch and self._handler is not None:
             self._handler.on_messages(batch)
 
@@ -288,6 +405,8 @@ class RedisBroker:
             assert conn.transport is not None
             for i in range(0, len(keys), _SUBSCRIBE_CHUNK):
                 conn.transport.write(encode_command(b"SUBSCRIBE", *keys[i : i + _SUBSCRIBE_CHUNK]))
+            # Its "pong" comes after every SUBSCRIBE above is in force (on_resubscribed).
+            conn.transport.write(encode_command(b"PING"))
             self._sub = conn
             self._subscribed.set()
             self._probe_sent_at = None
@@ -340,3 +459,26 @@ class RedisBroker:
                 self._probe_sent_at = now
             # The probe bypasses the buffer bound: it must not be dropped, it measures.
             self._enqueue(self._probe_key, b"probe")
+
+
+async def _load_scripts(conn: RespConnection) -> None:
+    """Put the history scripts in Redis's script cache, so that EVALSHA finds them."""
+    for script in (PUBLISH_SCRIPT, READ_SCRIPT):
+        await conn.command(b"SCRIPT", b"LOAD", script)
+
+
+def _unexpected_reply(replies: list[Reply]) -> None:
+    logger.error("redis reader: %d replies that no request awaited", len(replies))
+
+
+def _history_page(reply: Reply, *, newest_first: bool) -> HistoryPage:
+    """The read script's reply: [epoch, top, [[b"<offset>-0", [b"d", envelope]], ...]]."""
+    epoch, top, entries = reply
+    epoch_text = epoch.decode()
+    messages = []
+    for entry_id, fields in reversed(entries) if newest_first else entries:
+        m = decode_envelope(fields[1])
+        m.offset = int(entry_id.partition(b"-")[0])
+        m.epoch = epoch_text
+        messages.append(m)
+    return HistoryPage(epoch_text, int(top), messages)

@@ -5,7 +5,8 @@ Hierarchy::
     HubError
     ├── ConfigError          a setting has a bad value (names the key and the value)
     ├── InvalidChannel       a channel name breaks the naming rule
-    └── ProtocolError        a client frame could not be understood (carries a stable code)
+    ├── ProtocolError        a client request that is refused (carries a stable code)
+    └── BrokerUnavailable    the broker cannot answer now (Redis unreachable); retry later
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "CLOSE_CODES",
+    "BrokerUnavailable",
     "CloseCode",
     "ConfigError",
     "HubError",
@@ -63,6 +65,10 @@ class ProtocolError(HubError):
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"
+
+
+class BrokerUnavailable(HubError, ConnectionError):
+    """The broker cannot answer a request now (Redis unreachable); retry later."""
 
 
 class CloseCode(enum.IntEnum):

@@ -12,13 +12,16 @@ from typing import Final
 
 from hub.core.envelope import BINARY, GAP, JSON, TEXT, Message
 from hub.core.jsontext import dump_json
+from hub.core.sequence import HistoryPage
 
 __all__ = [
     "OP_BINARY",
     "OP_TEXT",
     "encode_frame",
+    "history_frame",
     "raw_frames",
     "v1_frames",
+    "v1_message",
     "v1_messages",
 ]
 
@@ -80,3 +83,19 @@ def v1_messages(channel: str, messages: list[Message]) -> list[bytes]:
 def v1_frames(channel: str, messages: list[Message]) -> bytes:
     """The hub.v1 text frames of a batch, joined so that each subscriber gets one write."""
     return b"".join([encode_frame(OP_TEXT, p) for p in v1_messages(channel, messages)])
+
+
+def history_frame(request_id: bytes, channel: str, page: HistoryPage) -> bytes:
+    """The answer to a hub.v1 history request: the messages as deliveries, with offsets.
+
+    ``request_id`` is the request's id as JSON text.
+    """
+    channel_json = dump_json(channel)
+    messages = b",".join(v1_message(channel_json, m) for m in page.messages)
+    return b'{"type":"history","id":%b,"channel":%b,"epoch":%b,"offset":%d,"messages":[%b]}' % (
+        request_id,
+        channel_json,
+        dump_json(page.epoch),
+        page.top,
+        messages,
+    )

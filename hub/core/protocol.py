@@ -8,13 +8,14 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from hub.core.channels import MAX_CHANNEL_LENGTH, RULE, validate
 from hub.core.envelope import BINARY, JSON, TEXT, Message
 from hub.core.errors import InvalidChannel, ProtocolError
 from hub.core.jsontext import dump_json, parse_json
+from hub.core.sequence import Position
 
 __all__ = [
     "BAD_BINARY_FRAME",
@@ -24,13 +25,16 @@ __all__ = [
     "BAD_REQUEST",
     "ERROR_CODES",
     "FORBIDDEN",
+    "HISTORY_OFF",
     "MISSING_FIELD",
     "OPS",
     "PUBLISH_REJECTED",
     "RATE_LIMITED",
     "SUBPROTOCOL",
     "TOO_MANY_SUBSCRIPTIONS",
+    "UNAVAILABLE",
     "UNKNOWN_OP",
+    "UNRECOVERABLE_POSITION",
     "Request",
     "ack_frame",
     "decode_binary_publish",
@@ -38,6 +42,7 @@ __all__ = [
     "error_frame",
     "message_from_body",
     "message_from_fields",
+    "position_from",
 ]
 
 # The hub.v1 subprotocol: JSON control frames over one socket.
@@ -56,6 +61,9 @@ TOO_MANY_SUBSCRIPTIONS: Final = "too_many_subscriptions"
 FORBIDDEN: Final = "forbidden"
 RATE_LIMITED: Final = "rate_limited"
 PUBLISH_REJECTED: Final = "publish_rejected"
+HISTORY_OFF: Final = "history_off"
+UNRECOVERABLE_POSITION: Final = "unrecoverable_position"
+UNAVAILABLE: Final = "unavailable"
 
 ERROR_CODES: Final = (
     BAD_JSON,
@@ -69,9 +77,17 @@ ERROR_CODES: Final = (
     FORBIDDEN,
     RATE_LIMITED,
     PUBLISH_REJECTED,
+    HISTORY_OFF,
+    UNRECOVERABLE_POSITION,
+    UNAVAILABLE,
 )
 
-OPS: Final = ("subscribe", "unsubscribe", "publish", "ping")
+OPS: Final = ("subscribe", "unsubscribe", "publish", "ping", "history")
+#: Messages one history request may return, and its default.
+MAX_HISTORY_LIMIT: Final = 1000
+DEFAULT_HISTORY_LIMIT: Final = 100
+#: Longest accepted epoch in a position.
+MAX_EPOCH_LENGTH: Final = 64
 #: Longest accepted string ``id``; integer ids must fit in 64 bits.
 MAX_ID_LENGTH: Final = 200
 _MAX_INT_ID = 2**63
@@ -85,8 +101,10 @@ RequestId = int | str | None
 class Request:
     """One decoded hub.v1 request.
 
-    ``channels`` holds the channels of a (un)subscribe, or the one channel of a publish.
-    ``payload`` and ``kind`` are the message of a publish.
+    ``channels`` holds the channels of a (un)subscribe, or the one channel of a publish or
+    history request. ``payload`` and ``kind`` are the message of a publish. ``recover`` maps
+    channels of a subscribe to the positions to recover from; ``since`` and ``limit`` shape
+    a history request.
     """
 
     op: str
@@ -94,6 +112,10 @@ class Request:
     channels: tuple[str, ...] = ()
     payload: bytes = b""
     kind: int = TEXT
+    recover: dict[str, Position] = field(default_factory=dict)
+    since: Position | None = None
+    limit: int = DEFAULT_HISTORY_LIMIT
+    join_leave: bool = False
 
     @property
     def channel(self) -> str:
@@ -219,7 +241,69 @@ def decode_request(data: str | bytes) -> Request:
         channel = _channel(obj["channel"], "channel", request_id)
         message = message_from_fields(obj, request_id)
         return Request("publish", request_id, (channel,), message.payload, message.kind)
-    return Request(op, request_id, _channel_list(obj, op, request_id))
+    if op == "history":
+        return _history_request(obj, request_id)
+    channels = _channel_list(obj, op, request_id)
+    if op == "subscribe":
+        join_leave = obj.get("join_leave", False)
+        if not isinstance(join_leave, bool):
+            raise _error(BAD_FIELD, "'join_leave' must be true or false", request_id)
+        return Request(
+            op,
+            request_id,
+            channels,
+            recover=_recover_map(obj, channels, request_id),
+            join_leave=join_leave,
+        )
+    return Request(op, request_id, channels)
+
+
+def position_from(value: object, where: str, request_id: RequestId = None) -> Position:
+    """A position object ``{"epoch": "E", "offset": 41}``; raise ProtocolError."""
+    if not isinstance(value, dict) or set(value) != {"epoch", "offset"}:
+        raise _error(BAD_FIELD, f'{where} must be {{"epoch": "...", "offset": N}}', request_id)
+    epoch, offset = value["epoch"], value["offset"]
+    if not isinstance(epoch, str) or not 0 < len(epoch) <= MAX_EPOCH_LENGTH:
+        raise _error(
+            BAD_FIELD, f"{where}.epoch must be a string of 1 to {MAX_EPOCH_LENGTH}", request_id
+        )
+    if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset < _MAX_INT_ID:
+        raise _error(BAD_FIELD, f"{where}.offset must be an integer >= 0", request_id)
+    return Position(epoch, offset)
+
+
+def _recover_map(
+    obj: dict[str, Any], channels: tuple[str, ...], request_id: RequestId
+) -> dict[str, Position]:
+    value = obj.get("recover")
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _error(
+            BAD_FIELD,
+            '\'recover\' maps channels to positions: {"news": {"epoch": "E", "offset": 41}}',
+            request_id,
+        )
+    unknown = [c for c in value if c not in channels]
+    if unknown:
+        raise _error(
+            BAD_FIELD, f"'recover' names {unknown[:3]}, which this subscribe does not", request_id
+        )
+    return {c: position_from(p, f"recover[{c!r}]", request_id) for c, p in value.items()}
+
+
+def _history_request(obj: dict[str, Any], request_id: RequestId) -> Request:
+    if "channel" not in obj:
+        raise _error(MISSING_FIELD, 'history needs "channel": "name"', request_id)
+    channel = _channel(obj["channel"], "channel", request_id)
+    limit = obj.get("limit", DEFAULT_HISTORY_LIMIT)
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit <= MAX_HISTORY_LIMIT:
+        raise _error(
+            BAD_FIELD, f"'limit' must be an integer from 0 to {MAX_HISTORY_LIMIT}", request_id
+        )
+    since = obj.get("since")
+    position = None if since is None else position_from(since, "since", request_id)
+    return Request("history", request_id, (channel,), since=position, limit=limit)
 
 
 def decode_binary_publish(data: bytes) -> Request:

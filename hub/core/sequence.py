@@ -86,7 +86,7 @@ class ChannelSequence:
     until ``repaired`` gets the history page (or ``give_up`` is called).
     """
 
-    __slots__ = ("_held", "epoch", "is_repairing", "offset")
+    __slots__ = ("_held", "epoch", "is_repairing", "num_from_history", "offset")
 
     def __init__(self, epoch: str = "", offset: int = 0) -> None:
         #: The position of the last message passed on; epoch "" until the first one.
@@ -94,6 +94,8 @@ class ChannelSequence:
         self.offset = offset
         self.is_repairing = False
         self._held: list[Message] = []
+        #: Messages that the last repair took from the history (pub/sub had missed them).
+        self.num_from_history = 0
 
     @property
     def position(self) -> Position:
@@ -158,6 +160,8 @@ class ChannelSequence:
             (m for m in (*page.messages, *held) if m.offset and m.epoch == self.epoch),
             key=lambda m: m.offset,
         )
+        live = {id(m) for m in held}
+        self.num_from_history = 0
         for m in candidates:
             if m.offset <= self.offset:
                 continue
@@ -165,6 +169,7 @@ class ChannelSequence:
                 out.append(gap(self.epoch, m.offset - 1))  # trimmed or expired meanwhile
             self.offset = m.offset
             out.append(m)
+            self.num_from_history += id(m) not in live
         # Plain publishes and stale-epoch messages that were held go out last, as they are.
         out.extend(m for m in held if not m.offset)
         return out

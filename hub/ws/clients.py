@@ -8,8 +8,8 @@ from websockets.protocol import State
 
 from hub.core.envelope import BINARY, Message
 from hub.core.errors import CloseCode
-from hub.core.formats import PER_CONNECTION, RAW, V1
-from hub.core.frames import v1_messages
+from hub.core.formats import ENCODERS, PER_CONNECTION, RAW, V1
+from hub.core.frames import OP_TEXT, encode_frame, v1_messages
 from hub.ws.connection import HubConnection
 
 __all__ = ["RawClient", "V1Client"]
@@ -52,6 +52,25 @@ class RawClient:
         self.ws.flush()
         size: int = self.transport.get_write_buffer_size()
         return size
+
+    def write_now(self, reply: bytes | None, batches: list[tuple[str, list[Message]]]) -> None:
+        """Write a reply (a text frame; hub.v1 only) and then replayed messages, at once.
+
+        Nothing awaits in between, so no live delivery can slip ahead of them.
+        """
+        if self.protocol.state is not OPEN:
+            return
+        if self.format == PER_CONNECTION:
+            if reply is not None:
+                self.protocol.send_text(reply)
+                self.ws.flush()
+            for channel, messages in batches:
+                self.send_messages(channel, messages)
+            return
+        encode = ENCODERS[self.format]
+        parts = [] if reply is None else [encode_frame(OP_TEXT, reply)]
+        parts += [encode(channel, messages) for channel, messages in batches if messages]
+        self.transport.write(b"".join(parts))
 
     def disconnect(self, code: int, reason: str) -> None:
         if code == CloseCode.SLOW_CONSUMER:

@@ -57,6 +57,8 @@ class Handshake:
     channel: str | None
     #: The verified token's grant; None when authentication is off.
     grant: Grant | None
+    #: Raw mode's ``?last=N``: past messages to send before the live ones.
+    last: int = 0
 
 
 class HubConnection(ServerConnection):

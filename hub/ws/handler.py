@@ -7,6 +7,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
+from urllib.parse import parse_qs
 
 from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
@@ -14,9 +15,9 @@ from websockets.typing import Subprotocol
 
 from hub.core.auth import Authenticator, AuthError, Grant, token_from_request
 from hub.core.channels import channel_from_path
-from hub.core.errors import CloseCode, InvalidChannel
+from hub.core.errors import BrokerUnavailable, CloseCode, InvalidChannel
 from hub.core.policy import BUFFER_FULL, PublishPolicy
-from hub.core.protocol import SUBPROTOCOL
+from hub.core.protocol import MAX_HISTORY_LIMIT, SUBPROTOCOL
 from hub.node import Node
 from hub.ws.clients import RawClient, V1Client
 from hub.ws.connection import Handshake, HubConnection, MessageCallback
@@ -123,20 +124,43 @@ class WebSocketHandler:
                     return text_response(
                         403, f"the token may not subscribe to the channel {channel!r}\n"
                     )
+        last = 0
+        if channel is not None and "last=" in request.path:
+            last_or_refusal = self._last(channel, request.path)
+            if isinstance(last_or_refusal, Response):
+                return last_or_refusal
+            last = last_or_refusal
         assert isinstance(connection, HubConnection)
-        connection.hub_handshake = Handshake(channel, grant)
+        connection.hub_handshake = Handshake(channel, grant, last)
         if channel is not None:
             # Subscribed before the 101 goes out: a client whose connection is open hears its
             # channel from the first message on.
             await self.node.prepare(channel)
         return None
 
+    def _last(self, channel: str, path: str) -> int | Response:
+        """The ``?last=N`` of a raw URL: how many past messages to send before live ones."""
+        values = parse_qs(path.partition("?")[2]).get("last", [])
+        try:
+            last = int(values[-1])
+        except (IndexError, ValueError):
+            last = -1
+        if not 0 <= last <= MAX_HISTORY_LIMIT:
+            return text_response(400, f"?last must be an integer from 0 to {MAX_HISTORY_LIMIT}\n")
+        if last and not self.node.options_for(channel).has_history:
+            return text_response(
+                400,
+                f"?last needs history, and the channel {channel!r} keeps none (see "
+                "history_size in the config file's [[namespaces]], or --history-size)\n",
+            )
+        return last
+
     async def __call__(self, ws: ServerConnection) -> None:
         assert isinstance(ws, HubConnection) and ws.hub_handshake is not None
         handshake = ws.hub_handshake
         channel = handshake.channel
         node = self.node
-        client = RawClient(ws) if channel is not None else V1Client(ws)
+        client: RawClient = RawClient(ws) if channel is not None else V1Client(ws)
         self.num_connections += 1
         self.num_opened += 1
         loop = asyncio.get_running_loop()
@@ -156,6 +180,7 @@ class WebSocketHandler:
         try:
             if channel is None:
                 ws.release_handshake()
+                assert isinstance(client, V1Client)
                 session = V1Session(
                     ws=ws,
                     client=client,
@@ -166,8 +191,12 @@ class WebSocketHandler:
                 )
                 await session.run()
                 return
-            # The channel was subscribed during the handshake, so joining does not wait.
-            await node.join(channel, client)
+            if handshake.last:
+                if not await self._join_with_backlog(ws, client, channel, handshake.last):
+                    return
+            else:
+                # The channel was subscribed during the handshake, so joining does not wait.
+                await node.join(channel, client)
             ws.listen(self._raw_publisher(ws, channel, policy))
             await ws.closed()
         finally:
@@ -175,6 +204,20 @@ class WebSocketHandler:
                 expiry.cancel()
             self.num_connections -= 1
             node.leave_all(client)
+
+    async def _join_with_backlog(
+        self, ws: HubConnection, client: RawClient, channel: str, last: int
+    ) -> bool:
+        """Join a raw client after sending it the channel's last messages, with no gap and no
+        duplicate between them and the live ones; False if the history is unreachable."""
+        try:
+            join = await self.node.prepare_join(channel, client, last=last)
+        except BrokerUnavailable:
+            ws.close_soon(CloseCode.TRY_AGAIN_LATER, "history unavailable; retry later")
+            await ws.wait_closed()
+            return False
+        client.write_now(None, [(channel, self.node.commit_join(join))])
+        return True
 
     def _raw_publisher(
         self, ws: HubConnection, channel: str, policy: PublishPolicy

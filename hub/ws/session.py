@@ -11,18 +11,23 @@ import logging
 from websockets.asyncio.server import ServerConnection
 
 from hub.core.auth import Grant
-from hub.core.errors import ProtocolError
+from hub.core.envelope import Message
+from hub.core.errors import BrokerUnavailable, ProtocolError
+from hub.core.frames import history_frame
+from hub.core.jsontext import dump_json
 from hub.core.policy import PublishPolicy
 from hub.core.protocol import (
     FORBIDDEN,
     TOO_MANY_SUBSCRIPTIONS,
+    UNAVAILABLE,
     Request,
     ack_frame,
     decode_binary_publish,
     decode_request,
     error_frame,
 )
-from hub.node import Client, Node
+from hub.node import Node, PendingJoin
+from hub.ws.clients import V1Client
 
 __all__ = ["V1Session"]
 
@@ -36,7 +41,7 @@ class V1Session:
         self,
         *,
         ws: ServerConnection,
-        client: Client,
+        client: V1Client,
         node: Node,
         grant: Grant | None,
         policy: PublishPolicy,
@@ -71,15 +76,18 @@ class V1Session:
             self.publish(request)
             return ack_frame(op, request.id)
         if op == "subscribe":
-            channels = await self.subscribe(request)
-            return ack_frame(op, request.id, channels=channels)
+            await self.subscribe(request)
+            return None  # subscribe writes its ack itself, before any replay
+        if op == "history":
+            return await self.history(request)
         if op == "unsubscribe":
             for channel in request.channels:
                 self.node.leave(channel, self.client)
             return ack_frame(op, request.id, channels=list(request.channels))
         return ack_frame(op, request.id)
 
-    async def subscribe(self, request: Request) -> list[str]:
+    async def subscribe(self, request: Request) -> None:
+        """Join each channel, then write the ack and, on history channels, the replays."""
         client = self.client
         grant = self.grant
         if grant is not None:
@@ -99,9 +107,57 @@ class V1Session:
                 "unsubscribe from some first",
                 request.id,
             )
-        for channel in new:
-            await self.node.join(channel, client)
-        return list(request.channels)
+        node = self.node
+        joined: list[str] = []
+        pending: list[PendingJoin] = []
+        try:
+            for channel in new:
+                if node.options_for(channel).has_history:
+                    join = await node.prepare_join(
+                        channel, client, since=request.recover.get(channel)
+                    )
+                    pending.append(join)
+                else:
+                    await node.join(channel, client)
+                    joined.append(channel)
+        except BaseException as exc:
+            for join in pending:
+                node.abort_join(join)
+            for channel in joined:
+                node.leave(channel, client)
+            if isinstance(exc, BrokerUnavailable):
+                raise ProtocolError(
+                    UNAVAILABLE, f"{exc}; nothing was subscribed: retry later", request.id
+                ) from None
+            raise
+        # From here to the write nothing awaits: the replays precede every live message.
+        positions: dict[str, dict[str, object]] = {}
+        replays: list[tuple[str, list[Message]]] = []
+        for join in pending:
+            replays.append((join.channel, node.commit_join(join)))
+            position: dict[str, object] = {
+                "epoch": join.position.epoch,
+                "offset": join.position.offset,
+            }
+            if join.recovered is not None:
+                position["recovered"] = join.recovered
+            positions[join.channel] = position
+        extra: dict[str, object] = {"channels": list(request.channels)}
+        if positions:
+            extra["positions"] = positions
+        client.write_now(ack_frame("subscribe", request.id, **extra).encode(), replays)
+
+    async def history(self, request: Request) -> str:
+        channel = request.channel
+        if self.grant is not None and not self.grant.can_subscribe(channel):
+            raise ProtocolError(
+                FORBIDDEN, f"the token may not read the history of {channel}", request.id
+            )
+        try:
+            page = await self.node.read_history(channel, request.since, request.limit)
+        except ProtocolError as exc:
+            raise ProtocolError(exc.code, exc.message, request.id) from None
+        return history_frame(dump_json(request.id), channel, page).decode()
 
     def publish(self, request: Request) -> None:
         refusal = self.node.publish_from(

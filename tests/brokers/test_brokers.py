@@ -10,17 +10,23 @@ from support import RedisServer, async_wait_until, free_port
 
 from hub.brokers import Broker, create_broker
 from hub.brokers.redis import RedisBroker
+from hub.core.envelope import decode_envelope, encode_envelope
 from hub.core.errors import ConfigError
+from hub.core.namespaces import ChannelOptions
 
 
 class Sink:
     def __init__(self) -> None:
         self.got: list[tuple[str, bytes]] = []
         self.batches = 0
+        self.num_resubscribed = 0
 
     def on_messages(self, batch: Sequence[tuple[str, bytes]]) -> None:
         self.batches += 1
         self.got.extend(batch)
+
+    def on_resubscribed(self) -> None:
+        self.num_resubscribed += 1
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -113,3 +119,76 @@ def test_unknown_scheme_is_refused() -> None:
     with pytest.raises(ConfigError) as info:
         create_broker("kafka://x")
     assert "HUB_REDIS_URL" in str(info.value)
+
+
+HISTORY = ChannelOptions(history_size=5, history_ttl_s=60)
+
+
+async def test_history_publishes_carry_offsets_and_are_kept(
+    make_broker: Callable[[], Broker],
+) -> None:
+    """A history publish arrives with offsets 1, 2, 3 … under one epoch, and the history
+    holds the last history_size of them, readable since an offset or as the last N."""
+    sink = Sink()
+    broker = await started(make_broker(), sink)
+    await broker.subscribe("h")
+    for i in range(8):
+        assert broker.publish("h", encode_envelope(b"m%d" % i), HISTORY)
+    await async_wait_until(lambda: len(sink.got) >= 8, 10, "8 messages")
+    got = [decode_envelope(payload) for _, payload in sink.got]
+    assert [(m.offset, m.payload) for m in got] == [(i + 1, b"m%d" % i) for i in range(8)]
+    epoch = got[0].epoch
+    assert epoch and {m.epoch for m in got} == {epoch}
+    page = await broker.read_history("h", since=5, limit=10, options=HISTORY)
+    assert (page.epoch, page.top) == (epoch, 8)
+    assert [(m.offset, m.payload) for m in page.messages] == [(6, b"m5"), (7, b"m6"), (8, b"m7")]
+    last = await broker.read_history("h", since=None, limit=2, options=HISTORY)
+    assert [m.offset for m in last.messages] == [7, 8]
+    trimmed = await broker.read_history("h", since=0, limit=10, options=HISTORY)
+    assert [m.offset for m in trimmed.messages] == [4, 5, 6, 7, 8]  # the last 5 only
+
+
+async def test_an_untouched_channel_gets_an_epoch_and_no_messages(
+    make_broker: Callable[[], Broker],
+) -> None:
+    broker = await started(make_broker(), Sink())
+    first = await broker.read_history("fresh", since=None, limit=10, options=HISTORY)
+    again = await broker.read_history("fresh", since=0, limit=10, options=HISTORY)
+    assert first.top == 0 and first.messages == [] and first.epoch == again.epoch != ""
+
+
+async def test_a_lost_subscription_is_reported_once_it_is_back(redis_server: RedisServer) -> None:
+    """After CLIENT KILL of its pub/sub connection, the broker resubscribes and says so."""
+    sink = Sink()
+    broker = RedisBroker(url=redis_server.url, prefix=f"resub{free_port()}:")
+    try:
+        await started(broker, sink)
+        await broker.subscribe("r")
+        await async_wait_until(lambda: sink.num_resubscribed == 1, 10, "the first subscribe")
+        redis_server.client().client_kill_filter(_type="pubsub", skipme=True)
+        await async_wait_until(lambda: sink.num_resubscribed == 2, 15, "the resubscribe")
+        broker.publish("r", b"after")
+        await async_wait_until(lambda: ("r", b"after") in sink.got, 10, "delivery after it")
+    finally:
+        await broker.close()
+
+
+async def test_noscript_reloads_the_script_and_loses_nothing(own_redis: RedisServer) -> None:
+    """SCRIPT FLUSH empties the script cache mid-stream: history publishes are sent again
+    after the reload, in order, with no offset skipped."""
+    sink = Sink()
+    broker = RedisBroker(url=own_redis.url, prefix="noscript:")
+    try:
+        await started(broker, sink)
+        await broker.subscribe("n")
+        for i in range(50):
+            broker.publish("n", b"a%d" % i, HISTORY)
+        await async_wait_until(lambda: len(sink.got) >= 50, 10, "the first 50")
+        own_redis.client().script_flush()
+        for i in range(50):
+            broker.publish("n", b"b%d" % i, HISTORY)
+        await async_wait_until(lambda: len(sink.got) >= 100, 20, "the next 50")
+        offsets = [decode_envelope(p).offset for _, p in sink.got]
+        assert offsets == list(range(1, 101))
+    finally:
+        await broker.close()

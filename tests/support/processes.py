@@ -31,7 +31,9 @@ def redis_server_path() -> str:
 class RedisServer:
     """A real redis-server on a free loopback port; stop and start it again on the same port."""
 
-    def __init__(self) -> None:
+    def __init__(self, *extra: str) -> None:
+        """``extra`` arguments win over the defaults, e.g. "--appendonly", "yes"."""
+        self.extra = extra
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="hub-test-redis-")
         self.proc: subprocess.Popen[bytes] | None = None
@@ -56,6 +58,7 @@ class RedisServer:
                 self.dir,
                 "--loglevel",
                 "warning",
+                *self.extra,
             ],
             stdout=subprocess.DEVNULL,
         )
@@ -85,9 +88,9 @@ class RedisServer:
 
     @classmethod
     @contextlib.contextmanager
-    def running(cls) -> Iterator[RedisServer]:
+    def running(cls, *extra: str) -> Iterator[RedisServer]:
         """A started redis-server, removed on exit."""
-        server = cls()
+        server = cls(*extra)
         try:
             server.start()
             yield server

@@ -1,0 +1,101 @@
+"""The Lua scripts of history channels, and the Redis keys they use.
+
+Keys carry the channel prefix and a hash tag of the channel (``hub:{news}:stream``), so a
+channel's stream and meta share one Redis Cluster slot and each script runs in one slot.
+
+The publish script does in one step what must never be seen half done: it assigns the next
+offset (HINCRBY on the meta), appends to the stream trimmed exactly to the history size,
+refreshes both expiries, and PUBLISHes the message with its offset and epoch, so that live
+subscribers and history readers agree on every offset. A publish whose reply was lost with
+its connection is sent again; the message's id in the stream makes that resend a no-op when
+the first one went through, so a history channel gets each message exactly once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+__all__ = [
+    "PUBLISH_SCRIPT",
+    "READ_SCRIPT",
+    "history_keys",
+    "new_epoch",
+    "new_message_id",
+    "sha1",
+]
+
+# KEYS: stream, meta. ARGV: envelope, history size, history TTL (ms), meta TTL (s),
+# a fresh epoch (taken if the channel has none), the pub/sub channel, the message's id, and
+# "1" when this is a resend after a lost connection: then a message already in the stream
+# with that id was published before the reply was lost, and is not published again.
+PUBLISH_SCRIPT = b"""
+if ARGV[8] == '1' then
+  local recent = redis.call('xrevrange', KEYS[1], '+', '-', 'COUNT', 1000)
+  for _, entry in ipairs(recent) do
+    local fields = entry[2]
+    for j = 1, #fields, 2 do
+      if fields[j] == 'i' and fields[j + 1] == ARGV[7] then
+        return 0
+      end
+    end
+  end
+end
+local epoch = redis.call('hget', KEYS[2], 'e')
+if not epoch then
+  epoch = ARGV[5]
+  redis.call('hset', KEYS[2], 'e', epoch)
+end
+local offset = redis.call('hincrby', KEYS[2], 's', 1)
+redis.call('expire', KEYS[2], ARGV[4])
+if offset == 1 then
+  redis.call('del', KEYS[1])
+end
+redis.call('xadd', KEYS[1], 'MAXLEN', ARGV[2], offset .. '-0', 'd', ARGV[1], 'i', ARGV[7])
+redis.call('pexpire', KEYS[1], ARGV[3])
+redis.call('publish', ARGV[6], '\\255hbo' .. offset .. ':' .. epoch .. '\\n' .. ARGV[1])
+return offset
+"""
+
+# KEYS: stream, meta. ARGV: a fresh epoch, meta TTL (s), the first stream id to read
+# ("<offset>-0"; empty: the last ARGV[4] messages), the most messages to return.
+READ_SCRIPT = b"""
+local epoch = redis.call('hget', KEYS[2], 'e')
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('hset', KEYS[2], 'e', epoch)
+  redis.call('expire', KEYS[2], ARGV[2])
+end
+local top = tonumber(redis.call('hget', KEYS[2], 's') or '0')
+local limit = tonumber(ARGV[4])
+local entries = {}
+if limit > 0 then
+  if ARGV[3] == '' then
+    entries = redis.call('xrevrange', KEYS[1], '+', '-', 'COUNT', limit)
+  else
+    entries = redis.call('xrange', KEYS[1], ARGV[3], '+', 'COUNT', limit)
+  end
+end
+return {epoch, top, entries}
+"""
+
+
+def sha1(script: bytes) -> bytes:
+    """The script's SHA1, as EVALSHA and SCRIPT LOAD name it."""
+    return hashlib.sha1(script).hexdigest().encode()
+
+
+def history_keys(prefix: bytes, channel: str) -> tuple[bytes, bytes]:
+    """(stream key, meta key) of a channel."""
+    tagged = prefix + b"{" + channel.encode() + b"}"
+    return tagged + b":stream", tagged + b":meta"
+
+
+def new_message_id() -> bytes:
+    """A history publish's id, kept with it in the stream so a resend is recognised."""
+    return secrets.token_hex(8).encode()
+
+
+def new_epoch() -> bytes:
+    """A random epoch for a channel that has none: 8 characters, no ':' or newline."""
+    return secrets.token_hex(4).encode()
