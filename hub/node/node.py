@@ -1,4 +1,4 @@
-"""Orchestration: local registry + broker. Subscribes the broker on a channel's first local
+"""The node: local registry + broker. Subscribes the broker on a channel's first local
 client, unsubscribes a little after its last one leaves, and fans broker batches out."""
 
 from __future__ import annotations
@@ -7,94 +7,24 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Protocol
 
 from hub.brokers.base import Broker
 from hub.core.envelope import GAP, TEXT, Message, decode_envelope, encode_envelope
-from hub.core.errors import BrokerUnavailable, CloseCode, ProtocolError
+from hub.core.errors import CloseCode
 from hub.core.fanout import Subscriber, deliver
 from hub.core.namespaces import ChannelOptions, ChannelRules
 from hub.core.policy import BUFFER_FULL, PublishPolicy, Refusal
-from hub.core.protocol import HISTORY_OFF, RATE_LIMITED, UNAVAILABLE, UNRECOVERABLE_POSITION
+from hub.core.protocol import RATE_LIMITED
 from hub.core.registry import Registry
-from hub.core.sequence import ChannelSequence, HistoryPage, Position, after, recover
+from hub.node.history import NodeHistory
+from hub.node.state import BrokerChannel, Client
 
-__all__ = ["Client", "Node", "PendingJoin"]
+__all__ = ["Node"]
 
 logger = logging.getLogger(__name__)
 
-#: Waits between tries to read a history that a gap repair needs (about 10 s in all).
-REPAIR_RETRY_DELAYS_S = (0.1, 0.2, 0.5, 1.0, 2.0, 2.0, 2.0, 2.0)
 
-
-class Client(Subscriber, Protocol):
-    """A connection as the node sees it: a fan-out subscriber that knows its channels."""
-
-    channels: set[str]
-
-    def disconnect(self, code: int, reason: str) -> None:
-        """Start closing the connection with ``code``; must not block."""
-        ...
-
-
-class _BrokerChannel:
-    """One channel's subscription at the broker, from the first SUBSCRIBE to the UNSUBSCRIBE.
-
-    The record lives while any of its fields is set or the channel has a local client.
-    """
-
-    __slots__ = (
-        "expiry",
-        "is_subscribed",
-        "joiners",
-        "options",
-        "sequence",
-        "subscribing",
-        "unsubscribing",
-    )
-
-    def __init__(self, options: ChannelOptions) -> None:
-        self.options = options
-        #: The delivery order of a history channel; None elsewhere.
-        self.sequence = ChannelSequence() if options.has_history else None
-        #: Clients reading the history before they join: what arrives meanwhile is kept.
-        self.joiners: list[PendingJoin] = []
-        #: The broker delivers the channel's messages to this process.
-        self.is_subscribed = False
-        #: Set while a SUBSCRIBE is in flight; concurrent joins wait on it.
-        self.subscribing: asyncio.Future[None] | None = None
-        #: Set while an UNSUBSCRIBE is in flight; a re-join waits for it, then subscribes.
-        self.unsubscribing: asyncio.Task[None] | None = None
-        #: The delayed UNSUBSCRIBE of a channel with no local client.
-        self.expiry: asyncio.TimerHandle | None = None
-
-    @property
-    def is_idle(self) -> bool:
-        return (
-            not self.is_subscribed
-            and self.subscribing is None
-            and self.unsubscribing is None
-            and not self.joiners
-        )
-
-
-class PendingJoin:
-    """A client joining a history channel at a position: it reads the history, and what
-    arrives live meanwhile is kept, until ``Node.commit_join`` adds it to the channel."""
-
-    __slots__ = ("channel", "client", "live", "position", "recovered", "replay")
-
-    def __init__(self, channel: str, client: Client) -> None:
-        self.channel = channel
-        self.client = client
-        self.live: list[Message] = []
-        self.position = Position("", 0)
-        #: Whether the asked-for position was recovered; None when none was asked for.
-        self.recovered: bool | None = None
-        self.replay: list[Message] = []
-
-
-class Node:
+class Node(NodeHistory):
     """One process's view of the hub."""
 
     def __init__(
@@ -114,7 +44,7 @@ class Node:
         self._unsubscribe_delay_s = unsubscribe_delay_s
         self._on_fanout = on_fanout
         self._registry: Registry[Client] = Registry()
-        self._broker_channels: dict[str, _BrokerChannel] = {}
+        self._broker_channels: dict[str, BrokerChannel] = {}
         # Plain counters on the hot path; metrics read them at scrape time.
         self.num_received = 0
         self.num_delivered = 0
@@ -186,11 +116,11 @@ class Node:
         for channel in list(client.channels):
             self.leave(channel, client)
 
-    def _state(self, channel: str) -> _BrokerChannel:
+    def _state(self, channel: str) -> BrokerChannel:
         state = self._broker_channels.get(channel)
         if state is None:
             options = self.rules.options_for(channel)
-            state = self._broker_channels[channel] = _BrokerChannel(options)
+            state = self._broker_channels[channel] = BrokerChannel(options)
         return state
 
     async def _ensure_subscribed(self, channel: str) -> None:
@@ -215,7 +145,7 @@ class Node:
                 if state.is_idle and channel not in self._registry and state.expiry is None:
                     del self._broker_channels[channel]
 
-    def _schedule_expiry(self, channel: str, state: _BrokerChannel) -> None:
+    def _schedule_expiry(self, channel: str, state: BrokerChannel) -> None:
         if state.expiry is not None:
             state.expiry.cancel()
         loop = asyncio.get_running_loop()
@@ -232,7 +162,7 @@ class Node:
         elif state.is_idle:
             del self._broker_channels[channel]
 
-    async def _unsubscribe(self, channel: str, state: _BrokerChannel) -> None:
+    async def _unsubscribe(self, channel: str, state: BrokerChannel) -> None:
         try:
             await self.broker.unsubscribe(channel)
         except Exception:
@@ -309,9 +239,7 @@ class Node:
         if self._on_fanout is not None:
             self._on_fanout(time.perf_counter() - started)
 
-    def _dispatch(
-        self, channel: str, messages: list[Message], state: _BrokerChannel | None
-    ) -> None:
+    def _dispatch(self, channel: str, messages: list[Message], state: BrokerChannel | None) -> None:
         """Hand ``messages`` to the channel's local subscribers, and to its pending joins."""
         if state is not None:
             for join in state.joiners:
@@ -329,148 +257,6 @@ class Node:
             self._evict_slow(sub)  # type: ignore[arg-type]
 
     # History: gap repair and joins at a position
-
-    def options_for(self, channel: str) -> ChannelOptions:
-        return self.rules.options_for(channel)
-
-    async def read_history(self, channel: str, since: Position | None, limit: int) -> HistoryPage:
-        """Up to ``limit`` messages after ``since`` (None: the last ``limit``); raise
-        ProtocolError when the channel keeps no history, the position cannot be served, or
-        the broker is unreachable."""
-        options = self.rules.options_for(channel)
-        if not options.has_history:
-            raise ProtocolError(
-                HISTORY_OFF,
-                f"the channel {channel} keeps no history (see history_size in the config "
-                "file's [[namespaces]], or --history-size)",
-            )
-        try:
-            page = await self.broker.read_history(
-                channel,
-                since=None if since is None else since.offset,
-                limit=limit,
-                options=options,
-            )
-        except BrokerUnavailable as exc:
-            raise ProtocolError(UNAVAILABLE, f"{exc}; retry later") from None
-        if since is not None:
-            first = page.messages[0].offset if page.messages else page.top + 1
-            if page.epoch != since.epoch or since.offset > page.top or first != since.offset + 1:
-                raise ProtocolError(
-                    UNRECOVERABLE_POSITION,
-                    f"the history of {channel} no longer holds what follows "
-                    f"{since.epoch}:{since.offset} (now {page.epoch}:{page.top}): resync from "
-                    "your own source, then read from the current position",
-                )
-        return page
-
-    def on_resubscribed(self) -> None:
-        """The broker lost its subscription and has it back: read what each history channel
-        missed meanwhile, and deliver it before newer live messages."""
-        for channel, state in self._broker_channels.items():
-            if state.sequence is not None:
-                since = state.sequence.begin_repair()
-                if since is not None:
-                    self._start_repair(channel, state, since)
-
-    def _start_repair(self, channel: str, state: _BrokerChannel, since: Position) -> None:
-        task = asyncio.create_task(self._repair(channel, state, since))
-        self._repairs.add(task)
-        task.add_done_callback(self._repairs.discard)
-
-    async def _repair(self, channel: str, state: _BrokerChannel, since: Position) -> None:
-        sequence = state.sequence
-        assert sequence is not None
-        options = state.options
-        page = None
-        # The history may be unreachable for a moment (Redis is just back, and this reader
-        # reconnects on its own backoff); what arrives meanwhile is held, within a bound.
-        for delay in REPAIR_RETRY_DELAYS_S:
-            if not sequence.is_repairing:
-                return  # given up meanwhile: held messages passed the bound
-            try:
-                page = await self.broker.read_history(
-                    channel, since=since.offset, limit=options.history_size, options=options
-                )
-                if page.epoch != since.epoch:
-                    page = await self.broker.read_history(
-                        channel, since=0, limit=options.history_size, options=options
-                    )
-                break
-            except BrokerUnavailable as exc:
-                logger.info("repairing a gap on %s: %s; retrying in %.1fs", channel, exc, delay)
-                await asyncio.sleep(delay)
-        if not sequence.is_repairing:
-            return
-        if page is None:
-            logger.warning("cannot repair a gap on %s: the history is unreachable", channel)
-            messages = sequence.give_up()
-        else:
-            messages = sequence.repaired(page)
-            self.num_repaired += sequence.num_from_history
-        if messages:
-            self._dispatch(channel, messages, state)
-
-    async def prepare_join(
-        self, channel: str, client: Client, *, since: Position | None = None, last: int = 0
-    ) -> PendingJoin:
-        """Start joining a history channel at a position; finish with ``commit_join``.
-
-        With ``since``, the join recovers everything after it, or reports that it cannot
-        (``recovered`` False). With ``last``, it replays the channel's last messages. Either
-        way the position is the channel's top when the history was read; live messages that
-        arrive meanwhile are kept and follow the replay, so nothing is lost or doubled.
-        """
-        join = PendingJoin(channel, client)
-        state = self._state(channel)
-        if state.expiry is not None:
-            state.expiry.cancel()
-            state.expiry = None
-        state.joiners.append(join)
-        options = state.options
-        try:
-            await self._ensure_subscribed(channel)
-            if since is not None:
-                page = await self.broker.read_history(
-                    channel,
-                    since=since.offset,
-                    limit=self.recovery_max_messages + 1,
-                    options=options,
-                )
-                recovery = recover(since, page, self.recovery_max_messages)
-                join.recovered = recovery.recovered
-                join.replay = recovery.replay
-            else:
-                page = await self.broker.read_history(
-                    channel, since=None, limit=last, options=options
-                )
-                join.replay = page.messages
-            join.position = page.position
-        except BaseException:
-            self.abort_join(join)
-            raise
-        return join
-
-    def commit_join(self, join: PendingJoin) -> list[Message]:
-        """Add the client to the channel now; return what it must be sent first, in order:
-        the replay, then the live messages that followed the position."""
-        state = self._broker_channels[join.channel]
-        state.joiners.remove(join)
-        self._registry.add(join.channel, join.client)
-        join.client.channels.add(join.channel)
-        return [*join.replay, *after(join.position, join.live)]
-
-    def abort_join(self, join: PendingJoin) -> None:
-        state = self._broker_channels.get(join.channel)
-        if state is None or join not in state.joiners:
-            return
-        state.joiners.remove(join)
-        if join.channel in self._registry:
-            return
-        if state.is_idle:
-            del self._broker_channels[join.channel]
-        elif state.expiry is None:
-            self._schedule_expiry(join.channel, state)
 
     def _evict_slow(self, client: Client) -> None:
         if not client.channels:

@@ -1,0 +1,80 @@
+"""What the node keeps per channel and per joining client."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Protocol
+
+from hub.core.envelope import Message
+from hub.core.fanout import Subscriber
+from hub.core.namespaces import ChannelOptions
+from hub.core.sequence import ChannelSequence, Position
+
+__all__ = ["BrokerChannel", "Client", "PendingJoin"]
+
+
+class Client(Subscriber, Protocol):
+    """A connection as the node sees it: a fan-out subscriber that knows its channels."""
+
+    channels: set[str]
+
+    def disconnect(self, code: int, reason: str) -> None:
+        """Start closing the connection with ``code``; must not block."""
+        ...
+
+
+class BrokerChannel:
+    """One channel's subscription at the broker, from the first SUBSCRIBE to the UNSUBSCRIBE.
+
+    The record lives while any of its fields is set or the channel has a local client.
+    """
+
+    __slots__ = (
+        "expiry",
+        "is_subscribed",
+        "joiners",
+        "options",
+        "sequence",
+        "subscribing",
+        "unsubscribing",
+    )
+
+    def __init__(self, options: ChannelOptions) -> None:
+        self.options = options
+        #: The delivery order of a history channel; None elsewhere.
+        self.sequence = ChannelSequence() if options.has_history else None
+        #: Clients reading the history before they join: what arrives meanwhile is kept.
+        self.joiners: list[PendingJoin] = []
+        #: The broker delivers the channel's messages to this process.
+        self.is_subscribed = False
+        #: Set while a SUBSCRIBE is in flight; concurrent joins wait on it.
+        self.subscribing: asyncio.Future[None] | None = None
+        #: Set while an UNSUBSCRIBE is in flight; a re-join waits for it, then subscribes.
+        self.unsubscribing: asyncio.Task[None] | None = None
+        #: The delayed UNSUBSCRIBE of a channel with no local client.
+        self.expiry: asyncio.TimerHandle | None = None
+
+    @property
+    def is_idle(self) -> bool:
+        return (
+            not self.is_subscribed
+            and self.subscribing is None
+            and self.unsubscribing is None
+            and not self.joiners
+        )
+
+
+class PendingJoin:
+    """A client joining a history channel at a position: it reads the history, and what
+    arrives live meanwhile is kept, until ``Node.commit_join`` adds it to the channel."""
+
+    __slots__ = ("channel", "client", "live", "position", "recovered", "replay")
+
+    def __init__(self, channel: str, client: Client) -> None:
+        self.channel = channel
+        self.client = client
+        self.live: list[Message] = []
+        self.position = Position("", 0)
+        #: Whether the asked-for position was recovered; None when none was asked for.
+        self.recovered: bool | None = None
+        self.replay: list[Message] = []
