@@ -26,6 +26,7 @@ from hub.core.protocol import (
     DEFAULT_HISTORY_LIMIT,
     HISTORY_OFF,
     MAX_HISTORY_LIMIT,
+    PRESENCE_OFF,
     PUBLISH_REJECTED,
     UNAVAILABLE,
     UNRECOVERABLE_POSITION,
@@ -60,7 +61,12 @@ _HTTP_CODES = {
 
 
 #: Statuses of the refusals that are not a bad request.
-_STATUS_BY_CODE = {HISTORY_OFF: 404, UNRECOVERABLE_POSITION: 410, UNAVAILABLE: 503}
+_STATUS_BY_CODE = {
+    HISTORY_OFF: 404,
+    PRESENCE_OFF: 404,
+    UNRECOVERABLE_POSITION: 410,
+    UNAVAILABLE: 503,
+}
 
 
 async def redis_channels(url: str, prefix: str) -> dict[str, int]:
@@ -111,6 +117,7 @@ class PublishApi:
         app.router.add_post("/api/publish", self.publish_batch)
         app.router.add_get("/api/channels", self.channels)
         app.router.add_get("/api/history/{channel:.+}", self.history)
+        app.router.add_get("/api/presence/{channel:.+}", self.presence)
         return app
 
     async def start(self, host: str, port: int, *, reuse_port: bool = False) -> None:
@@ -226,6 +233,11 @@ class PublishApi:
         return web.Response(
             body=history_frame(b"null", channel, page), content_type="application/json"
         )
+
+    async def presence(self, request: web.Request) -> web.Response:
+        """GET /api/presence/<channel>: who is subscribed, as the hub.v1 presence answer."""
+        channel = _channel(request.match_info["channel"])
+        return web.json_response({"type": "presence", **await self.node.read_presence(channel)})
 
     async def channels(self, request: web.Request) -> web.Response:
         local = dict(self.node.channels())

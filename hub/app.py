@@ -64,6 +64,7 @@ class App:
             unsubscribe_delay_s=settings.unsubscribe_delay_s,
             rules=settings.channel_rules(),
             recovery_max_messages=settings.recovery_max_messages,
+            presence_ttl_s=settings.presence_ttl_s,
             on_fanout=self.metrics.observe_fanout,
         )
         self.routes = Routes()

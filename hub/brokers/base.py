@@ -95,3 +95,21 @@ class Broker(Protocol):
         A channel with no history yet gets its epoch here. Raises BrokerUnavailable.
         """
         ...
+
+    # Presence: who is subscribed to a channel, cluster-wide.
+
+    def presence_add(self, channel: str, client: str, user: str | None, ttl_s: float) -> None:
+        """Record that ``client`` (of ``user``) is subscribed to ``channel``, from this process."""
+        ...
+
+    def presence_remove(self, channel: str, client: str) -> None: ...
+
+    def presence_heartbeat(self, channels: Sequence[str], ttl_s: float) -> None:
+        """This process still holds its clients of ``channels`` (one write per channel,
+        whatever its number of members); without it they expire after ``ttl_s``."""
+        ...
+
+    async def read_presence(self, channel: str) -> list[tuple[str, str | None]]:
+        """(client, user) of everyone subscribed, less those of processes that stopped
+        heartbeating. Raises BrokerUnavailable."""
+        ...

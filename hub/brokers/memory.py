@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
+from collections.abc import Sequence
 
 from hub.brokers.base import BrokerEventHandler, BrokerStats
 from hub.brokers.scripts import new_epoch
@@ -44,6 +45,7 @@ class MemoryBroker:
         self._pending: list[tuple[str, bytes]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._histories: dict[str, _History] = {}
+        self._presence: dict[str, dict[str, str | None]] = {}
 
     @property
     def is_ready(self) -> bool:
@@ -101,6 +103,22 @@ class MemoryBroker:
             m.offset, m.epoch = offset, h.epoch
             messages.append(m)
         return HistoryPage(h.epoch, h.top, messages)
+
+    def presence_add(self, channel: str, client: str, user: str | None, ttl_s: float) -> None:
+        self._presence.setdefault(channel, {})[client] = user
+
+    def presence_remove(self, channel: str, client: str) -> None:
+        members = self._presence.get(channel)
+        if members is not None:
+            members.pop(client, None)
+            if not members:
+                del self._presence[channel]
+
+    def presence_heartbeat(self, channels: Sequence[str], ttl_s: float) -> None:
+        pass  # one process: its clients cannot outlive it
+
+    async def read_presence(self, channel: str) -> list[tuple[str, str | None]]:
+        return list(self._presence.get(channel, {}).items())
 
     def _flush(self) -> None:
         batch, self._pending = self._pending, []

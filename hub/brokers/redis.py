@@ -16,18 +16,20 @@ import os
 import time
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import hiredis
 
 from hub.brokers.base import BrokerEventHandler, BrokerStats, BrokerUnavailable
 from hub.brokers.resp import Endpoint, Reply, RespConnection, encode_command, open_connection
 from hub.brokers.scripts import (
+    PRESENCE_SCRIPT,
     PUBLISH_SCRIPT,
     READ_SCRIPT,
     history_keys,
     new_epoch,
     new_message_id,
+    presence_keys,
     sha1,
 )
 from hub.core.backoff import backoff
@@ -46,6 +48,7 @@ RECONNECT_MAX_S = 2.0
 RESUBSCRIBE_GRACE_S = RECONNECT_MAX_S + 0.5
 _PUBLISH_SHA = sha1(PUBLISH_SCRIPT)
 _READ_SHA = sha1(READ_SCRIPT)
+_PRESENCE_SHA = sha1(PRESENCE_SCRIPT)
 
 
 class _HistoryPublish:
@@ -59,8 +62,17 @@ class _HistoryPublish:
         self.is_resend = False
 
 
-#: A publish waiting to be written: (pub/sub key, envelope, history publish or None).
-_Unsent = tuple[bytes, bytes, _HistoryPublish | None]
+class _Command:
+    """Marks a queued entry whose payload is a whole encoded command (presence writes)."""
+
+    __slots__ = ()
+
+
+_COMMAND = _Command()
+
+#: A publish waiting to be written: (pub/sub key, envelope, history publish or None), or
+#: (b"", encoded command, _COMMAND).
+_Unsent = tuple[bytes, bytes, _HistoryPublish | _Command | None]
 
 
 class RedisBroker:
@@ -91,7 +103,9 @@ class RedisBroker:
         # Publishing: what is not yet written, and what is written but unanswered (with the
         # time it was sent, for the round-trip metric).
         self._unsent: deque[_Unsent] = deque()
-        self._inflight: deque[tuple[bytes, bytes, _HistoryPublish | None, float]] = deque()
+        self._inflight: deque[tuple[bytes, bytes, _HistoryPublish | _Command | None, float]] = (
+            deque()
+        )
         # History publishes that met NOSCRIPT: sent again first once the script is loaded.
         self._noscript: list[_Unsent] = []
         # Requests that await their reply (history reads), on a connection of their own.
@@ -181,7 +195,9 @@ class RedisBroker:
         self._enqueue(self._prefix + channel.encode(), payload, entry)
         return True
 
-    def _enqueue(self, key: bytes, payload: bytes, history: _HistoryPublish | None = None) -> None:
+    def _enqueue(
+        self, key: bytes, payload: bytes, history: _HistoryPublish | _Command | None = None
+    ) -> None:
         self._unsent.append((key, payload, history))
         self._held_bytes += len(payload)
         if self._pub is not None and not self._flush_scheduled:
@@ -219,7 +235,10 @@ class RedisBroker:
                 )
                 parts.append(payload)
                 parts.append(b"\r\n")
+            elif history is _COMMAND:
+                parts.append(payload)
             else:
+                assert isinstance(history, _HistoryPublish)
                 parts.append(self._history_publish(key, payload, history))
             # Only a batch's first command is timed: one round-trip sample per write.
             inflight.append((key, payload, history, now if first else 0.0))
@@ -262,7 +281,10 @@ class RedisBroker:
                     self._pub.close()
                 continue
             self._held_bytes -= len(payload)
-            if isinstance(reply, hiredis.ReplyError):
+            if history is _COMMAND:
+                if isinstance(reply, hiredis.ReplyError):
+                    logger.warning("redis refused a presence write: %s", reply)
+            elif isinstance(reply, hiredis.ReplyError):
                 stats.num_publish_errors += 1
                 logger.warning("redis refused a PUBLISH: %s", reply)
             elif key is not self._probe_key:
@@ -294,7 +316,7 @@ class RedisBroker:
             # Unanswered publishes go out again, first and in order: at-least-once for them.
             while self._inflight:
                 key, payload, history, _ = self._inflight.pop()
-                if history is not None:
+                if isinstance(history, _HistoryPublish):
                     history.is_resend = True  # it may have gone through: the script checks
                 self._unsent.appendleft((key, payload, history))
             while self._noscript:
@@ -349,6 +371,57 @@ class RedisBroker:
         except (TimeoutError, ConnectionError, hiredis.ReplyError) as exc:
             raise BrokerUnavailable(f"reading the history of {channel} failed: {exc}") from exc
         return _history_page(reply, newest_first=since is None)
+
+    # Presence: written through the publish pipeline; skipped while Redis is unreachable
+    # (the node writes its members again once it is back).
+
+    def _command(self, *args: bytes) -> None:
+        if self._pub is not None:
+            self._enqueue(b"", encode_command(*args), _COMMAND)
+
+    def presence_add(self, channel: str, client: str, user: str | None, ttl_s: float) -> None:
+        clients, processes = presence_keys(self._prefix, channel)
+        name = self._name.encode()
+        ttl_ms = b"%d" % int(ttl_s * 2000)
+        self._command(b"HSET", clients, client.encode(), name + b"\n" + (user or "").encode())
+        self._command(b"ZADD", processes, b"%.3f" % (time.time() + ttl_s), name)
+        self._command(b"PEXPIRE", clients, ttl_ms)
+        self._command(b"PEXPIRE", processes, ttl_ms)
+
+    def presence_remove(self, channel: str, client: str) -> None:
+        clients, _ = presence_keys(self._prefix, channel)
+        self._command(b"HDEL", clients, client.encode())
+
+    def presence_heartbeat(self, channels: Sequence[str], ttl_s: float) -> None:
+        name = self._name.encode()
+        expires = b"%.3f" % (time.time() + ttl_s)
+        ttl_ms = b"%d" % int(ttl_s * 2000)
+        for channel in channels:
+            clients, processes = presence_keys(self._prefix, channel)
+            self._command(b"ZADD", processes, expires, name)
+            self._command(b"PEXPIRE", clients, ttl_ms)
+            self._command(b"PEXPIRE", processes, ttl_ms)
+
+    async def read_presence(self, channel: str) -> list[tuple[str, str | None]]:
+        conn = self._cmd
+        if conn is None or conn.transport is None:
+            raise BrokerUnavailable("Redis is unreachable: presence cannot be read now")
+        clients, processes = presence_keys(self._prefix, channel)
+        args = (b"2", clients, processes, b"%.3f" % time.time())
+        try:
+            try:
+                reply = await conn.command(b"EVALSHA", _PRESENCE_SHA, *args)
+            except hiredis.ReplyError as exc:
+                if not str(exc).startswith("NOSCRIPT"):
+                    raise
+                reply = await conn.command(b"EVAL", PRESENCE_SCRIPT, *args)
+        except (TimeoutError, ConnectionError, hiredis.ReplyError) as exc:
+            raise BrokerUnavailable(f"reading the presence of {channel} failed: {exc}") from exc
+        members = []
+        for i in range(0, len(reply), 2):
+            user = reply[i + 1].partition(b"\n")[2].decode()
+            members.append((reply[i].decode(), user or None))
+        return members
 
     # Subscribing
 
@@ -463,7 +536,7 @@ class RedisBroker:
 
 async def _load_scripts(conn: RespConnection) -> None:
     """Put the history scripts in Redis's script cache, so that EVALSHA finds them."""
-    for script in (PUBLISH_SCRIPT, READ_SCRIPT):
+    for script in (PUBLISH_SCRIPT, READ_SCRIPT, PRESENCE_SCRIPT):
         await conn.command(b"SCRIPT", b"LOAD", script)
 
 

@@ -17,11 +17,13 @@ import hashlib
 import secrets
 
 __all__ = [
+    "PRESENCE_SCRIPT",
     "PUBLISH_SCRIPT",
     "READ_SCRIPT",
     "history_keys",
     "new_epoch",
     "new_message_id",
+    "presence_keys",
     "sha1",
 ]
 
@@ -80,6 +82,29 @@ return {epoch, top, entries}
 """
 
 
+# KEYS: the clients hash (client → "<process>\n<user>"), the processes zset (process → the
+# time its heartbeat expires). ARGV: now. Drops the clients of processes past their expiry,
+# so a crashed process's clients leave within the TTL; the heartbeat itself stays O(1).
+PRESENCE_SCRIPT = b"""
+local dead = redis.call('zrangebyscore', KEYS[2], '-inf', '(' .. ARGV[1])
+if #dead > 0 then
+  local is_dead = {}
+  for _, process in ipairs(dead) do
+    is_dead[process] = true
+  end
+  local all = redis.call('hgetall', KEYS[1])
+  for i = 1, #all, 2 do
+    local process = string.match(all[i + 1], '^[^\\n]*')
+    if is_dead[process] then
+      redis.call('hdel', KEYS[1], all[i])
+    end
+  end
+  redis.call('zremrangebyscore', KEYS[2], '-inf', '(' .. ARGV[1])
+end
+return redis.call('hgetall', KEYS[1])
+"""
+
+
 def sha1(script: bytes) -> bytes:
     """The script's SHA1, as EVALSHA and SCRIPT LOAD name it."""
     return hashlib.sha1(script).hexdigest().encode()
@@ -89,6 +114,12 @@ def history_keys(prefix: bytes, channel: str) -> tuple[bytes, bytes]:
     """(stream key, meta key) of a channel."""
     tagged = prefix + b"{" + channel.encode() + b"}"
     return tagged + b":stream", tagged + b":meta"
+
+
+def presence_keys(prefix: bytes, channel: str) -> tuple[bytes, bytes]:
+    """(clients hash, processes zset) of a channel's presence."""
+    tagged = prefix + b"{" + channel.encode() + b"}"
+    return tagged + b":presence", tagged + b":presence:processes"
 
 
 def new_message_id() -> bytes:

@@ -6,6 +6,8 @@ What the hub PUBLISHes to ``<prefix><channel>`` is, by the kind of message:
   shows them and any program can publish text with a plain ``PUBLISH``;
 * binary (a raw binary frame): ``ENVELOPE_MAGIC + b"b" + payload``;
 * JSON (a ``hub.v1`` publish of a JSON value): ``ENVELOPE_MAGIC + b"j" + json_text``;
+* a presence event: ``ENVELOPE_MAGIC + b"p"``, then ``j`` (join) or ``l`` (leave), then
+  ``{"client":…,"user":…}``;
 * a message of a history channel: ``ENVELOPE_MAGIC + b"o" + b"<offset>:<epoch>\\n"`` followed
   by one of the three above. The history script (``hub/brokers/scripts.py``) writes it, so
   the offset and epoch are those Redis assigned.
@@ -22,6 +24,7 @@ from typing import Final
 __all__ = [
     "BINARY",
     "ENVELOPE_MAGIC",
+    "EVENT",
     "GAP",
     "JSON",
     "POSITION_PREFIX",
@@ -29,6 +32,7 @@ __all__ = [
     "Message",
     "decode_envelope",
     "encode_envelope",
+    "encode_event",
     "encode_positioned",
     "gap",
 ]
@@ -38,6 +42,8 @@ BINARY: Final = 1
 JSON: Final = 2
 #: Not a message: a marker, in a channel's stream of messages, that some were lost there.
 GAP: Final = 3
+#: Not a message: a presence event (join or leave); its payload is the event as JSON.
+EVENT: Final = 4
 
 ENVELOPE_MAGIC: Final = b"\xffhb"
 _KIND_BYTE = {BINARY: b"b", JSON: b"j"}
@@ -45,6 +51,7 @@ _MAGIC_LEN = len(ENVELOPE_MAGIC)
 _BINARY_PREFIX = ENVELOPE_MAGIC + b"b"
 _JSON_PREFIX = ENVELOPE_MAGIC + b"j"
 POSITION_PREFIX: Final = ENVELOPE_MAGIC + b"o"
+_EVENT_PREFIX = ENVELOPE_MAGIC + b"p"
 _POSITION_LEN = len(POSITION_PREFIX)
 #: Longest "<offset>:<epoch>" head accepted (an offset fits in 20 digits, an epoch in 64).
 _MAX_POSITION_LEN = 96
@@ -95,6 +102,16 @@ def encode_envelope(payload: bytes, kind: int = TEXT) -> bytes:
     return ENVELOPE_MAGIC + _KIND_BYTE[kind] + payload
 
 
+def encode_event(is_join: bool, body: bytes) -> bytes:
+    """A presence event as published: ``j`` (join) or ``l`` (leave), then a JSON object
+    with the client and the user."""
+    return _EVENT_PREFIX + (b"j" if is_join else b"l") + body
+
+
+def _is_event(payload: bytes) -> bool:
+    return payload[:2] in (b"j{", b"l{") and payload.endswith(b"}") and len(payload) > 4
+
+
 def encode_positioned(envelope: bytes, offset: int, epoch: str) -> bytes:
     """A history channel's envelope: what the history script publishes (for tests and the
     memory broker, which build it in Python)."""
@@ -110,6 +127,8 @@ def decode_envelope(data: bytes) -> Message:
             return Message(data[_MAGIC_LEN + 1 :], JSON)
         if data.startswith(POSITION_PREFIX):
             return _decode_positioned(data)
+        if data.startswith(_EVENT_PREFIX) and _is_event(data[_MAGIC_LEN + 1 :]):
+            return Message(data[_MAGIC_LEN + 1 :], EVENT)
         return Message(data, BINARY)
     if data.isascii():
         return Message(data, TEXT)

@@ -10,7 +10,7 @@ import base64
 import struct
 from typing import Final
 
-from hub.core.envelope import BINARY, GAP, JSON, TEXT, Message
+from hub.core.envelope import BINARY, EVENT, GAP, JSON, TEXT, Message
 from hub.core.jsontext import dump_json
 from hub.core.sequence import HistoryPage
 
@@ -51,13 +51,17 @@ def raw_frames(messages: list[Message]) -> bytes:
         [
             encode_frame(OP_BINARY if m.kind == BINARY else OP_TEXT, m.payload)
             for m in messages
-            if m.kind != GAP
+            if m.kind < GAP
         ]
     )
 
 
 def v1_message(channel_json: bytes, m: Message) -> bytes:
     """One hub.v1 delivery (or gap) object; ``channel_json`` is the channel as JSON text."""
+    if m.kind == EVENT:
+        # b'j{"client":…}' → {"type":"join","channel":…,"client":…}
+        kind = b"join" if m.payload[:1] == b"j" else b"leave"
+        return b'{"type":"%b","channel":%b,%b' % (kind, channel_json, m.payload[2:])
     if m.kind == GAP:
         return b'{"type":"gap","channel":%b,"epoch":%b,"offset":%d}' % (
             channel_json,

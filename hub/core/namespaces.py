@@ -73,6 +73,10 @@ class ChannelRules:
         self._memo: dict[str, ChannelOptions] = {}
 
     @property
+    def any_presence(self) -> bool:
+        return self.default.presence or any(n.options.presence for n in self.namespaces)
+
+    @property
     def any_history(self) -> bool:
         return self.default.has_history or any(n.options.has_history for n in self.namespaces)
 

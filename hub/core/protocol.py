@@ -28,6 +28,7 @@ __all__ = [
     "HISTORY_OFF",
     "MISSING_FIELD",
     "OPS",
+    "PRESENCE_OFF",
     "PUBLISH_REJECTED",
     "RATE_LIMITED",
     "SUBPROTOCOL",
@@ -62,6 +63,7 @@ FORBIDDEN: Final = "forbidden"
 RATE_LIMITED: Final = "rate_limited"
 PUBLISH_REJECTED: Final = "publish_rejected"
 HISTORY_OFF: Final = "history_off"
+PRESENCE_OFF: Final = "presence_off"
 UNRECOVERABLE_POSITION: Final = "unrecoverable_position"
 UNAVAILABLE: Final = "unavailable"
 
@@ -78,11 +80,12 @@ ERROR_CODES: Final = (
     RATE_LIMITED,
     PUBLISH_REJECTED,
     HISTORY_OFF,
+    PRESENCE_OFF,
     UNRECOVERABLE_POSITION,
     UNAVAILABLE,
 )
 
-OPS: Final = ("subscribe", "unsubscribe", "publish", "ping", "history")
+OPS: Final = ("subscribe", "unsubscribe", "publish", "ping", "history", "presence")
 #: Messages one history request may return, and its default.
 MAX_HISTORY_LIMIT: Final = 1000
 DEFAULT_HISTORY_LIMIT: Final = 100
@@ -243,6 +246,10 @@ def decode_request(data: str | bytes) -> Request:
         return Request("publish", request_id, (channel,), message.payload, message.kind)
     if op == "history":
         return _history_request(obj, request_id)
+    if op == "presence":
+        if "channel" not in obj:
+            raise _error(MISSING_FIELD, 'presence needs "channel": "name"', request_id)
+        return Request(op, request_id, (_channel(obj["channel"], "channel", request_id),))
     channels = _channel_list(obj, op, request_id)
     if op == "subscribe":
         join_leave = obj.get("join_leave", False)

@@ -43,6 +43,8 @@ class NodeHistory:
         def _dispatch(
             self, channel: str, messages: list[Message], state: BrokerChannel | None
         ) -> None: ...
+        def _presence_joined(self, channel: str, client: Client) -> None: ...
+        def _presence_rewrite(self) -> None: ...
 
     def options_for(self, channel: str) -> ChannelOptions:
         return self.rules.options_for(channel)
@@ -86,6 +88,7 @@ class NodeHistory:
                 since = state.sequence.begin_repair()
                 if since is not None:
                     self._start_repair(channel, state, since)
+        self._presence_rewrite()
 
     def _start_repair(self, channel: str, state: BrokerChannel, since: Position) -> None:
         task = asyncio.create_task(self._repair(channel, state, since))
@@ -172,6 +175,7 @@ class NodeHistory:
         state.joiners.remove(join)
         self._registry.add(join.channel, join.client)
         join.client.channels.add(join.channel)
+        self._presence_joined(join.channel, join.client)
         return [*join.replay, *after(join.position, join.live)]
 
     def abort_join(self, join: PendingJoin) -> None:

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import secrets
+import socket
 import time
 from collections.abc import Callable, Iterator, Sequence
 
 from hub.brokers.base import Broker
-from hub.core.envelope import GAP, TEXT, Message, decode_envelope, encode_envelope
+from hub.core.envelope import EVENT, GAP, TEXT, Message, decode_envelope, encode_envelope
 from hub.core.errors import CloseCode
 from hub.core.fanout import Subscriber, deliver
 from hub.core.namespaces import ChannelOptions, ChannelRules
@@ -17,6 +20,7 @@ from hub.core.policy import BUFFER_FULL, PublishPolicy, Refusal
 from hub.core.protocol import RATE_LIMITED
 from hub.core.registry import Registry
 from hub.node.history import NodeHistory
+from hub.node.presence import NodePresence
 from hub.node.state import BrokerChannel, Client
 
 __all__ = ["Node"]
@@ -24,7 +28,7 @@ __all__ = ["Node"]
 logger = logging.getLogger(__name__)
 
 
-class Node(NodeHistory):
+class Node(NodeHistory, NodePresence):
     """One process's view of the hub."""
 
     def __init__(
@@ -35,9 +39,16 @@ class Node(NodeHistory):
         unsubscribe_delay_s: float = 2.0,
         rules: ChannelRules | None = None,
         recovery_max_messages: int = 1000,
+        presence_ttl_s: float = 60.0,
         on_fanout: Callable[[float], None] | None = None,
     ) -> None:
         self.broker = broker
+        #: This process's name in presence lists: client ids are ``<name>.<number>``.
+        self.name = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        self.presence_ttl_s = presence_ttl_s
+        self._listeners: dict[str, dict[Client, None]] = {}
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._num_clients = 0
         self.rules = rules or ChannelRules((), ChannelOptions())
         self.recovery_max_messages = recovery_max_messages
         self._max_buffered_bytes = max_buffered_bytes
@@ -62,8 +73,12 @@ class Node(NodeHistory):
 
     async def start(self) -> None:
         await self.broker.start(self)
+        if self.rules.any_presence:
+            self._heartbeat = asyncio.create_task(self._run_presence_heartbeat())
 
     async def close(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
         for state in self._broker_channels.values():
             if state.expiry is not None:
                 state.expiry.cancel()
@@ -99,11 +114,17 @@ class Node(NodeHistory):
         try:
             await self._ensure_subscribed(channel)
         except BaseException:
-            self.leave(channel, client)
+            self._remove(channel, client)
             raise
+        self._presence_joined(channel, client)
 
     def leave(self, channel: str, client: Client) -> None:
         """Remove ``client`` from ``channel``; the broker is unsubscribed after a delay."""
+        if channel in client.channels:
+            self._presence_left(channel, client)
+        self._remove(channel, client)
+
+    def _remove(self, channel: str, client: Client) -> None:
         client.channels.discard(channel)
         if self._registry.remove(channel, client):
             state = self._broker_channels[channel]
@@ -239,8 +260,17 @@ class Node(NodeHistory):
         if self._on_fanout is not None:
             self._on_fanout(time.perf_counter() - started)
 
+    def next_client_number(self) -> int:
+        self._num_clients += 1
+        return self._num_clients
+
     def _dispatch(self, channel: str, messages: list[Message], state: BrokerChannel | None) -> None:
         """Hand ``messages`` to the channel's local subscribers, and to its pending joins."""
+        if any(m.kind == EVENT for m in messages):
+            self._deliver_events(channel, [m for m in messages if m.kind == EVENT])
+            messages = [m for m in messages if m.kind != EVENT]
+            if not messages:
+                return
         if state is not None:
             for join in state.joiners:
                 join.live.extend(messages)

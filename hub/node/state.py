@@ -17,6 +17,14 @@ class Client(Subscriber, Protocol):
     """A connection as the node sees it: a fan-out subscriber that knows its channels."""
 
     channels: set[str]
+    #: Numbered by the node (``Node.next_client_number``): the client id's second half.
+    number: int
+    #: The JWT ``sub``; None without authentication.
+    user: str | None
+
+    def send_texts(self, payloads: list[bytes]) -> None:
+        """Write text frames now (presence events)."""
+        ...
 
     def disconnect(self, code: int, reason: str) -> None:
         """Start closing the connection with ``code``; must not block."""

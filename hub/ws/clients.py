@@ -24,10 +24,12 @@ SLOW_CLOSE_TIMEOUT_S = 10.0
 class RawClient:
     """A raw-mode connection: one channel, frames written straight to its transport."""
 
-    __slots__ = ("channels", "format", "protocol", "transport", "ws")
+    __slots__ = ("channels", "format", "number", "protocol", "transport", "user", "ws")
 
-    def __init__(self, ws: HubConnection) -> None:
+    def __init__(self, ws: HubConnection, number: int = 0, user: str | None = None) -> None:
         self.ws = ws
+        self.number = number
+        self.user = user
         self.protocol = ws.protocol
         self.transport: Any = ws.transport
         self.format = PER_CONNECTION if ws.is_compressed else RAW
@@ -72,6 +74,16 @@ class RawClient:
         parts += [encode(channel, messages) for channel, messages in batches if messages]
         self.transport.write(b"".join(parts))
 
+    def send_texts(self, payloads: list[bytes]) -> None:
+        if self.protocol.state is not OPEN:
+            return
+        if self.format == PER_CONNECTION:
+            for payload in payloads:
+                self.protocol.send_text(payload)
+            self.ws.flush()
+        else:
+            self.transport.write(b"".join([encode_frame(OP_TEXT, p) for p in payloads]))
+
     def disconnect(self, code: int, reason: str) -> None:
         if code == CloseCode.SLOW_CONSUMER:
             self.ws.close_timeout = SLOW_CLOSE_TIMEOUT_S
@@ -83,8 +95,8 @@ class V1Client(RawClient):
 
     __slots__ = ()
 
-    def __init__(self, ws: HubConnection) -> None:
-        super().__init__(ws)
+    def __init__(self, ws: HubConnection, number: int = 0, user: str | None = None) -> None:
+        super().__init__(ws, number, user)
         self.format = PER_CONNECTION if ws.is_compressed else V1
 
     def send_messages(self, channel: str, messages: list[Message]) -> int:

@@ -160,7 +160,11 @@ class WebSocketHandler:
         handshake = ws.hub_handshake
         channel = handshake.channel
         node = self.node
-        client: RawClient = RawClient(ws) if channel is not None else V1Client(ws)
+        number = node.next_client_number()
+        user = handshake.grant.sub if handshake.grant is not None else None
+        client: RawClient = (
+            RawClient(ws, number, user) if channel is not None else V1Client(ws, number, user)
+        )
         self.num_connections += 1
         self.num_opened += 1
         loop = asyncio.get_running_loop()

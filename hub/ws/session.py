@@ -80,6 +80,8 @@ class V1Session:
             return None  # subscribe writes its ack itself, before any replay
         if op == "history":
             return await self.history(request)
+        if op == "presence":
+            return await self.presence(request)
         if op == "unsubscribe":
             for channel in request.channels:
                 self.node.leave(channel, self.client)
@@ -142,10 +144,25 @@ class V1Session:
             if join.recovered is not None:
                 position["recovered"] = join.recovered
             positions[join.channel] = position
+        if request.join_leave:
+            for channel in request.channels:
+                node.listen(channel, client)
         extra: dict[str, object] = {"channels": list(request.channels)}
         if positions:
             extra["positions"] = positions
         client.write_now(ack_frame("subscribe", request.id, **extra).encode(), replays)
+
+    async def presence(self, request: Request) -> str:
+        channel = request.channel
+        if self.grant is not None and not self.grant.can_subscribe(channel):
+            raise ProtocolError(
+                FORBIDDEN, f"the token may not see who is subscribed to {channel}", request.id
+            )
+        try:
+            answer = await self.node.read_presence(channel)
+        except ProtocolError as exc:
+            raise ProtocolError(exc.code, exc.message, request.id) from None
+        return dump_json({"type": "presence", "id": request.id, **answer}).decode()
 
     async def history(self, request: Request) -> str:
         channel = request.channel

@@ -46,6 +46,8 @@ class FakeClient:
     """A subscriber that keeps what it is sent."""
 
     format = RAW
+    number = 0
+    user = None
 
     def __init__(self) -> None:
         self.channels: set[str] = set()
@@ -58,6 +60,9 @@ class FakeClient:
 
     def send_messages(self, channel: str, messages: list[Message]) -> int:
         raise AssertionError("a RAW client is sent shared bytes")
+
+    def send_texts(self, payloads: list[bytes]) -> None:
+        self.received.extend(payloads)
 
     def disconnect(self, code: int, reason: str) -> None:
         self.closed = (code, reason)
