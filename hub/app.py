@@ -124,6 +124,8 @@ class App:
             broker_publish_errors=stats.num_publish_errors,
             broker_gaps=stats.num_gaps,
             broker_probe_failures=stats.num_probe_failures,
+            history_repaired=node.num_repaired,
+            history_gaps=node.num_unrepaired_gaps,
         )
 
     async def start(self) -> None:

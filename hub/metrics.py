@@ -107,6 +107,8 @@ class Figures:
     broker_publish_errors: int = 0
     broker_gaps: int = 0
     broker_probe_failures: int = 0
+    history_repaired: int = 0
+    history_gaps: int = 0
 
 
 # Figures field → (metric name without _total, help). The order is the exposition's.
@@ -146,6 +148,14 @@ _COUNTERS: dict[str, tuple[str, str]] = {
     "broker_probe_failures": (
         "hub_broker_probe_failures",
         "probes that did not come back through pub/sub in time (the worker was deaf)",
+    ),
+    "history_repaired": (
+        "hub_history_repaired",
+        "history channels' messages that pub/sub missed and the history gave back",
+    ),
+    "history_gaps": (
+        "hub_history_gaps",
+        "losses on history channels that could not be repaired (each sent as a gap frame)",
     ),
 }
 _GAUGES: dict[str, tuple[str, str]] = {

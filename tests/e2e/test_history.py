@@ -9,7 +9,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from support import HubProcess, RedisServer, free_port, http, t
+from support import HubProcess, RedisServer, free_port, http, scrape, t
+from support import total as total_of
 from support.counting import Reader, count, publish_numbered
 from websockets.asyncio.client import connect
 
@@ -74,12 +75,12 @@ async def test_client_kill_of_pubsub_is_repaired_on_the_server(
     each hub reads what its subscription missed from the history."""
     a, b = pair(start_hub, redis_server.url)
     readers = [Reader("live") for _ in range(2)]
-    total = 1500
+    total = 3000
     tasks = [asyncio.create_task(r.session(a.url(), until=got(total), timeout=60)) for r in readers]
     await asyncio.sleep(0.5)
-    publisher = asyncio.create_task(publish_numbered(b.url(), "live", range(total), rate=300))
-    for _ in range(3):
-        await asyncio.sleep(t(1))
+    publisher = asyncio.create_task(publish_numbered(b.url(), "live", range(total), rate=600))
+    for _ in range(5):
+        await asyncio.sleep(0.8)
         redis_server.client().client_kill_filter(_type="pubsub")
     await publisher
     assert all(await asyncio.wait_for(asyncio.gather(*tasks), t(60)))
@@ -87,6 +88,8 @@ async def test_client_kill_of_pubsub_is_repaired_on_the_server(
         counts = count(r.numbers, range(total))
         assert counts.is_exact, counts
         assert len(r.acks) == 1, "the clients never reconnected"
+    # The subscriptions did miss messages, and the history gave them back.
+    assert total_of(await scrape(a.port), "hub_history_repaired_total") > 0
 
 
 @pytest.fixture

@@ -39,6 +39,8 @@ CONTRACT = {
     "hub_broker_publish_errors": "counter",
     "hub_broker_gaps": "counter",
     "hub_broker_probe_failures": "counter",
+    "hub_history_repaired": "counter",
+    "hub_history_gaps": "counter",
     "hub_fanout_duration_seconds": "histogram",
     "hub_broker_roundtrip_seconds": "histogram",
     "hub_broker_ready": "gauge",
