@@ -57,7 +57,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "api.py": {"hub.core", "hub.node"},
     "metrics.py": {"hub.core"},
     "app.py": {"hub", "hub.core", "hub.brokers", "hub.node", "hub.ws", "hub.api", "hub.metrics"},
-    "cli": {"hub", "hub.core", "hub.app", "hub.bench"},
+    "cli": {"hub", "hub.core", "hub.brokers", "hub.app", "hub.bench"},
     "bench": {"hub", "hub.core"},
 }
 

@@ -30,6 +30,7 @@ from hub.brokers.scripts import (
     new_epoch,
     new_message_id,
     presence_keys,
+    publish_args,
     sha1,
 )
 from hub.core.backoff import backoff
@@ -247,23 +248,16 @@ class RedisBroker:
 
     def _history_publish(self, key: bytes, payload: bytes, entry: _HistoryPublish) -> bytes:
         """EVALSHA of the publish script: offset, append, expiries and PUBLISH in one step."""
-        stream, meta = history_keys(self._prefix, key[len(self._prefix) :].decode())
-        history = entry.options
-        return encode_command(
-            b"EVALSHA",
-            _PUBLISH_SHA,
-            b"2",
-            stream,
-            meta,
+        channel = key[len(self._prefix) :].decode()
+        args = publish_args(
+            self._prefix,
+            channel,
             payload,
-            b"%d" % history.history_size,
-            b"%d" % max(1, int(history.history_ttl_s * 1000)),
-            b"%d" % max(1, int(history.history_meta_ttl_s)),
-            new_epoch(),
-            key,
-            entry.id,
-            b"1" if entry.is_resend else b"0",
+            entry.options,
+            message_id=entry.id,
+            is_resend=entry.is_resend,
         )
+        return encode_command(b"EVALSHA", _PUBLISH_SHA, *args)
 
     def _on_publish_replies(self, replies: list[Reply]) -> None:
         inflight = self._inflight

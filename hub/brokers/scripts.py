@@ -16,6 +16,8 @@ from __future__ import annotations
 import hashlib
 import secrets
 
+from hub.core.namespaces import ChannelOptions
+
 __all__ = [
     "PRESENCE_SCRIPT",
     "PUBLISH_SCRIPT",
@@ -24,6 +26,7 @@ __all__ = [
     "new_epoch",
     "new_message_id",
     "presence_keys",
+    "publish_args",
     "sha1",
 ]
 
@@ -103,6 +106,32 @@ if #dead > 0 then
 end
 return redis.call('hgetall', KEYS[1])
 """
+
+
+def publish_args(
+    prefix: bytes,
+    channel: str,
+    envelope: bytes,
+    options: ChannelOptions,
+    *,
+    message_id: bytes,
+    is_resend: bool = False,
+) -> tuple[bytes, ...]:
+    """The publish script's numkeys, keys and arguments, for EVALSHA or EVAL."""
+    stream, meta = history_keys(prefix, channel)
+    return (
+        b"2",
+        stream,
+        meta,
+        envelope,
+        b"%d" % options.history_size,
+        b"%d" % max(1, int(options.history_ttl_s * 1000)),
+        b"%d" % max(1, int(options.history_meta_ttl_s)),
+        new_epoch(),
+        prefix + channel.encode(),
+        message_id,
+        b"1" if is_resend else b"0",
+    )
 
 
 def sha1(script: bytes) -> bytes:

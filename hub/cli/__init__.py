@@ -86,6 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument(
         "--channel-prefix", default=None, help="Redis channel prefix [env HUB_CHANNEL_PREFIX]"
     )
+    publish.add_argument(
+        "--config",
+        metavar="FILE",
+        help="the hubs' config file: a history channel is published through the history "
+        "script, so its message gets an offset [env HUB_CONFIG]",
+    )
     publish.add_argument("--api", metavar="URL", help="the hub's API, e.g. http://127.0.0.1:8766")
     publish.add_argument("--api-key", metavar="KEY", help="API key [env HUB_API_KEY]")
     commands.add_parser(

@@ -13,6 +13,7 @@ from hub.core.channels import validate
 from hub.core.config import Settings
 from hub.core.envelope import BINARY, JSON, TEXT, encode_envelope
 from hub.core.errors import InvalidChannel, ProtocolError
+from hub.core.namespaces import ChannelOptions
 from hub.core.protocol import message_from_body
 
 __all__ = ["publish_command"]
@@ -48,15 +49,28 @@ def publish_command(args: argparse.Namespace, settings: Settings) -> int:
     if not url:
         return _fail("say where to publish: --redis URL (or HUB_REDIS_URL), or --api URL")
     prefix = args.channel_prefix if args.channel_prefix is not None else settings.channel_prefix
-    return _via_redis(url, prefix, channel, payload, kind)
+    options = settings.channel_rules().options_for(channel)
+    return _via_redis(url, prefix, channel, encode_envelope(payload, kind), options)
 
 
-def _via_redis(url: str, prefix: str, channel: str, payload: bytes, kind: int) -> int:
+def _via_redis(
+    url: str, prefix: str, channel: str, envelope: bytes, options: ChannelOptions
+) -> int:
+    """PUBLISH, or on a history channel the history script, so the message gets its offset."""
     import redis
+
+    from hub.brokers.scripts import PUBLISH_SCRIPT, new_message_id, publish_args
 
     client = redis.Redis.from_url(url, socket_timeout=5.0, socket_connect_timeout=5.0)
     try:
-        receivers = client.publish(prefix + channel, encode_envelope(payload, kind))
+        if options.has_history:
+            args = publish_args(
+                prefix.encode(), channel, envelope, options, message_id=new_message_id()
+            )
+            offset = client.eval(PUBLISH_SCRIPT, *args)  # type: ignore[arg-type]
+            print(f"published to {channel} at offset {offset}")
+            return 0
+        receivers = client.publish(prefix + channel, envelope)
     except redis.RedisError as exc:
         return _fail(f"cannot publish through {url}: {exc}")
     finally:

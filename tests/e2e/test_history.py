@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from support import HubProcess, RedisServer, free_port, http, scrape, t
+from support import ROOT, HubProcess, RedisServer, clean_env, free_port, http, scrape, t
 from support import total as total_of
 from support.counting import Reader, count, publish_numbered
 from websockets.asyncio.client import connect
@@ -235,3 +237,28 @@ async def test_history_request_and_raw_backlog(
     assert status == 410 and body["error"]["code"] == "unrecoverable_position"
     status, body = http("GET", f"{hub.api_url}/api/history/plain")
     assert status == 404 and body["error"]["code"] == "history_off"
+
+
+def test_hub_publish_goes_through_the_history_script(
+    redis_server: RedisServer, start_hub: Callable[..., HubProcess], tmp_path: Path
+) -> None:
+    """`hub publish --redis` to a history channel (known from --config) keeps the message
+    and gives it its offset, like a publish through a hub."""
+    config = tmp_path / "hub.toml"
+    config.write_text('[[namespaces]]\npattern = "log.*"\nhistory_size = 10\nhistory_ttl_s = 60\n')
+    prefix = f"c{free_port()}:"
+    hub = start_hub(
+        "--redis", redis_server.url, "--workers", "1", "--channel-prefix", prefix,
+        "--config", str(config), api=True,
+    )  # fmt: skip
+    for text in ("one", "two"):
+        out = subprocess.run(
+            [sys.executable, "-m", "hub", "publish", "log.app", text, "--redis",
+             redis_server.url, "--channel-prefix", prefix, "--config", str(config)],
+            capture_output=True, text=True, timeout=t(20), cwd=ROOT, env=clean_env(),
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr
+    assert "at offset 2" in out.stdout
+    status, body = http("GET", f"{hub.api_url}/api/history/log.app")
+    assert status == 200
+    assert [(m["offset"], m["text"]) for m in body["messages"]] == [(1, "one"), (2, "two")]
