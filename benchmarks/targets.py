@@ -30,6 +30,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from hub.cli.embedded_redis import redis_server_argv
+
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 
@@ -79,19 +81,7 @@ def stop(procs: list[subprocess.Popen[bytes]]) -> None:
 def redis_server() -> Iterator[str]:
     port = free_port()
     proc = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--client-output-buffer-limit",
-            "pubsub 256mb 128mb 60",
-        ],
+        redis_server_argv(dir=tempfile.mkdtemp(prefix="hub-bench-redis-"), port=port),
         stdout=subprocess.DEVNULL,
     )
     try:

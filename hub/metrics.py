@@ -30,8 +30,9 @@ import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from hub.core.config import METRICS_DIR_ENV
+
 __all__ = [
-    "MULTIPROC_DIR_ENV",
     "SYNC_INTERVAL_S",
     "Figures",
     "WorkerMetrics",
@@ -41,7 +42,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: The variable prometheus-client reads, at import, to switch to multiprocess mode.
-MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 #: How often the plain counters are copied into the Prometheus metrics.
 SYNC_INTERVAL_S = 1.0
 
@@ -83,7 +83,7 @@ ROUNDTRIP_BUCKETS_S = (
 
 def multiprocess_dir() -> str | None:
     """The directory of the multiprocess metric files, or None for in-memory metrics."""
-    return os.environ.get(MULTIPROC_DIR_ENV) or None
+    return os.environ.get(METRICS_DIR_ENV) or None
 
 
 @dataclass(frozen=True, slots=True)

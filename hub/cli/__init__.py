@@ -10,6 +10,7 @@ from typing import Any
 
 from hub import __version__
 from hub.core.config import OPTIONS, Settings, parse_bytes
+from hub.core.docs import describe_default
 from hub.core.errors import ConfigError
 
 __all__ = ["build_parser", "main"]
@@ -26,22 +27,12 @@ _GROUPS = {
 }
 
 
-def _describe_default(default: Any) -> str:
-    if default is None:
-        return "unset"
-    if default is False:
-        return "off"
-    if default is True:
-        return "on"
-    return str(default)
-
-
 def add_settings_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per Settings field; each also reads its HUB_* environment variable."""
     groups = {key: parser.add_argument_group(title) for key, title in _GROUPS.items()}
     for opt in OPTIONS:
         group = groups.get(opt.group, parser)
-        help_text = f"{opt.help} [env {opt.env}; default: {_describe_default(opt.default)}]"
+        help_text = f"{opt.help} [env {opt.env}; default: {describe_default(opt.default)}]"
         kwargs: dict[str, Any] = {"dest": opt.name, "default": None, "help": help_text}
         if opt.type is bool:
             kwargs["action"] = argparse.BooleanOptionalAction

@@ -8,9 +8,16 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["PUBSUB_BUFFER_LIMIT", "EmbeddedRedis", "RedisNotInstalled", "find_redis_server"]
+__all__ = [
+    "PUBSUB_BUFFER_LIMIT",
+    "EmbeddedRedis",
+    "RedisNotInstalled",
+    "find_redis_server",
+    "redis_server_argv",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -28,17 +35,40 @@ def find_redis_server() -> str | None:
     return shutil.which("redis-server")
 
 
+def redis_server_argv(
+    *,
+    dir: str,
+    port: int = 0,
+    unix_socket: str | None = None,
+    extra: Sequence[str] = (),
+) -> list[str]:
+    """The redis-server command line that hub runs, for the embedded server, the tests and the
+    benchmarks alike: no persistence, hub's pub/sub buffer limit, quiet. ``extra`` arguments
+    come last, so they win (``"--appendonly", "yes"``)."""
+    exe = find_redis_server()
+    if exe is None:
+        raise RedisNotInstalled(
+            "redis-server is not installed (apt-get install redis-server, or run "
+            "./scripts/test.sh, which installs it)"
+        )
+    argv = [exe, "--port", str(port), "--dir", dir, "--save", "", "--appendonly", "no"]
+    argv += ["--client-output-buffer-limit", PUBSUB_BUFFER_LIMIT, "--loglevel", "warning"]
+    if port:
+        argv += ["--bind", "127.0.0.1"]
+    if unix_socket is not None:
+        argv += ["--unixsocket", unix_socket, "--unixsocketperm", "700"]
+    return [*argv, *extra]
+
+
 class EmbeddedRedis:
     """A private redis-server on a unix socket in a temporary directory, removed at exit."""
 
     def __init__(self) -> None:
-        exe = find_redis_server()
-        if exe is None:
+        if find_redis_server() is None:
             raise RedisNotInstalled(
                 "several workers need Redis to reach each other: pass --redis URL "
                 "(or HUB_REDIS_URL), or install redis-server (apt-get install redis-server)"
             )
-        self._exe = exe
         self._dir = Path(tempfile.mkdtemp(prefix="hub-redis-"))
         self.socket_path = self._dir / "redis.sock"
         self._proc: subprocess.Popen[bytes] | None = None
@@ -49,27 +79,11 @@ class EmbeddedRedis:
 
     def start(self, timeout_s: float = 10.0) -> None:
         self._proc = subprocess.Popen(
-            [
-                self._exe,
-                "--port",
-                "0",
-                "--unixsocket",
-                str(self.socket_path),
-                "--unixsocketperm",
-                "700",
-                "--dir",
-                str(self._dir),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--client-output-buffer-limit",
-                PUBSUB_BUFFER_LIMIT,
-                "--maxclients",
-                "10000",
-                "--loglevel",
-                "warning",
-            ],
+            redis_server_argv(
+                dir=str(self._dir),
+                unix_socket=str(self.socket_path),
+                extra=("--maxclients", "10000"),
+            ),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
         )
@@ -92,9 +106,6 @@ class EmbeddedRedis:
                 return s.recv(16).startswith(b"+PONG")
         except OSError:
             return False
-
-    def is_running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     def restart_if_dead(self) -> None:
         if self._proc is not None and self._proc.poll() is not None:

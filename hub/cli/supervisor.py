@@ -17,7 +17,7 @@ from types import FrameType
 
 from hub.cli.embedded_redis import EmbeddedRedis
 from hub.core.backoff import backoff
-from hub.core.config import Settings
+from hub.core.config import METRICS_DIR_ENV, Settings
 
 __all__ = ["Supervisor"]
 
@@ -27,7 +27,6 @@ logger = logging.getLogger(__name__)
 STABLE_AFTER_S = 5.0
 #: Where prometheus_client, on import, looks for multiprocess metric files (hub.metrics).
 #: Named here so that the supervisor itself never imports prometheus_client.
-MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 #: How long workers get to close their connections with 1001 before they are killed.
 STOP_TIMEOUT_S = 8.0
 
@@ -90,27 +89,27 @@ class Supervisor:
         """Give the workers a fresh directory for their metric files, so that whichever
         worker answers a scrape reports all of them. Spawned workers inherit the variable,
         and read it when they import prometheus_client."""
-        preset = os.environ.get(MULTIPROC_DIR_ENV)
+        preset = os.environ.get(METRICS_DIR_ENV)
         if preset:
             logger.info(
                 "metrics of all workers in %s (from %s: left in place; empty it between runs)",
                 preset,
-                MULTIPROC_DIR_ENV,
+                METRICS_DIR_ENV,
             )
             return
         self.metrics_dir = tempfile.mkdtemp(prefix="hub-metrics-")
-        os.environ[MULTIPROC_DIR_ENV] = self.metrics_dir
+        os.environ[METRICS_DIR_ENV] = self.metrics_dir
         logger.info("metrics of all workers in %s", self.metrics_dir)
 
     def _remove_metrics_dir(self) -> None:
         if self.metrics_dir is not None:
             shutil.rmtree(self.metrics_dir, ignore_errors=True)
-            os.environ.pop(MULTIPROC_DIR_ENV, None)
+            os.environ.pop(METRICS_DIR_ENV, None)
             self.metrics_dir = None
 
     def _mark_dead(self, proc: BaseProcess) -> None:
         """Drop a dead worker's live gauges (its counters still count in the totals)."""
-        if proc.pid is None or not os.environ.get(MULTIPROC_DIR_ENV):
+        if proc.pid is None or not os.environ.get(METRICS_DIR_ENV):
             return
         from prometheus_client.multiprocess import mark_process_dead
 

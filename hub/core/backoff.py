@@ -15,13 +15,15 @@ def backoff(
     factor: float = 2.0,
     rng: random.Random | None = None,
 ) -> Iterator[float]:
-    """Yield delays that grow by ``factor`` up to ``max_s``, each jittered to [50%, 100%].
+    """Yield delays drawn uniformly from [0, ceiling], the ceiling growing by ``factor`` up
+    to ``max_s`` ("full jitter").
 
-    Jitter spreads a fleet of hub processes that lost the same Redis, so that they do not
-    reconnect in lock-step.
+    Full jitter spreads a fleet of hub processes that lost the same Redis over the whole
+    window, so that they do not reconnect in lock-step; of the usual schemes it does the
+    least work in total for the same spread.
     """
     rand = rng or random.Random()
     ceiling = initial_s
     while True:
-        yield ceiling * (0.5 + rand.random() / 2)
+        yield rand.uniform(0.0, ceiling)
         ceiling = min(max_s, ceiling * factor)

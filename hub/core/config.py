@@ -20,6 +20,9 @@ from hub.core.namespaces import ChannelOptions, ChannelRules, Namespace
 __all__ = ["OPTIONS", "Option", "Settings", "is_loopback", "parse_bytes", "parse_value"]
 
 MiB = 1024 * 1024
+#: Where prometheus-client's multiprocess mode keeps each worker's values; the supervisor sets
+#: it for its workers, and any worker then answers /metrics for all of them.
+METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def _opt(default: Any, help: str, *, flag: str | None = None, group: str = "server") -> Any:

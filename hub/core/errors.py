@@ -18,10 +18,12 @@ __all__ = [
     "CLOSE_CODES",
     "BrokerUnavailable",
     "CloseCode",
+    "CloseRule",
     "ConfigError",
     "HubError",
     "InvalidChannel",
     "ProtocolError",
+    "close_codes_table",
 ]
 
 
@@ -87,33 +89,51 @@ class CloseCode(enum.IntEnum):
 
 @dataclass(frozen=True)
 class CloseRule:
-    reason: str
+    #: When hub sends the code.
+    when: str
+    #: Whether a client should reconnect, and how.
     should_reconnect: bool
     advice: str
 
 
 CLOSE_CODES: dict[CloseCode, CloseRule] = {
-    CloseCode.NORMAL: CloseRule("normal closure", False, "the client or server ended the session"),
+    CloseCode.NORMAL: CloseRule("normal closure", False, "no"),
     CloseCode.GOING_AWAY: CloseRule(
-        "server shutting down", True, "reconnect after a short random delay"
+        "the server is shutting down", True, "yes, after a short random delay"
     ),
     CloseCode.INVALID_DATA: CloseRule(
-        "a text frame that is not valid UTF-8", True, "send binary frames for non-UTF-8 data"
+        "a text frame that is not valid UTF-8", True, "yes; send such data as a binary frame"
     ),
     CloseCode.POLICY_VIOLATION: CloseRule(
-        "publish rate limit exceeded", True, "slow down, then reconnect with backoff"
+        "raw mode: the client may not publish here (its token only lets it read the channel), "
+        "or it published over the rate limit",
+        True,
+        "yes, with backoff; publish slower, or with a token that allows it",
     ),
     CloseCode.MESSAGE_TOO_BIG: CloseRule(
-        "frame larger than --max-message-bytes", True, "reconnect; do not resend that frame"
+        "a frame larger than `--max-message-bytes`", True, "yes; do not resend that frame"
     ),
-    CloseCode.INTERNAL_ERROR: CloseRule("server bug", True, "reconnect with backoff"),
-    CloseCode.TRY_AGAIN_LATER: CloseRule("server overloaded", True, "reconnect with backoff"),
+    CloseCode.INTERNAL_ERROR: CloseRule("a server bug", True, "yes, with backoff"),
+    CloseCode.TRY_AGAIN_LATER: CloseRule(
+        "the server is overloaded, or cannot reach Redis for a history read",
+        True,
+        "yes, with backoff",
+    ),
     CloseCode.TOKEN_EXPIRED: CloseRule(
-        "the JWT expired while connected", True, "fetch a fresh token, then reconnect"
+        "the JWT expired while connected (a timer fires at its `exp`)",
+        True,
+        "fetch a fresh token, then reconnect",
     ),
     CloseCode.SLOW_CONSUMER: CloseRule(
-        "the client read too slowly and its unsent bytes passed --max-buffered-bytes",
+        "slow consumer: unsent bytes passed `--max-buffered-bytes`",
         True,
-        "reconnect; messages sent meanwhile were not delivered to it",
+        "yes; messages meanwhile were lost to it (recover them on history channels)",
     ),
 }
+
+
+def close_codes_table() -> str:
+    """docs/protocol.md's table of close codes, generated from CLOSE_CODES."""
+    rows = ["| code | when | reconnect? |", "|---|---|---|"]
+    rows += [f"| {int(code)} | {rule.when} | {rule.advice} |" for code, rule in CLOSE_CODES.items()]
+    return "\n".join(rows) + "\n"

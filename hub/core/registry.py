@@ -55,10 +55,6 @@ class Registry(Generic[S]):
         """The live subscriber set of ``channel`` (do not mutate it), or None."""
         return self._channels.get(channel)
 
-    def count(self, channel: str) -> int:
-        subs = self._channels.get(channel)
-        return len(subs) if subs else 0
-
     def __contains__(self, channel: object) -> bool:
         return channel in self._channels
 

@@ -16,16 +16,8 @@ from pathlib import Path
 
 import redis
 
+from hub.cli.embedded_redis import redis_server_argv
 from support.waits import ROOT, clean_env, free_port, stop_process, t, wait_until
-
-
-def redis_server_path() -> str:
-    exe = shutil.which("redis-server") or "/usr/bin/redis-server"
-    if not Path(exe).exists():
-        raise RuntimeError(
-            "redis-server is not installed; run ./scripts/test.sh, which installs it"
-        )
-    return exe
 
 
 class RedisServer:
@@ -44,22 +36,7 @@ class RedisServer:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [
-                redis_server_path(),
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                self.dir,
-                "--loglevel",
-                "warning",
-                *self.extra,
-            ],
+            redis_server_argv(dir=self.dir, port=self.port, extra=self.extra),
             stdout=subprocess.DEVNULL,
         )
         wait_until(self.ping, 10, f"redis-server on port {self.port}")

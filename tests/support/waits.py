@@ -12,6 +12,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from hub.core.config import METRICS_DIR_ENV
+
 #: Every wait in the suite is a multiple of this; raise it on slow machines.
 SCALE = float(os.environ.get("HUB_TEST_TIMEOUT_SCALE", "1"))
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -42,11 +44,7 @@ def wait_until(cond: Callable[[], bool], timeout: float, what: str) -> None:
 def clean_env(**overrides: str) -> dict[str, str]:
     """This process's environment without HUB_* settings and PROMETHEUS_MULTIPROC_DIR, plus
     ``overrides``: a child hub sees only what its test gives it."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("HUB_") and k != "PROMETHEUS_MULTIPROC_DIR"
-    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_") and k != METRICS_DIR_ENV}
     env.update(overrides)
     return env
 

@@ -1,0 +1,168 @@
+"""The Redis broker: per process, one pipelined publish connection (``publisher.py``), one
+pub/sub connection (``subscriber.py``) and one connection for history and presence reads
+(``reader.py``).
+
+A probe travels through this process's own publish → Redis → subscribe path; when it does not
+come back in time the process calls itself deaf, turns unready, and reconnects (the failure
+that leaves Socket.IO adapters up, green and deaf).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable, Sequence
+
+from hub.brokers.base import BrokerEventHandler, BrokerStats
+from hub.brokers.redis.link import RECONNECT_MAX_S, RedisLink
+from hub.brokers.redis.publisher import RESUBSCRIBE_GRACE_S, RedisPublisher
+from hub.brokers.redis.reader import RedisReader
+from hub.brokers.redis.subscriber import RedisSubscriber
+from hub.brokers.resp import Endpoint
+from hub.core.namespaces import ChannelOptions
+from hub.core.sequence import HistoryPage
+
+__all__ = ["RECONNECT_MAX_S", "RESUBSCRIBE_GRACE_S", "RedisBroker"]
+
+logger = logging.getLogger(__name__)
+
+
+class RedisBroker:
+    def __init__(
+        self,
+        *,
+        url: str,
+        prefix: str = "hub:",
+        publish_buffer_messages: int = 10_000,
+        publish_buffer_bytes: int = 16 * 1024 * 1024,
+        probe_interval_s: float = 1.0,
+        probe_timeout_s: float = 3.0,
+        name: str | None = None,
+        on_roundtrip: Callable[[float], None] | None = None,
+    ) -> None:
+        self.stats = BrokerStats()
+        name = name or f"hub-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self._name = name.encode()
+        self._link = RedisLink(Endpoint.from_url(url), name)
+        prefix_bytes = prefix.encode()
+        # The probe: a channel outside the client namespace ('$' is not a valid name char).
+        self._probe_key = prefix_bytes + b"$probe:" + self._name
+        self._probe_interval_s = probe_interval_s
+        self._probe_timeout_s = probe_timeout_s
+        self._probe_sent_at: float | None = None
+        self._is_deaf = False
+        self._subscriber = RedisSubscriber(
+            self._link,
+            prefix=prefix_bytes,
+            stats=self.stats,
+            probe_key=self._probe_key,
+            on_probe=self._on_probe,
+        )
+        self._publisher = RedisPublisher(
+            self._link,
+            prefix=prefix_bytes,
+            stats=self.stats,
+            max_held_messages=publish_buffer_messages,
+            max_held_bytes=publish_buffer_bytes,
+            is_subscribed=self._subscriber.is_subscribed,
+            untimed_key=self._probe_key,
+            on_roundtrip=on_roundtrip,
+        )
+        self._reader = RedisReader(self._link, prefix=prefix_bytes)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # Lifecycle
+
+    @property
+    def is_ready(self) -> bool:
+        return (
+            self._publisher.conn is not None
+            and self._subscriber.conn is not None
+            and not self._is_deaf
+        )
+
+    async def start(self, handler: BrokerEventHandler) -> None:
+        self._subscriber.handler = handler
+        supervise = self._link.supervise
+        self._tasks = [
+            asyncio.create_task(supervise("publisher", self._publisher.run)),
+            asyncio.create_task(
+                supervise("subscriber", lambda: self._subscriber.run(self._on_subscribed))
+            ),
+            asyncio.create_task(supervise("probe", self._run_probe)),
+            asyncio.create_task(supervise("reader", self._reader.run)),
+        ]
+
+    async def close(self) -> None:
+        self._link.is_closing = True
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for part in (self._publisher, self._subscriber, self._reader):
+            if part.conn is not None:
+                part.conn.close()
+            part.conn = None
+
+    # The Broker interface
+
+    def publish(self, channel: str, payload: bytes, history: ChannelOptions | None = None) -> bool:
+        return self._publisher.publish(channel, payload, history)
+
+    async def subscribe(self, channel: str) -> None:
+        await self._subscriber.subscribe(channel)
+
+    async def unsubscribe(self, channel: str) -> None:
+        await self._subscriber.unsubscribe(channel)
+
+    async def read_history(
+        self, channel: str, *, since: int | None, limit: int, options: ChannelOptions
+    ) -> HistoryPage:
+        return await self._reader.read_history(channel, since=since, limit=limit, options=options)
+
+    def presence_add(self, channel: str, client: str, user: str | None, ttl_s: float) -> None:
+        self._publisher.presence_add(self._name, channel, client, user, ttl_s)
+
+    def presence_remove(self, channel: str, client: str) -> None:
+        self._publisher.presence_remove(channel, client)
+
+    def presence_heartbeat(self, channels: Sequence[str], ttl_s: float) -> None:
+        self._publisher.presence_heartbeat(self._name, channels, ttl_s)
+
+    async def read_presence(self, channel: str) -> list[tuple[str, str | None]]:
+        return await self._reader.read_presence(channel, time.time())
+
+    # The probe
+
+    def _on_subscribed(self) -> None:
+        self._probe_sent_at = None
+        self._is_deaf = False
+
+    def _on_probe(self) -> None:
+        self._probe_sent_at = None
+
+    async def _run_probe(self) -> None:
+        while not self._link.is_closing:
+            await asyncio.sleep(self._probe_interval_s)
+            publisher, subscriber = self._publisher.conn, self._subscriber.conn
+            if publisher is None or subscriber is None:
+                continue
+            now = time.monotonic()
+            sent_at = self._probe_sent_at
+            if sent_at is not None and now - sent_at > self._probe_timeout_s:
+                self.stats.num_probe_failures += 1
+                self._is_deaf = True
+                logger.warning(
+                    "no probe came back through Redis pub/sub for %.1fs: this process is deaf; "
+                    "reconnecting and resubscribing",
+                    now - sent_at,
+                )
+                subscriber.close()
+                publisher.close()
+                continue
+            if sent_at is None:
+                self._probe_sent_at = now
+            # The probe bypasses the buffer bound: it must not be dropped, it measures.
+            self._publisher.enqueue(self._probe_key, b"probe")

@@ -1,0 +1,103 @@
+"""The request side of the Redis broker: history and presence reads, on a connection of their
+own so that a read never waits behind the publish pipeline."""
+
+from __future__ import annotations
+
+import logging
+
+import hiredis
+
+from hub.brokers.redis.link import RedisLink
+from hub.brokers.resp import Reply, RespConnection
+from hub.brokers.scripts import (
+    PRESENCE_SCRIPT,
+    READ_SCRIPT,
+    history_keys,
+    new_epoch,
+    presence_keys,
+    sha1,
+)
+from hub.core.envelope import decode_envelope
+from hub.core.errors import BrokerUnavailable
+from hub.core.namespaces import ChannelOptions
+from hub.core.sequence import HistoryPage
+
+__all__ = ["RedisReader"]
+
+logger = logging.getLogger(__name__)
+
+_SHAS = {READ_SCRIPT: sha1(READ_SCRIPT), PRESENCE_SCRIPT: sha1(PRESENCE_SCRIPT)}
+
+
+class RedisReader:
+    def __init__(self, link: RedisLink, *, prefix: bytes) -> None:
+        self._link = link
+        self._prefix = prefix
+        self.conn: RespConnection | None = None
+
+    async def run(self) -> None:
+        while not self._link.is_closing:
+            conn = await self._link.connect("reader", _unexpected_reply)
+            self.conn = conn
+            await conn.lost
+            self.conn = None
+
+    async def _eval(self, what: str, script: bytes, *args: bytes) -> Reply:
+        """EVALSHA, or EVAL when Redis lost its script cache; BrokerUnavailable on failure."""
+        conn = self.conn
+        if conn is None or conn.transport is None:
+            raise BrokerUnavailable(f"Redis is unreachable: {what} cannot be read now")
+        try:
+            try:
+                return await conn.command(b"EVALSHA", _SHAS[script], *args)
+            except hiredis.ReplyError as exc:
+                if not str(exc).startswith("NOSCRIPT"):
+                    raise
+                return await conn.command(b"EVAL", script, *args)
+        except (TimeoutError, ConnectionError, hiredis.ReplyError) as exc:
+            raise BrokerUnavailable(f"reading {what} failed: {exc}") from exc
+
+    async def read_history(
+        self, channel: str, *, since: int | None, limit: int, options: ChannelOptions
+    ) -> HistoryPage:
+        stream, meta = history_keys(self._prefix, channel)
+        reply = await self._eval(
+            f"the history of {channel}",
+            READ_SCRIPT,
+            b"2",
+            stream,
+            meta,
+            new_epoch(),
+            b"%d" % max(1, int(options.history_meta_ttl_s)),
+            b"" if since is None else b"%d-0" % (since + 1),
+            b"%d" % limit,
+        )
+        return _history_page(reply, newest_first=since is None)
+
+    async def read_presence(self, channel: str, now: float) -> list[tuple[str, str | None]]:
+        clients, processes = presence_keys(self._prefix, channel)
+        reply = await self._eval(
+            f"the presence of {channel}", PRESENCE_SCRIPT, b"2", clients, processes, b"%.3f" % now
+        )
+        members = []
+        for i in range(0, len(reply), 2):
+            user = reply[i + 1].partition(b"\n")[2].decode()
+            members.append((reply[i].decode(), user or None))
+        return members
+
+
+def _unexpected_reply(replies: list[Reply]) -> None:
+    logger.error("redis reader: %d replies that no request awaited", len(replies))
+
+
+def _history_page(reply: Reply, *, newest_first: bool) -> HistoryPage:
+    """The read script's reply: [epoch, top, [[b"<offset>-0", [b"d", envelope, ...]], ...]]."""
+    epoch, top, entries = reply
+    epoch_text = epoch.decode()
+    messages = []
+    for entry_id, fields in reversed(entries) if newest_first else entries:
+        m = decode_envelope(fields[1])
+        m.offset = int(entry_id.partition(b"-")[0])
+        m.epoch = epoch_text
+        messages.append(m)
+    return HistoryPage(epoch_text, int(top), messages)
