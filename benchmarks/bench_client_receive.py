@@ -80,9 +80,10 @@ def serve(port: int, frames: int, size: int, ready: Any) -> None:
 async def receive(args: argparse.Namespace, port: int) -> dict[str, Any]:
     from picows import ws_connect
 
-    from hub.bench import worker as bw
-    from hub.bench.lean import Counters, request_prefix
+    from hub.bench import clients as bw
+    from hub.bench.lean import Counters
     from hub.bench.stats import LatencyRecorder, StreamTracker, Tally
+    from hub.bench.wire import request_prefix
 
     loop = asyncio.get_running_loop()
     counters, tally, recorder = Counters(), Tally(), LatencyRecorder()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
-__all__ = ["__version__"]
+__all__ = ["DISTRIBUTION", "__version__"]
 
 __version__ = "0.1.0"
+#: The name hub is installed by (pyproject.toml's [project] name), for install hints.
+DISTRIBUTION = "hub"

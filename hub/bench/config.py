@@ -46,11 +46,3 @@ class RunConfig:
         if self.client != "auto":
             return self.client
         return AUTO_CLIENT.get(self.scenario, "lean")
-
-    def channel_of(self, index: int) -> str:
-        """The channel of receiver ``index``."""
-        if self.scenario == "echo":
-            return f"{self.channel}-echo-{index}"
-        if self.num_channels <= 1:
-            return self.channel
-        return f"{self.channel}-{index % self.num_channels}"

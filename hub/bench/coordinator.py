@@ -18,14 +18,15 @@ from typing import Any
 
 from hub.bench.config import RunConfig
 from hub.bench.memory import server_rss
-from hub.bench.stats import merge_encoded, summarize
+from hub.bench.scenarios import scenario_for
+from hub.bench.scenarios.base import REPLY_GRACE_S
+from hub.bench.stats import merge_encoded
 from hub.bench.worker import run_worker
 
 __all__ = ["BenchError", "Coordinator", "ServerMemoryOptions"]
 
 # How long a worker may take to start (spawn and imports) and to answer after its work is done.
 STARTUP_TIMEOUT_S = 60.0
-REPLY_GRACE_S = 30.0
 
 
 class BenchError(RuntimeError):
@@ -81,6 +82,10 @@ class Coordinator:
         self.phase_start: float | None = None
         # The workers' run histograms (encoded), for the plot.
         self.histograms: list[bytes] = []
+        self.scenario = scenario_for(config)
+        #: The server's memory before the sockets connected, and where it was read.
+        self.server_rss_before: tuple[int | None, str] = (None, "none")
+        self.num_connected = 0
 
     # Plumbing
 
@@ -177,9 +182,8 @@ class Coordinator:
             self.pipes.append(parent)
             self.processes.append(process)
         ready = self.gather("ready", STARTUP_TIMEOUT_S)
-        rss_before, rss_source = None, "none"
-        if config.scenario == "conns":
-            rss_before, rss_source = server_rss(
+        if self.scenario.measures_server_memory:
+            self.server_rss_before = server_rss(
                 self.memory.pids, self.memory.include_children, self.memory.metrics_url
             )
         self.set_phase("connecting")
@@ -194,7 +198,7 @@ class Coordinator:
             "started_at": started_wall,
             "worker_pids": [ready[n]["pid"] for n in sorted(ready)],
         }
-        num_connected = sum(c["connected"] for c in connected.values())
+        num_connected = self.num_connected = sum(c["connected"] for c in connected.values())
         num_failed = sum(c["failed"] for c in connected.values())
         report["connections"] = {
             "target": num_sockets,
@@ -212,44 +216,7 @@ class Coordinator:
         self.set_phase("running")
         self.phase_start = time.monotonic()
         t0_ns = time.monotonic_ns()
-        extra: dict[str, Any] = {}
-        if config.scenario == "fanout":
-            self.send_all("start", t0_ns=t0_ns)
-            sent = self.gather("sent", config.duration_s + REPLY_GRACE_S)
-            sent_by_pub: dict[int, int] = {}
-            for data in sent.values():
-                sent_by_pub.update({int(k): int(v) for k, v in data["sent_by_pub"].items()})
-            total_sent = sum(sent_by_pub.values())
-            send_s = time.monotonic() - self.phase_start
-            self.set_phase("draining")
-            self.send_all("drain", total_sent=total_sent)
-            extra["sent_by_pub"] = sent_by_pub
-            extra["send_s"] = send_s
-        elif config.scenario == "echo":
-            self.send_all("start", t0_ns=t0_ns)
-        elif config.scenario == "conns":
-            self.send_all("start", t0_ns=t0_ns)
-            self.wait_progress(self.memory.settle_s)
-            rss_after, _ = server_rss(
-                self.memory.pids, self.memory.include_children, self.memory.metrics_url
-            )
-            self.set_phase("holding")
-            self.wait_progress(max(0.0, self.memory.hold_s - self.memory.settle_s))
-            self.send_all("finish")
-            extra["server_memory"] = {
-                "source": rss_source,
-                "rss_before_bytes": rss_before,
-                "rss_after_bytes": rss_after,
-                "per_connection_bytes": (
-                    round((rss_after - rss_before) / num_connected, 1)
-                    if rss_before is not None and rss_after is not None and num_connected
-                    else None
-                ),
-            }
-        elif config.scenario == "broadcast-all":
-            self.send_all("start", t0_ns=t0_ns)
-            extra["rounds"] = self.broadcast_rounds()
-            self.send_all("finish")
+        extra = self.scenario.coordinate(self, t0_ns)
         result_timeout = config.duration_s + config.drain_timeout_s + REPLY_GRACE_S
         results = self.gather("result", result_timeout)
         report["measured_s"] = round(time.monotonic() - self.phase_start, 4)
@@ -257,32 +224,13 @@ class Coordinator:
         self.histograms = [r["hist"] for r in results.values()]
         return build_report(config, report, connected, results, extra, self.timeline)
 
+    def seconds_since_start(self) -> float:
+        """Seconds since the measured phase began."""
+        assert self.phase_start is not None
+        return time.monotonic() - self.phase_start
+
     def wait_progress(self, seconds: float) -> None:
         self.next_event("__never__", time.monotonic() + seconds)
-
-    def broadcast_rounds(self) -> list[dict[str, Any]]:
-        rounds = []
-        for round_no in range(self.config.rounds):
-            self.send_all("round", round=round_no)
-            got = self.gather("round", self.config.round_timeout_s + REPLY_GRACE_S)
-            hist = merge_encoded([g["hist"] for g in got.values()])
-            first_send = min(
-                (g["first_send_ns"] for g in got.values() if g["first_send_ns"]), default=0
-            )
-            last_arrival = max((g["last_arrival_ns"] for g in got.values()), default=0)
-            rounds.append(
-                {
-                    "round": round_no,
-                    "received": sum(g["received"] for g in got.values()),
-                    "expected": sum(g["expected"] for g in got.values()),
-                    "latency_us": summarize(hist),
-                    "all_received_us": (
-                        (last_arrival - first_send) // 1000 if first_send and last_arrival else None
-                    ),
-                    "hist": [g["hist"] for g in got.values()],
-                }
-            )
-        return rounds
 
     def shutdown(self) -> None:
         self.send_all("stop")

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hub.bench.config import RunConfig
+from hub.bench.scenarios import scenario_for
 from hub.bench.stats import merge_encoded, summarize
 
 __all__ = ["SCHEMA", "assemble", "exit_status", "print_report", "write_plot"]
@@ -46,14 +47,7 @@ def assemble(
     received = sum(r["tally"]["received"] for r in workers)
     unique = sum(r["tally"]["unique"] for r in workers)
     sent = sum(r["sent"] for r in workers)
-    if config.scenario == "fanout":
-        expected = sum(extra.get("sent_by_pub", {}).values()) * receivers_at_start
-    elif config.scenario == "echo":
-        expected = sent
-    elif config.scenario == "broadcast-all":
-        expected = config.rounds * receivers_at_start
-    else:
-        expected = 0
+    expected = scenario_for(config).expected(extra, sent, receivers_at_start)
     measured_s = float(report.get("measured_s") or 0.0)
     send_s = float(extra.get("send_s") or measured_s)
     report["messages"] = {

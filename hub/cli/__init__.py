@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from hub import __version__
+from hub import DISTRIBUTION, __version__
 from hub.core.config import OPTIONS, Settings, parse_bytes
 from hub.core.docs import describe_default
 from hub.core.errors import ConfigError
@@ -141,6 +141,16 @@ def serve(settings: Settings) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["bench"]:
+        from hub.bench import missing_requirement
+
+        missing = missing_requirement()
+        if missing is not None:
+            print(
+                f"hub bench needs the 'bench' extra ({missing} is not installed): "
+                f"pip install '{DISTRIBUTION}[bench]' (in a checkout: pip install -e '.[bench]')",
+                file=sys.stderr,
+            )
+            return 2
         from hub.bench.cli import main as bench_main
 
         status: int = bench_main(argv[1:])

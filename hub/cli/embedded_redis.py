@@ -16,6 +16,7 @@ __all__ = [
     "EmbeddedRedis",
     "RedisNotInstalled",
     "find_redis_server",
+    "redis_answers_ping",
     "redis_server_argv",
 ]
 
@@ -60,6 +61,22 @@ def redis_server_argv(
     return [*argv, *extra]
 
 
+def redis_answers_ping(address: str | Path | tuple[str, int], timeout_s: float = 1.0) -> bool:
+    """Whether a redis-server answers PING at ``address``: a unix socket path, or (host, port)."""
+    try:
+        if isinstance(address, tuple):
+            sock = socket.create_connection(address, timeout_s)
+        else:
+            sock = socket.socket(socket.AF_UNIX)
+            sock.settimeout(timeout_s)
+            sock.connect(str(address))
+        with sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
 class EmbeddedRedis:
     """A private redis-server on a unix socket in a temporary directory, removed at exit."""
 
@@ -91,21 +108,11 @@ class EmbeddedRedis:
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
                 raise RuntimeError(f"redis-server exited with {self._proc.returncode}")
-            if self._ping():
+            if redis_answers_ping(self.socket_path):
                 logger.info("embedded redis-server %d on %s", self._proc.pid, self.socket_path)
                 return
             time.sleep(0.02)
         raise RuntimeError(f"redis-server did not answer on {self.socket_path}")
-
-    def _ping(self) -> bool:
-        try:
-            with socket.socket(socket.AF_UNIX) as s:
-                s.settimeout(1.0)
-                s.connect(str(self.socket_path))
-                s.sendall(b"PING\r\n")
-                return s.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
 
     def restart_if_dead(self) -> None:
         if self._proc is not None and self._proc.poll() is not None:

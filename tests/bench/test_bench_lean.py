@@ -1,4 +1,5 @@
-"""The lean bench client (hub/bench/lean.py): its frame parser and handshake, without sockets."""
+"""The lean bench client (hub/bench/lean.py, hub/bench/wire.py): its frame parser and
+handshake, without sockets."""
 
 from __future__ import annotations
 
@@ -12,17 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hub.bench import header as hdr
-from hub.bench import lean
-from hub.bench.lean import (
-    OP_BINARY,
-    OP_CLOSE,
-    OP_CONT,
-    OP_PING,
-    OP_PONG,
-    OP_TEXT,
-    Counters,
-    LeanSocket,
-)
+from hub.bench import lean, wire
+from hub.bench.lean import Counters, LeanSocket
+from hub.bench.wire import OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT
 
 
 class FakeTransport:
@@ -93,7 +86,7 @@ def client_frames(data: bytes) -> list[tuple[int, bytes]]:
             pos += 8
         key = data[pos : pos + 4]
         pos += 4
-        out.append((b0 & 0x0F, lean.mask(data[pos : pos + size], key)))
+        out.append((b0 & 0x0F, wire.mask(data[pos : pos + size], key)))
         pos += size
     return out
 
@@ -282,16 +275,16 @@ def test_send_binary_is_masked() -> None:
 
 @given(payload=st.binary(max_size=300), key=st.binary(min_size=4, max_size=4))
 def test_mask_round_trip(payload: bytes, key: bytes) -> None:
-    masked = lean.mask(payload, key)
+    masked = wire.mask(payload, key)
     assert len(masked) == len(payload)
     assert bytes(b ^ key[i % 4] for i, b in enumerate(payload)) == masked
-    assert lean.mask(masked, key) == payload
+    assert wire.mask(masked, key) == payload
 
 
 @pytest.mark.parametrize("size", [0, 125, 126, 65535, 65536])
 def test_encode_frame_lengths(size: int) -> None:
     payload = bytes(range(256)) * (size // 256) + bytes(size % 256)
-    frame = lean.encode_frame(OP_BINARY, payload, b"abcd")
+    frame = wire.encode_frame(OP_BINARY, payload, b"abcd")
     assert client_frames(frame) == [(OP_BINARY, payload)]
 
 
@@ -300,7 +293,7 @@ def test_encode_frame_lengths(size: int) -> None:
 
 def accept_response(request: bytes, accept: bytes | None = None) -> bytes:
     key = request.split(b"Sec-WebSocket-Key: ")[1].split(b"\r\n")[0]
-    value = accept if accept is not None else lean.accept_value(key)
+    value = accept if accept is not None else wire.accept_value(key)
     return (
         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         b"sec-websocket-accept: " + value + b"\r\n\r\n"
@@ -308,7 +301,7 @@ def accept_response(request: bytes, accept: bytes | None = None) -> bytes:
 
 
 def test_accept_value_rfc_example() -> None:
-    assert lean.accept_value(b"dGhlIHNhbXBsZSBub25jZQ==") == b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+    assert wire.accept_value(b"dGhlIHNhbXBsZSBub25jZQ==") == b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
 
 
 def test_handshake_then_frames_in_the_same_read() -> None:
@@ -316,7 +309,7 @@ def test_handshake_then_frames_in_the_same_read() -> None:
     try:
         waiter: asyncio.Future[None] = loop.create_future()
         sock = Recorder()
-        sock.start(lean.request_prefix("127.0.0.1:8765", "/room"), waiter)
+        sock.start(wire.request_prefix("127.0.0.1:8765", "/room"), waiter)
         transport = FakeTransport()
         sock.connection_made(transport)  # type: ignore[arg-type]
         request = bytes(transport.written)
@@ -348,11 +341,11 @@ def test_handshake_refused(make_response: object) -> None:
     try:
         waiter: asyncio.Future[None] = loop.create_future()
         sock = Recorder()
-        sock.start(lean.request_prefix("h", "/"), waiter)
+        sock.start(wire.request_prefix("h", "/"), waiter)
         transport = FakeTransport()
         sock.connection_made(transport)  # type: ignore[arg-type]
         sock.data_received(make_response(bytes(transport.written)))  # type: ignore[operator]
-        assert isinstance(waiter.exception(), lean.HandshakeError)
+        assert isinstance(waiter.exception(), wire.HandshakeError)
         assert transport.aborted and sock.transport is None
         assert sock.counters.disconnected == 0
     finally:

@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
@@ -22,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from hub.cli.embedded_redis import redis_answers_ping
 from support.waits import ROOT, clean_env, free_port, t, wait_until
 
 REPO = ROOT
@@ -191,14 +191,7 @@ def start_redis(compose: Mapping[str, Any], tmp: Path, procs: list[Proc]) -> int
 
     def up() -> bool:
         assert proc.alive(), proc.output()
-        with socket.socket() as sock:
-            sock.settimeout(t(1))
-            try:
-                sock.connect(("127.0.0.1", port))
-                sock.sendall(b"PING\r\n")
-                return sock.recv(16).startswith(b"+PONG")
-            except OSError:
-                return False
+        return redis_answers_ping(("127.0.0.1", port), t(1))
 
     wait_until(up, 10, "redis-server to answer PING")
     return port

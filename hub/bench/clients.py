@@ -1,0 +1,268 @@
+"""The bench's WebSocket clients: receivers and publishers on picows or on the lean client
+(``lean.py``), and the connecting of many of them with bounded concurrency.
+
+The receive path reads the 24-byte header only and appends to flat counters, so one process
+keeps up with over a million frames per second (``benchmarks/bench_client_receive.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from collections.abc import Callable
+from urllib.parse import quote, urlsplit
+
+from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+
+from hub.bench import header as hdr
+from hub.bench.config import RunConfig
+from hub.bench.lean import Counters, LeanSocket
+from hub.bench.sizing import place
+from hub.bench.stats import StreamTracker
+from hub.bench.wire import request_prefix, split_url
+
+__all__ = [
+    "MAX_FRAME_BYTES",
+    "PICOWS_LOGGER",
+    "READ_BUFFER_INIT_BYTES",
+    "BenchListener",
+    "LeanReceiver",
+    "PicowsReceiver",
+    "Publisher",
+    "Receiver",
+    "Socket",
+    "connect_all",
+    "ws_url",
+]
+
+IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
+# picows grows its read buffer on demand; start it small so that idle sockets stay cheap.
+READ_BUFFER_INIT_BYTES = 2048
+MAX_FRAME_BYTES = 64 * 1024 * 1024
+PICOWS_LOGGER = logging.getLogger("picows.bench")
+
+
+def ws_url(base: str, channel: str) -> str:
+    parts = urlsplit(base)
+    return f"{parts.scheme}://{parts.netloc}/{quote(channel, safe='')}"
+
+
+class BenchListener(WSListener):
+    """One socket. Subclasses decide what a received bench frame means."""
+
+    __slots__ = ("counters", "is_closing", "transport")
+
+    def __init__(self, counters: Counters) -> None:
+        self.counters = counters
+        self.transport: WSTransport | None = None
+        self.is_closing = False
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.transport = transport
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        if not self.is_closing:
+            self.counters.disconnected += 1
+        self.transport = None
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        msg_type = frame.msg_type
+        if msg_type is WSMsgType.BINARY or msg_type is WSMsgType.TEXT:
+            counters = self.counters
+            counters.frames += 1
+            counters.bytes += frame.payload_size
+            if frame.payload_size < hdr.HEADER_SIZE:
+                counters.other_frames += 1
+                return
+            magic, kind, _flags, pub_id, seq, sent_ns = hdr.HEADER.unpack_from(
+                frame.get_payload_as_memoryview()
+            )
+            if magic != hdr.MAGIC:
+                counters.other_frames += 1
+                return
+            self.on_message(kind, pub_id, seq, sent_ns)
+        elif msg_type is WSMsgType.CLOSE:
+            transport.send_close(frame.get_close_code(), frame.get_close_message())
+            transport.disconnect()
+
+    def on_message(self, kind: int, pub_id: int, seq: int, sent_ns: int) -> None:
+        pass
+
+    def send_binary(self, payload: bytes) -> None:
+        if self.transport is not None:
+            self.transport.send(WSMsgType.BINARY, payload)
+
+    def close(self) -> None:
+        self.is_closing = True
+        if self.transport is not None:
+            self.transport.disconnect(graceful=False)
+
+
+class _Recording:
+    """What a receiver does with each bench message, on either client."""
+
+    __slots__ = ()
+    tracker: StreamTracker
+    latency_append: Callable[[int], None]
+    on_bench: Callable[[Receiver, int, int], None] | None
+
+    def _start_recording(
+        self, tracker: StreamTracker, latency_append: Callable[[int], None]
+    ) -> None:
+        # The slots live on the concrete receivers; a mixin with slots of its own would
+        # clash with picows' extension-type base.
+        self.tracker = tracker  # type: ignore[misc]
+        self.latency_append = latency_append
+        self.on_bench = None  # type: ignore[misc]
+
+    def on_message(self, kind: int, pub_id: int, seq: int, sent_ns: int) -> None:
+        self.latency_append((time.monotonic_ns() - sent_ns) // 1000)
+        self.tracker.record(pub_id, seq)
+        if self.on_bench is not None:
+            self.on_bench(self, pub_id, seq)  # type: ignore[arg-type]
+
+
+class PicowsReceiver(_Recording, BenchListener):
+    """A subscriber (fan-out), an echo client or a broadcast target on picows."""
+
+    __slots__ = ("latency_append", "on_bench", "tracker")
+
+    def __init__(
+        self,
+        counters: Counters,
+        tracker: StreamTracker,
+        latency_append: Callable[[int], None],
+    ) -> None:
+        BenchListener.__init__(self, counters)
+        self._start_recording(tracker, latency_append)
+
+
+class LeanReceiver(_Recording, LeanSocket):
+    """The same on the lean client (``lean.py``): a bare protocol object per socket."""
+
+    __slots__ = ("latency_append", "on_bench", "tracker")
+
+    def __init__(
+        self,
+        counters: Counters,
+        tracker: StreamTracker,
+        latency_append: Callable[[int], None],
+    ) -> None:
+        LeanSocket.__init__(self, counters)
+        self._start_recording(tracker, latency_append)
+
+
+Receiver = PicowsReceiver | LeanReceiver
+Socket = BenchListener | LeanReceiver
+
+
+class Publisher(BenchListener):
+    """A fan-out publisher. It gets its own messages back; they pace ``--rate max``."""
+
+    __slots__ = ("echoed", "pub_id", "wakeup")
+
+    def __init__(self, counters: Counters, pub_id: int) -> None:
+        super().__init__(counters)
+        self.pub_id = pub_id
+        self.echoed = 0
+        self.wakeup: asyncio.Event | None = None
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        # The publisher's own echoes are not counted as deliveries: only subscribers are.
+        if frame.msg_type is WSMsgType.BINARY or frame.msg_type is WSMsgType.TEXT:
+            self.echoed += 1
+            if self.wakeup is not None:
+                self.wakeup.set()
+        else:
+            super().on_ws_frame(transport, frame)
+
+
+async def connect_all(
+    config: RunConfig,
+    listeners: list[tuple[int, str, Socket]],
+    on_failure: Callable[[Exception], None],
+) -> None:
+    """Open the sockets with at most --concurrency / procs handshakes in flight."""
+    pending = iter(listeners)
+    per_worker = max(1, config.concurrency // config.procs)
+    loop = asyncio.get_running_loop()
+    # The lean client's upgrade request, built once per URL.
+    prefixes: dict[str, tuple[str, int, bytes]] = {}
+
+    async def connect_picows(index: int, url: str, listener: BenchListener) -> None:
+        spot = place(index, config.urls, config.source_addrs)
+        factory = None
+        if spot.source_addr is not None:
+            factory = _bound_socket_factory(spot.source_addr)
+        await ws_connect(
+            lambda: listener,
+            url,
+            websocket_handshake_timeout=config.connect_timeout_s,
+            enable_auto_ping=False,
+            max_frame_size=MAX_FRAME_BYTES,
+            read_buffer_init_size=READ_BUFFER_INIT_BYTES,
+            socket_factory=factory,
+            # aiofastnet, when installed, costs about 8 KiB more per idle socket.
+            use_aiofastnet=False,
+            # One logger for all sockets: the default makes an adapter per socket.
+            logger_name=PICOWS_LOGGER,
+        )
+
+    async def connect_lean(index: int, url: str, listener: LeanReceiver) -> None:
+        target = prefixes.get(url)
+        if target is None:
+            host, port, path, netloc = split_url(url)
+            target = prefixes[url] = (host, port, request_prefix(netloc, path))
+        host, port, prefix = target
+        waiter: asyncio.Future[None] = loop.create_future()
+        listener.start(prefix, waiter)
+        try:
+            source_addr = place(index, config.urls, config.source_addrs).source_addr
+            if source_addr is None:
+                await loop.create_connection(lambda: listener, host, port)
+            else:
+                sock = _bound_socket_factory(source_addr)(None)
+                try:
+                    await loop.sock_connect(sock, (host, port))
+                except BaseException:
+                    sock.close()
+                    raise
+                await loop.create_connection(lambda: listener, sock=sock)
+            await waiter
+        except BaseException:
+            listener.close()
+            raise
+
+    async def connect_one(index: int, url: str, listener: Socket) -> None:
+        try:
+            async with asyncio.timeout(config.connect_timeout_s):
+                if isinstance(listener, LeanReceiver):
+                    await connect_lean(index, url, listener)
+                else:
+                    await connect_picows(index, url, listener)
+        except Exception as exc:  # every failure is counted, by type
+            on_failure(exc)
+
+    async def run() -> None:
+        for index, url, listener in pending:
+            await connect_one(index, url, listener)
+
+    await asyncio.gather(*(run() for _ in range(min(per_worker, len(listeners)))))
+
+
+def _bound_socket_factory(source_addr: str) -> Callable[[object], socket.socket]:
+    def factory(_url: object) -> socket.socket:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            # Pick the port at connect() time, per destination, not at bind() time per address.
+            sock.setsockopt(socket.SOL_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+            sock.bind((source_addr, 0))
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
+    return factory

@@ -1,0 +1,75 @@
+"""What a scenario is: one class per scenario that holds both halves of it, the worker's
+(``play``: what each worker process does with its sockets) and the coordinator's
+(``coordinate``: how the run is paced and what it adds to the report).
+
+A scenario object lives in each process: the coordinator makes one, and each worker makes
+its own, so worker-side state (what it sent, per-round arrivals) stays an attribute.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from hub.bench.config import RunConfig
+
+if TYPE_CHECKING:
+    from hub.bench.clients import Publisher, Receiver
+    from hub.bench.coordinator import Coordinator
+    from hub.bench.worker import Worker
+
+__all__ = ["REPLY_GRACE_S", "Scenario"]
+
+#: How long the coordinator waits for a worker's answer past the run's own duration.
+REPLY_GRACE_S = 30.0
+
+
+class Scenario:
+    """The default of each hook is what most scenarios want."""
+
+    name: ClassVar[str]
+
+    def __init__(self, config: RunConfig) -> None:
+        self.config = config
+
+    # The worker's half
+
+    def channel_of(self, index: int) -> str:
+        """The channel of receiver ``index``."""
+        config = self.config
+        if config.num_channels <= 1:
+            return config.channel
+        return f"{config.channel}-{index % config.num_channels}"
+
+    def num_streams(self) -> int:
+        """How many publishers each receiver hears (numbered 0 .. n-1)."""
+        return 1
+
+    def prepare_receiver(self, worker: Worker, receiver: Receiver) -> None:
+        """Called for each receiver before it connects."""
+
+    def publishers(self, worker: Worker) -> list[tuple[int, str, Publisher]]:
+        """(socket index, URL, publisher) of this worker's publishers."""
+        return []
+
+    #: Whether the coordinator reads the server's memory before the sockets connect.
+    measures_server_memory: ClassVar[bool] = False
+
+    @property
+    def has_interval_latency(self) -> bool:
+        """Whether progress events carry the interval's latency histogram."""
+        return True
+
+    async def play(self, worker: Worker) -> None:
+        """Run the scenario on the connected sockets, from ``start`` on."""
+        raise NotImplementedError
+
+    # The coordinator's half
+
+    def coordinate(self, coordinator: Coordinator, t0_ns: int) -> dict[str, Any]:
+        """Pace the measured phase; return what it adds to the report."""
+        coordinator.send_all("start", t0_ns=t0_ns)
+        return {}
+
+    def expected(self, extra: dict[str, Any], sent: int, receivers: int) -> int:
+        """How many messages the receivers should get in all (0: none are counted)."""
+        return 0

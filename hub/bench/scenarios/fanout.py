@@ -1,0 +1,132 @@
+"""``fanout``: publishers send numbered messages to one channel (or several); every receiver
+counts what it gets, per publisher, and times it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+from hub.bench import header as hdr
+from hub.bench.clients import Publisher, ws_url
+from hub.bench.scenarios.base import REPLY_GRACE_S, Scenario
+from hub.bench.sizing import place, worker_indices
+
+if TYPE_CHECKING:
+    from hub.bench.coordinator import Coordinator
+    from hub.bench.worker import Worker
+
+__all__ = ["Fanout"]
+
+
+class Fanout(Scenario):
+    name = "fanout"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: Worker side: messages sent per publisher id.
+        self.sent_by_pub: dict[int, int] = {}
+        self._publishers: list[Publisher] = []
+
+    def num_streams(self) -> int:
+        return max(1, self.config.num_publishers)
+
+    def publishers(self, worker: Worker) -> list[tuple[int, str, Publisher]]:
+        config = self.config
+        out = []
+        for pub_id in worker_indices(config.num_publishers, worker.index, config.procs):
+            publisher = Publisher(worker.counters, pub_id)
+            self._publishers.append(publisher)
+            # Publishers get indices after the subscribers': another spread of sources.
+            index = config.num_sockets + pub_id
+            url = ws_url(place(index, config.urls, config.source_addrs).url, config.channel)
+            out.append((index, url, publisher))
+        return out
+
+    async def play(self, worker: Worker) -> None:
+        config = self.config
+        start = await worker.expect("start")
+        stop_phase = worker.measure_phase()
+        counts = [
+            _share(config.messages, config.num_publishers, p.pub_id)
+            if config.messages is not None
+            else None
+            for p in self._publishers
+        ]
+        rate_each = config.rate / config.num_publishers if config.rate else None
+        deadline = start["t0_ns"] / 1e9 + config.duration_s
+        await asyncio.gather(
+            *(
+                self._publish(worker, pub, count, rate_each, deadline)
+                for pub, count in zip(self._publishers, counts, strict=True)
+            )
+        )
+        worker.emit(
+            "sent",
+            sent_by_pub={p.pub_id: self.sent_by_pub.get(p.pub_id, 0) for p in self._publishers},
+        )
+        drain = await worker.expect("drain")
+        await worker.drain(worker.num_receivers_connected() * int(drain["total_sent"]))
+        stop_phase()
+
+    async def _publish(
+        self, worker: Worker, pub: Publisher, count: int | None, rate: float | None, deadline: float
+    ) -> None:
+        """Send ``count`` messages (or until ``deadline``) at ``rate``, or windowed at max rate."""
+        config = self.config
+        limit = count if count is not None else 1 << 62
+        size = max(config.size, hdr.HEADER_SIZE)
+        padding = b"\x00" * (size - hdr.HEADER_SIZE)
+        pack = hdr.HEADER.pack
+        magic, kind, pub_id = hdr.MAGIC, hdr.KIND_FANOUT, pub.pub_id
+        counters = worker.counters
+        pub.wakeup = asyncio.Event()
+        seq = 0
+        started = time.monotonic()
+        while seq < limit and pub.transport is not None:
+            now = time.monotonic()
+            if now >= deadline:
+                break
+            if rate is None:
+                allowed = pub.echoed + config.window - seq
+            else:
+                allowed = int((now - started) * rate) + 1 - seq
+            allowed = min(allowed, limit - seq, 1024)
+            send = pub.send_binary
+            for _ in range(max(0, allowed)):
+                send(pack(magic, kind, 0, pub_id, seq, time.monotonic_ns()) + padding)
+                seq += 1
+            counters.sent += max(0, allowed)
+            if rate is None:
+                pub.wakeup.clear()
+                if pub.echoed + config.window - seq <= 0:
+                    try:
+                        await asyncio.wait_for(pub.wakeup.wait(), max(0.001, deadline - now))
+                    except TimeoutError:
+                        pass
+                else:
+                    await asyncio.sleep(0)
+            else:
+                next_due = started + (seq / rate)
+                await asyncio.sleep(max(0.0, next_due - time.monotonic()))
+        self.sent_by_pub[pub.pub_id] = seq
+
+    def coordinate(self, coordinator: Coordinator, t0_ns: int) -> dict[str, Any]:
+        coordinator.send_all("start", t0_ns=t0_ns)
+        sent = coordinator.gather("sent", self.config.duration_s + REPLY_GRACE_S)
+        sent_by_pub: dict[int, int] = {}
+        for data in sent.values():
+            sent_by_pub.update({int(k): int(v) for k, v in data["sent_by_pub"].items()})
+        send_s = coordinator.seconds_since_start()
+        coordinator.set_phase("draining")
+        coordinator.send_all("drain", total_sent=sum(sent_by_pub.values()))
+        return {"sent_by_pub": sent_by_pub, "send_s": send_s}
+
+    def expected(self, extra: dict[str, Any], sent: int, receivers: int) -> int:
+        sent_by_pub: dict[int, int] = extra.get("sent_by_pub", {})
+        return sum(sent_by_pub.values()) * receivers
+
+
+def _share(total: int, parts: int, index: int) -> int:
+    """Part ``index`` of ``total`` split as evenly as possible into ``parts``."""
+    return total // parts + (1 if index < total % parts else 0)
