@@ -45,10 +45,6 @@ class PublishPolicy:
         """The policy for a connection opened at ``now``; ``rate`` 0 means no rate limit."""
         return cls(grant, TokenBucket(rate, burst, now) if rate else None)
 
-    def is_free(self, channel: str) -> bool:
-        """Whether every publish on ``channel`` passes, so that checking can be skipped."""
-        return self.bucket is None and (self.grant is None or self.grant.can_publish(channel))
-
     def check(self, channel: str, now: float) -> Refusal | None:
         """None if a publish on ``channel`` at ``now`` may go ahead (it takes a token)."""
         if self.grant is not None and not self.grant.can_publish(channel):

@@ -242,12 +242,13 @@ class Node(NodeHistory, NodePresence):
                 groups[channel] = [data]
             else:
                 group.append(data)
+        registry = self._registry
         for channel, payloads in groups.items():
             state = self._broker_channels.get(channel)
-            if state is None or (state.sequence is None and not state.joiners):
-                if channel in self._registry:
-                    self._dispatch(channel, [decode_envelope(p) for p in payloads], None)
-                continue
+            if state is None or (
+                state.sequence is None and not state.joiners and channel not in registry
+            ):
+                continue  # nobody here reads it (a message in flight past an unsubscribe)
             messages = [decode_envelope(p) for p in payloads]
             if state.sequence is not None:
                 messages, repair = state.sequence.accept(messages)
@@ -264,20 +265,23 @@ class Node(NodeHistory, NodePresence):
         self._num_clients += 1
         return self._num_clients
 
-    def _dispatch(self, channel: str, messages: list[Message], state: BrokerChannel | None) -> None:
+    def _dispatch(self, channel: str, messages: list[Message], state: BrokerChannel) -> None:
         """Hand ``messages`` to the channel's local subscribers, and to its pending joins."""
-        if any(m.kind == EVENT for m in messages):
-            self._deliver_events(channel, [m for m in messages if m.kind == EVENT])
-            messages = [m for m in messages if m.kind != EVENT]
-            if not messages:
-                return
-        if state is not None:
-            for join in state.joiners:
-                join.live.extend(messages)
+        if state.options.join_leave:
+            # Presence events reach only the clients that asked for them.
+            events = [m for m in messages if m.kind == EVENT]
+            if events:
+                self._deliver_events(channel, events)
+                messages = [m for m in messages if m.kind != EVENT]
+                if not messages:
+                    return
+        if state.sequence is not None:
             num_gaps = sum(1 for m in messages if m.kind == GAP)
             if num_gaps:
                 self.num_unrepaired_gaps += num_gaps
                 logger.warning("messages on %s were lost and could not be repaired", channel)
+        for join in state.joiners:
+            join.live.extend(messages)
         subs = self._registry.subscribers(channel)
         if not subs:
             return

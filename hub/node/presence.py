@@ -42,9 +42,13 @@ class NodePresence:
     if TYPE_CHECKING:
 
         def publish(self, channel: str, payload: bytes, kind: int = 0) -> bool: ...
+        def next_client_number(self) -> int: ...
 
     def client_id(self, client: Client) -> str:
-        """A client's id, unique across the cluster: this process's name and a number."""
+        """A client's id, unique across the cluster: this process's name and a number, given
+        when first asked for (most clients never need one)."""
+        if not client.number:
+            client.number = self.next_client_number()
         return f"{self.name}.{client.number}"
 
     def _presence_joined(self, channel: str, client: Client) -> None:

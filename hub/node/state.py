@@ -17,7 +17,7 @@ class Client(Subscriber, Protocol):
     """A connection as the node sees it: a fan-out subscriber that knows its channels."""
 
     channels: set[str]
-    #: Numbered by the node (``Node.next_client_number``): the client id's second half.
+    #: 0 until the node numbers it (``NodePresence.client_id``): the id's second half.
     number: int
     #: The JWT ``sub``; None without authentication.
     user: str | None

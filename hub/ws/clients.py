@@ -26,9 +26,9 @@ class RawClient:
 
     __slots__ = ("channels", "format", "number", "protocol", "transport", "user", "ws")
 
-    def __init__(self, ws: HubConnection, number: int = 0, user: str | None = None) -> None:
+    def __init__(self, ws: HubConnection, user: str | None = None) -> None:
         self.ws = ws
-        self.number = number
+        self.number = 0  # numbered by the node when an id is first needed (presence)
         self.user = user
         self.protocol = ws.protocol
         self.transport: Any = ws.transport
@@ -95,8 +95,8 @@ class V1Client(RawClient):
 
     __slots__ = ()
 
-    def __init__(self, ws: HubConnection, number: int = 0, user: str | None = None) -> None:
-        super().__init__(ws, number, user)
+    def __init__(self, ws: HubConnection, user: str | None = None) -> None:
+        super().__init__(ws, user)
         self.format = PER_CONNECTION if ws.is_compressed else V1
 
     def send_messages(self, channel: str, messages: list[Message]) -> int:

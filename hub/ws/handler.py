@@ -160,11 +160,8 @@ class WebSocketHandler:
         handshake = ws.hub_handshake
         channel = handshake.channel
         node = self.node
-        number = node.next_client_number()
         user = handshake.grant.sub if handshake.grant is not None else None
-        client: RawClient = (
-            RawClient(ws, number, user) if channel is not None else V1Client(ws, number, user)
-        )
+        client: RawClient = RawClient(ws, user) if channel is not None else V1Client(ws, user)
         self.num_connections += 1
         self.num_opened += 1
         loop = asyncio.get_running_loop()
@@ -178,9 +175,6 @@ class WebSocketHandler:
                 CloseCode.TOKEN_EXPIRED,
                 "token expired",
             )
-        policy = PublishPolicy.create(
-            grant, rate=self.publish_rate, burst=self.publish_burst, now=time.monotonic()
-        )
         try:
             if channel is None:
                 ws.release_handshake()
@@ -190,7 +184,7 @@ class WebSocketHandler:
                     client=client,
                     node=node,
                     grant=grant,
-                    policy=policy,
+                    policy=self._policy(grant),
                     max_subscriptions=self.max_subscriptions,
                 )
                 await session.run()
@@ -201,7 +195,7 @@ class WebSocketHandler:
             else:
                 # The channel was subscribed during the handshake, so joining does not wait.
                 await node.join(channel, client)
-            ws.listen(self._raw_publisher(ws, channel, policy))
+            ws.listen(self._raw_publisher(ws, channel, grant))
             await ws.closed()
         finally:
             if expiry is not None:
@@ -223,14 +217,24 @@ class WebSocketHandler:
         client.write_now(None, [(channel, self.node.commit_join(join))])
         return True
 
+    def _policy(self, grant: Grant | None) -> PublishPolicy:
+        return PublishPolicy.create(
+            grant, rate=self.publish_rate, burst=self.publish_burst, now=time.monotonic()
+        )
+
     def _raw_publisher(
-        self, ws: HubConnection, channel: str, policy: PublishPolicy
+        self, ws: HubConnection, channel: str, grant: Grant | None
     ) -> MessageCallback:
-        """The callback that publishes a raw client's frames, checked only when it must be."""
+        """The callback that publishes a raw client's frames, checked only when it must be.
+
+        Most connections may publish freely: they keep no policy object at all (memory per
+        idle connection is what a hub holds tens of thousands of).
+        """
         node = self.node
         publish = node.publish
-        if policy.is_free(channel):
+        if not self.publish_rate and (grant is None or grant.can_publish(channel)):
             return lambda payload, kind: publish(channel, payload, kind)
+        policy = self._policy(grant)
 
         def checked(payload: bytes, kind: int) -> None:
             refusal = node.publish_from(policy, channel, payload, kind)
