@@ -1,0 +1,70 @@
+"""The hub's own CPU per delivery at a fixed load: a steadier figure than the max-sustained
+search, whose pass/fail on p99 also measures the load generator (see docs/benchmarks.md).
+
+    python benchmarks/cpu_per_delivery.py --repeat 3 [--rate 150] [--seconds 10] [HUB FLAGS...]
+
+Starts one redis-server and two ``hub serve --workers 1`` instances (plus any extra flags, for
+example ``--history-size 1000 --history-ttl-s 300``), drives them with ``hub bench fanout``
+(1,000 subscribers, 2 publishers) at a fixed rate, and divides the hub processes' CPU time
+(user + system, from /proc) by the deliveries. Run nothing else heavy meanwhile.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+# The benchmarks of the tree being measured (the working directory), so that an older checkout
+# can be measured with its own driver: cd OLD && PYTHONPATH=OLD python NEW/benchmarks/...
+sys.path.insert(0, str(Path.cwd() / "benchmarks"))
+
+from targets import bench, hubs, redis_server, urls
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def run(rate: int, seconds: float, flags: list[str]) -> dict[str, Any]:
+    with redis_server() as url, hubs(2, "--workers", "1", *flags, redis_url=url) as pair:
+        pids = [pid for _, pid in pair]
+        before = sum(cpu_s(p) for p in pids)
+        report = bench(
+            "fanout", *urls(pair), "-n", "1000", "-p", "2", "--rate", str(rate), "-s", "90",
+            "-d", str(seconds), "--procs", "2", "--drain-timeout", "5",
+        )  # fmt: skip
+        used = sum(cpu_s(p) for p in pids) - before
+    received = report["messages"]["received"]
+    return {
+        "deliveries": received,
+        "lost": report["messages"]["lost"],
+        "hub_cpu_s": round(used, 3),
+        "hub_cpu_ns_per_delivery": round(used / received * 1e9, 1) if received else None,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--rate", type=int, default=150, help="messages/s over both publishers")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    args, flags = parser.parse_known_args()
+    results = []
+    for _ in range(args.repeat):
+        res = run(args.rate, args.seconds, flags)
+        print(json.dumps(res), flush=True)
+        results.append(res)
+    key = "hub_cpu_ns_per_delivery"
+    print(json.dumps({"median": {key: statistics.median(r[key] for r in results)}}))
+
+
+if __name__ == "__main__":
+    main()
