@@ -3,6 +3,7 @@ fan-out of a history channel against a plain one. Results go in docs/benchmarks.
 
     python benchmarks/history.py publish --repeat 3     # publishes/s and Redis CPU per publish
     python benchmarks/history.py fanout --repeat 3      # max sustained fan-out to 1,000
+    python benchmarks/history.py capacity --repeat 3    # fan-out at --rate max, zero loss
 
 ``publish`` drives hub's own Redis broker (the pipelined publish connection) in this process
 against a fresh redis-server, so it measures exactly the path a hub uses; Redis's CPU comes
@@ -27,13 +28,14 @@ import redis
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from targets import hubs, max_sustained, redis_server
+from targets import bench, hubs, max_sustained, redis_server, urls
 
 from hub.brokers.redis import RedisBroker
 from hub.core.envelope import encode_envelope
 from hub.core.namespaces import ChannelOptions
 
 HISTORY = ChannelOptions(history_size=1000, history_ttl_s=300)
+HISTORY_FLAGS = ("--history-size", "1000", "--history-ttl-s", "300")
 
 
 class _Sink:
@@ -98,7 +100,7 @@ def target_fanout(seconds: float) -> dict[str, Any]:
     flags = ("--workers", "1")
     with redis_server() as url, hubs(2, *flags, redis_url=url) as pair:
         plain = max_sustained(pair, seconds)
-    history_flags = (*flags, "--history-size", "1000", "--history-ttl-s", "300")
+    history_flags = (*flags, *HISTORY_FLAGS)
     with redis_server() as url, hubs(2, *history_flags, redis_url=url) as pair:
         history = max_sustained(pair, seconds)
     ratio = (
@@ -109,16 +111,39 @@ def target_fanout(seconds: float) -> dict[str, Any]:
     return {"target": "fanout", "plain": plain, "history": history, "ratio": ratio}
 
 
+def capacity_run(flags: tuple[str, ...]) -> dict[str, Any]:
+    with redis_server() as url, hubs(2, "--workers", "1", *flags, redis_url=url) as pair:
+        report = bench(
+            "fanout", *urls(pair), "-n", "1000", "-p", "2", "--rate", "max", "--window", "64",
+            "-s", "90", "-d", "8", "--procs", "2", "--drain-timeout", "5",
+        )  # fmt: skip
+    m = report["messages"]
+    return {"deliveries_per_s": m["recv_per_s"], "lost": m["lost"], "duplicates": m["duplicates"]}
+
+
+def target_capacity() -> dict[str, Any]:
+    """Deliveries/s at saturation (publishers windowed on their own echoes): what the hubs
+    can carry, whatever the load generator's latency tail."""
+    plain, history = capacity_run(()), capacity_run(HISTORY_FLAGS)
+    ratio = history["deliveries_per_s"] / plain["deliveries_per_s"]
+    return {"target": "capacity", "plain": plain, "history": history, "ratio": ratio}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("target", choices=("publish", "fanout"))
+    parser.add_argument("target", choices=("publish", "fanout", "capacity"))
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("-n", type=int, default=50_000, help="publishes per run (publish)")
     parser.add_argument("--seconds", type=float, default=5.0, help="each fan-out run (fanout)")
     args = parser.parse_args()
     results = []
     for _ in range(args.repeat):
-        res = target_publish(args.n) if args.target == "publish" else target_fanout(args.seconds)
+        if args.target == "publish":
+            res = target_publish(args.n)
+        elif args.target == "fanout":
+            res = target_fanout(args.seconds)
+        else:
+            res = target_capacity()
         print(json.dumps(res), flush=True)
         results.append(res)
     ratio_key = "throughput_ratio" if args.target == "publish" else "ratio"
