@@ -17,6 +17,7 @@ from hub.core.config import Settings
 from hub.core.limits import raise_open_file_limit
 from hub.metrics import Figures, WorkerMetrics
 from hub.node import Node
+from hub.ws.connection import HubConnection
 from hub.ws.handler import WebSocketHandler
 from hub.ws.routes import Routes
 from hub.ws.server import WebSocketServer, add_health_routes
@@ -101,6 +102,7 @@ class App:
             max_message_bytes=settings.max_message_bytes,
             ping_interval_s=settings.ping_interval_s,
             ping_timeout_s=settings.ping_timeout_s,
+            max_buffered_bytes=settings.max_buffered_bytes,
         )
         self.stopping = asyncio.Event()
         self._metrics_task: asyncio.Task[None] | None = None
@@ -119,7 +121,7 @@ class App:
             delivered=node.num_delivered,
             dropped_publish_buffer_full=stats.num_dropped,
             dropped_rate_limited=node.num_rate_limited,
-            slow_consumer_disconnects=node.num_slow_consumers,
+            slow_consumer_disconnects=node.num_slow_consumers + HubConnection.num_overflows,
             broker_reconnects=stats.num_reconnects,
             broker_publish_errors=stats.num_publish_errors,
             broker_gaps=stats.num_gaps,

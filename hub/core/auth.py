@@ -74,11 +74,10 @@ class Grant:
     @classmethod
     def from_claims(cls, claims: dict[str, Any]) -> Grant:
         both = _patterns(claims, "channels")
-        exp = claims.get("exp")
         sub = claims.get("sub")
         return cls(
             sub=str(sub) if sub is not None else None,
-            exp=float(exp) if isinstance(exp, int | float) else None,
+            exp=numeric_date(claims, "exp"),
             subscribe=both + _patterns(claims, "subscribe"),
             publish=both + _patterns(claims, "publish"),
         )
@@ -88,6 +87,20 @@ class Grant:
 
     def can_publish(self, channel: str) -> bool:
         return self._publish is not None and self._publish.match(channel) is not None
+
+
+def numeric_date(claims: dict[str, Any], name: str) -> float | None:
+    """A NumericDate claim (``exp``, ``nbf``) as PyJWT validated it: a number, or a string of
+    one (PyJWT takes ``int(value)``), so the expiry timer uses the same instant it checked."""
+    value = claims.get(name)
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def load_public_key(value: str) -> str:
@@ -115,6 +128,7 @@ class Authenticator:
         if public_key:
             pem = load_public_key(public_key)
             try:
+                from cryptography.hazmat.primitives.asymmetric import ec, rsa
                 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
                 loaded = load_pem_public_key(pem.encode())
@@ -122,7 +136,15 @@ class Authenticator:
                 raise ConfigError(
                     "HUB_JWT_PUBLIC_KEY", public_key[:60], f"not a PEM public key: {exc}"
                 ) from None
-            return cls(loaded, ("RS256", "ES256"))
+            # Only the algorithm of the key's own type: a token signed otherwise is refused
+            # as such, and never reaches a verifier that cannot use the key.
+            if isinstance(loaded, rsa.RSAPublicKey):
+                return cls(loaded, ("RS256",))
+            if isinstance(loaded, ec.EllipticCurvePublicKey):
+                return cls(loaded, ("ES256",))
+            raise ConfigError(
+                "HUB_JWT_PUBLIC_KEY", public_key[:60], "use an RSA (RS256) or EC (ES256) key"
+            )
         return None
 
     def verify(self, token: str) -> Grant:
@@ -137,6 +159,9 @@ class Authenticator:
             raise AuthError("the token has expired; fetch a fresh one") from None
         except jwt.InvalidTokenError as exc:
             raise AuthError(f"invalid token: {exc}") from None
+        except (jwt.PyJWTError, ValueError, TypeError, KeyError) as exc:
+            # An odd header (an embedded jwk, a key of another type) is a bad token too.
+            raise AuthError(f"invalid token: {type(exc).__name__}: {exc}") from None
         if not isinstance(claims, dict):
             raise AuthError("invalid token: the claims are not a JSON object")
         return Grant.from_claims(claims)

@@ -16,6 +16,7 @@ from typing import Any
 from hub.core.errors import ConfigError
 from hub.core.limits import is_loopback
 from hub.core.namespaces import ChannelOptions, ChannelRules, Namespace
+from hub.core.origins import normalize_origin
 
 __all__ = ["OPTIONS", "Option", "Settings", "is_loopback", "parse_bytes", "parse_value"]
 
@@ -225,9 +226,12 @@ class Settings:
         """The allowed Origin values, or None for any."""
         if not self.allowed_origins:
             return None
-        return frozenset(
-            o.strip().rstrip("/") for o in self.allowed_origins.split(",") if o.strip()
-        )
+        normalized = {
+            normalize_origin(o.strip().removesuffix("/"))
+            for o in self.allowed_origins.split(",")
+            if o.strip()
+        }
+        return frozenset(o for o in normalized if o is not None)
 
     @property
     def default_channel_options(self) -> ChannelOptions:

@@ -14,12 +14,16 @@ What the hub PUBLISHes to ``<prefix><channel>`` is, by the kind of message:
 
 ``ENVELOPE_MAGIC`` starts with the byte 0xFF, which never occurs in valid UTF-8, so no text
 payload can be mistaken for an envelope. A payload without the magic is text when it is valid
-UTF-8 and binary otherwise.
+UTF-8 and binary otherwise. A JSON envelope that does not hold exactly one JSON value (a bug
+in some other writer) is delivered as binary, whole: no client's frames break, nobody is
+disconnected.
 """
 
 from __future__ import annotations
 
 from typing import Final
+
+from hub.core.jsontext import is_json_value
 
 __all__ = [
     "BINARY",
@@ -124,7 +128,10 @@ def decode_envelope(data: bytes) -> Message:
         if data.startswith(_BINARY_PREFIX):
             return Message(data[_MAGIC_LEN + 1 :], BINARY)
         if data.startswith(_JSON_PREFIX):
-            return Message(data[_MAGIC_LEN + 1 :], JSON)
+            payload = data[_MAGIC_LEN + 1 :]
+            # Spliced as it is into hub.v1 deliveries: anything but one JSON value would let a
+            # bad writer break (or forge) every client's frames. It goes out as bytes instead.
+            return Message(payload, JSON) if is_json_value(payload) else Message(data, BINARY)
         if data.startswith(POSITION_PREFIX):
             return _decode_positioned(data)
         if data.startswith(_EVENT_PREFIX) and _is_event(data[_MAGIC_LEN + 1 :]):

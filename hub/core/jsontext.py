@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-__all__ = ["dump_json", "parse_json"]
+import orjson
+
+__all__ = ["dump_json", "is_json_value", "parse_json"]
 
 
 def _reject_constant(name: str) -> Any:
@@ -27,3 +29,20 @@ def dump_json(value: Any) -> bytes:
         return text.encode()
     except UnicodeEncodeError:
         return json.dumps(value, separators=(",", ":")).encode()
+
+
+def is_json_value(data: bytes) -> bool:
+    """Whether ``data`` is exactly one JSON value in UTF-8.
+
+    orjson checks the common case in a fraction of a microsecond; what it refuses gets a
+    second look from ``parse_json``, which also takes the escaped lone surrogates that
+    ``dump_json`` may write.
+    """
+    try:
+        orjson.loads(data)
+    except orjson.JSONDecodeError:
+        try:
+            parse_json(data)
+        except (ValueError, UnicodeDecodeError):
+            return False
+    return True

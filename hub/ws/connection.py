@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from websockets.asyncio.connection import Connection
 from websockets.asyncio.server import ServerConnection
@@ -41,6 +43,9 @@ PRIVATE_INTERNALS: tuple[tuple[str, str], ...] = (
 _DATA_OPCODES = (Opcode.TEXT, Opcode.BINARY, Opcode.CONT)
 # Shared by every listening connection: a deque with maxlen 0 can never hold anything.
 _NOTHING_QUEUED: collections.deque[Frame] = collections.deque(maxlen=0)
+
+logger = logging.getLogger(__name__)
+_last_cut_off_log = 0.0
 
 # Closing tasks run detached; keep references so they are not garbage-collected mid-close.
 _closing: set[asyncio.Task[None]] = set()
@@ -69,6 +74,14 @@ class HubConnection(ServerConnection):
     callback, instead of through websockets' message queue and a ``recv()`` coroutine per
     connection: no task switch per message, and text is never decoded to ``str`` and back.
     """
+
+    #: Unsent bytes past which a client is cut off, whatever they are: deliveries, pongs to
+    #: its pings, close frames. Set once per process (``WebSocketServer``); 0: no bound.
+    max_write_buffer_bytes: ClassVar[int] = 0
+    #: Connections of this process from accept to loss, handshakes in flight included.
+    num_open: ClassVar[int] = 0
+    #: Clients cut off because they read nothing while their pongs (or other frames) piled up.
+    num_overflows: ClassVar[int] = 0
 
     #: Set by the handshake (``WebSocketHandler.process_request``) before the handler runs.
     hub_handshake: Handshake | None = None
@@ -139,7 +152,34 @@ class HubConnection(ServerConnection):
         assert self._lost is not None
         await self._lost
 
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        HubConnection.num_open += 1
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        # Every ping answered queues a pong: a client that pings and never reads would grow
+        # this buffer without end. The bound that evicts slow consumers covers it too.
+        limit = self.max_write_buffer_bytes
+        if limit and self.transport.get_write_buffer_size() > limit:
+            self._cut_off()
+
+    def _cut_off(self) -> None:
+        HubConnection.num_overflows += 1
+        global _last_cut_off_log
+        now = time.monotonic()
+        if now - _last_cut_off_log > 10.0:
+            _last_cut_off_log = now
+            logger.warning(
+                "cut off a client that reads nothing of what it is sent (%d bytes unsent; "
+                "%d so far)",
+                self.transport.get_write_buffer_size(),
+                HubConnection.num_overflows,
+            )
+        self.transport.abort()
+
     def connection_lost(self, exc: Exception | None) -> None:
+        HubConnection.num_open -= 1
         super().connection_lost(exc)
         if self._lost is not None and not self._lost.done():
             self._lost.set_result(None)

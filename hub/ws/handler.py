@@ -16,6 +16,7 @@ from websockets.typing import Subprotocol
 from hub.core.auth import Authenticator, AuthError, Grant, token_from_request
 from hub.core.channels import channel_from_path
 from hub.core.errors import BrokerUnavailable, CloseCode, InvalidChannel
+from hub.core.origins import normalize_origin
 from hub.core.policy import BUFFER_FULL, PublishPolicy
 from hub.core.protocol import MAX_HISTORY_LIMIT, SUBPROTOCOL
 from hub.node import Node
@@ -27,6 +28,9 @@ from hub.ws.session import V1Session
 __all__ = ["WebSocketHandler", "select_subprotocol"]
 
 logger = logging.getLogger(__name__)
+
+#: Headers a handshake may carry once at most; a second one is refused with 400.
+_SINGLE_HEADERS = ("Upgrade", "Origin", "Authorization", "Host", "Sec-WebSocket-Key")
 
 
 def select_subprotocol(
@@ -76,9 +80,13 @@ class WebSocketHandler:
     async def process_request(
         self, connection: ServerConnection, request: Request
     ) -> Response | None:
+        for name in _SINGLE_HEADERS:
+            if len(request.headers.get_all(name)) > 1:
+                return text_response(400, f"more than one {name} header: send exactly one\n")
         if not is_upgrade(request):
             return self.routes.handle(connection, request)
-        if self.max_connections and self.num_connections >= self.max_connections:
+        # Counted from accept: half-open handshakes (slowloris) take their place in the limit.
+        if self.max_connections and HubConnection.num_open - 1 >= self.max_connections:
             return text_response(
                 503,
                 f"this worker holds its maximum of {self.max_connections} connections "
@@ -86,7 +94,7 @@ class WebSocketHandler:
             )
         origin = request.headers.get("Origin")
         allowed = self.allowed_origins
-        if allowed is not None and origin is not None and origin.rstrip("/") not in allowed:
+        if allowed is not None and origin is not None and normalize_origin(origin) not in allowed:
             return text_response(
                 403, f"origin {origin[:100]!r} is not allowed (see --allowed-origins)\n"
             )

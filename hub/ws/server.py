@@ -65,8 +65,10 @@ class WebSocketServer:
         max_message_bytes: int,
         ping_interval_s: float,
         ping_timeout_s: float,
+        max_buffered_bytes: int = 0,
     ) -> None:
         self.handler = handler
+        self.max_buffered_bytes = max_buffered_bytes
         self.compression = compression
         self.max_message_bytes = max_message_bytes
         self.ping_interval_s = ping_interval_s
@@ -75,6 +77,7 @@ class WebSocketServer:
         self._keepalive: asyncio.Task[None] | None = None
 
     async def start(self, host: str, port: int, *, reuse_port: bool = False) -> None:
+        HubConnection.max_write_buffer_bytes = self.max_buffered_bytes
         self._server = await serve(
             self.handler,
             host,

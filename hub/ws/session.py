@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 
 from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
 
 from hub.core.auth import Grant
 from hub.core.envelope import Message
@@ -55,6 +56,14 @@ class V1Session:
         self.max_subscriptions = max_subscriptions
 
     async def run(self) -> None:
+        """Serve requests until the connection ends; an ordinary end (a reset, the client's
+        close, the token's expiry) is no error and logs no traceback."""
+        try:
+            await self._serve()
+        except ConnectionClosed as exc:
+            logger.debug("hub.v1 connection ended: %s", exc)
+
+    async def _serve(self) -> None:
         ws = self.ws
         async for frame in ws:
             reply: str | None = None

@@ -85,3 +85,14 @@ def test_token_sources() -> None:
     assert token_from_request("Bearer abc", "token=def") == "abc"
     assert token_from_request(None, "a=1&token=def") == "def"
     assert token_from_request("Basic xyz", "") is None
+
+
+@pytest.mark.parametrize("exp", [1795538566, 1795538566.5, "1795538566"])
+def test_exp_is_read_whatever_its_json_type(exp: object) -> None:
+    """A numeric-string exp (PyJWT validates it) still sets the expiry timer."""
+    grant = Grant.from_claims({"exp": exp, "channels": ["*"]})
+    assert grant.exp is not None and int(grant.exp) == 1795538566
+
+
+def test_a_non_numeric_exp_gives_no_timer() -> None:
+    assert Grant.from_claims({"exp": "soon", "channels": ["*"]}).exp is None

@@ -69,3 +69,12 @@ def test_foreign_payloads_are_text_when_utf8_else_binary() -> None:
     assert decode_envelope(b"\xffnot-ours") == Message(b"\xffnot-ours", BINARY)
     assert ENVELOPE_MAGIC[0] == 0xFF  # never valid UTF-8, so no text is mistaken for it
     assert encode_envelope(b"text") == b"text"
+
+
+def test_a_json_envelope_that_is_not_one_json_value_is_binary() -> None:
+    """Invalid UTF-8, broken JSON, or JSON followed by more: delivered whole, as bytes."""
+    for bad in (b'\xffhbj"\xc3\x28"', b"\xffhbj{bad", b'\xffhbj1,"type":"ack","id":1}'):
+        message = decode_envelope(bad)
+        assert (message.kind, message.payload) == (BINARY, bad)
+    escaped = decode_envelope(b'\xffhbj"\\ud800"')  # a lone surrogate, escaped: valid JSON
+    assert escaped.kind == JSON

@@ -131,10 +131,17 @@ class Reader:
         elif kind == "error":
             raise AssertionError(f"error frame: {frame}")
 
-    async def resume(self, urls: Sequence[str], *, until: Callable[[Reader], bool]) -> None:
+    async def resume(
+        self,
+        urls: Sequence[str],
+        *,
+        until: Callable[[Reader], bool],
+        attempts: int = 40,
+        timeout: float = 30,
+    ) -> None:
         """Keep reading across dropped connections, trying each URL in turn."""
-        for attempt in range(40):
-            if await self.session(urls[attempt % len(urls)], until=until):
+        for attempt in range(attempts):
+            if await self.session(urls[attempt % len(urls)], until=until, timeout=timeout):
                 return
             with contextlib.suppress(Exception):
                 await asyncio.sleep(0.2)

@@ -1,0 +1,163 @@
+"""A soak: mixed traffic over two hub instances for many minutes, with faults injected, counting
+every message per subscriber and sampling memory. Not part of the default test run (it takes
+at least ten minutes); docs/soak.md has the figures of the last run.
+
+    python benchmarks/soak.py --minutes 10 [--channels 4] [--readers 8] [--rate 50]
+
+Set-up: a redis-server with AOF (fsync always); instance A (`hub serve --workers 2`) and
+instance B (`--workers 1`), sharing it, every channel with history. Publishers send numbered
+messages to each channel through B at a steady rate. Readers subscribe through A (hub.v1),
+recover from their position whenever their connection drops, and fall back to B. Every
+fault interval, the next fault of the cycle hits:
+
+1. ``CLIENT KILL TYPE pubsub``: every hub's subscription drops (server-side gap repair);
+2. a SIGKILL of one of A's workers (the supervisor restarts it; its clients recover);
+3. a redis-server kill and restart (the hubs buffer, reconnect, repair; clients recover).
+
+At the end it prints, per reader, the messages lost, duplicated and reordered, and the RSS of
+every hub process over time, as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from support.counting import Reader, count, publish_numbered  # noqa: E402
+from support.processes import HubProcess, RedisServer  # noqa: E402
+
+
+def rss(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def hub_pids(hub: HubProcess) -> list[int]:
+    """The supervisor and its workers."""
+    pids = [hub.proc.pid]
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == hub.proc.pid:
+                pids.append(int(entry.name))
+    return pids
+
+
+async def soak(
+    minutes: float, channels: int, readers: int, rate: float, fault_s: float
+) -> dict[str, Any]:
+    total = int(rate * minutes * 60)
+    history = ("--history-size", str(total + 10), "--history-ttl-s", "3600")
+    recovery = ("--recovery-max-messages", str(total + 10))
+    with RedisServer.running("--appendonly", "yes", "--appendfsync", "always") as redis:
+        common = ("--redis", redis.url, "--channel-prefix", "soak:", *history, *recovery)
+        with HubProcess(*common, "--workers", "2") as a, HubProcess(*common, "--workers", "1") as b:
+            a.wait_ready(30)
+            b.wait_ready(30)
+            names = [f"soak.{i}" for i in range(channels)]
+            subs = [Reader(names[i % channels]) for i in range(readers)]
+            done = lambda r: len(r.numbers) > 0 and r.numbers[-1] >= total - 1  # noqa: E731
+            session_s = minutes * 60 + 300
+            tasks = [
+                asyncio.create_task(
+                    r.resume([a.url(), b.url()], until=done, attempts=10_000, timeout=session_s)
+                )
+                for r in subs
+            ]
+            await asyncio.sleep(2)
+            publishers = [
+                asyncio.create_task(publish_numbered(b.url(), name, range(total), rate=rate))
+                for name in names
+            ]
+            samples: list[dict[str, Any]] = []
+            faults: list[dict[str, Any]] = []
+            started = time.monotonic()
+            next_fault = started + fault_s
+            cycle = 0
+            while not all(p.done() for p in publishers):
+                await asyncio.sleep(1)
+                now = time.monotonic()
+                if int(now - started) % 10 == 0:
+                    samples.append(
+                        {
+                            "t_s": round(now - started),
+                            "rss": {p: rss(p) for p in hub_pids(a) + hub_pids(b)},
+                        }
+                    )
+                if now >= next_fault:
+                    kind = ("client-kill-pubsub", "worker-sigkill", "redis-restart")[cycle % 3]
+                    if kind == "client-kill-pubsub":
+                        redis.client().client_kill_filter(_type="pubsub")
+                    elif kind == "worker-sigkill":
+                        workers = [p for p in hub_pids(a) if p != a.proc.pid]
+                        if workers:
+                            os.kill(workers[0], signal.SIGKILL)
+                    else:
+                        redis.stop()
+                        await asyncio.sleep(1)
+                        redis.start()
+                    faults.append({"t_s": round(now - started), "fault": kind})
+                    cycle += 1
+                    next_fault = now + fault_s
+            await asyncio.gather(*publishers)
+            await asyncio.wait_for(asyncio.gather(*tasks), 120)
+            results = []
+            for r in subs:
+                c = count(r.numbers, range(total))
+                results.append(
+                    {
+                        "channel": r.channel,
+                        "received": len(r.numbers),
+                        "lost": len(c.lost),
+                        "duplicated": len(c.duplicated),
+                        "reordered": c.reordered,
+                        "gaps": len(r.gaps),
+                        "sessions": len(r.acks),
+                    }
+                )
+            return {
+                "minutes": minutes,
+                "messages_per_channel": total,
+                "channels": channels,
+                "readers": results,
+                "faults": faults,
+                "rss_samples": samples,
+            }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--channels", type=int, default=4)
+    parser.add_argument("--readers", type=int, default=8)
+    parser.add_argument("--rate", type=float, default=50.0, help="messages/s per channel")
+    parser.add_argument("--fault-interval-s", type=float, default=60.0)
+    args = parser.parse_args()
+    result = asyncio.run(
+        soak(args.minutes, args.channels, args.readers, args.rate, args.fault_interval_s)
+    )
+    print(json.dumps(result))
+    worst = max(r["lost"] + r["duplicated"] + r["reordered"] for r in result["readers"])
+    sys.exit(1 if worst else 0)
+
+
+if __name__ == "__main__":
+    main()
