@@ -10,15 +10,11 @@ from hub.core.envelope import BINARY, Message
 from hub.core.errors import CloseCode
 from hub.core.formats import ENCODERS, PER_CONNECTION, RAW, V1
 from hub.core.frames import OP_TEXT, encode_frame, v1_messages
-from hub.ws.connection import HubConnection
+from hub.ws.connection import SLOW_CLOSE_TIMEOUT_S, HubConnection
 
 __all__ = ["RawClient", "V1Client"]
 
 OPEN = State.OPEN
-
-#: A slow consumer must drain what is already queued before it can read the close frame, so
-#: it gets longer than the shutdown's close timeout.
-SLOW_CLOSE_TIMEOUT_S = 10.0
 
 
 class RawClient:

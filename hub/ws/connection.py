@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 from websockets.asyncio.connection import Connection
 from websockets.asyncio.server import ServerConnection
 from websockets.frames import Frame, Opcode
-from websockets.protocol import Event
+from websockets.protocol import Event, State
 
 from hub.core.auth import Grant
 from hub.core.envelope import BINARY, TEXT
@@ -45,7 +45,10 @@ _DATA_OPCODES = (Opcode.TEXT, Opcode.BINARY, Opcode.CONT)
 _NOTHING_QUEUED: collections.deque[Frame] = collections.deque(maxlen=0)
 
 logger = logging.getLogger(__name__)
-_last_cut_off_log = 0.0
+_last_slow_log = 0.0
+#: A slow consumer must drain what is already queued before it can read the close frame, so
+#: it gets longer than the shutdown's close timeout.
+SLOW_CLOSE_TIMEOUT_S = 10.0
 
 # Closing tasks run detached; keep references so they are not garbage-collected mid-close.
 _closing: set[asyncio.Task[None]] = set()
@@ -161,22 +164,28 @@ class HubConnection(ServerConnection):
         # Every ping answered queues a pong: a client that pings and never reads would grow
         # this buffer without end. The bound that evicts slow consumers covers it too.
         limit = self.max_write_buffer_bytes
-        if limit and self.transport.get_write_buffer_size() > limit:
-            self._cut_off()
+        if limit:
+            unsent = self.transport.get_write_buffer_size()
+            if unsent > limit:
+                if self.protocol.state is State.OPEN:
+                    self._close_slow(unsent)
+                elif unsent > 4 * limit:
+                    self.transport.abort()  # it went on while closing: no more waiting
 
-    def _cut_off(self) -> None:
+    def _close_slow(self, unsent: int) -> None:
         HubConnection.num_overflows += 1
-        global _last_cut_off_log
+        global _last_slow_log
         now = time.monotonic()
-        if now - _last_cut_off_log > 10.0:
-            _last_cut_off_log = now
+        if now - _last_slow_log > 10.0:
+            _last_slow_log = now
             logger.warning(
-                "cut off a client that reads nothing of what it is sent (%d bytes unsent; "
-                "%d so far)",
-                self.transport.get_write_buffer_size(),
+                "closing a client that reads nothing of what it is sent, pongs included "
+                "(%d bytes unsent; %d so far)",
+                unsent,
                 HubConnection.num_overflows,
             )
-        self.transport.abort()
+        self.close_timeout = SLOW_CLOSE_TIMEOUT_S
+        self.close_soon(CloseCode.SLOW_CONSUMER, "slow consumer")
 
     def connection_lost(self, exc: Exception | None) -> None:
         HubConnection.num_open -= 1
