@@ -47,6 +47,14 @@ def rss(pid: int) -> int:
     return 0
 
 
+def _is_worker(pid: int) -> bool:
+    """A hub worker (not multiprocessing's resource tracker, also a child)."""
+    try:
+        return b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
 def hub_pids(hub: HubProcess) -> list[int]:
     """The supervisor and its workers."""
     pids = [hub.proc.pid]
@@ -69,7 +77,11 @@ async def soak(
     recovery = ("--recovery-max-messages", str(total + 10))
     with RedisServer.running("--appendonly", "yes", "--appendfsync", "always") as redis:
         common = ("--redis", redis.url, "--channel-prefix", "soak:", *history, *recovery)
-        with HubProcess(*common, "--workers", "2") as a, HubProcess(*common, "--workers", "1") as b:
+        logs = Path(os.environ.get("SOAK_LOG_DIR", "/tmp/hub-soak-logs"))
+        with (
+            HubProcess(*common, "--workers", "2", log_dir=logs) as a,
+            HubProcess(*common, "--workers", "1", log_dir=logs) as b,
+        ):
             a.wait_ready(30)
             b.wait_ready(30)
             names = [f"soak.{i}" for i in range(channels)]
@@ -107,9 +119,9 @@ async def soak(
                     if kind == "client-kill-pubsub":
                         redis.client().client_kill_filter(_type="pubsub")
                     elif kind == "worker-sigkill":
-                        workers = [p for p in hub_pids(a) if p != a.proc.pid]
+                        workers = [p for p in hub_pids(a) if _is_worker(p)]
                         if workers:
-                            os.kill(workers[0], signal.SIGKILL)
+                            os.kill(workers[(cycle // 3) % len(workers)], signal.SIGKILL)
                     else:
                         redis.stop()
                         await asyncio.sleep(1)

@@ -55,8 +55,19 @@ def count(received: Sequence[int], expected: range) -> Counts:
 async def publish_numbered(
     url: str, channel: str, numbers: range, *, rate: float, key: str = "n"
 ) -> None:
-    """Publish ``{"n": i}`` for each number over hub.v1 at ``rate`` per second."""
+    """Publish ``{"n": i}`` for each number over hub.v1 at ``rate`` per second, reading the
+    acks as they come (a client that reads nothing stops hearing its pongs, and websockets'
+    keepalive then closes it), and return once the hub has answered them all."""
     async with connect(url, subprotocols=["hub.v1"]) as ws:  # type: ignore[list-item]
+        done = asyncio.Event()
+
+        async def read_acks() -> None:
+            async for frame in ws:
+                if json.loads(frame).get("id") == "end":
+                    done.set()
+                    return
+
+        reader = asyncio.create_task(read_acks())
         loop = asyncio.get_running_loop()
         start = loop.time()
         for index, n in enumerate(numbers):
@@ -65,8 +76,10 @@ async def publish_numbered(
             if delay > 0:
                 await asyncio.sleep(delay)
         await ws.send(json.dumps({"op": "ping", "id": "end"}))
-        while json.loads(await asyncio.wait_for(ws.recv(), t(10))).get("id") != "end":
-            pass
+        try:
+            await asyncio.wait_for(done.wait(), t(30))
+        finally:
+            reader.cancel()
 
 
 @dataclass
