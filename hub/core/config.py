@@ -124,12 +124,14 @@ class Settings:
     )
     max_buffered_bytes: int = _opt(
         4 * MiB,
-        "unsent bytes a client may have queued before it is closed with 4008 (slow consumer)",
+        "unsent bytes a client may have queued, pongs to its pings included, before it is "
+        "closed with 4008 (slow consumer)",
         group="limits",
     )
     max_connections: int = _opt(
         0,
-        "connections one worker accepts (0: no limit); beyond it handshakes get HTTP 503",
+        "connections one worker holds, handshakes in flight included (0: no limit); beyond "
+        "it handshakes get HTTP 503",
         group="limits",
     )
     max_subscriptions: int = _opt(

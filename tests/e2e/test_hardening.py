@@ -173,14 +173,22 @@ async def test_tokens_of_another_key_type_get_401(start_hub: StartHub, tmp_path:
         claims, key, algorithm="RS256", headers={"jwk": {"kty": "RSA", "n": "AQAB", "e": "AQAB"}}
     )
     hs = jwt.encode(claims, "a-secret-that-is-long-enough-for-hs256!", algorithm="HS256")
-    for token in (es, hs):
+    attacker = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    numbers = attacker.public_key().public_numbers()
+    own_jwk = {
+        "kty": "RSA",
+        "n": base64.urlsafe_b64encode(numbers.n.to_bytes(256, "big")).rstrip(b"=").decode(),
+        "e": "AQAB",
+    }
+    forged = jwt.encode(claims, attacker, algorithm="RS256", headers={"jwk": own_jwk})
+    for token in (es, hs, forged):
         with pytest.raises(InvalidStatus) as info:
             async with connect(hub.url(f"room?token={token}")):
                 pass
         assert info.value.response.status_code == 401
         assert b"invalid token" in info.value.response.body
     async with connect(hub.url(f"room?token={jwk_header}")):
-        pass  # signed by the right key: the jwk header is ignored, not trusted
+        pass  # signed by the right key: the jwk header is ignored, never trusted
     assert_no_traceback(hub)
 
 
