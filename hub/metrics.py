@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import prometheus_client
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from hub.core.config import METRICS_DIR_ENV
@@ -170,6 +170,14 @@ _GAUGES: dict[str, tuple[str, str]] = {
         "1 when the broker is connected, subscribed and not deaf, else 0",
     ),
 }
+#: The process collector's gauges, exported per worker.
+_PROCESS_GAUGES: dict[str, str] = {
+    "process_resident_memory_bytes": "resident memory of the worker process, in bytes",
+    "process_virtual_memory_bytes": "virtual memory of the worker process, in bytes",
+    "process_open_fds": "open file descriptors of the worker process (sockets included)",
+    "process_max_fds": "the worker's open-file limit: the most sockets it can hold",
+    "process_start_time_seconds": "when the worker process started, in seconds since the epoch",
+}
 #: Figures fields counted as dropped messages, by reason label.
 _DROPS: dict[str, str] = {
     "dropped_publish_buffer_full": "publish_buffer_full",
@@ -233,6 +241,22 @@ class WorkerMetrics:
             buckets=ROUNDTRIP_BUCKETS_S,
             registry=self.registry,
         ).labels(label)
+        # The process collector's series, per worker: multiprocess mode drops the default
+        # collectors, and dashboards and alerts (open fds / max fds) need them.
+        self._process = ProcessCollector(registry=None)
+        self._process_gauges = {
+            name: Gauge(
+                name, doc, ["worker"], registry=self.registry, multiprocess_mode="livesum"
+            ).labels(label)
+            for name, doc in _PROCESS_GAUGES.items()
+        }
+        self._process_cpu = Counter(
+            "process_cpu_seconds",
+            "user and system CPU time of the worker process, in seconds",
+            ["worker"],
+            registry=self.registry,
+        ).labels(label)
+        self._last_cpu_s = 0.0
         #: Hooks for Node(on_fanout=...) and RedisBroker(on_roundtrip=...).
         self.observe_fanout: Callable[[float], None] = self.fanout_duration.observe
         self.observe_roundtrip: Callable[[float], None] = self.broker_roundtrip.observe
@@ -251,6 +275,19 @@ class WorkerMetrics:
             last[key] = value
         for key, gauge in self._gauges:
             gauge.set(float(getattr(figures, key)))
+        self._sync_process()
+
+    def _sync_process(self) -> None:
+        """This worker's memory, CPU, file descriptors and start time, from /proc."""
+        for family in self._process.collect():
+            for sample in family.samples:
+                gauge = self._process_gauges.get(sample.name)
+                if gauge is not None:
+                    gauge.set(sample.value)
+                elif sample.name == "process_cpu_seconds_total":
+                    if sample.value > self._last_cpu_s:
+                        self._process_cpu.inc(sample.value - self._last_cpu_s)
+                        self._last_cpu_s = sample.value
 
     async def run(self, interval_s: float = SYNC_INTERVAL_S) -> None:
         """Sync every ``interval_s`` until cancelled; an error is logged, never fatal."""

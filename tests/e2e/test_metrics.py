@@ -44,6 +44,12 @@ CONTRACT = {
     "hub_fanout_duration_seconds": "histogram",
     "hub_broker_roundtrip_seconds": "histogram",
     "hub_broker_ready": "gauge",
+    "process_resident_memory_bytes": "gauge",
+    "process_virtual_memory_bytes": "gauge",
+    "process_open_fds": "gauge",
+    "process_max_fds": "gauge",
+    "process_start_time_seconds": "gauge",
+    "process_cpu_seconds": "counter",
 }
 
 StartHub = Callable[..., HubProcess]
@@ -177,6 +183,12 @@ async def test_metrics_cover_every_worker(own_redis: RedisServer, start_hub: Sta
             assert total(samples, "hub_ws_connections_opened_total") == opened
             assert {labels["worker"] for labels, _ in samples["hub_broker_ready"]} == {"0", "1"}
             assert_no_channel_labels(samples, channel)
+            # Process metrics per worker, which multiprocess mode would otherwise drop.
+            for name in ("process_resident_memory_bytes", "process_open_fds", "process_max_fds"):
+                by_worker = {labels["worker"]: value for labels, value in samples[name]}
+                assert set(by_worker) == {"0", "1"} and min(by_worker.values()) > 0, name
+            open_fds = {labels["worker"]: v for labels, v in samples["process_open_fds"]}
+            assert sum(open_fds.values()) >= opened  # every socket is a file
 
         await clients[0].send("to everyone")
         await async_wait_until(
