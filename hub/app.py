@@ -15,6 +15,7 @@ from hub.brokers import Broker, create_broker
 from hub.core.auth import Authenticator
 from hub.core.config import Settings
 from hub.core.limits import raise_open_file_limit
+from hub.core.tls import server_tls_context
 from hub.metrics import Figures, WorkerMetrics
 from hub.node import Node
 from hub.ws.connection import HubConnection
@@ -103,6 +104,11 @@ class App:
             ping_interval_s=settings.ping_interval_s,
             ping_timeout_s=settings.ping_timeout_s,
             max_buffered_bytes=settings.max_buffered_bytes,
+            ssl_context=(
+                server_tls_context(settings.tls_cert, settings.tls_key)
+                if settings.tls_cert and settings.tls_key
+                else None
+            ),
         )
         self.stopping = asyncio.Event()
         self._metrics_task: asyncio.Task[None] | None = None
@@ -139,9 +145,10 @@ class App:
         if self.api is not None:
             await self.api.start(s.api_host, s.api_port, reuse_port=self.reuse_port)
         logger.info(
-            "worker %d serving ws://%s:%d (broker %s, capacity %d connections: the open-file "
+            "worker %d serving %s://%s:%d (broker %s, capacity %d connections: the open-file "
             "limit; run more workers for more)",
             self.worker,
+            "wss" if s.tls_cert else "ws",
             s.host,
             self.port,
             type(self.broker).__name__,

@@ -114,9 +114,12 @@ def _worker_main(settings: Settings, index: int) -> None:
 def serve(settings: Settings) -> int:
     from hub.cli.logs import configure_logging
     from hub.core.auth import Authenticator
+    from hub.core.tls import server_tls_context
 
     try:
         Authenticator.create(secret=settings.jwt_secret, public_key=settings.jwt_public_key)
+        if settings.tls_cert and settings.tls_key:
+            server_tls_context(settings.tls_cert, settings.tls_key)
     except ConfigError as exc:
         print(f"hub: bad setting {exc}", file=sys.stderr)
         return 2

@@ -161,6 +161,13 @@ class Settings:
         "(unset: any); clients that send no Origin are not browsers and are accepted",
         group="auth",
     )
+    tls_cert: str | None = _opt(
+        None,
+        "PEM certificate (chain) file: serve wss:// and https:// on --port, with no "
+        "terminating proxy in front (needs --tls-key)",
+        group="server",
+    )
+    tls_key: str | None = _opt(None, "PEM private key file of --tls-cert", group="server")
     # HTTP API
     api_port: int = _opt(0, "port of the HTTP publish API (0: off)", group="api")
     api_host: str = _opt("127.0.0.1", "address of the HTTP publish API", group="api")
@@ -206,6 +213,13 @@ class Settings:
             raise ConfigError("HUB_" + key.upper(), value, reason)
         if self.presence_ttl_s < 1:
             raise ConfigError("HUB_PRESENCE_TTL_S", self.presence_ttl_s, "must be >= 1")
+
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ConfigError(
+                "HUB_TLS_KEY" if self.tls_cert else "HUB_TLS_CERT",
+                None,
+                "TLS needs both --tls-cert and --tls-key",
+            )
 
         if self.jwt_secret and self.jwt_public_key:
             raise ConfigError(

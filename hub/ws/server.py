@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Callable
 from typing import Any
 
@@ -66,8 +67,10 @@ class WebSocketServer:
         ping_interval_s: float,
         ping_timeout_s: float,
         max_buffered_bytes: int = 0,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.handler = handler
+        self.ssl_context = ssl_context
         self.max_buffered_bytes = max_buffered_bytes
         self.compression = compression
         self.max_message_bytes = max_message_bytes
@@ -91,6 +94,7 @@ class WebSocketServer:
             close_timeout=CLOSE_TIMEOUT_S,
             reuse_port=reuse_port,
             backlog=4096,
+            ssl=self.ssl_context,
             create_connection=HubConnection,
         )
         if self.ping_interval_s > 0:
