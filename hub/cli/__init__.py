@@ -105,6 +105,9 @@ def _settings_from_args(args: argparse.Namespace) -> Settings:
 def _worker_main(settings: Settings, index: int) -> None:
     """Entry point of a spawned worker process."""
     from hub.app import run_worker
+    from hub.cli.orphans import die_with_parent
+
+    die_with_parent()  # a worker outlives no supervisor, even a SIGKILLed one
     from hub.cli.logs import configure_logging
 
     configure_logging(settings.log_level, settings.log_format, worker=index)

@@ -6,10 +6,11 @@ import logging
 import shutil
 import socket
 import subprocess
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+
+from hub.cli.orphans import die_with_parent, make_owned_dir
 
 __all__ = [
     "PUBSUB_BUFFER_LIMIT",
@@ -86,7 +87,7 @@ class EmbeddedRedis:
                 "several workers need Redis to reach each other: pass --redis URL "
                 "(or HUB_REDIS_URL), or install redis-server (apt-get install redis-server)"
             )
-        self._dir = Path(tempfile.mkdtemp(prefix="hub-redis-"))
+        self._dir = make_owned_dir("hub-redis-")
         self.socket_path = self._dir / "redis.sock"
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -102,6 +103,8 @@ class EmbeddedRedis:
                 extra=("--maxclients", "10000"),
             ),
             stdin=subprocess.DEVNULL,
+            # It dies with the supervisor, even a SIGKILLed one (no orphaned redis-server).
+            preexec_fn=die_with_parent,
             stdout=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + timeout_s

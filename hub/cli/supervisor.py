@@ -9,13 +9,13 @@ import multiprocessing.connection
 import os
 import shutil
 import signal
-import tempfile
 import time
 from collections.abc import Callable
 from multiprocessing.process import BaseProcess
 from types import FrameType
 
 from hub.cli.embedded_redis import EmbeddedRedis
+from hub.cli.orphans import make_owned_dir, remove_stale_dirs
 from hub.core.backoff import backoff
 from hub.core.config import METRICS_DIR_ENV, Settings
 
@@ -67,6 +67,7 @@ class Supervisor:
         """Start everything and block until stopped; return the exit status."""
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
+        remove_stale_dirs()
         if self.settings.redis_url is None:
             self.embedded = EmbeddedRedis()
             self.embedded.start()
@@ -97,7 +98,7 @@ class Supervisor:
                 METRICS_DIR_ENV,
             )
             return
-        self.metrics_dir = tempfile.mkdtemp(prefix="hub-metrics-")
+        self.metrics_dir = str(make_owned_dir("hub-metrics-"))
         os.environ[METRICS_DIR_ENV] = self.metrics_dir
         logger.info("metrics of all workers in %s", self.metrics_dir)
 
