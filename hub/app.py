@@ -14,13 +14,13 @@ from hub.api import PublishApi
 from hub.brokers import Broker, create_broker
 from hub.core.auth import Authenticator
 from hub.core.config import Settings
-from hub.core.limits import raise_open_file_limit
+from hub.core.limits import is_loopback, raise_open_file_limit
 from hub.core.tls import server_tls_context
 from hub.metrics import Figures, WorkerMetrics
 from hub.node import Node
 from hub.ws.connection import HubConnection
 from hub.ws.handler import WebSocketHandler
-from hub.ws.routes import Routes
+from hub.ws.routes import AdminGuard, Routes
 from hub.ws.server import WebSocketServer, add_health_routes
 
 __all__ = ["App", "run_worker"]
@@ -69,7 +69,9 @@ class App:
             presence_ttl_s=settings.presence_ttl_s,
             on_fanout=self.metrics.observe_fanout,
         )
-        self.routes = Routes()
+        self.routes = Routes(
+            AdminGuard(token=settings.admin_token or None, is_open=is_loopback(settings.host))
+        )
         add_health_routes(
             self.routes,
             is_ready=lambda: self.node.is_ready,

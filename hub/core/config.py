@@ -168,6 +168,12 @@ class Settings:
         group="server",
     )
     tls_key: str | None = _opt(None, "PEM private key file of --tls-cert", group="server")
+    admin_token: str | None = _opt(
+        None,
+        "bearer token the admin pages need on --port (the dashboard, /stats, /metrics; "
+        "/healthz and /readyz stay open); unset on a non-loopback --host: they answer 403",
+        group="auth",
+    )
     # HTTP API
     api_port: int = _opt(0, "port of the HTTP publish API (0: off)", group="api")
     api_host: str = _opt("127.0.0.1", "address of the HTTP publish API", group="api")

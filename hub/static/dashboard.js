@@ -11,6 +11,9 @@ const fmt = (n) => (n === undefined || n === null ? "–" : Math.round(n).toLoca
 // Live figures
 
 let previous = null; // the last /stats answer, for the rates
+// With --admin-token, open the page as /?admin_token=...; /stats gets it as a bearer token.
+const adminToken = new URLSearchParams(location.search).get("admin_token");
+const adminHeaders = adminToken ? { Authorization: `Bearer ${adminToken}` } : {};
 
 function rate(now, before, key, dt) {
   if (!before || dt <= 0) return null;
@@ -61,7 +64,7 @@ function render(stats) {
 async function poll() {
   const status = $("status");
   try {
-    const response = await fetch("/stats", { cache: "no-store" });
+    const response = await fetch("/stats", { cache: "no-store", headers: adminHeaders });
     if (!response.ok) throw new Error(`HTTP ${response.status}`);
     render(await response.json());
     status.textContent = `live · answered by worker ${previous.answered_by.worker}`;

@@ -37,9 +37,11 @@ def add_dashboard_routes(routes: Routes, *, stats: Callable[[], dict[str, Any]])
     """Serve the page and its files (read once, here) and ``/stats`` from ``stats()``."""
     static = resources.files("hub") / "static"
     for path, (name, content_type) in STATIC_FILES.items():
-        routes.add(path, _static_route((static / name).read_text("utf-8"), content_type))
+        # The page itself is admin; its script and style hold no data.
+        page = _static_route((static / name).read_text("utf-8"), content_type)
+        routes.add(path, page, admin=path == "/")
 
     def stats_route(connection: ServerConnection, request: Request) -> Response:
         return json_response(200, orjson.dumps(stats()))
 
-    routes.add("/stats", stats_route)
+    routes.add("/stats", stats_route, admin=True)

@@ -51,7 +51,7 @@ def add_health_routes(
 
     routes.add("/healthz", healthz)
     routes.add("/readyz", readyz)
-    routes.add("/metrics", metrics_route)
+    routes.add("/metrics", metrics_route, admin=True)
     add_dashboard_routes(routes, stats=stats)
 
 
