@@ -16,7 +16,7 @@ from hub.core.auth import Authenticator
 from hub.core.config import Settings
 from hub.core.limits import is_loopback, raise_open_file_limit
 from hub.core.tls import server_tls_context
-from hub.metrics import Figures, WorkerMetrics
+from hub.metrics import Figures, WorkerMetrics, redact_url
 from hub.node import Node
 from hub.ws.connection import HubConnection
 from hub.ws.handler import WebSocketHandler
@@ -46,7 +46,9 @@ class App:
         self.worker = worker
         self.reuse_port = reuse_port
         self.supervised = supervised
-        self.metrics = WorkerMetrics(worker=worker, read=self._figures)
+        self.metrics = WorkerMetrics(
+            worker=worker, read=self._figures, broker=redact_url(settings.redis_url)
+        )
         self.broker: Broker = (
             create_broker(
                 settings.redis_url,

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
@@ -79,6 +80,17 @@ ROUNDTRIP_BUCKETS_S = (
     1.0,
     2.5,
 )
+
+
+def redact_url(url: str | None) -> str:
+    """A broker URL fit to show: the password, if any, is replaced by ``***``."""
+    if url is None:
+        return "memory"
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
 
 
 def multiprocess_dir() -> str | None:
@@ -195,9 +207,11 @@ _STATS_KEYS: dict[str, str] = {
 class WorkerMetrics:
     """One worker's Prometheus metrics, synced from ``read()`` by ``run`` and before scrapes."""
 
-    def __init__(self, *, worker: int, read: Callable[[], Figures]) -> None:
+    def __init__(self, *, worker: int, read: Callable[[], Figures], broker: str = "memory") -> None:
         self.worker = worker
         self.read = read
+        #: Where the broker is, for /stats (no password: see ``redact_url``).
+        self.broker = broker
         self.multiprocess_dir = multiprocess_dir()
         self.started_at = time.time()
         # _created samples do not exist in multiprocess mode; leave them out of both modes.
@@ -346,6 +360,7 @@ class WorkerMetrics:
             "answered_by": {"worker": self.worker, "pid": os.getpid()},
             "uptime_s": round(time.time() - self.started_at, 3),
             "multiprocess": self.multiprocess_dir is not None,
+            "broker": self.broker,
             "totals": totals,
             "workers": per_worker,
         }

@@ -112,7 +112,13 @@ class EmbeddedRedis:
             if self._proc.poll() is not None:
                 raise RuntimeError(f"redis-server exited with {self._proc.returncode}")
             if redis_answers_ping(self.socket_path):
-                logger.info("embedded redis-server %d on %s", self._proc.pid, self.socket_path)
+                logger.info(
+                    "embedded redis-server %d at %s (publish into it: hub publish CHANNEL "
+                    "MESSAGE --redis %s)",
+                    self._proc.pid,
+                    self.url,
+                    self.url,
+                )
                 return
             time.sleep(0.02)
         raise RuntimeError(f"redis-server did not answer on {self.socket_path}")

@@ -68,6 +68,7 @@ async def test_plain_get_serves_the_page_and_stats(two_hubs: list[HubProcess]) -
         assert status == 200 and headers["content-type"].startswith(kind) and body
     doc = await stats(hub.port)
     assert doc["multiprocess"] is False
+    assert doc["broker"].startswith("redis://127.0.0.1:")  # where to publish from a shell
     assert doc["totals"]["workers"] == 1 and doc["totals"]["workers_ready"] == 1
     assert doc["totals"]["connections"] == 0
     (worker,) = doc["workers"]

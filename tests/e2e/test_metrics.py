@@ -225,3 +225,12 @@ async def _wait_connections(hub: HubProcess, expected: float) -> None:
 async def _connections_by_worker(hub: HubProcess) -> dict[str, float]:
     samples = await scrape(hub.port)
     return {labels["worker"]: value for labels, value in samples["hub_ws_connections"]}
+
+
+def test_the_broker_url_in_stats_hides_its_password() -> None:
+    from hub.metrics import redact_url
+
+    assert redact_url(None) == "memory"
+    assert redact_url("unix:///tmp/hub-redis-x/redis.sock") == "unix:///tmp/hub-redis-x/redis.sock"
+    assert redact_url("redis://:s3cret@h:6379/0") == "redis://:***@h:6379/0"
+    assert redact_url("rediss://user:s3cret@h:6380") == "rediss://user:***@h:6380"
