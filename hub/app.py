@@ -58,6 +58,7 @@ class App:
                 probe_interval_s=settings.probe_interval_s,
                 probe_timeout_s=settings.probe_timeout_s,
                 on_roundtrip=self.metrics.observe_roundtrip,
+                on_probe_latency=self.metrics.observe_probe_latency,
             )
             if settings.redis_url
             else create_broker(None)

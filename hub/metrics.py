@@ -271,6 +271,15 @@ class WorkerMetrics:
             registry=self.registry,
         ).labels(label)
         self._last_cpu_s = 0.0
+        self.probe_latency = Histogram(
+            "hub_probe_latency_seconds",
+            "end to end through Redis: from this worker's probe PUBLISH to its arrival on the "
+            "worker's own subscription, once per probe interval",
+            ["worker"],
+            buckets=ROUNDTRIP_BUCKETS_S,
+            registry=self.registry,
+        ).labels(label)
+        self.observe_probe_latency: Callable[[float], None] = self.probe_latency.observe
         #: Hooks for Node(on_fanout=...) and RedisBroker(on_roundtrip=...).
         self.observe_fanout: Callable[[float], None] = self.fanout_duration.observe
         self.observe_roundtrip: Callable[[float], None] = self.broker_roundtrip.observe

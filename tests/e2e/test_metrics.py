@@ -43,6 +43,7 @@ CONTRACT = {
     "hub_history_gaps": "counter",
     "hub_fanout_duration_seconds": "histogram",
     "hub_broker_roundtrip_seconds": "histogram",
+    "hub_probe_latency_seconds": "histogram",
     "hub_broker_ready": "gauge",
     "process_resident_memory_bytes": "gauge",
     "process_virtual_memory_bytes": "gauge",
@@ -126,6 +127,11 @@ async def test_metrics_follow_real_traffic(own_redis: RedisServer, start_hub: St
         assert total(samples, "hub_broker_ready") == 1
         assert total(samples, "hub_fanout_duration_seconds_count") >= 1
         assert total(samples, "hub_broker_roundtrip_seconds_count") >= 1
+        await async_wait_until(
+            lambda: _at_least(hub.port, "hub_probe_latency_seconds_count", 1),
+            10,
+            "a probe to come back",
+        )
         assert sorted(samples["hub_messages_dropped_total"], key=str) == [
             ({"worker": "0", "reason": "publish_buffer_full"}, 0.0),
             ({"worker": "0", "reason": "rate_limited"}, 0.0),
@@ -234,3 +240,7 @@ def test_the_broker_url_in_stats_hides_its_password() -> None:
     assert redact_url("unix:///tmp/hub-redis-x/redis.sock") == "unix:///tmp/hub-redis-x/redis.sock"
     assert redact_url("redis://:s3cret@h:6379/0") == "redis://:***@h:6379/0"
     assert redact_url("rediss://user:s3cret@h:6380") == "rediss://user:***@h:6380"
+
+
+async def _at_least(port: int, name: str, expected: float) -> bool:
+    return total(await scrape(port), name) >= expected

@@ -42,6 +42,7 @@ class RedisBroker:
         probe_timeout_s: float = 3.0,
         name: str | None = None,
         on_roundtrip: Callable[[float], None] | None = None,
+        on_probe_latency: Callable[[float], None] | None = None,
     ) -> None:
         self.stats = BrokerStats()
         name = name or f"hub-{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -53,6 +54,7 @@ class RedisBroker:
         self._probe_interval_s = probe_interval_s
         self._probe_timeout_s = probe_timeout_s
         self._probe_sent_at: float | None = None
+        self._on_probe_latency = on_probe_latency
         self._is_deaf = False
         self._subscriber = RedisSubscriber(
             self._link,
@@ -141,7 +143,12 @@ class RedisBroker:
         self._is_deaf = False
 
     def _on_probe(self) -> None:
+        """The probe is back: this process's publish → Redis → subscribe path works, and
+        took this long (the end-to-end latency every message of this process sees)."""
+        sent_at = self._probe_sent_at
         self._probe_sent_at = None
+        if sent_at is not None and self._on_probe_latency is not None:
+            self._on_probe_latency(time.monotonic() - sent_at)
 
     async def _run_probe(self) -> None:
         while not self._link.is_closing:
