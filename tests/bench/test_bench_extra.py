@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import ast
-import subprocess
-import sys
 import tomllib
 
-from support import ROOT, clean_env, t
+from support import ROOT, run_python
 
 from hub import DISTRIBUTION
 from hub.bench import REQUIRES
@@ -47,14 +45,7 @@ def test_hub_bench_without_the_extra_says_how_to_install_it() -> None:
         "import sys; sys.modules['picows'] = None; from hub.cli import main; "
         "sys.exit(main(['bench', 'fanout', '--help']))"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=t(30),
-        cwd=ROOT,
-        env=clean_env(),
-    )
+    out = run_python("-c", code, timeout=30)
     assert out.returncode == 2, out.stderr
     assert f"pip install '{DISTRIBUTION}[bench]'" in out.stderr
     assert "Traceback" not in out.stderr

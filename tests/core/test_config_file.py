@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from support import ROOT, clean_env, t
+from support import run_python
 
 from hub.core.config import Settings
 from hub.core.errors import ConfigError
@@ -99,13 +97,6 @@ def test_history_needs_a_ttl_from_the_flags_too() -> None:
 def test_hub_serve_exits_2_on_a_bad_file(tmp_path: Path) -> None:
     """A bad config file stops `hub serve` at once with status 2, naming key and value."""
     path = write(tmp_path, "[[namespaces]]\npattern = 'a'\nhistory_size = -1\n")
-    out = subprocess.run(
-        [sys.executable, "-m", "hub", "serve", "--config", path],
-        capture_output=True,
-        text=True,
-        timeout=t(20),
-        cwd=ROOT,
-        env=clean_env(),
-    )
+    out = run_python("-m", "hub", "serve", "--config", path)
     assert out.returncode == 2
     assert "namespaces[0].history_size=-1" in out.stderr

@@ -5,13 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from support import ROOT, HubProcess, RedisServer, clean_env, free_port, http, scrape, t
+from support import HubProcess, RedisServer, free_port, http, run_python, scrape, t
 from support import total as total_of
 from support.counting import Reader, count, publish_numbered
 from websockets.asyncio.client import connect
@@ -252,10 +250,9 @@ def test_hub_publish_goes_through_the_history_script(
         "--config", str(config), api=True,
     )  # fmt: skip
     for text in ("one", "two"):
-        out = subprocess.run(
-            [sys.executable, "-m", "hub", "publish", "log.app", text, "--redis",
-             redis_server.url, "--channel-prefix", prefix, "--config", str(config)],
-            capture_output=True, text=True, timeout=t(20), cwd=ROOT, env=clean_env(),
+        out = run_python(
+            "-m", "hub", "publish", "log.app", text, "--redis", redis_server.url,
+            "--channel-prefix", prefix, "--config", str(config),
         )  # fmt: skip
         assert out.returncode == 0, out.stderr
     assert "at offset 2" in out.stdout

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from collections.abc import Callable
 
-from support import ROOT, HubProcess, clean_env, t
+from support import ROOT, HubProcess, run_python
 
 
 def python_block_after(heading: str) -> str:
@@ -25,14 +23,7 @@ def test_the_hub_v1_python_example_runs_to_its_end(start_hub: Callable[..., HubP
     code = python_block_after("## One socket, many channels").replace(
         "127.0.0.1:8765", f"127.0.0.1:{hub.port}"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=t(20),
-        cwd=ROOT,
-        env=clean_env(),
-    )
+    out = run_python("-c", code)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert '"type":"ack","op":"subscribe"' in lines[0]

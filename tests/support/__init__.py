@@ -11,7 +11,7 @@ Every wait is a multiple of ``t``, which ``HUB_TEST_TIMEOUT_SCALE`` stretches.
 """
 
 from support.ops import http_get, scrape, stats, total, wait_workers_ready
-from support.processes import HubProcess, RedisServer
+from support.processes import HubProcess, RedisServer, run_python
 from support.v1 import UNIT, http, v1_hub
 from support.waits import (
     ROOT,
@@ -38,6 +38,7 @@ __all__ = [
     "http",
     "http_get",
     "recv_n",
+    "run_python",
     "scrape",
     "stats",
     "stop_process",

@@ -187,3 +187,16 @@ class HubProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def run_python(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+    """``python ARGS`` from the repository root, with a clean environment (no HUB_*), its
+    output captured as text; ``timeout`` is scaled."""
+    return subprocess.run(
+        [sys.executable, *args],
+        capture_output=True,
+        text=True,
+        timeout=t(timeout),
+        cwd=ROOT,
+        env=clean_env(),
+    )

@@ -5,8 +5,6 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import ssl
-import subprocess
-import sys
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +13,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from support import ROOT, HubProcess, clean_env, recv_n, t, wait_until
+from support import HubProcess, recv_n, run_python, t, wait_until
 from websockets.asyncio.client import connect
 
 
@@ -86,21 +84,7 @@ async def test_wss_with_a_self_signed_certificate(
 
 def test_a_bad_certificate_stops_hub_serve_at_once(tmp_path: Path) -> None:
     cert, key = self_signed(tmp_path)
-    out = subprocess.run(
-        [sys.executable, "-m", "hub", "serve", "--tls-cert", str(key), "--tls-key", str(cert)],
-        capture_output=True,
-        text=True,
-        timeout=t(20),
-        cwd=ROOT,
-        env=clean_env(),
-    )
+    out = run_python("-m", "hub", "serve", "--tls-cert", str(key), "--tls-key", str(cert))
     assert out.returncode == 2 and "HUB_TLS_CERT" in out.stderr, out.stderr
-    out = subprocess.run(
-        [sys.executable, "-m", "hub", "serve", "--tls-cert", str(cert)],
-        capture_output=True,
-        text=True,
-        timeout=t(20),
-        cwd=ROOT,
-        env=clean_env(),
-    )
+    out = run_python("-m", "hub", "serve", "--tls-cert", str(cert))
     assert out.returncode == 2 and "--tls-key" in out.stderr, out.stderr
