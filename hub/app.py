@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 from collections.abc import Callable
+from typing import Any
 
 import uvloop
 
@@ -29,6 +30,8 @@ logger = logging.getLogger(__name__)
 
 #: Files a worker keeps for itself (Redis, logs, listening socket, Python's own).
 RESERVED_FILES = 64
+#: The busiest channels of the answering worker that /stats lists.
+STATS_CHANNELS = 50
 
 
 class App:
@@ -79,7 +82,7 @@ class App:
             self.routes,
             is_ready=lambda: self.node.is_ready,
             metrics=self.metrics.exposition,
-            stats=self.metrics.stats,
+            stats=self._stats,
         )
         self.handler = WebSocketHandler(
             node=self.node,
@@ -117,6 +120,14 @@ class App:
         )
         self.stopping = asyncio.Event()
         self._metrics_task: asyncio.Task[None] | None = None
+
+    def _stats(self) -> dict[str, Any]:
+        """/stats: the metrics of every worker, and this worker's busiest channels."""
+        channels = sorted(self.node.channels(), key=lambda item: (-item[1], item[0]))
+        return self.metrics.stats() | {
+            "channels": [{"channel": c, "subscribers": n} for c, n in channels[:STATS_CHANNELS]],
+            "num_channels_here": len(channels),
+        }
 
     def _figures(self) -> Figures:
         """The plain counters of the node, the broker and the handler, for the metrics."""

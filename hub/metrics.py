@@ -31,6 +31,7 @@ import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from hub import __version__
 from hub.core.config import METRICS_DIR_ENV
 
 __all__ = [
@@ -181,6 +182,12 @@ _GAUGES: dict[str, tuple[str, str]] = {
         "hub_broker_ready",
         "1 when the broker is connected, subscribed and not deaf, else 0",
     ),
+}
+#: Histograms whose buckets /stats carries, by the name /stats gives them.
+_STATS_HISTOGRAMS = {
+    "hub_fanout_duration_seconds": "fanout_s",
+    "hub_broker_roundtrip_seconds": "redis_roundtrip_s",
+    "hub_probe_latency_seconds": "probe_latency_s",
 }
 #: The process collector's gauges, exported per worker.
 _PROCESS_GAUGES: dict[str, str] = {
@@ -340,8 +347,15 @@ class WorkerMetrics:
         """Aggregated and per-worker figures for the dashboard, from the same metrics."""
         self.sync()
         workers: dict[str, dict[str, float]] = {}
+        buckets: dict[str, dict[float, float]] = {name: {} for name in _STATS_HISTOGRAMS.values()}
         for family in self._exposition_registry().collect():
             for sample in family.samples:
+                histogram = _STATS_HISTOGRAMS.get(sample.name.removesuffix("_bucket"))
+                if histogram is not None and sample.name.endswith("_bucket"):
+                    le = float(sample.labels["le"])
+                    cumulative = buckets[histogram]
+                    cumulative[le] = cumulative.get(le, 0.0) + sample.value
+                    continue
                 key = _STATS_KEYS.get(sample.name)
                 worker = sample.labels.get("worker")
                 if key is None or worker is None:
@@ -370,6 +384,13 @@ class WorkerMetrics:
             "uptime_s": round(time.time() - self.started_at, 3),
             "multiprocess": self.multiprocess_dir is not None,
             "broker": self.broker,
+            "version": __version__,
+            # Cumulative bucket counts over every worker, [upper bound, count] ascending: the
+            # dashboard takes the difference of two polls for the quantiles of that interval.
+            "histograms": {
+                name: [[le, cumulative[le]] for le in sorted(cumulative)]
+                for name, cumulative in buckets.items()
+            },
             "totals": totals,
             "workers": per_worker,
         }

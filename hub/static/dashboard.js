@@ -4,6 +4,8 @@
 
 const POLL_INTERVAL_MS = 1000;
 const MAX_LOG_LINES = 200;
+const CHART_POINTS = 300; // five minutes of polls
+const LOG_FLUSH_MS = 100; // the log is drawn at most ten times a second, however busy
 
 const $ = (id) => document.getElementById(id);
 const fmt = (n) => (n === undefined || n === null ? "–" : Math.round(n).toLocaleString("en"));
@@ -58,7 +60,111 @@ function render(stats) {
     return tr;
   });
   $("workers").tBodies[0].replaceChildren(...rows);
+  renderRedis(stats, dt);
+  renderChannels(stats);
+  record(stats, inRate, outRate);
   previous = stats;
+}
+
+// The quantile of what happened between two polls, from cumulative histogram buckets.
+function intervalQuantile(now, before, q) {
+  if (!now || !now.length) return null;
+  const old = new Map((before || []).map(([le, n]) => [le, n]));
+  const counts = now.map(([le, n]) => [le, n - (old.get(le) || 0)]);
+  const total = counts[counts.length - 1][1];
+  if (total <= 0) return null;
+  for (const [le, n] of counts) if (n >= q * total) return le;
+  return null;
+}
+
+function ms(seconds) {
+  if (seconds === null) return "–";
+  return seconds === Infinity ? "> 2.5 s" : `≤ ${(seconds * 1000).toLocaleString("en")} ms`;
+}
+
+function renderRedis(stats, dt) {
+  const t = stats.totals;
+  const h = stats.histograms || {};
+  const old = (previous && previous.histograms) || {};
+  $("redis-broker").textContent = stats.broker;
+  $("redis-connected").textContent =
+    t.workers_ready === t.workers ? `yes (${t.workers} of ${t.workers} workers)`
+      : `NO: ${t.workers_ready} of ${t.workers} workers`;
+  $("redis-connected").className = t.workers_ready === t.workers ? "ok" : "bad";
+  if (dt > 0) {
+    $("redis-roundtrip").textContent = ms(intervalQuantile(h.redis_roundtrip_s, old.redis_roundtrip_s, 0.99));
+    $("redis-probe").textContent = ms(intervalQuantile(h.probe_latency_s, old.probe_latency_s, 0.99));
+  }
+  $("redis-reconnects").textContent = fmt(t.broker_reconnects);
+  $("redis-probe-failures").textContent = fmt(t.broker_probe_failures);
+  const up = Math.round(stats.uptime_s);
+  $("uptime").textContent = `${Math.floor(up / 3600)}h ${Math.floor((up % 3600) / 60)}m ${up % 60}s (worker ${stats.answered_by.worker})`;
+  $("version").textContent = `v${stats.version}`;
+}
+
+function renderChannels(stats) {
+  const rows = (stats.channels || []).map(({ channel, subscribers }) => {
+    const tr = document.createElement("tr");
+    tr.dataset.channel = channel;
+    for (const text of [channel, fmt(subscribers)]) {
+      const td = document.createElement("td");
+      td.textContent = text;
+      tr.appendChild(td);
+    }
+    return tr;
+  });
+  $("channel-list").tBodies[0].replaceChildren(...rows);
+  const shown = rows.length, all = stats.num_channels_here || 0;
+  $("channels-scope").textContent =
+    `(worker ${stats.answered_by.worker}: ${shown < all ? `the busiest ${shown} of ${all}` : all})`;
+}
+
+// Charts: the last CHART_POINTS polls of four series, drawn as sparklines.
+
+const chartData = { connections: [], received: [], delivered: [], fanout: [] };
+
+function record(stats, inRate, outRate) {
+  const h = stats.histograms || {};
+  const old = (previous && previous.histograms) || {};
+  const p99 = intervalQuantile(h.fanout_s, old.fanout_s, 0.99);
+  const points = {
+    connections: stats.totals.connections,
+    received: inRate,
+    delivered: outRate,
+    fanout: p99 === null || p99 === Infinity ? null : p99 * 1000,
+  };
+  for (const [name, value] of Object.entries(points)) {
+    const series = chartData[name];
+    series.push(value);
+    if (series.length > CHART_POINTS) series.shift();
+    draw(`chart-${name}`, series);
+  }
+}
+
+function draw(id, series) {
+  const canvas = $(id);
+  const ctx = canvas.getContext("2d");
+  const { width, height } = canvas;
+  ctx.clearRect(0, 0, width, height);
+  const values = series.filter((v) => v !== null);
+  if (!values.length) return;
+  const top = Math.max(...values, 1);
+  ctx.strokeStyle = "#2f6fd6";
+  ctx.lineWidth = 1.5;
+  ctx.beginPath();
+  let started = false;
+  series.forEach((v, i) => {
+    if (v === null) return;
+    const x = (i / (CHART_POINTS - 1)) * width;
+    const y = height - 4 - (v / top) * (height - 14);
+    if (started) ctx.lineTo(x, y);
+    else ctx.moveTo(x, y);
+    started = true;
+  });
+  ctx.stroke();
+  ctx.fillStyle = "#6b7385";
+  ctx.font = "11px system-ui, sans-serif";
+  ctx.fillText(fmt(values[values.length - 1]), 4, 12);
 }
 
 async function poll() {
@@ -80,15 +186,41 @@ async function poll() {
 // Try it: a raw-mode WebSocket to ws://<this host>/<channel>
 
 let socket = null;
+let pending = []; // lines not drawn yet: a busy channel is drawn in batches
+let flushTimer = null;
+let paused = false;
+let skipped = 0;
 
 function log(text, kind) {
+  pending.push([text, kind]);
+  if (pending.length > MAX_LOG_LINES) pending = pending.slice(-MAX_LOG_LINES);
+  if (flushTimer === null) flushTimer = setTimeout(flush, LOG_FLUSH_MS);
+}
+
+function flush() {
+  flushTimer = null;
   const list = $("log");
-  const li = document.createElement("li");
-  li.className = kind;
-  li.textContent = text;
-  list.appendChild(li);
+  const lines = document.createDocumentFragment();
+  for (const [text, kind] of pending) {
+    const li = document.createElement("li");
+    li.className = kind;
+    li.textContent = text;
+    lines.appendChild(li);
+  }
+  pending = [];
+  list.appendChild(lines);
   while (list.childElementCount > MAX_LOG_LINES) list.firstElementChild.remove();
   list.scrollTop = list.scrollHeight;
+}
+
+function togglePause() {
+  paused = !paused;
+  $("pause").textContent = paused ? "Resume" : "Pause";
+  $("pause").setAttribute("aria-pressed", String(paused));
+  if (!paused && skipped) {
+    log(`${skipped.toLocaleString("en")} messages not shown while paused`, "sys");
+    skipped = 0;
+  }
 }
 
 function setJoined(joined, state) {
@@ -115,6 +247,10 @@ function join(event) {
     log(`joined ${channel}`, "sys");
   };
   ws.onmessage = (msg) => {
+    if (paused) {
+      skipped += 1;
+      return;
+    }
     const text =
       typeof msg.data === "string" ? msg.data : `[binary, ${msg.data.byteLength} bytes]`;
     log(`received: ${text}`, "in");
@@ -141,5 +277,6 @@ function send(event) {
 
 $("join-form").addEventListener("submit", join);
 $("leave").addEventListener("click", leave);
+$("pause").addEventListener("click", togglePause);
 $("send-form").addEventListener("submit", send);
 poll();

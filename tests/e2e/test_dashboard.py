@@ -3,6 +3,7 @@ a real headless browser against two hub instances sharing one Redis."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -10,6 +11,9 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 from support import HubProcess, RedisServer, http_get, stats, t
+from websockets.asyncio.client import ClientConnection, connect
+
+from hub import __version__
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 HAS_CHROMIUM = Path(CHROMIUM).exists()
@@ -126,3 +130,75 @@ async def test_two_browsers_exchange_messages_across_two_hubs(
     await one.click("#leave")
     await expect(one.locator("#ws-state")).to_have_text("not joined")
     await expect(one.locator("#connections")).to_have_text("0", timeout=timeout_ms)
+
+
+async def test_the_operator_panels(two_hubs: list[HubProcess], browser: Browser) -> None:
+    """The channel list with subscriber counts, Redis status, version and uptime, and the
+    charts of the last minutes, all fed by /stats."""
+    hub = two_hubs[0]
+    timeout_ms = t(15) * 1000
+    async with connect(hub.url("dash.panel")), connect(hub.url("dash.panel")):
+        page = await _open(browser, hub)
+        row = page.locator('#channel-list tr[data-channel="dash.panel"] td')
+        await expect(row.nth(1)).to_have_text("2", timeout=timeout_ms)
+        await expect(page.locator("#redis-connected")).to_contain_text("yes")
+        await expect(page.locator("#redis-broker")).to_contain_text("redis://127.0.0.1:")
+        await expect(page.locator("#redis-reconnects")).to_have_text("0")
+        await expect(page.locator("#version")).to_have_text(f"v{__version__}")
+        await expect(page.locator("#uptime")).to_contain_text("worker 0")
+        await expect(page.locator("#redis-probe")).to_contain_text("ms", timeout=timeout_ms)
+        for name in ("connections", "received", "delivered", "fanout"):
+            await expect(page.locator(f"#chart-{name}")).to_be_visible()
+        await page.wait_for_function("chartData.connections.length >= 3", timeout=timeout_ms)
+        assert await page.evaluate("chartData.connections.slice(-1)[0]") == 2
+
+
+async def test_the_page_fits_a_phone_screen(two_hubs: list[HubProcess], browser: Browser) -> None:
+    """At 420 px wide nothing spills: wide tables scroll inside their own box."""
+    context = await browser.new_context(viewport={"width": 420, "height": 900})
+    page = await context.new_page()
+    await page.goto(two_hubs[0].base_url + "/")
+    await expect(page.locator("#status")).to_contain_text("live", timeout=t(15) * 1000)
+    assert await page.evaluate("document.documentElement.scrollWidth") <= 420
+
+
+async def test_a_busy_channel_does_not_freeze_the_page(
+    two_hubs: list[HubProcess], browser: Browser
+) -> None:
+    """At 500 msg/s the log stays bounded and the page answers; Pause stops the log and
+    says afterwards how many messages it did not show."""
+    hub = two_hubs[0]
+    page = await _open(browser, hub)
+    await page.fill("#channel", "dash.busy")
+    await page.click("#join")
+    await expect(page.locator("#ws-state")).to_have_text("joined dash.busy")
+    # The page measures its own responsiveness: the longest gap between 50 ms ticks.
+    await page.evaluate(
+        "window.maxGap = 0; window.lastTick = performance.now();"
+        "setInterval(() => { const now = performance.now();"
+        " maxGap = Math.max(maxGap, now - lastTick); lastTick = now; }, 50);"
+    )
+    async with connect(hub.url("dash.busy")) as publisher:
+        await _publish(publisher, 1500, rate=500)
+        await expect(page.locator("#log")).to_contain_text("message 1499")
+        assert await page.locator("#log li").count() <= 200
+        assert await page.evaluate("maxGap") < 1000, "the page stalled"
+        await page.click("#pause")
+        await expect(page.locator("#pause")).to_have_text("Resume")
+        await page.wait_for_timeout(300)
+        shown = await page.locator("#log").inner_text()
+        await _publish(publisher, 100, rate=500, first=1500)
+        await page.wait_for_timeout(500)
+        assert await page.locator("#log").inner_text() == shown
+        await page.click("#pause")
+        await expect(page.locator("#log")).to_contain_text("messages not shown while paused")
+
+
+async def _publish(ws: ClientConnection, count: int, *, rate: float, first: int = 0) -> None:
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    for i in range(count):
+        await ws.send(f"message {first + i}")
+        delay = start + (i + 1) / rate - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
