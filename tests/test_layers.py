@@ -55,7 +55,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "node": {"hub.core", "hub.brokers"},
     "ws": {"hub.core", "hub.node"},
     "api.py": {"hub.core", "hub.node"},
-    "metrics.py": {"hub.core"},
+    "metrics.py": {"hub", "hub.core"},
     "app.py": {"hub", "hub.core", "hub.brokers", "hub.node", "hub.ws", "hub.api", "hub.metrics"},
     "cli": {"hub", "hub.core", "hub.brokers", "hub.app", "hub.bench"},
     "bench": {"hub", "hub.core"},
