@@ -176,6 +176,11 @@ class NodeHistory:
         self._registry.add(join.channel, join.client)
         join.client.channels.add(join.channel)
         self._presence_joined(join.channel, join.client)
+        sequence = state.sequence
+        if sequence is not None and (
+            sequence.epoch != join.position.epoch or sequence.offset < join.position.offset
+        ):
+            state.floors[join.client] = join.position
         return [*join.replay, *after(join.position, join.live)]
 
     def abort_join(self, join: PendingJoin) -> None:

@@ -126,6 +126,9 @@ class Node(NodeHistory, NodePresence):
 
     def _remove(self, channel: str, client: Client) -> None:
         client.channels.discard(channel)
+        state = self._broker_channels.get(channel)
+        if state is not None:
+            state.floors.pop(client, None)
         if self._registry.remove(channel, client):
             state = self._broker_channels[channel]
             if state.is_idle:
@@ -261,6 +264,33 @@ class Node(NodeHistory, NodePresence):
         if self._on_fanout is not None:
             self._on_fanout(time.perf_counter() - started)
 
+    def _deliver_past_floors(
+        self,
+        channel: str,
+        messages: list[Message],
+        state: BrokerChannel,
+        subs: dict[Client, None],
+        slow: list[Subscriber],
+    ) -> dict[Client, None]:
+        """Give each client with a floor only what follows it; return the others. Rare and
+        brief: a floor goes once the live stream passes it."""
+        floors = state.floors
+        served = set(floors)
+        for client, floor in list(floors.items()):
+            rest = [
+                m
+                for m in messages
+                if not m.offset or m.epoch != floor.epoch or m.offset > floor.offset
+            ]
+            if rest:
+                self.num_delivered += deliver(
+                    [client], channel, rest, self._max_buffered_bytes, slow
+                )
+            sequence = state.sequence
+            if sequence is None or sequence.epoch != floor.epoch or sequence.offset >= floor.offset:
+                del floors[client]
+        return {s: None for s in subs if s not in served}
+
     def next_client_number(self) -> int:
         self._num_clients += 1
         return self._num_clients
@@ -286,6 +316,8 @@ class Node(NodeHistory, NodePresence):
         if not subs:
             return
         slow: list[Subscriber] = []
+        if state.floors:
+            subs = self._deliver_past_floors(channel, messages, state, subs, slow)
         self.num_delivered += deliver(subs, channel, messages, self._max_buffered_bytes, slow)
         for sub in slow:
             self._evict_slow(sub)  # type: ignore[arg-type]

@@ -39,6 +39,7 @@ class BrokerChannel:
 
     __slots__ = (
         "expiry",
+        "floors",
         "is_subscribed",
         "joiners",
         "options",
@@ -53,6 +54,9 @@ class BrokerChannel:
         self.sequence = ChannelSequence() if options.has_history else None
         #: Clients reading the history before they join: what arrives meanwhile is kept.
         self.joiners: list[PendingJoin] = []
+        #: Clients that joined at a position the live stream had not reached yet: each gets
+        #: only what follows it (a message of its replay may still be in flight live).
+        self.floors: dict[Client, Position] = {}
         #: The broker delivers the channel's messages to this process.
         self.is_subscribed = False
         #: Set while a SUBSCRIBE is in flight; concurrent joins wait on it.

@@ -63,7 +63,7 @@ async def test_sigkill_of_an_instance_loses_nothing(
     await asyncio.wait_for(asyncio.gather(*tasks), t(60))
     for r in readers:
         counts = count(r.numbers, range(total))
-        assert counts.is_exact, counts
+        assert counts.is_exact, (counts, r.acks, r.trace[-40:])
         assert r.gaps == []
         assert any(ack["positions"]["feed"].get("recovered") for ack in r.acks[1:])
 

@@ -11,6 +11,7 @@ from hub.brokers.memory import MemoryBroker
 from hub.core.auth import Grant
 from hub.core.envelope import Message
 from hub.core.formats import RAW
+from hub.core.namespaces import ChannelOptions, ChannelRules
 from hub.core.policy import PublishPolicy
 from hub.core.protocol import FORBIDDEN, RATE_LIMITED
 from hub.core.ratelimit import TokenBucket
@@ -197,3 +198,30 @@ async def test_publish_from_applies_the_policy_and_counts_rate_limits(node: Node
     assert limited is not None and limited.code == RATE_LIMITED
     assert node.num_rate_limited == 1
     assert node.broker.stats.num_published == 1
+
+
+async def test_a_replayed_message_still_in_flight_is_not_sent_twice() -> None:
+    """A join reads the history while some of it is still on its way through pub/sub: when
+    those messages then arrive live, the client, which had them in its replay, gets nothing
+    twice."""
+    rules = ChannelRules((), ChannelOptions(history_size=10, history_ttl_s=60))
+    node = Node(broker=RecordingBroker(), max_buffered_bytes=1 << 20, rules=rules)
+    await node.start()
+    try:
+        watcher, client = FakeClient(), FakeClient()
+        await node.join("h", watcher)
+        for text in (b"a", b"b", b"c"):
+            node.publish("h", text)  # in the history now; live on the next loop turn
+        join = await node.prepare_join("h", client, last=10)
+        replay = node.commit_join(join)
+        assert [m.offset for m in replay] == [1, 2, 3]
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert len(watcher.received) == 1  # the live batch reached the others
+        assert client.received == []  # and none of it again to the one that replayed it
+        node.publish("h", b"d")
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert len(client.received) == 1  # what follows its position comes live
+    finally:
+        await node.close()

@@ -92,6 +92,8 @@ class Reader:
     gaps: list[dict[str, Any]] = field(default_factory=list)
     epoch: str | None = None
     offset: int = 0
+    #: (session, offset, n) of each message, for a failure's message.
+    trace: list[tuple[int, int, int]] = field(default_factory=list)
 
     @property
     def position(self) -> dict[str, Any] | None:
@@ -136,6 +138,7 @@ class Reader:
                 self.epoch, self.offset = position["epoch"], position["offset"]
         elif kind == "message" and frame["channel"] == self.channel:
             self.numbers.append(frame["data"]["n"])
+            self.trace.append((len(self.acks), frame.get("offset", -1), frame["data"]["n"]))
             if "offset" in frame:
                 self.offset = frame["offset"]
         elif kind == "gap":
