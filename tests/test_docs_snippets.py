@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from support import ROOT
+from support.docs import blocks as doc_blocks
 
 from hub.bench.options import build_parser as bench_parser
 from hub.cli import build_parser
@@ -30,18 +30,9 @@ from hub.core.config_file import read_config_file
 from hub.core.errors import ProtocolError
 from hub.core.protocol import decode_request
 
-DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-FENCE = re.compile(r"^```(\w+)\n(.*?)^```", re.S | re.M)
-
 
 def blocks(language: str) -> list[tuple[str, str]]:
-    out = []
-    for path in DOCS:
-        for match in FENCE.finditer(path.read_text()):
-            if match.group(1) == language:
-                line = path.read_text()[: match.start()].count("\n") + 1
-                out.append((f"{path.relative_to(ROOT)}:{line}", match.group(2)))
-    return out
+    return [(block.where, block.body) for block in doc_blocks(language)]
 
 
 def json_values(text: str) -> list[object]:

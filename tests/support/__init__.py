@@ -5,7 +5,9 @@
 - ``ws``: receiving exactly N WebSocket messages, and asserting silence;
 - ``ops``: HTTP against a hub's /metrics and /stats;
 - ``v1``: ``hub serve`` as the hub.v1 tests configure it, and JSON over HTTP;
-- ``deploy``: the compose file's services as local processes (import it as ``support.deploy``).
+- ``deploy``: the compose file's services as local processes (import it as ``support.deploy``);
+- ``docs``: the README's and docs' code blocks, with their doc-test marks (``support.docs``);
+- ``browser``: headless Chromium through Playwright (``support.browser``).
 
 Every wait is a multiple of ``t``, which ``HUB_TEST_TIMEOUT_SCALE`` stretches.
 """

@@ -1,0 +1,148 @@
+"""Every Python, shell and JavaScript block of the README and docs/ runs as written.
+
+Each runs against one real "docs world": a redis-server and a hub with the HTTP API
+(key ``secret``), history on every channel and the README's own ``hub.toml``. The addresses the
+docs use (``127.0.0.1:8765``, ``:8766``, ``redis://127.0.0.1:6379``, ``wss://hub.example.com``,
+the embedded Redis's socket, …) are rewritten to that world's; nothing else in a block changes.
+Python and shell blocks run as processes; JavaScript blocks run as a module script in headless
+Chromium, on a page of the hub's own origin. A block must end with exit status 0 (or, in a
+browser, without an uncaught error), or, when marked ``expect TEXT`` (support/docs.py), print
+TEXT. A block that cannot run here (it sets a machine up, or loads it for minutes) is marked
+``skip`` with its reason, and its command lines still parse in tests/test_docs_snippets.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from support import HubProcess, RedisServer, clean_env, stop_process, t
+from support.browser import chromium
+from support.docs import Block, blocks
+
+RUNNABLE = [b for language in ("python", "sh", "js") for b in blocks(language)]
+#: A reader-supplied value the docs name but do not define, for each language.
+PRELUDE = {
+    "sh": 'set -eo pipefail\ncurl() { command curl -sS --fail-with-body "$@"; }\n',
+    "js": "window.jwt = '';\n",
+}
+
+
+@dataclass
+class World:
+    redis: RedisServer
+    hub: HubProcess
+    cwd: Path
+
+    def rewrite(self, body: str) -> str:
+        ws, http = f"127.0.0.1:{self.hub.port}", self.hub.base_url
+        for old, new in [
+            (r"wss://hub\.example\.com", f"ws://{ws}"),
+            (r"https://hub\.example\.com", http),
+            (r"(localhost|127\.0\.0\.1):8765", ws),
+            (r"http://127\.0\.0\.1:8766", self.hub.api_url),
+            (r"redis://(127\.0\.0\.1|my-redis):6379", self.redis.url),
+            (r"unix:///tmp/hub-redis-X+/redis\.sock", self.redis.url),
+            (r"(?<![\w/])\.venv/bin/", str(Path(sys.executable).parent) + "/"),
+        ]:
+            body = re.sub(old, new, body)
+        return body
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    cwd = tmp_path_factory.mktemp("docs-world")
+    (cwd / "image.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)))
+    (cwd / "hub.toml").write_text(next(b.body for b in blocks("toml")))
+    with RedisServer.running() as redis:
+        hub = HubProcess(
+            *("--workers", "1", "--redis", redis.url, "--api-key", "secret"),
+            *("--config", str(cwd / "hub.toml"), "--history-size", "100"),
+            *("--history-ttl-s", "300"),
+            api=True,
+        )
+        try:
+            yield World(redis, hub.wait_ready(20), cwd)
+        finally:
+            hub.stop()
+
+
+def test_every_block_runs_or_says_why_not() -> None:
+    """A block with no mark runs; a skip always gives its reason."""
+    assert len(RUNNABLE) >= 10
+    for block in RUNNABLE:
+        if block.mark == "skip":
+            assert len(block.argument.split()) >= 3, f"{block}: say why it is not run"
+        elif block.language == "js":  # a page never "ends": say what it prints
+            assert block.mark == "expect", f"{block}: mark it expect TEXT, or skip REASON"
+
+
+def _runnable(block: Block) -> bool:
+    return block.mark != "skip"
+
+
+@pytest.mark.parametrize(
+    "block", [b for b in RUNNABLE if b.language != "js" and _runnable(b)], ids=str
+)
+def test_block_runs(block: Block, world: World) -> None:
+    code = PRELUDE.get(block.language, "") + world.rewrite(block.body)
+    argv = [sys.executable, "-c", code] if block.language == "python" else ["bash", "-c", code]
+    env = clean_env(PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    proc = subprocess.Popen(
+        argv, cwd=world.cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    assert proc.stdout is not None
+    deadline = time.monotonic() + t(30)
+    try:
+        if block.mark == "expect":
+            os.set_blocking(proc.stdout.fileno(), False)
+            text = ""
+            while block.argument not in text:
+                text += (proc.stdout.read() or b"").decode(errors="replace")
+                if proc.poll() is not None:
+                    text += (proc.stdout.read() or b"").decode(errors="replace")
+                    assert proc.returncode == 0, f"{block} exited {proc.returncode}:\n{text}"
+                    assert block.argument in text, f"{block}: no {block.argument!r} in:\n{text}"
+                assert time.monotonic() < deadline, f"{block}: no {block.argument!r} in:\n{text}"
+                time.sleep(0.05)
+        else:
+            out, _ = proc.communicate(timeout=t(30))
+            assert proc.returncode == 0, f"{block} exited {proc.returncode}:\n{out.decode()}"
+    finally:
+        stop_process(proc, t(5))
+
+
+@pytest.mark.parametrize(
+    "block", [b for b in RUNNABLE if b.language == "js" and _runnable(b)], ids=str
+)
+async def test_browser_block_runs(block: Block, world: World) -> None:
+    async with chromium() as browser:
+        page = await browser.new_page()
+        logs: list[str] = []
+        errors: list[str] = []
+        done = asyncio.Event()
+
+        def log(text: str, into: list[str]) -> None:
+            into.append(text)
+            if into is errors or block.argument in text:
+                done.set()
+
+        page.on("console", lambda m: log(m.text, logs))
+        page.on("pageerror", lambda e: log(str(e), errors))
+        await page.goto(world.hub.base_url + "/healthz")  # a page of the hub's origin
+        await page.add_script_tag(content=PRELUDE["js"])
+        await page.add_script_tag(content=world.rewrite(block.body), type="module")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(done.wait(), t(20))
+        await asyncio.sleep(0.2)  # an error just after the text still counts
+        assert not errors, f"{block}: {errors}"
+        assert any(block.argument in line for line in logs), f"{block}: {logs}"
