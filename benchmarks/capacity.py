@@ -9,12 +9,12 @@
 - ``idle_cpu_percent`` and ``redis_idle_cpu_percent``: a connected hub process's own CPU with
   no clients (probe, timers), and Redis's per connected hub process;
 - ``c_connect_us``: hub CPU per connection opened and closed (the handshake);
-- ``c_delivery_ns`` and ``c_message_ns``: hub CPU per delivery, and per Redis message received by
-  a hub process that has subscribers to it (its ingress, decode and one fan-out call). Two
-  fan-out runs against two ``--workers 1`` hubs, one with 1,000 subscribers at 150 msg/s
-  (deliveries dominate), one with 2 subscribers at 1,500 msg/s (messages dominate), solved as two
-  linear equations in the two unknowns: hub CPU = messages * processes * c_message +
-  deliveries * c_delivery;
+- ``c_delivery_ns``, ``c_message_ns`` and ``c_ingress_ns``: hub CPU per delivery, per Redis
+  message received by a hub process that has subscribers to it (read, decode, one fan-out
+  call), and per message published by a client (once, at its process). Three fan-out runs
+  (``CALIBRATION``) solved as three linear equations in the three unknowns: hub CPU =
+  messages * c_ingress + messages * processes * c_message + deliveries * c_delivery;
+- ``process_rss_bytes``: a hub process's memory with no clients;
 - ``redis_publish_us`` and ``redis_history_publish_us``: Redis CPU per PUBLISH and per publish
   through the history script, sent by hub's own pipelined publisher;
 - ``redis_out_us``: Redis CPU per message per subscribed connection (each hub process holds
@@ -47,13 +47,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cpu_per_delivery import cpu_s
 from history import HISTORY, publish_run, redis_cpu_s
-from targets import bench, hubs, redis_server, urls
+from targets import bench, hubs, redis_server, server_rss, urls
 
 from hub.brokers.redis import RedisBroker
 from hub.core.envelope import encode_envelope
 
 COSTS = Path(__file__).resolve().parent / "capacity-costs.json"
 PACED_N, PACED_RATE = 5000, 1000.0
+#: The calibration runs: (hub processes, subscribers, msg/s). Deliveries dominate the first;
+#: messages the others, whose processes differ, which separates a message's ingress (once, at
+#: its publisher's process) from its cost at each process that has subscribers to it.
+CALIBRATION = [(2, 1000, 150), (2, 2, 1500), (1, 2, 1500)]
 
 
 def fanout_cpu(procs: int, subscribers: int, rate: int, seconds: float) -> dict[str, Any]:
@@ -82,9 +86,9 @@ def fanout_cpu(procs: int, subscribers: int, rate: int, seconds: float) -> dict[
     }
 
 
-def idle_cpu(seconds: float) -> tuple[float, float]:
+def idle_cpu(seconds: float) -> tuple[float, float, int]:
     """CPU per second with no clients, of a connected hub process (probe, metrics, timers)
-    and of Redis per hub process connected to it."""
+    and of Redis per hub process connected to it; and a hub process's RSS."""
     with redis_server() as url, hubs(2, "--workers", "1", redis_url=url) as servers:
         client = redis.Redis.from_url(url)
         pids = [pid for _, pid in servers]
@@ -93,20 +97,32 @@ def idle_cpu(seconds: float) -> tuple[float, float]:
         hub = (sum(cpu_s(p) for p in pids) - before) / 2 / seconds
         redis_idle = (redis_cpu_s(client) - redis0) / 2 / seconds
         client.close()
-        return hub, redis_idle
+        return hub, redis_idle, server_rss(pids) // 2
 
 
 def solve_hub_costs(
-    a: dict[str, Any], b: dict[str, Any], idle: float, connect: float
-) -> tuple[float, float]:
-    """(c_message, c_delivery) in seconds, from two runs, less their idle and handshake CPU:
-    cpu - idle - connects = m·P·c_m + d·c_d."""
-    a1, b1 = a["messages"] * a["procs"], a["deliveries"]
-    a2, b2 = b["messages"] * b["procs"], b["deliveries"]
-    y1 = a["hub_cpu_s"] - idle * a["procs"] * a["wall_s"] - connect * a["connections"]
-    y2 = b["hub_cpu_s"] - idle * b["procs"] * b["wall_s"] - connect * b["connections"]
-    det = a1 * b2 - a2 * b1
-    return (y1 * b2 - y2 * b1) / det, (a1 * y2 - a2 * y1) / det
+    runs: list[dict[str, Any]], idle: float, connect: float
+) -> tuple[float, float, float]:
+    """(c_ingress, c_message, c_delivery) in seconds, from three runs, less their idle and
+    handshake CPU: cpu - idle - connects = m·c_in + m·P·c_m + d·c_d (Cramer's rule)."""
+    rows = [[r["messages"], r["messages"] * r["procs"], r["deliveries"]] for r in runs]
+    ys = [
+        r["hub_cpu_s"] - idle * r["procs"] * r["wall_s"] - connect * r["connections"] for r in runs
+    ]
+
+    def det(m: list[list[float]]) -> float:
+        return (
+            m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1])
+            - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
+            + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0])
+        )
+
+    whole = det(rows)
+    out = []
+    for col in range(3):
+        m = [[ys[i] if j == col else rows[i][j] for j in range(3)] for i in range(3)]
+        out.append(det(m) / whole)
+    return out[0], out[1], out[2]
 
 
 async def redis_out_run(url: str, subscribers: int, n: int, rate: float = 0) -> float:
@@ -166,10 +182,9 @@ def measure_costs(seconds: float) -> dict[str, Any]:
         r = bench("conns", *urls(hub), "-n", "5000", "--hold", "3", "--server-pid", str(hub[0][1]))
         conn_bytes = r["server_memory"]["per_connection_bytes"]
         connect_cpu = (cpu_s(hub[0][1]) - before) / r["connections"]["connected"]
-    deliveries = fanout_cpu(2, 1000, 150, seconds)
-    messages = fanout_cpu(2, 2, 1500, seconds)
-    idle, redis_idle = idle_cpu(seconds)
-    c_message, c_delivery = solve_hub_costs(deliveries, messages, idle, connect_cpu)
+    runs = [fanout_cpu(*shape, seconds) for shape in CALIBRATION]
+    idle, redis_idle, rss = idle_cpu(seconds)
+    c_ingress, c_message, c_delivery = solve_hub_costs(runs, idle, connect_cpu)
     n = 50_000
     with redis_server() as url:
         plain = asyncio.run(publish_run(url, n, None))
@@ -184,12 +199,14 @@ def measure_costs(seconds: float) -> dict[str, Any]:
         "redis_idle_cpu_percent": round(redis_idle * 100, 3),
         "c_delivery_ns": round(c_delivery * 1e9, 1),
         "c_message_ns": round(c_message * 1e9, 1),
+        "c_ingress_ns": round(c_ingress * 1e9, 1),
+        "process_rss_bytes": rss,
         "redis_publish_us": plain["redis_cpu_us_per_publish"],
         "redis_history_publish_us": history["redis_cpu_us_per_publish"],
         "redis_out_us": round((eight - one) / 7 / n * 1e6, 3),
         "redis_paced_out_us": round((paced[1] - paced[0]) / 7 / PACED_N * 1e6, 3),
         "redis_paced_publish_us": round((paced[0] - (paced[1] - paced[0]) / 7) / PACED_N * 1e6, 3),
-        "runs": {"deliveries": deliveries, "messages": messages},
+        "runs": runs,
     }
 
 
@@ -203,6 +220,7 @@ def predict(
 ) -> dict[str, float]:
     """The model of docs/capacity.md: CPU seconds for a run of these totals."""
     hub = messages * procs * costs["c_message_ns"] + deliveries * costs["c_delivery_ns"]
+    hub += messages * costs["c_ingress_ns"]
     hub += procs * wall_s * costs["idle_cpu_percent"] / 100 * 1e9
     hub += connections * costs["c_connect_us"] * 1e3
     redis_us = messages * (costs["redis_paced_publish_us"] + procs * costs["redis_paced_out_us"])
