@@ -18,6 +18,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -79,16 +80,14 @@ def stop(procs: list[subprocess.Popen[bytes]]) -> None:
 
 @contextlib.contextmanager
 def redis_server() -> Iterator[str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        redis_server_argv(dir=tempfile.mkdtemp(prefix="hub-bench-redis-"), port=port),
-        stdout=subprocess.DEVNULL,
-    )
+    port, folder = free_port(), tempfile.mkdtemp(prefix="hub-bench-redis-")
+    proc = subprocess.Popen(redis_server_argv(dir=folder, port=port), stdout=subprocess.DEVNULL)
     try:
         wait_port(port)
         yield f"redis://127.0.0.1:{port}"
     finally:
         stop([proc])
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @contextlib.contextmanager
