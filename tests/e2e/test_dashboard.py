@@ -4,29 +4,16 @@ a real headless browser against two hub instances sharing one Redis."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 from support import HubProcess, RedisServer, http_get, stats, t
+from support.browser import chromium
 from websockets.asyncio.client import ClientConnection, connect
 
 from hub import __version__
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-HAS_CHROMIUM = Path(CHROMIUM).exists()
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 @pytest.fixture
@@ -45,15 +32,8 @@ async def two_hubs(tmp_path: Path, own_redis: RedisServer) -> AsyncIterator[list
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
-    assert HAS_CHROMIUM, "chromium is not installed (scripts/test.sh installs Debian's chromium)"
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=t(30) * 1000
-        )
-        try:
-            yield browser
-        finally:
-            await browser.close()
+    async with chromium() as launched:
+        yield launched
 
 
 async def test_plain_get_serves_the_page_and_stats(two_hubs: list[HubProcess]) -> None:
