@@ -144,7 +144,13 @@ class PublishApi:
         app.router.add_get("/api/channels", self.channels)
         app.router.add_get("/api/history/{channel:.+}", self.history)
         app.router.add_get("/api/presence/{channel:.+}", self.presence)
+        # After the listener has stopped accepting: a reader that reconnects meanwhile gets
+        # a refused connection, which EventSource retries, not an answer it gives up on.
+        app.on_shutdown.append(self._end_streams)
         return app
+
+    async def _end_streams(self, app: web.Application) -> None:
+        await self.sse.close()
 
     async def start(self, host: str, port: int, *, reuse_port: bool = False) -> None:
         # A stream whose reader left must leave its channel at once, not at its next write.
@@ -155,7 +161,6 @@ class PublishApi:
         logger.info("HTTP publish API on http://%s:%d/api/", host, port)
 
     async def stop(self) -> None:
-        await self.sse.close()
         if self.runner is not None:
             await self.runner.cleanup()
 

@@ -114,7 +114,11 @@ export class HubClient {
     this.isClosed = true;
     clearTimeout(this.timer);
     this._stopPing();
-    if (this.ws) this.ws.close(NORMAL, "closed by the client");
+    const ws = this.ws;
+    if (ws) {
+      this._onClose(ws, NORMAL, "closed by the client"); // rejects what awaits an ack
+      ws.close(NORMAL, "closed by the client");
+    }
     this._failAll("closed", "the client was closed");
     this._emit("closed", { code: NORMAL, reason: "closed by the client" });
   }
@@ -299,8 +303,8 @@ export class HubClient {
       }
       this.pending.delete(id);
     }
-    if (wasOpen) this._emit("disconnected", { code, reason });
     if (this.isClosed) return;
+    if (wasOpen) this._emit("disconnected", { code, reason });
     if (code === NORMAL) {
       this.isClosed = true;
       this._failAll("closed", `the hub closed the connection: ${reason}`);
