@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from typing import Any
 
 from aiohttp import web
@@ -27,7 +28,7 @@ from hub.core.errors import BrokerUnavailable, ProtocolError
 from hub.core.formats import SSE
 from hub.core.protocol import FORBIDDEN, UNAVAILABLE
 from hub.core.sequence import Position
-from hub.core.sse import KEEPALIVE, parse_event_id, sse_events, sse_preamble
+from hub.core.sse import EXPIRED, KEEPALIVE, parse_event_id, sse_events, sse_preamble
 from hub.node import Node
 
 __all__ = ["SseClient", "SseStreams", "client_grant"]
@@ -184,7 +185,7 @@ class SseStreams:
                     client.send_batch(sse_events(channel, replay))
             else:
                 await node.join(channel, client)
-            await self._hold(client)
+            await self._hold(client, grant.exp if grant is not None else None)
             if not client.transport.is_closing():
                 await response.write_eof()
         except (ConnectionError, BrokerUnavailable) as exc:
@@ -196,12 +197,24 @@ class SseStreams:
             node.leave_all(client)
         return response
 
-    async def _hold(self, client: SseClient) -> None:
-        """Keep the stream open until it ends, with a comment whenever it was idle."""
+    async def _hold(self, client: SseClient, exp: float | None) -> None:
+        """Keep the stream open until it ends, with a comment whenever it was idle; at the
+        token's ``exp``, end it with an ``expired`` event (a WebSocket gets 4001)."""
+        loop = asyncio.get_running_loop()
+        # exp is wall-clock time; the loop's clock is monotonic.
+        deadline = None if exp is None else loop.time() + (exp - time.time())
         while not client.ended.done():
+            wait_s = self.keepalive_s
+            if deadline is not None:
+                if deadline <= loop.time():
+                    client.send_batch(EXPIRED)
+                    return
+                wait_s = min(wait_s, deadline - loop.time())
             try:
-                await asyncio.wait_for(asyncio.shield(client.ended), self.keepalive_s)
+                await asyncio.wait_for(asyncio.shield(client.ended), wait_s)
             except TimeoutError:
+                if deadline is not None and deadline <= loop.time():
+                    continue
                 buffered = client.send_batch(KEEPALIVE)
                 if buffered < 0:
                     return

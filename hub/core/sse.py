@@ -20,6 +20,7 @@ from hub.core.jsontext import dump_json
 from hub.core.sequence import Position
 
 __all__ = [
+    "EXPIRED",
     "KEEPALIVE",
     "MAX_EVENT_ID_CHARS",
     "parse_event_id",
@@ -29,6 +30,13 @@ __all__ = [
 
 #: A comment line: it keeps proxies from cutting an idle stream and shows no event.
 KEEPALIVE: Final = b": keepalive\n\n"
+
+#: The last event of a stream whose token expired: the reader must come back with a fresh
+#: token (EventSource cannot change its URL, so a new EventSource, with ``?last_event_id=``).
+EXPIRED: Final = (
+    b'event: expired\ndata: {"type":"expired","message":"the token has expired; '
+    b'reconnect with a fresh one and ?last_event_id="}\n\n'
+)
 
 #: Longest Last-Event-ID accepted (an epoch of 64 characters, a colon, 20 digits).
 MAX_EVENT_ID_CHARS: Final = 86

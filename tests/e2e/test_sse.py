@@ -146,6 +146,24 @@ async def test_refusals_say_what_to_fix(sse_hub: HubProcess) -> None:
     assert status == 200, answer
 
 
+async def test_a_stream_ends_when_its_token_expires(sse_hub: HubProcess) -> None:
+    """At the token's exp the stream gets an `expired` event and ends; a new request with a
+    fresh token and ?last_event_id= resumes without a gap."""
+    short = token(subscribe="news", exp=int(time.time()) + 2)
+    stream, info = await subscribed(sse_hub, f"/sse/news?token={short}")
+    publish(sse_hub, "news", 0)
+    (event,) = await stream.take(1)
+    last = await stream.next(timeout=10)
+    assert last is not None and last.event == "expired", last
+    assert await stream.next() is None and stream.is_ended
+    publish(sse_hub, "news", 1)
+    stream, info = await subscribed(sse_hub, f"/sse/news?token={READER}&last_event_id={event.id}")
+    assert info["recovered"] is True
+    (again,) = await stream.take(1)
+    assert again.json["data"] == {"n": 1}
+    await stream.close()
+
+
 async def test_cors_lets_a_browser_page_use_the_client_endpoints(sse_hub: HubProcess) -> None:
     """A page on another origin may stream and publish (preflight included)."""
     stream, _ = await subscribed(
