@@ -183,6 +183,21 @@ async def test_cors_lets_a_browser_page_use_the_client_endpoints(sse_hub: HubPro
         assert "Authorization" in response.headers["Access-Control-Allow-Headers"]
 
 
+async def test_allowed_origins_bind_the_client_endpoints(
+    tmp_path: Path, own_redis: RedisServer
+) -> None:
+    """With --allowed-origins, a listed page gets its own origin back; any other gets 403."""
+    args = hub_args(own_redis.url, "--allowed-origins", "https://app.example.com")
+    with HubProcess(*args, api=True, log_dir=tmp_path) as hub:
+        hub.wait_ready()
+        path = f"/sse/news?token={READER}"
+        stream, _ = await subscribed(hub, path, Origin="https://app.example.com")
+        assert stream.headers["access-control-allow-origin"] == "https://app.example.com"
+        await stream.close()
+        refused = await open_sse(hub.api_port, path, {"Origin": "https://evil.example"})
+        assert refused.status == 403 and "--allowed-origins" in refused.headers["body"]
+
+
 async def test_idle_streams_get_keepalive_comments(sse_hub: HubProcess) -> None:
     """A comment every --sse-keepalive-s keeps proxies from cutting an idle stream."""
     stream, _ = await subscribed(sse_hub, f"/sse/news?token={READER}")
