@@ -155,6 +155,8 @@ class App:
             broker_probe_failures=stats.num_probe_failures,
             history_repaired=node.num_repaired,
             history_gaps=node.num_unrepaired_gaps,
+            sse_streams=len(self.api.sse.clients) if self.api else 0,
+            sse_streams_opened=self.api.sse.num_streams_total if self.api else 0,
         )
 
     async def start(self) -> None:

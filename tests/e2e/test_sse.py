@@ -13,7 +13,7 @@ from pathlib import Path
 
 import jwt
 import pytest
-from support import HubProcess, RedisServer, http, t
+from support import HubProcess, RedisServer, async_wait_until, http, scrape, t, total
 from support.counting import count
 from support.sse import SseStream, open_sse
 
@@ -80,6 +80,15 @@ async def test_events_carry_positions_and_last_event_id_resumes(sse_hub: HubProc
     assert [e.json for e in events] == [
         {"type": "message", "channel": "news", "offset": i + 1, "data": {"n": i}} for i in range(5)
     ]
+
+    async def counted() -> bool:
+        metrics = await scrape(sse_hub.port)
+        return (
+            total(metrics, "hub_sse_streams") == 1
+            and total(metrics, "hub_sse_streams_opened_total") == 1
+        )
+
+    await async_wait_until(counted, 10, "the stream in /metrics")
     await stream.close()
     for n in range(5, 10):
         publish(sse_hub, "news", n)
