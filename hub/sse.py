@@ -186,7 +186,8 @@ class SseStreams:
             else:
                 await node.join(channel, client)
             await self._hold(client, grant.exp if grant is not None else None)
-            if not client.transport.is_closing():
+            transport = client.transport
+            if transport is not None and not transport.is_closing():
                 await response.write_eof()
         except (ConnectionError, BrokerUnavailable) as exc:
             logger.debug("an SSE stream of %s ended: %s", channel, exc)

@@ -20,7 +20,7 @@
 // repair arrives as {type: "gap"}; neither is hidden. See docs/client.md.
 
 const DEFAULTS = {
-  getToken: null, // async () => JWT; called before each connection, and on close code 4001
+  getToken: null, // async () => JWT: before connecting, after a failed attempt, on 4001
   token: null, // a fixed JWT, when there is no getToken
   minDelayMs: 250, // backoff: the n-th retry waits random(0, min(maxDelayMs, minDelayMs * 2^n))
   maxDelayMs: 10000,
@@ -320,7 +320,9 @@ export class HubClient {
       this._failAll("closed", `refused by policy: ${reason}`);
       return this._emit("closed", { code, reason });
     }
-    if (code === POLICY) this.token = null;
+    // A handshake the hub refused (an expired or revoked token: 401) looks like any failed
+    // connection to a browser, so a failed attempt asks getToken again, within the backoff.
+    if (code === POLICY || !wasOpen) this.token = this.options.getToken ? null : this.token;
     if (code === TOO_BIG) this._emit("error", { code, message: `a frame was too big: ${reason}` });
     if (!wasOpen) this.urlIndex++; // this URL failed: try the next one
     this._retry();

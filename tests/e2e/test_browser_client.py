@@ -200,7 +200,10 @@ async def test_client_js_fails_over_and_renews_an_expired_token(
               const hub = new HubClient(urls, {
                 minDelayMs: 50,
                 maxDelayMs: 200,
-                getToken: async () => tokens[Math.min(window.tokenCalls++, 1)],
+                getToken: async () => {
+                  window.tokenCalls++;
+                  return window.closes.includes(4001) ? tokens[1] : tokens[0];
+                },
               });
               hub.on("disconnected", (ev) => window.closes.push(ev.code));
               await new Promise((resolve) => {
@@ -221,7 +224,8 @@ async def test_client_js_fails_over_and_renews_an_expired_token(
         counts = count(await received(page), range(200))
         assert counts.is_exact, counts
         assert await page.evaluate("window.closes") == [4001]
-        assert await page.evaluate("window.tokenCalls") == 2
+        # Before the dead URL, before the live one, and after the 4001.
+        assert await page.evaluate("window.tokenCalls") == 3
 
 
 async def test_client_js_queues_publishes_within_a_bound(
