@@ -263,6 +263,7 @@ export class HubClient {
   }
 
   _subscribed(sub, frame) {
+    if (!sub.isActive) return; // unsubscribed meanwhile
     if (frame.type === "error") {
       // Refused (forbidden, bad_channel, ...): retrying cannot help; the user is told.
       this.subscriptions.delete(sub.channel);
