@@ -2,6 +2,12 @@
 
 WebSocket's HTTP parser refuses request bodies, hence a second listener. Everything it
 publishes goes through ``Node.publish``, the same path as a WebSocket client's messages.
+
+Two kinds of caller: a backend, with the API key (every endpoint), and a client, with the
+same JWT that a WebSocket takes (``GET /sse/<channel>`` and ``POST /api/publish/<channel>``
+only, each checked against the token's ``subscribe``/``publish`` claims as hub.v1 checks
+them). Browsers reach both from other origins, so those two answer CORS, within
+``--allowed-origins``.
 """
 
 from __future__ import annotations
@@ -13,17 +19,20 @@ from typing import Any
 
 from aiohttp import web
 
+from hub.core.auth import Authenticator, AuthError, Grant
 from hub.core.channels import validate
 from hub.core.envelope import BINARY, JSON, TEXT, Message
 from hub.core.errors import InvalidChannel, ProtocolError
 from hub.core.frames import history_frame
 from hub.core.jsontext import parse_json
+from hub.core.origins import normalize_origin
 from hub.core.protocol import (
     BAD_CHANNEL,
     BAD_FIELD,
     BAD_JSON,
     BAD_REQUEST,
     DEFAULT_HISTORY_LIMIT,
+    FORBIDDEN,
     HISTORY_OFF,
     MAX_HISTORY_LIMIT,
     PRESENCE_OFF,
@@ -35,6 +44,7 @@ from hub.core.protocol import (
     position_from,
 )
 from hub.node import Node
+from hub.sse import SseStreams, client_grant
 
 __all__ = ["PublishApi", "redis_channels"]
 
@@ -62,6 +72,7 @@ _HTTP_CODES = {
 
 #: Statuses of the refusals that are not a bad request.
 _STATUS_BY_CODE = {
+    FORBIDDEN: 403,
     HISTORY_OFF: 404,
     PRESENCE_OFF: 404,
     UNRECOVERABLE_POSITION: 410,
@@ -101,9 +112,22 @@ class PublishApi:
         max_message_bytes: int,
         redis_url: str | None = None,
         channel_prefix: str = "hub:",
+        authenticator: Authenticator | None = None,
+        allowed_origins: frozenset[str] | None = None,
+        sse_keepalive_s: float = 15.0,
+        max_buffered_bytes: int = 4 * 1024 * 1024,
     ) -> None:
         self.node = node
         self.api_key = api_key
+        self.authenticator = authenticator
+        self.allowed_origins = allowed_origins
+        self.sse = SseStreams(
+            node=node,
+            authenticator=authenticator,
+            keepalive_s=sse_keepalive_s,
+            max_buffered_bytes=max_buffered_bytes,
+            cors_headers=self._cors_headers,
+        )
         self.max_message_bytes = max_message_bytes
         self.redis_url = redis_url
         self.channel_prefix = channel_prefix
@@ -113,15 +137,24 @@ class PublishApi:
         app = web.Application(
             client_max_size=self.max_message_bytes, middlewares=[self._middleware]
         )
+        app.router.add_get("/sse/{channel:.+}", self.stream)
+        app.router.add_route("OPTIONS", "/api/publish/{channel:.+}", self.preflight)
         app.router.add_post("/api/publish/{channel:.+}", self.publish_one)
         app.router.add_post("/api/publish", self.publish_batch)
         app.router.add_get("/api/channels", self.channels)
         app.router.add_get("/api/history/{channel:.+}", self.history)
         app.router.add_get("/api/presence/{channel:.+}", self.presence)
+        # After the listener has stopped accepting: a reader that reconnects meanwhile gets
+        # a refused connection, which EventSource retries, not an answer it gives up on.
+        app.on_shutdown.append(self._end_streams)
         return app
 
+    async def _end_streams(self, app: web.Application) -> None:
+        await self.sse.close()
+
     async def start(self, host: str, port: int, *, reuse_port: bool = False) -> None:
-        self.runner = web.AppRunner(self.build(), access_log=None)
+        # A stream whose reader left must leave its channel at once, not at its next write.
+        self.runner = web.AppRunner(self.build(), access_log=None, handler_cancellation=True)
         await self.runner.setup()
         site = web.TCPSite(self.runner, host, port, reuse_port=reuse_port or None)
         await site.start()
@@ -131,20 +164,46 @@ class PublishApi:
         if self.runner is not None:
             await self.runner.cleanup()
 
+    def _is_backend(self, request: web.Request) -> bool:
+        """The request carries the API key (or none is set and it carries no client token)."""
+        scheme, _, key = request.headers.get("Authorization", "").partition(" ")
+        is_bearer = scheme.lower() == "bearer"
+        if self.api_key is None:
+            return not (self.authenticator and (is_bearer or "token" in request.query))
+        return is_bearer and hmac.compare_digest(key.strip().encode(), self.api_key.encode())
+
+    def _cors_headers(self, request: web.Request) -> dict[str, str]:
+        """The CORS headers of a client endpoint's answer; 403 for an Origin not allowed."""
+        origin = request.headers.get("Origin")
+        if origin is None:
+            return {}
+        if self.allowed_origins is None:
+            return {"Access-Control-Allow-Origin": "*"}
+        if normalize_origin(origin) not in self.allowed_origins:
+            raise ProtocolError(FORBIDDEN, f"the Origin {origin!r} is not in --allowed-origins")
+        return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if self.api_key is not None:
-            scheme, _, key = request.headers.get("Authorization", "").partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(
-                key.strip().encode(), self.api_key.encode()
-            ):
-                response = _error(
-                    401, "unauthorized", "send 'Authorization: Bearer <key>' with the API key"
-                )
-                response.headers["WWW-Authenticate"] = "Bearer"
-                return response
+        is_client_route = request.match_info.route.handler in (
+            self.stream,
+            self.publish_one,
+            self.preflight,
+        )
+        if not is_client_route and not self._is_backend(request):
+            response = _error(
+                401,
+                "unauthorized",
+                "send 'Authorization: Bearer <key>' with the API key (a client token is "
+                "taken only by GET /sse/<channel> and POST /api/publish/<channel>)",
+            )
+            response.headers["WWW-Authenticate"] = "Bearer"
+            return response
         try:
             return await handler(request)
+        except AuthError as exc:
+            response = _error(401, "unauthorized", str(exc))
+            response.headers["WWW-Authenticate"] = "Bearer"
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
@@ -153,15 +212,48 @@ class PublishApi:
                 message = (
                     f"the request body is over {self.max_message_bytes} bytes (--max-message-bytes)"
                 )
-            return _error(exc.status, _HTTP_CODES.get(exc.status, "http_error"), message)
+            response = _error(exc.status, _HTTP_CODES.get(exc.status, "http_error"), message)
         except ProtocolError as exc:
-            return _error(_STATUS_BY_CODE.get(exc.code, 400), exc.code, exc.message)
+            response = _error(_STATUS_BY_CODE.get(exc.code, 400), exc.code, exc.message)
+        if is_client_route and "Origin" in request.headers:
+            # A browser script can read why it was refused; error bodies hold no secret.
+            response.headers["Access-Control-Allow-Origin"] = "*"
+        return response
 
     def _publish(self, channel: str, message: Message) -> bool:
         return self.node.publish(channel, message.payload, message.kind)
 
+    async def stream(self, request: web.Request) -> web.StreamResponse:
+        """GET /sse/<channel>: the channel as Server-Sent Events (``hub.sse``)."""
+        return await self.sse.stream(request, _channel(request.match_info["channel"]))
+
+    async def preflight(self, request: web.Request) -> web.Response:
+        """A browser asks before POSTing JSON or an Authorization header cross-origin."""
+        headers = self._cors_headers(request)
+        headers.update(
+            {
+                "Access-Control-Allow-Methods": "POST",
+                "Access-Control-Allow-Headers": "Authorization, Content-Type",
+                "Access-Control-Max-Age": "600",
+            }
+        )
+        return web.Response(status=204, headers=headers)
+
+    def _client_grant(self, request: web.Request, channel: str) -> Grant | None:
+        """None for a backend; a client's grant, which must allow publishing here."""
+        if self._is_backend(request):
+            return None
+        if self.authenticator is None:
+            raise AuthError("send 'Authorization: Bearer <key>' with the API key")
+        grant = client_grant(self.authenticator, request)
+        if grant is not None and not grant.can_publish(channel):
+            raise ProtocolError(FORBIDDEN, f"the token may not publish to {channel}")
+        return grant
+
     async def publish_one(self, request: web.Request) -> web.Response:
         channel = _channel(request.match_info["channel"])
+        cors = self._cors_headers(request)
+        self._client_grant(request, channel)
         body = await request.read()
         kind = _kind_of(request.content_type)
         if kind is None:
@@ -174,7 +266,7 @@ class PublishApi:
         message = message_from_body(body, kind)
         if not self._publish(channel, message):
             return _rejected(0)
-        return web.json_response({"published": 1, "channel": channel})
+        return web.json_response({"published": 1, "channel": channel}, headers=cors)
 
     async def publish_batch(self, request: web.Request) -> web.Response:
         body = await request.read()

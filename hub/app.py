@@ -84,12 +84,13 @@ class App:
             metrics=self.metrics.exposition,
             stats=self._stats,
         )
+        authenticator = Authenticator.create(
+            secret=settings.jwt_secret, public_key=settings.jwt_public_key
+        )
         self.handler = WebSocketHandler(
             node=self.node,
             routes=self.routes,
-            authenticator=Authenticator.create(
-                secret=settings.jwt_secret, public_key=settings.jwt_public_key
-            ),
+            authenticator=authenticator,
             allowed_origins=settings.origins,
             max_connections=settings.max_connections,
             max_subscriptions=settings.max_subscriptions,
@@ -104,6 +105,10 @@ class App:
                 max_message_bytes=settings.max_message_bytes,
                 redis_url=settings.redis_url,
                 channel_prefix=settings.channel_prefix,
+                authenticator=authenticator,
+                allowed_origins=settings.origins,
+                sse_keepalive_s=settings.sse_keepalive_s,
+                max_buffered_bytes=settings.max_buffered_bytes,
             )
         self.server = WebSocketServer(
             self.handler,
@@ -150,6 +155,8 @@ class App:
             broker_probe_failures=stats.num_probe_failures,
             history_repaired=node.num_repaired,
             history_gaps=node.num_unrepaired_gaps,
+            sse_streams=len(self.api.sse.clients) if self.api else 0,
+            sse_streams_opened=self.api.sse.num_streams_total if self.api else 0,
         )
 
     async def start(self) -> None:

@@ -108,6 +108,7 @@ class Figures:
     subscriptions: int = 0
     channels: int = 0
     broker_ready: bool = False
+    sse_streams: int = 0
     # Totals since the worker started (counters)
     connections_opened: int = 0
     received: int = 0
@@ -122,6 +123,7 @@ class Figures:
     broker_probe_failures: int = 0
     history_repaired: int = 0
     history_gaps: int = 0
+    sse_streams_opened: int = 0
 
 
 # Figures field → (metric name without _total, help). The order is the exposition's.
@@ -170,6 +172,10 @@ _COUNTERS: dict[str, tuple[str, str]] = {
         "hub_history_gaps",
         "losses on history channels that could not be repaired (each sent as a gap frame)",
     ),
+    "sse_streams_opened": (
+        "hub_sse_streams_opened",
+        "Server-Sent Events streams started (GET /sse/<channel>)",
+    ),
 }
 _GAUGES: dict[str, tuple[str, str]] = {
     "connections": ("hub_ws_connections", "open WebSocket connections"),
@@ -182,6 +188,7 @@ _GAUGES: dict[str, tuple[str, str]] = {
         "hub_broker_ready",
         "1 when the broker is connected, subscribed and not deaf, else 0",
     ),
+    "sse_streams": ("hub_sse_streams", "open Server-Sent Events streams"),
 }
 #: Histograms whose buckets /stats carries, by the name /stats gives them.
 _STATS_HISTOGRAMS = {

@@ -182,6 +182,11 @@ class Settings:
         "bearer key the HTTP API requires (required unless --api-host is a loopback address)",
         group="api",
     )
+    sse_keepalive_s: float = _opt(
+        15.0,
+        "seconds between keepalive comments on an idle /sse stream, so proxies keep it open",
+        group="api",
+    )
     # WebSocket
     compression: bool = _opt(
         False, "offer permessage-deflate (costs CPU per connection per message)", group="ws"

@@ -13,8 +13,9 @@ from typing import Final
 
 from hub.core.envelope import Message
 from hub.core.frames import raw_frames, v1_frames
+from hub.core.sse import sse_events
 
-__all__ = ["ENCODERS", "PER_CONNECTION", "RAW", "V1", "Encoder"]
+__all__ = ["ENCODERS", "PER_CONNECTION", "RAW", "SSE", "V1", "Encoder"]
 
 #: A channel's batch of messages → the frames that one subscriber's single write carries.
 Encoder = Callable[[str, list[Message]], bytes]
@@ -23,6 +24,8 @@ Encoder = Callable[[str, list[Message]], bytes]
 RAW: Final = 0
 #: hub.v1: each message as a JSON delivery frame naming its channel.
 V1: Final = 1
+#: Server-Sent Events: each message as an event whose data is its hub.v1 delivery.
+SSE: Final = 2
 #: Not a shared format: the subscriber encodes each batch itself (compression).
 PER_CONNECTION: Final = -1
 
@@ -32,4 +35,4 @@ def _raw(channel: str, messages: list[Message]) -> bytes:
 
 
 #: Indexed by format.
-ENCODERS: Final[tuple[Encoder, ...]] = (_raw, v1_frames)
+ENCODERS: Final[tuple[Encoder, ...]] = (_raw, v1_frames, sse_events)

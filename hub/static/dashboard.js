@@ -183,9 +183,9 @@ async function poll() {
   }
 }
 
-// Try it: a raw-mode WebSocket to ws://<this host>/<channel>
+// Try it: hub's own browser client (/client.js) on this host, one channel at a time
 
-let socket = null;
+let client = null; // a HubClient while joined
 let pending = []; // lines not drawn yet: a busy channel is drawn in batches
 let flushTimer = null;
 let paused = false;
@@ -233,45 +233,68 @@ function setJoined(joined, state) {
   $("ws-state").className = joined ? "status ok" : "status";
 }
 
-function join(event) {
+async function join(event) {
   event.preventDefault();
-  if (socket) return;
+  if (client) return;
   const channel = $("channel").value.trim() || "default";
   const scheme = location.protocol === "https:" ? "wss://" : "ws://";
-  const ws = new WebSocket(`${scheme}${location.host}/${channel}`);
-  ws.binaryType = "arraybuffer";
-  socket = ws;
   $("ws-state").textContent = "joining…";
-  ws.onopen = () => {
-    setJoined(true, `joined ${channel}`);
-    log(`joined ${channel}`, "sys");
-  };
-  ws.onmessage = (msg) => {
-    if (paused) {
-      skipped += 1;
-      return;
-    }
-    const text =
-      typeof msg.data === "string" ? msg.data : `[binary, ${msg.data.byteLength} bytes]`;
-    log(`received: ${text}`, "in");
-  };
-  ws.onclose = (ev) => {
-    if (socket === ws) socket = null;
+  const { HubClient } = await import("/client.js");
+  const hub = new HubClient(`${scheme}${location.host}/`);
+  client = hub;
+  hub.on("disconnected", (ev) => {
+    log(`disconnected (${ev.code}${ev.reason ? " " + ev.reason : ""}); reconnecting`, "sys");
+    $("ws-state").textContent = "reconnecting…";
+  });
+  hub.on("closed", (ev) => {
+    if (client === hub) client = null;
     setJoined(false, "not joined");
     log(`closed (${ev.code}${ev.reason ? " " + ev.reason : ""})`, "sys");
-  };
+  });
+  hub.subscribe(
+    channel,
+    (value) => {
+      if (paused) {
+        skipped += 1;
+        return;
+      }
+      const text =
+        typeof value === "string"
+          ? value
+          : value instanceof Uint8Array
+            ? `[binary, ${value.byteLength} bytes]`
+            : JSON.stringify(value);
+      log(`received: ${text}`, "in");
+    },
+    {
+      onEvent: (ev) => {
+        if (ev.type === "subscribed") {
+          setJoined(true, `joined ${channel}`);
+          log(ev.recovered ? `rejoined ${channel}, nothing missed` : `joined ${channel}`, "sys");
+        } else if (ev.type === "error") {
+          log(`refused: ${ev.message}`, "sys");
+          hub.close();
+        } else {
+          log(`${ev.type}: messages were lost to this page`, "sys");
+        }
+      },
+    },
+  );
 }
 
 function leave() {
-  if (socket) socket.close(1000, "left");
+  if (client) client.close();
 }
 
 function send(event) {
   event.preventDefault();
   const input = $("message");
-  if (!socket || socket.readyState !== WebSocket.OPEN || !input.value) return;
-  socket.send(input.value);
-  log(`sent: ${input.value}`, "out");
+  if (!client || !input.value) return;
+  const text = input.value;
+  client.publishText($("channel").value.trim() || "default", text).then(
+    () => log(`sent: ${text}`, "out"),
+    (err) => log(`not sent: ${err.message}`, "sys"),
+  );
   input.value = "";
 }
 

@@ -1,7 +1,11 @@
-"""The dashboard: a static page on a plain GET of ``/`` that polls ``GET /stats``.
+"""The dashboard: a static page on a plain GET of ``/`` that polls ``GET /stats``; and the
+browser client, ``/client.js``.
 
 The page (``hub/static/``) has no build step and loads nothing from outside the hub. Its
-"try it" panel joins a channel in raw mode on the same host and port.
+"try it" panel joins a channel through ``/client.js`` on the same host and port.
+
+``/client.js`` is public (ordinary users' browsers load it, from any origin: module scripts
+are fetched with CORS), unlike the admin pages.
 """
 
 from __future__ import annotations
@@ -23,12 +27,16 @@ STATIC_FILES: dict[str, tuple[str, str]] = {
     "/": ("index.html", "text/html; charset=utf-8"),
     "/static/dashboard.js": ("dashboard.js", "text/javascript; charset=utf-8"),
     "/static/dashboard.css": ("dashboard.css", "text/css; charset=utf-8"),
+    "/client.js": ("client.js", "text/javascript; charset=utf-8"),
 }
+
+#: Any page may import the client module.
+_PUBLIC = (("Access-Control-Allow-Origin", "*"),)
 
 
 def _static_route(text: str, content_type: str) -> Route:
     def route(connection: ServerConnection, request: Request) -> Response:
-        return text_response(200, text, content_type)
+        return text_response(200, text, content_type, _PUBLIC)
 
     return route
 

@@ -20,16 +20,21 @@ def is_upgrade(request: Request) -> bool:
 
 
 def text_response(
-    status: int, body: str, content_type: str = "text/plain; charset=utf-8"
+    status: int,
+    body: str,
+    content_type: str = "text/plain; charset=utf-8",
+    extra_headers: tuple[tuple[str, str], ...] = (),
 ) -> Response:
-    return _response(status, body.encode(), content_type)
+    return _response(status, body.encode(), content_type, extra_headers)
 
 
 def json_response(status: int, body: bytes) -> Response:
     return _response(status, body, "application/json")
 
 
-def _response(status: int, body: bytes, content_type: str) -> Response:
+def _response(
+    status: int, body: bytes, content_type: str, extra_headers: tuple[tuple[str, str], ...] = ()
+) -> Response:
     import http
 
     headers = Headers(
@@ -38,6 +43,7 @@ def _response(status: int, body: bytes, content_type: str) -> Response:
             ("Content-Length", str(len(body))),
             ("Cache-Control", "no-store"),
             ("Connection", "close"),
+            *extra_headers,
         ]
     )
     return Response(status, http.HTTPStatus(status).phrase, headers, body)

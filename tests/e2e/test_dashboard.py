@@ -32,8 +32,8 @@ async def two_hubs(tmp_path: Path, own_redis: RedisServer) -> AsyncIterator[list
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
-    async with chromium() as browser:
-        yield browser
+    async with chromium() as launched:
+        yield launched
 
 
 async def test_plain_get_serves_the_page_and_stats(two_hubs: list[HubProcess]) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import re
 import subprocess
@@ -24,11 +25,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
 import pytest
 from support import HubProcess, RedisServer, clean_env, stop_process, t
 from support.browser import chromium
 from support.docs import Block, blocks
 
+API_KEY = "secret"  # the README's KEY
 RUNNABLE = [b for language in ("python", "sh", "js") for b in blocks(language)]
 #: A reader-supplied value the docs name but do not define, for each language.
 PRELUDE = {
@@ -46,8 +49,9 @@ class World:
     def rewrite(self, body: str) -> str:
         ws, http = f"127.0.0.1:{self.hub.port}", self.hub.base_url
         for old, new in [
-            (r"wss://hub\.example\.com", f"ws://{ws}"),
-            (r"https://hub\.example\.com", http),
+            (r"wss://hub(-[a-z])?\.example\.com", f"ws://{ws}"),
+            (r"https://hub(-[a-z])?\.example\.com", http),
+            (r"https://api\.example\.com", self.hub.api_url),
             (r"(localhost|127\.0\.0\.1):8765", ws),
             (r"http://127\.0\.0\.1:8766", self.hub.api_url),
             (r"redis://(127\.0\.0\.1|my-redis):6379", self.redis.url),
@@ -65,7 +69,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     (cwd / "hub.toml").write_text(next(b.body for b in blocks("toml")))
     with RedisServer.running() as redis:
         hub = HubProcess(
-            *("--workers", "1", "--redis", redis.url, "--api-key", "secret"),
+            *("--workers", "1", "--redis", redis.url, "--api-key", API_KEY),
             *("--config", str(cwd / "hub.toml"), "--history-size", "100"),
             *("--history-ttl-s", "300"),
             api=True,
@@ -121,6 +125,18 @@ def test_block_runs(block: Block, world: World) -> None:
         stop_process(proc, t(5))
 
 
+async def tick(world: World) -> None:
+    """Publish ``docs-tick N`` to ``news`` and ``chat`` every 0.2 s."""
+    headers = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "text/plain"}
+    async with aiohttp.ClientSession(headers=headers) as http:
+        for n in itertools.count():
+            for channel in ("news", "chat"):
+                url = f"{world.hub.api_url}/api/publish/{channel}"
+                async with http.post(url, data=f"docs-tick {n}") as reply:
+                    assert reply.status == 200, await reply.text()
+            await asyncio.sleep(0.2)
+
+
 @pytest.mark.parametrize(
     "block", [b for b in RUNNABLE if b.language == "js" and _runnable(b)], ids=str
 )
@@ -138,11 +154,16 @@ async def test_browser_block_runs(block: Block, world: World) -> None:
 
         page.on("console", lambda m: log(m.text, logs))
         page.on("pageerror", lambda e: log(str(e), errors))
+        # The reader's own backend, which the docs' pages fetch a token from: here it hands
+        # out the docs world's API key, which every endpoint accepts.
+        await page.route("**/hub-token", lambda route: route.fulfill(body=API_KEY))
         await page.goto(world.hub.base_url + "/healthz")  # a page of the hub's origin
         await page.add_script_tag(content=PRELUDE["js"])
         await page.add_script_tag(content=world.rewrite(block.body), type="module")
+        ticker = asyncio.create_task(tick(world))  # for the blocks that only listen
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(done.wait(), t(20))
+        ticker.cancel()
         await asyncio.sleep(0.2)  # an error just after the text still counts
         assert not errors, f"{block}: {errors}"
         assert any(block.argument in line for line in logs), f"{block}: {logs}"

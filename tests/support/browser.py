@@ -1,8 +1,4 @@
-"""Headless Chromium (Debian's, driven by Playwright) for the browser tests.
-
-The flags keep it off the network: without the background-networking ones it tries to reach
-Google's hosts at every start, and this machine refuses those connections.
-"""
+"""Headless Chromium for the browser tests, through Playwright (Debian's chromium)."""
 
 from __future__ import annotations
 
@@ -15,7 +11,10 @@ from playwright.async_api import Browser, async_playwright
 
 from support.waits import t
 
+__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "HAS_CHROMIUM", "chromium"]
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+HAS_CHROMIUM = Path(CHROMIUM).exists()
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -30,10 +29,8 @@ CHROMIUM_ARGS = [
 
 @asynccontextmanager
 async def chromium() -> AsyncIterator[Browser]:
-    """A running headless Chromium, closed at exit."""
-    assert Path(CHROMIUM).exists(), (
-        "chromium is not installed (scripts/test.sh installs Debian's chromium)"
-    )
+    """A launched headless Chromium, closed on exit."""
+    assert HAS_CHROMIUM, "chromium is not installed (scripts/test.sh installs Debian's chromium)"
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(
             executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=t(30) * 1000

@@ -121,6 +121,8 @@ class Proc:
         self.name = name
         self.argv = argv
         self.log = log
+        #: A hub's HTTP API port on loopback (0: none).
+        self.api_port = 0
         self._log_file = log.open("wb")
         self.popen = subprocess.Popen(
             argv,
@@ -198,13 +200,18 @@ def start_redis(compose: Mapping[str, Any], tmp: Path, procs: list[Proc]) -> int
 
 
 def start_hubs(
-    compose: Mapping[str, Any], redis_port: int, tmp: Path, procs: list[Proc]
+    compose: Mapping[str, Any],
+    redis_port: int,
+    tmp: Path,
+    procs: list[Proc],
+    extra_env: Mapping[str, str] | None = None,
 ) -> dict[str, tuple[Proc, int]]:
     """One `hub serve` per hub service, configured from its compose environment.
 
-    Only HUB_HOST, HUB_PORT and HUB_REDIS_URL are overridden (loopback, a free port,
-    the test's redis-server); the rest is exactly the service's environment. The
-    command is the image's ENTRYPOINT (`hub serve`) plus the service's `command`.
+    Only HUB_HOST, HUB_PORT, HUB_REDIS_URL (and HUB_API_HOST, HUB_API_PORT) are overridden
+    (loopback, a free port, the test's redis-server); the rest is exactly the service's
+    environment. The command is the image's ENTRYPOINT (`hub serve`) plus the service's
+    `command`. ``extra_env`` adds settings a test needs (history, say).
     """
     hubs: dict[str, tuple[Proc, int]] = {}
     for name, svc in hub_services(compose).items():
@@ -214,15 +221,22 @@ def start_hubs(
             HUB_HOST="127.0.0.1",
             HUB_PORT=str(port),
             HUB_REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
+            **(extra_env or {}),
         )
+        api_port = free_port() if env.get("HUB_API_PORT", "0") != "0" else 0
+        if api_port:
+            env.update(HUB_API_HOST="127.0.0.1", HUB_API_PORT=str(api_port))
         argv = [sys.executable, "-m", "hub", "serve", *command_list(svc.get("command"))]
         proc = Proc(name, argv, env, tmp / f"{name}.log", cwd=REPO)
+        proc.api_port = api_port
         procs.append(proc)
         hubs[name] = (proc, port)
     for name, (proc, port) in hubs.items():
 
         def ready(proc: Proc = proc, port: int = port) -> bool:
             assert proc.alive(), f"{proc.name} exited:\n{proc.output()}"
+            if proc.api_port and http_status(proc.api_port, "/sse/") is None:
+                return False  # the API listens a moment after /readyz answers
             return http_status(port, "/readyz") == 200
 
         wait_until(ready, 20, f"{name} /readyz to answer 200")
@@ -236,15 +250,21 @@ def service_port(svc: Mapping[str, Any]) -> int:
 def lb_env(
     compose: Mapping[str, Any], lb_service: str, hubs: Mapping[str, tuple[Proc, int]], port: int
 ) -> dict[str, str]:
-    """The LB service's environment with each `hubN:PORT` moved to its loopback port."""
+    """The LB service's environment with each `hubN:PORT` moved to its loopback port (and
+    each `hubN:API_PORT` to its loopback API port)."""
     services = hub_services(compose)
     env = env_dict(compose["services"][lb_service].get("environment"))
     seen = []
     for key, value in env.items():
         host, _, svc_port = value.rpartition(":")
         if host in services:
+            proc, hub_port = hubs[host]
+            api_port = env_dict(services[host].get("environment")).get("HUB_API_PORT")
+            if svc_port == api_port:
+                env[key] = f"127.0.0.1:{proc.api_port if proc is not None else free_port()}"
+                continue
             assert int(svc_port) == service_port(services[host]), (key, value)
-            env[key] = f"127.0.0.1:{hubs[host][1]}"
+            env[key] = f"127.0.0.1:{hub_port}"
             seen.append(host)
     assert sorted(seen) == sorted(services), f"{lb_service} must address each hub once: {env}"
     assert "HUB_LB_BIND" in env, env

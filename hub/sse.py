@@ -1,0 +1,231 @@
+"""``GET /sse/<channel>``: a channel as Server-Sent Events, for networks that block WebSockets.
+
+It is served on the HTTP API's listener, and holds no state that another instance would need:
+a reader that reconnects anywhere resumes from its ``Last-Event-ID`` (``<epoch>:<offset>`` on
+a history channel) through the same join-at-a-position as hub.v1's ``recover``.
+
+A stream is a fan-out subscriber like a WebSocket: the events of a batch are encoded once
+(``hub.core.formats.SSE``) and each stream gets one write, straight to its transport, so a
+slow reader is bounded by ``--max-buffered-bytes`` and then cut off; it reconnects with its
+last id and recovers what it missed. Keepalive comments keep idle streams open through
+proxies. On shutdown every stream ends cleanly (the chunked body's last chunk), and the
+browser's EventSource reconnects to another instance after the stream's ``retry``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from typing import Any
+
+from aiohttp import web
+
+from hub.core.auth import Authenticator, AuthError, Grant, token_from_request
+from hub.core.envelope import Message
+from hub.core.errors import BrokerUnavailable, ProtocolError
+from hub.core.formats import SSE
+from hub.core.protocol import FORBIDDEN, UNAVAILABLE
+from hub.core.sequence import Position
+from hub.core.sse import EXPIRED, KEEPALIVE, parse_event_id, sse_events, sse_preamble
+from hub.node import Node
+
+__all__ = ["SseClient", "SseStreams", "client_grant"]
+
+logger = logging.getLogger(__name__)
+
+#: The reconnect delays (ms) given to EventSource, drawn per stream so that the readers of
+#: an instance that shuts down do not all come back in the same instant.
+RETRY_MS = (500, 3000)
+
+#: How long shutdown waits for the streams' handlers to end.
+CLOSE_TIMEOUT_S = 5.0
+
+
+class SseClient:
+    """One SSE stream as the node sees it: a subscriber of one channel."""
+
+    __slots__ = ("channels", "ended", "format", "is_chunked", "number", "transport", "user")
+
+    def __init__(self, transport: Any, *, is_chunked: bool, user: str | None) -> None:
+        self.transport = transport
+        self.is_chunked = is_chunked
+        self.user = user
+        self.number = 0
+        self.format = SSE
+        self.channels: set[str] = set()
+        #: Set when the stream must end: shutdown, or a slow reader cut off.
+        self.ended = asyncio.get_running_loop().create_future()
+
+    def send_batch(self, data: bytes) -> int:
+        transport = self.transport
+        if self.ended.done() or transport is None or transport.is_closing():
+            return -1
+        if self.is_chunked:
+            transport.writelines((b"%x\r\n" % len(data), data, b"\r\n"))
+        else:
+            transport.write(data)
+        size: int = transport.get_write_buffer_size()
+        return size
+
+    def send_messages(self, channel: str, messages: list[Message]) -> int:
+        return self.send_batch(sse_events(channel, messages))
+
+    def send_texts(self, payloads: list[bytes]) -> None:
+        """Presence events: an SSE reader never asks for them."""
+
+    def disconnect(self, code: int, reason: str) -> None:
+        """A slow reader: cut it off now. What it has not read is lost to this stream only;
+        EventSource comes back with its last complete event's id and recovers the rest."""
+        if not self.ended.done():
+            self.ended.set_result(reason)
+        if self.transport is not None:
+            self.transport.abort()
+
+    def end(self, reason: str) -> None:
+        if not self.ended.done():
+            self.ended.set_result(reason)
+
+
+def client_grant(authenticator: Authenticator | None, request: web.Request) -> Grant | None:
+    """The grant of the client token in ``Authorization: Bearer`` or ``?token=``; None when
+    auth is off. Raise AuthError (401) when it is missing or invalid."""
+    if authenticator is None:
+        return None
+    token = token_from_request(request.headers.get("Authorization"), request.query_string)
+    if token is None:
+        raise AuthError("a token is required: send ?token=<JWT> or 'Authorization: Bearer <JWT>'")
+    return authenticator.verify(token)
+
+
+class SseStreams:
+    """The ``/sse/<channel>`` endpoint and the streams it holds open."""
+
+    def __init__(
+        self,
+        *,
+        node: Node,
+        authenticator: Authenticator | None,
+        keepalive_s: float,
+        max_buffered_bytes: int,
+        cors_headers: Any,
+    ) -> None:
+        self.node = node
+        self.max_buffered_bytes = max_buffered_bytes
+        self.authenticator = authenticator
+        self.keepalive_s = keepalive_s
+        #: request → the CORS headers of its answer (an Origin refused raises 403).
+        self.cors_headers = cors_headers
+        self.clients: set[SseClient] = set()
+        #: One future per open stream, done when its handler has finished.
+        self._handlers: set[asyncio.Future[None]] = set()
+        self.is_closing = False
+        self.num_streams_total = 0
+
+    async def stream(self, request: web.Request, channel: str) -> web.StreamResponse:
+        if self.is_closing:
+            raise ProtocolError(UNAVAILABLE, "the hub is shutting down; reconnect")
+        headers = self.cors_headers(request)
+        grant = client_grant(self.authenticator, request)
+        if grant is not None and not grant.can_subscribe(channel):
+            raise ProtocolError(FORBIDDEN, f"the token may not subscribe to {channel}")
+        last_id = request.headers.get("Last-Event-ID", request.query.get("last_event_id"))
+        since = parse_event_id(last_id) if last_id else None
+        if last_id and since is None:
+            # An id the hub never wrote: recovery cannot hold, and the reader must be told.
+            since = Position("", 0)
+        node = self.node
+        client = SseClient(
+            request.transport,
+            is_chunked=request.version >= (1, 1),
+            user=grant.sub if grant is not None else None,
+        )
+        has_history = node.options_for(channel).has_history
+        try:
+            if has_history:
+                join = await node.prepare_join(channel, client, since=since)
+            else:
+                await node.prepare(channel)
+        except BrokerUnavailable as exc:
+            raise ProtocolError(UNAVAILABLE, f"{exc}; retry later") from None
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-store",
+                # nginx buffers responses unless told not to.
+                "X-Accel-Buffering": "no",
+                **headers,
+            }
+        )
+        retry_ms = random.randint(*RETRY_MS)
+        self.clients.add(client)
+        finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._handlers.add(finished)
+        self.num_streams_total += 1
+        try:
+            try:
+                await response.prepare(request)
+                if has_history:
+                    preamble = sse_preamble(channel, join.position, join.recovered, retry_ms)
+                else:
+                    preamble = sse_preamble(channel, None, None, retry_ms)
+                # Sends the headers and the first chunk through aiohttp; the rest goes
+                # straight to the transport, as the fan-out writes it.
+                await response.write(preamble)
+            except BaseException:
+                if has_history:
+                    node.abort_join(join)
+                raise
+            if has_history:
+                # From the commit to the write nothing awaits: the replay precedes every
+                # live message.
+                replay = node.commit_join(join)
+                if replay:
+                    client.send_batch(sse_events(channel, replay))
+            else:
+                await node.join(channel, client)
+            await self._hold(client, grant.exp if grant is not None else None)
+            transport = client.transport
+            if transport is not None and not transport.is_closing():
+                await response.write_eof()
+        except (ConnectionError, BrokerUnavailable) as exc:
+            logger.debug("an SSE stream of %s ended: %s", channel, exc)
+        finally:
+            self.clients.discard(client)
+            self._handlers.discard(finished)
+            finished.set_result(None)
+            node.leave_all(client)
+        return response
+
+    async def _hold(self, client: SseClient, exp: float | None) -> None:
+        """Keep the stream open until it ends, with a comment whenever it was idle; at the
+        token's ``exp``, end it with an ``expired`` event (a WebSocket gets 4001)."""
+        loop = asyncio.get_running_loop()
+        # exp is wall-clock time; the loop's clock is monotonic.
+        deadline = None if exp is None else loop.time() + (exp - time.time())
+        while not client.ended.done():
+            wait_s = self.keepalive_s
+            if deadline is not None:
+                if deadline <= loop.time():
+                    client.send_batch(EXPIRED)
+                    return
+                wait_s = min(wait_s, deadline - loop.time())
+            try:
+                await asyncio.wait_for(asyncio.shield(client.ended), wait_s)
+            except TimeoutError:
+                if deadline is not None and deadline <= loop.time():
+                    continue
+                buffered = client.send_batch(KEEPALIVE)
+                if buffered < 0:
+                    return
+                if buffered > self.max_buffered_bytes:
+                    client.disconnect(0, "slow consumer")
+
+    async def close(self) -> None:
+        """End every stream cleanly, and wait (bounded) for their handlers to finish."""
+        self.is_closing = True
+        for client in list(self.clients):
+            client.end("shutdown")
+        if self._handlers:
+            await asyncio.wait(list(self._handlers), timeout=CLOSE_TIMEOUT_S)

@@ -1,0 +1,46 @@
+"""Server-Sent Events framing: ids, gaps, the preamble, and Last-Event-ID parsing."""
+
+from __future__ import annotations
+
+from hub.core.envelope import EVENT, GAP, JSON, TEXT, Message
+from hub.core.sequence import Position
+from hub.core.sse import parse_event_id, sse_events, sse_preamble
+
+
+def test_history_messages_carry_epoch_and_offset_as_id() -> None:
+    """The id is what EventSource sends back; data is the hub.v1 delivery, one line."""
+    messages = [
+        Message(b'{"a":1}', JSON, 7, "e1"),
+        Message(b"two\nlines", TEXT, 8, "e1"),
+        Message(b"", GAP, 12, "e1"),
+        Message(b'j{"client":"c","user":null}', EVENT),
+    ]
+    assert sse_events("news", messages) == (
+        b'id: e1:7\ndata: {"type":"message","channel":"news","offset":7,"data":{"a":1}}\n\n'
+        b'id: e1:8\ndata: {"type":"message","channel":"news","offset":8,"text":"two\\nlines"}\n\n'
+        b'event: gap\nid: e1:12\ndata: {"type":"gap","channel":"news","epoch":"e1","offset":12}\n\n'
+    )
+
+
+def test_plain_channels_have_no_id() -> None:
+    assert sse_events("c", [Message(b"hi")]) == (
+        b'data: {"type":"message","channel":"c","text":"hi"}\n\n'
+    )
+
+
+def test_preamble_names_the_position_and_recovery() -> None:
+    assert sse_preamble("news", Position("e1", 41), True, 1500) == (
+        b"retry: 1500\nevent: subscribed\nid: e1:41\n"
+        b'data: {"type":"subscribed","channel":"news","epoch":"e1","offset":41,'
+        b'"recovered":true}\n\n'
+    )
+    assert sse_preamble("c", None, None, 900) == (
+        b'retry: 900\nevent: subscribed\ndata: {"type":"subscribed","channel":"c"}\n\n'
+    )
+
+
+def test_event_ids_parse_or_are_refused() -> None:
+    assert parse_event_id("e1:41") == Position("e1", 41)
+    assert parse_event_id("a:b:41") == Position("a:b", 41)
+    for bad in ("", "41", ":41", "e1:", "e1:-1", "e" * 100 + ":1"):
+        assert parse_event_id(bad) is None, bad
