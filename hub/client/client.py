@@ -14,6 +14,7 @@ import base64
 import contextlib
 import inspect
 import logging
+import urllib.parse
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, Final
@@ -170,6 +171,10 @@ class Client:
         self.urls = [url] if isinstance(url, str) else list(url)
         if not self.urls:
             raise ValueError("Client needs at least one URL")
+        for each in self.urls:
+            parts = urllib.parse.urlsplit(each)
+            if parts.scheme not in ("ws", "wss") or not parts.hostname:
+                raise ValueError(f"{each!r} is not a ws:// or wss:// URL")
         if backoff_initial_s <= 0 or backoff_max_s < backoff_initial_s:
             raise ValueError("need 0 < backoff_initial_s <= backoff_max_s")
         self.token = token
