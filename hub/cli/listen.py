@@ -9,7 +9,7 @@ import os
 import sys
 from typing import Any
 
-from hub.client import Client, ClientClosed, Discontinuity, Message, Position
+from hub.client import Client, ClientError, Discontinuity, Message, Position
 from hub.core.errors import InvalidChannel
 from hub.core.jsontext import dump_json
 
@@ -57,7 +57,7 @@ async def _listen(args: argparse.Namespace, since: Position | None) -> int:
     async with Client(urls, token=token, backoff_max_s=args.backoff_max_s) as client:
         try:
             sub = await client.subscribe(args.channel, since=since)
-        except ClientClosed as exc:
+        except ClientError as exc:
             _warn(f"cannot subscribe: {exc}")
             return 1
         while args.count is None or count < args.count:
@@ -66,7 +66,7 @@ async def _listen(args: argparse.Namespace, since: Position | None) -> int:
             except Discontinuity as exc:
                 _warn(str(exc))
                 continue
-            except (ClientClosed, StopAsyncIteration) as exc:
+            except (ClientError, StopAsyncIteration) as exc:
                 _warn(f"stopped: {exc}")
                 return 1
             print(format_message(message, as_json=args.json), flush=True)

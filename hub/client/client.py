@@ -14,6 +14,7 @@ import base64
 import contextlib
 import inspect
 import logging
+import random
 import urllib.parse
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -35,7 +36,7 @@ from hub.core.backoff import backoff
 from hub.core.channels import validate
 from hub.core.errors import CloseCode
 from hub.core.jsontext import dump_json
-from hub.core.protocol import SUBPROTOCOL
+from hub.core.protocol import SUBPROTOCOL, UNAVAILABLE
 from hub.core.sequence import Position
 
 __all__ = ["Client", "Subscription", "TokenSource"]
@@ -115,7 +116,7 @@ class Subscription:
         item = await self._buffer.get()
         if isinstance(item, Message):
             return item
-        if isinstance(item, _End | ClientClosed):
+        if item is self._end:
             self._buffer.put_now(item)  # iterating again ends the same way
             if isinstance(item, _End):
                 raise StopAsyncIteration
@@ -196,6 +197,7 @@ class Client:
         self._num_waiting = 0
         self._task: asyncio.Task[None] | None = None
         self._stopped: ClientClosed | None = None
+        self._retries: set[asyncio.Task[None]] = set()
         #: The URL of the current connection (None while disconnected).
         self.url: str | None = None
         #: How many connections were opened, and how many times get_token was called.
@@ -232,12 +234,14 @@ class Client:
         """Close the connection and stop; open subscriptions end their iteration."""
         if self._stopped is None:
             self._stop(_End(), ClientClosed("the client was closed"))
-        if self._ws is not None:
-            await self._ws.close()
+        ws = self._ws
         if self._task is not None:
+            # First, so that a reader held by a full subscription buffer is not waited for.
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if ws is not None:
+            await ws.close()
 
     # Subscribing
 
@@ -530,6 +534,10 @@ class Client:
             return  # unsubscribed meanwhile
         if frame.get("type") == "error":
             refused = RequestRefused(str(frame.get("code")), str(frame.get("message")))
+            if refused.code == UNAVAILABLE:  # Redis cannot answer the history read right now
+                sub._sent_on = None
+                self._retry_later(sub)
+                return
             del self._subs[sub.channel]
             sub._finish(refused)
             return
@@ -545,8 +553,25 @@ class Client:
         if not sub._ready.done():
             sub._ready.set_result(None)
 
+    def _retry_later(self, sub: Subscription) -> None:
+        """Send ``sub``'s subscribe again on this connection after a pause (a later
+        connection sends it anyway)."""
+
+        async def resend() -> None:
+            await asyncio.sleep(self._backoff_max_s * random.random() + self._backoff_initial_s)
+            ws = self._ws
+            if ws is not None and self._subs.get(sub.channel) is sub and self.is_connected:
+                with contextlib.suppress(ConnectionClosed):
+                    await self._send_subscribe(ws, sub)
+
+        task = asyncio.create_task(resend())
+        self._retries.add(task)
+        task.add_done_callback(self._retries.discard)
+
     def _stop(self, end: BaseException, error: ClientClosed | None) -> None:
         self._stopped = error or ClientClosed("the client stopped")
+        for task in self._retries:
+            task.cancel()
         for sub in self._subs.values():
             sub._finish(end)
         self._subs.clear()

@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 
-from hub.client import Client, Gap, Message, NotRecovered, Position, Subscription
+from hub.client import Client, Gap, Message, NotRecovered, Position, RequestRefused, Subscription
 
 
 def subscribed(client: Client, channel: str, position: Position | None) -> Subscription:
@@ -72,3 +72,31 @@ async def test_a_bounded_buffer_holds_the_reader() -> None:
     assert not third.done()
     assert (await anext(sub)).data == 0
     await asyncio.wait_for(third, 1)
+
+
+async def test_a_refused_resubscribe_ends_the_subscription_with_its_error() -> None:
+    """forbidden (say, a new token without the right) is final: every next() raises it."""
+    client = Client("ws://127.0.0.1:1")
+    sub = subscribed(client, "news", None)
+    client._pending[1] = (asyncio.get_running_loop().create_future(), sub)
+    error = {"type": "error", "id": 1, "code": "forbidden", "message": "no"}
+    await client._dispatch(error)
+    for _ in range(2):
+        with pytest.raises(RequestRefused, match="forbidden"):
+            await anext(sub)
+    assert "news" not in client._subs
+
+
+async def test_unavailable_is_retried_not_final() -> None:
+    """unavailable (Redis cannot serve the history read now) keeps the subscription, to be
+    sent again."""
+    client = Client("ws://127.0.0.1:1", backoff_max_s=0.1)
+    client.start()
+    sub = subscribed(client, "news", Position("e1", 3))
+    client._pending[1] = (asyncio.get_running_loop().create_future(), sub)
+    await client._dispatch({"type": "error", "id": 1, "code": "unavailable", "message": "later"})
+    assert client._subs["news"] is sub and sub._end is None and not sub._ready.done()
+    assert len(client._retries) == 1
+    await client.close()
+    with pytest.raises(StopAsyncIteration):
+        await anext(sub)
