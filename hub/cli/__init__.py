@@ -61,9 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_settings_flags(serve)
     publish = commands.add_parser(
         "publish",
-        help="publish one message to a channel, through Redis or the HTTP API",
+        help="publish one message to a channel, through Redis, a hub's WebSocket or its API",
         description="Publish MESSAGE to CHANNEL: straight into Redis (--redis, or HUB_REDIS_URL) "
-        "with the hub's envelope, or through a hub's HTTP API (--api URL --api-key KEY).",
+        "with the hub's envelope, as a hub.v1 client of a hub (--url ws://HOST:PORT), or "
+        "through a hub's HTTP API (--api URL --api-key KEY).",
     )
     publish.add_argument("channel", metavar="CHANNEL")
     publish.add_argument("message", metavar="MESSAGE", help="the message; '-' reads stdin")
