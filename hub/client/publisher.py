@@ -16,6 +16,9 @@ from typing import Any, Final
 
 import redis
 import redis.asyncio
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from hub.brokers.scripts import PUBLISH_SCRIPT, new_message_id, publish_args
 from hub.core.channels import validate
@@ -34,8 +37,9 @@ _RETRY_DELAYS_S: Final = (0.05, 0.2, 0.5)
 
 @dataclass(frozen=True, slots=True)
 class Published:
-    """What a publish did: on a history channel its ``offset``; elsewhere ``receivers``, the
-    number of hub processes subscribed to the channel in Redis."""
+    """What a publish did: on a history channel its ``offset`` (0 when a retry found that
+    an earlier try whose reply was lost had already published it); elsewhere ``receivers``,
+    the number of hub processes subscribed to the channel in Redis."""
 
     channel: str
     offset: int | None = None
@@ -65,7 +69,8 @@ class Publisher:
     ``rules`` says which channels keep history (``Publisher.from_settings`` reads them from
     the hubs' own configuration: flags' defaults, HUB_* and the config file). A publish whose
     connection fails is tried again with the same message id, so on a history channel a
-    resend that Redis already ran is recognised and not stored twice.
+    resend that Redis already ran is recognised and not stored twice. (redis-py's own retries
+    are off for that reason: they would resend without saying it is a resend.)
     """
 
     def __init__(
@@ -121,7 +126,10 @@ class Publisher:
         channel, envelope, options = self._prepare(channel, payload, kind)
         if self._sync is None:
             self._sync = redis.Redis.from_url(
-                self.redis_url, socket_timeout=self._timeout, socket_connect_timeout=self._timeout
+                self.redis_url,
+                socket_timeout=self._timeout,
+                socket_connect_timeout=self._timeout,
+                retry=Retry(NoBackoff(), 0),
             )
         client = self._sync
         if not options.has_history:
@@ -166,7 +174,10 @@ class Publisher:
         channel, envelope, options = self._prepare(channel, payload, kind)
         if self._async is None:
             self._async = redis.asyncio.Redis.from_url(
-                self.redis_url, socket_timeout=self._timeout, socket_connect_timeout=self._timeout
+                self.redis_url,
+                socket_timeout=self._timeout,
+                socket_connect_timeout=self._timeout,
+                retry=AsyncRetry(NoBackoff(), 0),
             )
         client = self._async
         if not options.has_history:
