@@ -246,3 +246,29 @@ async def test_a_publish_queued_while_down_goes_out_after_the_reconnect(
             assert message.text == "while down"
     finally:
         hub.stop()
+
+
+async def test_a_slow_reader_costs_a_reconnect_not_messages(
+    redis_server: RedisServer, start_hub: Callable[..., HubProcess]
+) -> None:
+    """The application stops reading; the bounded buffer stops the socket; the hub closes the
+    connection with 4008 past --max-buffered-bytes; the client reconnects and recovers, so
+    once the application reads again it gets every message once, in order."""
+    prefix = f"c{free_port()}:"
+    hub = start_hub(
+        "--redis", redis_server.url, "--workers", "1", "--channel-prefix", prefix,
+        "--max-buffered-bytes", "65536", "--recovery-max-messages", "10000", *HISTORY,
+    )  # fmt: skip
+    total = 4000
+    pad = "x" * 2000
+    async with Client(hub.url(), queue_size=10, backoff_max_s=0.2) as client:
+        sub = await client.subscribe("slow")
+        async with history_publisher(redis_server.url, prefix) as publisher:
+            for n in range(total):
+                await publisher.apublish("slow", data={"n": n, "pad": pad})
+        numbers: list[int] = []
+        errors = await asyncio.wait_for(read_numbers(sub, numbers, total), t(60))
+        assert client.num_connects >= 2  # it was cut off, and came back
+    counts = count(numbers, range(total))
+    assert counts.is_exact, counts
+    assert not errors
