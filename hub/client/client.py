@@ -380,9 +380,18 @@ class Client:
     async def _refresh_token(self) -> bool:
         if self._get_token is None:
             return False
-        token = self._get_token()
-        if inspect.isawaitable(token):
-            token = await token
+        delays = self._delays()
+        while True:  # an auth service that is down for a moment is waited for, with backoff
+            try:
+                token = self._get_token()
+                if inspect.isawaitable(token):
+                    token = await token
+                if not isinstance(token, str) or not token:
+                    raise TypeError(f"get_token returned {type(token).__name__}, not a JWT")
+                break
+            except Exception as exc:
+                logger.warning("hub.client: get_token failed (%r); trying again", exc)
+                await asyncio.sleep(next(delays))
         self.token = token
         self.num_token_refreshes += 1
         return True
@@ -430,6 +439,7 @@ class Client:
             else:
                 refreshed = False
                 code, was_useful = await self._session(url, ws)
+                logger.info("hub.client: the connection to %s closed (%d)", url, code)
                 if was_useful:
                     delays = self._delays()
                     policy_closes = 0

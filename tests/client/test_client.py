@@ -84,7 +84,8 @@ async def test_an_expired_token_is_renewed_and_nothing_is_lost(
     redis_server: RedisServer, start_hub: Callable[..., HubProcess]
 ) -> None:
     """The hub closes the connection with 4001 when the token expires; the client calls
-    get_token, reconnects with the new token and recovers what was published meanwhile."""
+    get_token (again, when it fails), reconnects with the new token and recovers what was
+    published meanwhile."""
     prefix = f"c{free_port()}:"
     hub = start_hub(
         "--redis", redis_server.url, "--workers", "1", "--channel-prefix", prefix,
@@ -96,8 +97,12 @@ async def test_an_expired_token_is_renewed_and_nothing_is_lost(
         return jwt.encode(claims, SECRET, algorithm="HS256")
 
     fresh: list[str] = []
+    calls: list[int] = []
 
     async def get_token() -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            raise ConnectionError("the auth service is down for a moment")
         fresh.append(mint(600))
         return fresh[-1]
 
@@ -111,6 +116,7 @@ async def test_an_expired_token_is_renewed_and_nothing_is_lost(
                 await publisher.apublish("feed", data={"n": n})
                 await asyncio.sleep(0.01)  # over 5 s: the token expires on the way
         errors = await asyncio.wait_for(reading, t(30))
+        assert len(calls) == 2  # a failing get_token is tried again
         assert client.num_token_refreshes == 1 and client.token == fresh[0]
         assert client.num_connects == 2
     counts = count(numbers, range(total))
