@@ -478,7 +478,7 @@ class Client:
                 try:
                     frame = parse_frame(raw)
                     was_useful |= await self._dispatch(frame)
-                except (ValueError, KeyError, TypeError) as exc:
+                except (ValueError, KeyError, TypeError, AttributeError) as exc:
                     logger.warning("hub.client: ignored a malformed frame from %s: %s", url, exc)
         except ConnectionClosed:
             pass
@@ -552,12 +552,12 @@ class Client:
             sub._finish(refused)
             return
         asked = sub.recover and sub.position is not None
-        position = frame.get("positions", {}).get(sub.channel)
-        if position is not None:
-            top = Position(str(position["epoch"]), int(position["offset"]))
+        ack = _ack_position(frame, sub.channel)
+        if ack is not None:
+            top, recovered = ack
             if not asked:
                 sub.position = top
-            elif position.get("recovered") is not True:
+            elif not recovered:
                 sub.position = top
                 await sub._buffer.put(NotRecovered(sub.channel, top.epoch, top.offset))
         if not sub._ready.done():
@@ -590,3 +590,17 @@ class Client:
                 future.set_exception(self._stopped)
                 future.exception()
         self._pending.clear()
+
+
+def _ack_position(frame: dict[str, Any], channel: str) -> tuple[Position, bool] | None:
+    """(the channel's top, whether the hub recovered) from a subscribe ack; None when the ack
+    has no well-formed position for it (a channel without history)."""
+    positions = frame.get("positions")
+    entry = positions.get(channel) if isinstance(positions, dict) else None
+    if not isinstance(entry, dict):
+        return None
+    epoch, offset = entry.get("epoch"), entry.get("offset")
+    if not isinstance(epoch, str) or isinstance(offset, bool) or not isinstance(offset, int):
+        logger.warning("hub.client: ignored a malformed position in %s", str(frame)[:200])
+        return None
+    return Position(epoch, offset), entry.get("recovered") is True

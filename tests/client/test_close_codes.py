@@ -8,6 +8,7 @@ must not reconnect blindly.
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 from support import t
@@ -38,5 +39,32 @@ async def test_policy_and_normal_closes_stop_the_client(code: int, attempts: int
                 await asyncio.wait_for(client.subscribe("news"), t(10))
         assert raised.value.code == code
         assert len(opened) == attempts
+    finally:
+        server.close()
+
+
+async def test_malformed_frames_are_ignored_not_fatal() -> None:
+    """A server that sends junk (not JSON, odd shapes) costs a warning per frame; the
+    subscription is acknowledged and the good message after the junk arrives."""
+    junk = ["not json", "[1]", '{"type":"message"}', '{"type":"gap","channel":"news"}',
+            '{"type":"message","channel":"news","binary":"***"}']  # fmt: skip
+
+    async def handler(ws: ServerConnection) -> None:
+        request = json.loads(await ws.recv())
+        for frame in junk:
+            await ws.send(frame)
+        ack = {"type": "ack", "op": "subscribe", "id": request["id"], "positions": [1]}
+        await ws.send(json.dumps(ack))
+        await ws.send(json.dumps({"type": "ack", "op": "subscribe", "id": request["id"]}))
+        await ws.send(json.dumps({"type": "message", "channel": "news", "text": "good"}))
+        await ws.wait_closed()
+
+    server = await serve(handler, "127.0.0.1", 0, subprotocols=["hub.v1"])  # type: ignore[list-item]
+    port = next(iter(server.sockets)).getsockname()[1]
+    try:
+        async with Client(f"ws://127.0.0.1:{port}") as client:
+            sub = await asyncio.wait_for(client.subscribe("news"), t(10))
+            assert (await asyncio.wait_for(anext(sub), t(10))).text == "good"
+            assert client.num_connects == 1
     finally:
         server.close()
