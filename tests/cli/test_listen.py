@@ -6,8 +6,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 import pytest
 from support import ROOT, HubProcess, RedisServer, clean_env, free_port, run_python, t
@@ -34,72 +37,90 @@ def test_listen_keeps_going_across_a_hub_restart(redis_server: RedisServer, tmp_
     hub = HubProcess(*args, port=port, log_dir=tmp_path).wait_ready()
     listen = subprocess.Popen(
         [sys.executable, "-m", "hub", "listen", "feed", "--url", hub.url(), "--json",
-         "--count", "30", "--backoff-max-s", "0.3"],
+         "--backoff-max-s", "0.3"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=clean_env(),
     )  # fmt: skip
+    lines = LineReader(listen)
     try:
+        # Until it prints something, it may not be subscribed yet: n = 0 is not counted.
         deadline = time.monotonic() + t(20)
-        while publisher.publish("feed", data={"n": 0}).offset is None or not _subscribed(
-            redis_server, prefix
-        ):
-            assert time.monotonic() < deadline, "hub listen never subscribed"
-            time.sleep(0.05)
+        while not lines.wait(lambda got: bool(got), 0.1):
+            assert time.monotonic() < deadline, "hub listen never printed anything"
+            publisher.publish("feed", data={"n": 0})
         for n in range(1, 10):
             publisher.publish("feed", data={"n": n})
         hub.stop()
         for n in range(10, 20):  # while no hub runs: kept in the history
             publisher.publish("feed", data={"n": n})
         hub = HubProcess(*args, port=port, log_dir=tmp_path).wait_ready()
-        time.sleep(0.5)
         for n in range(20, 30):
             publisher.publish("feed", data={"n": n})
-        out, err = listen.communicate(timeout=t(30))
+        assert lines.wait(lambda got: json.loads(got[-1])["data"]["n"] == 29, t(30)), lines.got
     finally:
-        if listen.poll() is None:
-            listen.kill()
+        listen.kill()
+        listen.wait()
         hub.stop()
         publisher.close()
-    assert listen.returncode == 0, err
-    lines = [json.loads(line) for line in out.splitlines()]
-    numbers = [line["data"]["n"] for line in lines]
-    # The first publish may come before the subscription; everything after it is counted.
-    counts = count(numbers[numbers.index(1) :], range(1, 30)) if 1 in numbers else None
-    assert counts is not None and counts.is_exact, (counts, numbers)
-    assert [line["offset"] for line in lines] == sorted(line["offset"] for line in lines)
+    printed = [json.loads(line) for line in lines.got]
+    numbers = [line["data"]["n"] for line in printed]
+    counts = count([n for n in numbers if n], range(1, 30))
+    assert counts.is_exact, (counts, numbers)
+    assert [line["offset"] for line in printed] == sorted(line["offset"] for line in printed)
 
 
-def _subscribed(redis_server: RedisServer, prefix: str) -> bool:
-    numsub = redis_server.client().pubsub_numsub(f"{prefix}feed")
-    return bool(numsub and numsub[0][1])
+class LineReader:
+    """The lines a process prints, gathered by a thread, so a test can wait for some."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.got: list[str] = []
+        self._changed = threading.Condition()
+        assert proc.stdout is not None
+        self._thread = threading.Thread(target=self._read, args=(proc.stdout,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream: IO[str]) -> None:
+        for line in stream:
+            with self._changed:
+                self.got.append(line.rstrip("\n"))
+                self._changed.notify_all()
+
+    def wait(self, check: Callable[[list[str]], bool], timeout: float) -> bool:
+        with self._changed:
+            return self._changed.wait_for(lambda: bool(self.got) and check(self.got), timeout)
 
 
-def test_publish_through_a_hub_as_a_client(
-    redis_server: RedisServer, start_hub: object, tmp_path: Path
-) -> None:
-    """``hub publish --url`` publishes as a hub.v1 client; ``hub listen`` prints it."""
+def test_publish_through_a_hub_as_a_client(redis_server: RedisServer, tmp_path: Path) -> None:
+    """``hub publish --url`` publishes as a hub.v1 client; ``hub listen`` prints it; with
+    ``--count N`` it exits after N lines."""
     hub = HubProcess("--redis", redis_server.url, "--workers", "1", log_dir=tmp_path).wait_ready()
+    publisher = Publisher(redis_server.url)
+    listen = subprocess.Popen(
+        [sys.executable, "-m", "hub", "listen", "cli.v1", "--url", hub.url(), "--count", "3"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=clean_env(),
+    )  # fmt: skip
+    lines = LineReader(listen)
     try:
-        listen = subprocess.Popen(
-            [sys.executable, "-m", "hub", "listen", "cli.v1", "--url", hub.url(), "--count", "2"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-            env=clean_env(),
-        )  # fmt: skip
         deadline = time.monotonic() + t(20)
-        while not redis_server.client().pubsub_numsub("hub:cli.v1")[0][1]:
-            assert time.monotonic() < deadline, "hub listen never subscribed"
-            time.sleep(0.05)
+        while not lines.wait(lambda got: bool(got), 0.1):  # subscribed once it prints
+            assert time.monotonic() < deadline, "hub listen never printed anything"
+            publisher.publish("cli.v1", text="warm-up")
+        lines.wait(lambda got: False, 0.3)  # warm-ups still on their way
+        warm_ups = len(lines.got)
         for message, kind in (('{"a": 1}', "json"), ("two\nlines", "text")):
             out = run_python(
                 "-m", "hub", "publish", "cli.v1", message, "--kind", kind, "--url", hub.url()
             )
             assert out.returncode == 0, out.stderr
-        printed, err = listen.communicate(timeout=t(20))
-        assert listen.returncode == 0, err
-        assert printed.splitlines() == ['{"a":1}', '"two\\nlines"']
+        assert listen.wait(t(20)) == 0
+        lines.wait(lambda got: len(got) >= 3, t(5))
+        assert lines.got[warm_ups:] == ['{"a":1}', '"two\\nlines"'][: 3 - warm_ups]
+        assert len(lines.got) == 3
         refused = run_python("-m", "hub", "publish", "cli.v1", "x", "--url", "ftp://nowhere")
         assert refused.returncode == 2 and "cannot publish" in refused.stderr
     finally:
+        listen.kill()
         hub.stop()
+        publisher.close()
 
 
 def test_line_formats() -> None:
