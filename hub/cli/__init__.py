@@ -132,6 +132,12 @@ def _add_client_commands(commands: Any) -> None:
     listen.add_argument("--count", type=int, metavar="N", help="exit after N messages")
     listen.add_argument("--token", metavar="JWT", help="JWT to connect with [env HUB_TOKEN]")
     listen.add_argument(
+        "--token-command",
+        metavar="CMD",
+        help="shell command that prints a fresh JWT, run before connecting without --token "
+        "and whenever the token expires (e.g. \"hub token --channels 'news' --ttl 1h\")",
+    )
+    listen.add_argument(
         "--backoff-max-s",
         type=float,
         default=5.0,

@@ -7,6 +7,7 @@ import asyncio
 import base64
 import os
 import sys
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from hub.client import Client, ClientError, Discontinuity, Message, Position
@@ -53,8 +54,10 @@ def _warn(text: str) -> None:
 async def _listen(args: argparse.Namespace, since: Position | None) -> int:
     urls = args.url or [DEFAULT_URL]
     token = args.token or os.environ.get("HUB_TOKEN") or None
+    get_token = _token_command(args.token_command) if args.token_command else None
     count = 0
-    async with Client(urls, token=token, backoff_max_s=args.backoff_max_s) as client:
+    client = Client(urls, token=token, get_token=get_token, backoff_max_s=args.backoff_max_s)
+    async with client:
         try:
             sub = await client.subscribe(args.channel, since=since)
         except ClientError as exc:
@@ -72,6 +75,21 @@ async def _listen(args: argparse.Namespace, since: Position | None) -> int:
             print(format_message(message, as_json=args.json), flush=True)
             count += 1
     return 0
+
+
+def _token_command(command: str) -> Callable[[], Awaitable[str]]:
+    """get_token from a shell command that prints a JWT (``hub token …``, a vault CLI)."""
+
+    async def run() -> str:
+        proc = await asyncio.create_subprocess_shell(
+            command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+        out, err = await proc.communicate()
+        if proc.returncode != 0:
+            raise RuntimeError(f"--token-command exited {proc.returncode}: {err.decode()[-300:]}")
+        return out.decode().strip()
+
+    return run
 
 
 def listen_command(args: argparse.Namespace) -> int:

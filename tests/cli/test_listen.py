@@ -14,11 +14,10 @@ from typing import IO
 
 import pytest
 from support import ROOT, HubProcess, RedisServer, clean_env, free_port, run_python, t
-from support.counting import count
+from support.counting import count, history_publisher
 
 from hub.cli.listen import format_message, parse_since
 from hub.client import Message, Position, Publisher
-from hub.core.namespaces import ChannelOptions, ChannelRules
 
 HISTORY = ("--history-size", "1000", "--history-ttl-s", "300")
 
@@ -29,24 +28,11 @@ def test_listen_keeps_going_across_a_hub_restart(redis_server: RedisServer, tmp_
     prefix = f"l{free_port()}:"
     port = free_port()
     args = ("--redis", redis_server.url, "--workers", "1", "--channel-prefix", prefix, *HISTORY)
-    publisher = Publisher(
-        redis_server.url,
-        channel_prefix=prefix,
-        rules=ChannelRules((), ChannelOptions(history_size=1000, history_ttl_s=300)),
-    )
+    publisher = history_publisher(redis_server.url, prefix)
     hub = HubProcess(*args, port=port, log_dir=tmp_path).wait_ready()
-    listen = subprocess.Popen(
-        [sys.executable, "-m", "hub", "listen", "feed", "--url", hub.url(), "--json",
-         "--backoff-max-s", "0.3"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=clean_env(),
-    )  # fmt: skip
-    lines = LineReader(listen)
+    listen, lines = start_listen("feed", "--url", hub.url(), "--json", "--backoff-max-s", "0.3")
     try:
-        # Until it prints something, it may not be subscribed yet: n = 0 is not counted.
-        deadline = time.monotonic() + t(20)
-        while not lines.wait(lambda got: bool(got), 0.1):
-            assert time.monotonic() < deadline, "hub listen never printed anything"
-            publisher.publish("feed", data={"n": 0})
+        lines.wait_subscribed(lambda: publisher.publish("feed", data={"n": 0}))
         for n in range(1, 10):
             publisher.publish("feed", data={"n": n})
         hub.stop()
@@ -88,22 +74,32 @@ class LineReader:
         with self._changed:
             return self._changed.wait_for(lambda: bool(self.got) and check(self.got), timeout)
 
+    def wait_subscribed(self, publish: Callable[[], object]) -> None:
+        """Publish until the first line comes: before it, hub listen may not be subscribed
+        yet, so what it misses of these is not counted."""
+        deadline = time.monotonic() + t(20)
+        while not self.wait(lambda got: True, 0.1):
+            assert time.monotonic() < deadline, "hub listen never printed anything"
+            publish()
+
+
+def start_listen(*args: str) -> tuple[subprocess.Popen[str], LineReader]:
+    """``hub listen ARGS`` in a process of its own, and the lines it prints."""
+    listen = subprocess.Popen(
+        [sys.executable, "-m", "hub", "listen", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=clean_env(),
+    )  # fmt: skip
+    return listen, LineReader(listen)
+
 
 def test_publish_through_a_hub_as_a_client(redis_server: RedisServer, tmp_path: Path) -> None:
     """``hub publish --url`` publishes as a hub.v1 client; ``hub listen`` prints it; with
     ``--count N`` it exits after N lines."""
     hub = HubProcess("--redis", redis_server.url, "--workers", "1", log_dir=tmp_path).wait_ready()
     publisher = Publisher(redis_server.url)
-    listen = subprocess.Popen(
-        [sys.executable, "-m", "hub", "listen", "cli.v1", "--url", hub.url(), "--count", "3"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=clean_env(),
-    )  # fmt: skip
-    lines = LineReader(listen)
+    listen, lines = start_listen("cli.v1", "--url", hub.url(), "--count", "3")
     try:
-        deadline = time.monotonic() + t(20)
-        while not lines.wait(lambda got: bool(got), 0.1):  # subscribed once it prints
-            assert time.monotonic() < deadline, "hub listen never printed anything"
-            publisher.publish("cli.v1", text="warm-up")
+        lines.wait_subscribed(lambda: publisher.publish("cli.v1", text="warm-up"))
         lines.wait(lambda got: False, 0.3)  # warm-ups still on their way
         warm_ups = len(lines.got)
         for message, kind in (('{"a": 1}', "json"), ("two\nlines", "text")):
@@ -121,6 +117,41 @@ def test_publish_through_a_hub_as_a_client(redis_server: RedisServer, tmp_path: 
         listen.kill()
         hub.stop()
         publisher.close()
+
+
+def test_listen_renews_its_token_with_a_command(redis_server: RedisServer, tmp_path: Path) -> None:
+    """--token-command mints the first token and a fresh one each time the hub closes the
+    connection with 4001; nothing published meanwhile is lost."""
+    secret = "a-secret-of-at-least-32-bytes-long!"
+    prefix = f"l{free_port()}:"
+    hub = HubProcess(
+        "--redis", redis_server.url, "--workers", "1", "--channel-prefix", prefix,
+        "--jwt-secret", secret, *HISTORY, log_dir=tmp_path,
+    ).wait_ready()  # fmt: skip
+    publisher = history_publisher(redis_server.url, prefix)
+    calls = tmp_path / "calls"
+    mint = (
+        f"echo run >> {calls} && "
+        f"{sys.executable} -m hub token --secret {secret} --channels feed --ttl 2s"
+    )
+    listen, lines = start_listen(
+        "feed", "--url", hub.url(), "--json", "--token-command", mint, "--backoff-max-s", "0.3"
+    )
+    try:
+        lines.wait_subscribed(lambda: publisher.publish("feed", data={"n": 0}))
+        for n in range(1, 50):  # 5 s: the 2 s tokens expire on the way
+            publisher.publish("feed", data={"n": n})
+            time.sleep(0.1)
+        assert lines.wait(lambda got: json.loads(got[-1])["data"]["n"] == 49, t(30)), lines.got
+    finally:
+        listen.kill()
+        _, err = listen.communicate()
+        hub.stop()
+        publisher.close()
+    numbers = [json.loads(line)["data"]["n"] for line in lines.got]
+    counts = count([n for n in numbers if n], range(1, 50))
+    assert counts.is_exact, (counts, numbers, err)
+    assert len(calls.read_text().splitlines()) >= 2  # the first token, then renewals
 
 
 def test_line_formats() -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import jwt
 import pytest
 from support import HubProcess, RedisServer, free_port, t
-from support.counting import count
+from support.counting import count, history_publisher
 
 from hub.client import (
     Client,
@@ -22,21 +22,14 @@ from hub.client import (
     NotConnected,
     NotRecovered,
     Position,
-    Publisher,
     PublishFailed,
     RequestRefused,
     Subscription,
 )
 from hub.core.errors import InvalidChannel
-from hub.core.namespaces import ChannelOptions, ChannelRules
 
 HISTORY = ("--history-size", "20000", "--history-ttl-s", "300")
 SECRET = "test-secret-for-the-client-tests"
-
-
-def history_publisher(redis_url: str, prefix: str) -> Publisher:
-    options = ChannelOptions(history_size=20000, history_ttl_s=300)
-    return Publisher(redis_url, channel_prefix=prefix, rules=ChannelRules((), options))
 
 
 async def read_numbers(sub: Subscription, numbers: list[int], total: int) -> list[Exception]:
