@@ -58,7 +58,8 @@ MAY_IMPORT: dict[str, set[str]] = {
     "sse.py": {"hub.core", "hub.node"},
     "metrics.py": {"hub", "hub.core"},
     "app.py": {"hub", "hub.core", "hub.brokers", "hub.node", "hub.ws", "hub.api", "hub.metrics"},
-    "cli": {"hub", "hub.core", "hub.brokers", "hub.app", "hub.bench"},
+    "client": {"hub", "hub.core", "hub.brokers"},
+    "cli": {"hub", "hub.core", "hub.brokers", "hub.app", "hub.bench", "hub.client"},
     "bench": {"hub", "hub.core"},
 }
 
@@ -89,9 +90,10 @@ def test_core_imports_no_io() -> None:
 
 
 def test_only_ws_imports_websockets() -> None:
-    """hub/ws is the only package that imports websockets (the bench has clients of its own)."""
+    """hub/ws is the only package of the server that imports websockets (the bench and the
+    Python client are clients of their own)."""
     for path in HUB.rglob("*.py"):
-        if path.is_relative_to(HUB / "ws") or path.is_relative_to(HUB / "bench"):
+        if any(path.is_relative_to(HUB / name) for name in ("ws", "bench", "client")):
             continue
         bad = {n for n in imports_of(path) if n.split(".")[0] == "websockets"}
         assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}: only hub/ws may"

@@ -1,4 +1,5 @@
-"""The ``hub`` command: ``serve``, ``bench``, and the flags of each."""
+"""The ``hub`` command: ``serve``, ``publish``, ``listen``, ``token``, ``check``, ``bench``,
+and the flags of each."""
 
 from __future__ import annotations
 
@@ -60,9 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_settings_flags(serve)
     publish = commands.add_parser(
         "publish",
-        help="publish one message to a channel, through Redis or the HTTP API",
+        help="publish one message to a channel, through Redis, a hub's WebSocket or its API",
         description="Publish MESSAGE to CHANNEL: straight into Redis (--redis, or HUB_REDIS_URL) "
-        "with the hub's envelope, or through a hub's HTTP API (--api URL --api-key KEY).",
+        "with the hub's envelope, as a hub.v1 client of a hub (--url ws://HOST:PORT), or "
+        "through a hub's HTTP API (--api URL --api-key KEY).",
     )
     publish.add_argument("channel", metavar="CHANNEL")
     publish.add_argument("message", metavar="MESSAGE", help="the message; '-' reads stdin")
@@ -85,12 +87,90 @@ def build_parser() -> argparse.ArgumentParser:
     )
     publish.add_argument("--api", metavar="URL", help="the hub's API, e.g. http://127.0.0.1:8766")
     publish.add_argument("--api-key", metavar="KEY", help="API key [env HUB_API_KEY]")
+    publish.add_argument(
+        "--url",
+        metavar="URL",
+        action="append",
+        help="publish as a hub.v1 client of this hub, e.g. ws://127.0.0.1:8765 (repeat it "
+        "for failover)",
+    )
+    publish.add_argument("--token", metavar="JWT", help="JWT for --url [env HUB_TOKEN]")
+    _add_client_commands(commands)
     commands.add_parser(
         "bench",
         help="load-test any raw-mode WebSocket server (run 'hub bench --help')",
         add_help=False,
     )
     return parser
+
+
+def _add_client_commands(commands: Any) -> None:
+    """``hub listen``, ``hub token`` and ``hub check``."""
+    listen = commands.add_parser(
+        "listen",
+        help="print what arrives on a channel, one line per message, across hub restarts",
+        description="Subscribe to CHANNEL as a hub.v1 client and print each message on one "
+        "line, reconnecting (and recovering history channels) on its own.",
+    )
+    listen.add_argument("channel", metavar="CHANNEL")
+    listen.add_argument(
+        "--url",
+        metavar="URL",
+        action="append",
+        help="a hub, e.g. ws://127.0.0.1:8765 (the default); repeat it for failover",
+    )
+    listen.add_argument(
+        "--since",
+        metavar="EPOCH:OFFSET",
+        help="on a history channel, start after this position (what --json prints)",
+    )
+    listen.add_argument(
+        "--json",
+        action="store_true",
+        help="print each message as a JSON object with its channel, epoch and offset",
+    )
+    listen.add_argument("--count", type=int, metavar="N", help="exit after N messages")
+    listen.add_argument("--token", metavar="JWT", help="JWT to connect with [env HUB_TOKEN]")
+    listen.add_argument(
+        "--token-command",
+        metavar="CMD",
+        help="shell command that prints a fresh JWT, run before connecting without --token "
+        "and whenever the token expires (e.g. \"hub token --channels 'news' --ttl 1h\")",
+    )
+    listen.add_argument(
+        "--backoff-max-s",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="longest pause between reconnect attempts (full jitter) [default: 5]",
+    )
+    token = commands.add_parser(
+        "token",
+        help="mint a JWT for development and scripts",
+        description="Print a JWT signed with the hubs' HUB_JWT_SECRET (or --secret), or with "
+        "--private-key (RS256 or ES256, matching the hubs' HUB_JWT_PUBLIC_KEY). Globs may be "
+        "repeated or comma-separated.",
+    )
+    token.add_argument("--sub", help="who the client is")
+    token.add_argument("--channels", action="append", metavar="GLOBS", help="subscribe and publish")
+    token.add_argument("--subscribe", action="append", metavar="GLOBS", help="subscribe only")
+    token.add_argument("--publish", action="append", metavar="GLOBS", help="publish only")
+    token.add_argument(
+        "--ttl", default="1h", help="lifetime: 90s, 15m, 1h, 7d (0: no expiry) [default: 1h]"
+    )
+    token.add_argument("--secret", help="HS256 secret [default: HUB_JWT_SECRET]")
+    token.add_argument(
+        "--private-key", metavar="PEM", help="RSA or EC private key, a PEM file or PEM text"
+    )
+    token.add_argument("--config", metavar="FILE", help="the hubs' config file [env HUB_CONFIG]")
+    check = commands.add_parser(
+        "check",
+        help="validate a configuration and print what hub serve would run with",
+        description="Read the configuration exactly as 'hub serve' does (flags, HUB_* "
+        "environment, --config file), check it, and print every setting with its source. "
+        "Exit status 2 when it is invalid.",
+    )
+    add_settings_flags(check)
 
 
 def _settings_from_args(args: argparse.Namespace) -> Settings:
@@ -115,14 +195,11 @@ def _worker_main(settings: Settings, index: int) -> None:
 
 
 def serve(settings: Settings) -> int:
+    from hub.cli.check import validate_runtime
     from hub.cli.logs import configure_logging
-    from hub.core.auth import Authenticator
-    from hub.core.tls import server_tls_context
 
     try:
-        Authenticator.create(secret=settings.jwt_secret, public_key=settings.jwt_public_key)
-        if settings.tls_cert and settings.tls_key:
-            server_tls_context(settings.tls_cert, settings.tls_key)
+        validate_runtime(settings)
     except ConfigError as exc:
         print(f"hub: bad setting {exc}", file=sys.stderr)
         return 2
@@ -162,10 +239,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         status: int = bench_main(argv[1:])
         return status
     args = build_parser().parse_args(argv)
+    if args.command == "listen":
+        from hub.cli.listen import listen_command
+
+        return listen_command(args)
     try:
         settings = _settings_from_args(args)
     except ConfigError as exc:
-        print(f"hub: bad setting {exc}", file=sys.stderr)
+        what = "invalid configuration:" if args.command == "check" else "bad setting"
+        print(f"hub {args.command}: {what} {exc}", file=sys.stderr)
         return 2
     if args.command == "serve":
         return serve(settings)
@@ -173,6 +255,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from hub.cli.publish import publish_command
 
         return publish_command(args, settings)
+    if args.command == "token":
+        from hub.cli.token import token_command
+
+        return token_command(args, settings)
+    if args.command == "check":
+        from hub.cli.check import check_command
+
+        return check_command(args, settings)
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 

@@ -1,19 +1,24 @@
-"""``hub publish``: one message into a channel, through Redis or through the HTTP API."""
+"""``hub publish``: one message into a channel, through Redis (hub.client.Publisher), a hub's
+WebSocket (hub.client.Client) or its HTTP API."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import os
 import sys
 import urllib.error
 import urllib.parse
 import urllib.request
+from typing import Any
 
+from hub.client import Client, ClientError, Publisher
 from hub.core.channels import validate
 from hub.core.config import Settings
-from hub.core.envelope import BINARY, JSON, TEXT, encode_envelope
+from hub.core.envelope import BINARY, JSON, TEXT
 from hub.core.errors import InvalidChannel, ProtocolError
-from hub.core.namespaces import ChannelOptions
+from hub.core.jsontext import parse_json
 from hub.core.protocol import message_from_body
 
 __all__ = ["publish_command"]
@@ -45,37 +50,57 @@ def publish_command(args: argparse.Namespace, settings: Settings) -> int:
     if args.api:
         key = args.api_key or settings.api_key
         return _via_api(args.api, key, channel, payload, kind)
+    if args.url:
+        token = args.token or os.environ.get("HUB_TOKEN") or None
+        return asyncio.run(_via_websocket(args.url, token, channel, payload, kind))
     url = args.redis or settings.redis_url
     if not url:
-        return _fail("say where to publish: --redis URL (or HUB_REDIS_URL), or --api URL")
+        return _fail(
+            "say where to publish: --redis URL (or HUB_REDIS_URL), --url ws://HOST:PORT, "
+            "or --api URL"
+        )
     prefix = args.channel_prefix if args.channel_prefix is not None else settings.channel_prefix
-    options = settings.channel_rules().options_for(channel)
-    return _via_redis(url, prefix, channel, encode_envelope(payload, kind), options)
+    return _via_redis(
+        Publisher(url, channel_prefix=prefix, rules=settings.channel_rules()),
+        channel,
+        payload,
+        kind,
+    )
 
 
-def _via_redis(
-    url: str, prefix: str, channel: str, envelope: bytes, options: ChannelOptions
-) -> int:
+def _via_redis(publisher: Publisher, channel: str, payload: bytes, kind: int) -> int:
     """PUBLISH, or on a history channel the history script, so the message gets its offset."""
     import redis
 
-    from hub.brokers.scripts import PUBLISH_SCRIPT, new_message_id, publish_args
-
-    client = redis.Redis.from_url(url, socket_timeout=5.0, socket_connect_timeout=5.0)
     try:
-        if options.has_history:
-            args = publish_args(
-                prefix.encode(), channel, envelope, options, message_id=new_message_id()
-            )
-            offset = client.eval(PUBLISH_SCRIPT, *args)  # type: ignore[arg-type]
-            print(f"published to {channel} at offset {offset}")
-            return 0
-        receivers = client.publish(prefix + channel, envelope)
+        with publisher:
+            done = publisher.publish_encoded(channel, payload, kind)
     except redis.RedisError as exc:
-        return _fail(f"cannot publish through {url}: {exc}")
-    finally:
-        client.close()
-    print(f"published to {channel} ({receivers} hub processes subscribed)")
+        return _fail(f"cannot publish through {publisher.redis_url}: {exc}")
+    if done.offset is not None:
+        print(f"published to {channel} at offset {done.offset}")
+    else:
+        print(f"published to {channel} ({done.receivers} hub processes subscribed)")
+    return 0
+
+
+async def _via_websocket(
+    urls: list[str], token: str | None, channel: str, payload: bytes, kind: int
+) -> int:
+    """As a hub.v1 client: the hub checks the token's right to publish, as for any client."""
+    fields: dict[str, Any] = (
+        {"data": parse_json(payload)}
+        if kind == JSON
+        else {"text": payload.decode()}
+        if kind == TEXT
+        else {"binary": payload}
+    )
+    try:
+        async with Client(urls, token=token, backoff_max_s=1.0) as client:
+            await client.publish(channel, **fields)
+    except (ClientError, ValueError) as exc:
+        return _fail(f"cannot publish through {', '.join(urls)}: {exc}")
+    print(f"published to {channel}")
     return 0
 
 

@@ -20,18 +20,28 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+)
 from support import HubProcess, RedisServer, clean_env, stop_process, t
 from support.browser import chromium
 from support.docs import Block, blocks
 
 API_KEY = "secret"  # the README's KEY
+JWT_SECRET = "change-me"  # the README's SECRET
+TICKED = ("news", "chat", "chat.1")  # the channels the docs' listeners read
 RUNNABLE = [b for language in ("python", "sh", "js") for b in blocks(language)]
 #: A reader-supplied value the docs name but do not define, for each language.
 PRELUDE = {
@@ -52,7 +62,7 @@ class World:
             (r"wss://hub(-[a-z])?\.example\.com", f"ws://{ws}"),
             (r"https://hub(-[a-z])?\.example\.com", http),
             (r"https://api\.example\.com", self.hub.api_url),
-            (r"(localhost|127\.0\.0\.1):8765", ws),
+            (r"(localhost|127\.0\.0\.1|10\.0\.0\.\d+):8765", ws),
             (r"http://127\.0\.0\.1:8766", self.hub.api_url),
             (r"redis://(127\.0\.0\.1|my-redis):6379", self.redis.url),
             (r"unix:///tmp/hub-redis-X+/redis\.sock", self.redis.url),
@@ -67,6 +77,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     cwd = tmp_path_factory.mktemp("docs-world")
     (cwd / "image.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)))
     (cwd / "hub.toml").write_text(next(b.body for b in blocks("toml")))
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+    (cwd / "signing-key.pem").write_bytes(pem)
     with RedisServer.running() as redis:
         hub = HubProcess(
             *("--workers", "1", "--redis", redis.url, "--api-key", API_KEY),
@@ -100,12 +113,20 @@ def _runnable(block: Block) -> bool:
 def test_block_runs(block: Block, world: World) -> None:
     code = PRELUDE.get(block.language, "") + world.rewrite(block.body)
     argv = [sys.executable, "-c", code] if block.language == "python" else ["bash", "-c", code]
-    env = clean_env(PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    env = clean_env(
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        # The hubs' own settings, as a reader's shell has them.
+        HUB_REDIS_URL=world.redis.url,
+        HUB_CONFIG=str(world.cwd / "hub.toml"),
+        HUB_JWT_SECRET=JWT_SECRET,
+    )
     proc = subprocess.Popen(
         argv, cwd=world.cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
     assert proc.stdout is not None
     deadline = time.monotonic() + t(30)
+    stop_ticking = threading.Event()
+    threading.Thread(target=tick_sync, args=(world, stop_ticking), daemon=True).start()
     try:
         if block.mark == "expect":
             os.set_blocking(proc.stdout.fileno(), False)
@@ -122,15 +143,30 @@ def test_block_runs(block: Block, world: World) -> None:
             out, _ = proc.communicate(timeout=t(30))
             assert proc.returncode == 0, f"{block} exited {proc.returncode}:\n{out.decode()}"
     finally:
+        stop_ticking.set()
         stop_process(proc, t(5))
 
 
+def tick_sync(world: World, stop: threading.Event) -> None:
+    """As :func:`tick`, for the blocks that run as processes, until ``stop``."""
+    for n in itertools.count():
+        for channel in TICKED:
+            request = urllib.request.Request(
+                f"{world.hub.api_url}/api/publish/{channel}",
+                data=f"docs-tick {n}".encode(),
+                headers={"Authorization": f"Bearer {API_KEY}", "Content-Type": "text/plain"},
+            )
+            urllib.request.urlopen(request, timeout=t(5)).close()
+        if stop.wait(0.2):
+            return
+
+
 async def tick(world: World) -> None:
-    """Publish ``docs-tick N`` to ``news`` and ``chat`` every 0.2 s."""
+    """Publish ``docs-tick N`` to the channels the docs listen on, every 0.2 s."""
     headers = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "text/plain"}
     async with aiohttp.ClientSession(headers=headers) as http:
         for n in itertools.count():
-            for channel in ("news", "chat"):
+            for channel in TICKED:
                 url = f"{world.hub.api_url}/api/publish/{channel}"
                 async with http.post(url, data=f"docs-tick {n}") as reply:
                     assert reply.status == 200, await reply.text()

@@ -13,9 +13,18 @@ from typing import Any
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from hub.client import Publisher
+from hub.core.namespaces import ChannelOptions, ChannelRules
 from support.waits import t
 
-__all__ = ["Counts", "Reader", "count", "publish_numbered"]
+__all__ = ["Counts", "Reader", "count", "history_publisher", "publish_numbered"]
+
+
+def history_publisher(redis_url: str, prefix: str = "hub:") -> Publisher:
+    """A hub.client.Publisher for which every channel keeps history (as the hubs of a test
+    run with ``--history-size``), so its messages get offsets and can be recovered."""
+    options = ChannelOptions(history_size=20000, history_ttl_s=300)
+    return Publisher(redis_url, channel_prefix=prefix, rules=ChannelRules((), options))
 
 
 @dataclass

@@ -79,6 +79,7 @@ class HubProcess:
     """A real ``hub serve`` process on a free loopback port, its output in a log file.
 
     ``env`` is added to this process's environment less its HUB_* settings (``clean_env``).
+    ``port`` reuses a port (a hub restarted where its clients expect it); default: a free one.
     ``api`` also serves the HTTP API on a second free port. With ``log_dir`` the log is
     ``log_dir/hub-PORT.log`` and stays after ``stop``; otherwise it is a temporary file.
     """
@@ -89,8 +90,9 @@ class HubProcess:
         env: dict[str, str] | None = None,
         api: bool = False,
         log_dir: Path | None = None,
+        port: int | None = None,
     ) -> None:
-        self.port = free_port()
+        self.port = port or free_port()
         self.api_port = free_port() if api else 0
         api_args = ["--api-port", str(self.api_port)] if api else []
         self.args = ["--port", str(self.port), *api_args, *args]
