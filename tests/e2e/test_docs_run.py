@@ -18,6 +18,7 @@ import contextlib
 import itertools
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -120,8 +121,14 @@ def test_block_runs(block: Block, world: World) -> None:
         HUB_CONFIG=str(world.cwd / "hub.toml"),
         HUB_JWT_SECRET=JWT_SECRET,
     )
+    # Its own process group: a shell block's commands are stopped with it (by that group's id).
     proc = subprocess.Popen(
-        argv, cwd=world.cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        argv,
+        cwd=world.cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     assert proc.stdout is not None
     deadline = time.monotonic() + t(30)
@@ -144,6 +151,8 @@ def test_block_runs(block: Block, world: World) -> None:
             assert proc.returncode == 0, f"{block} exited {proc.returncode}:\n{out.decode()}"
     finally:
         stop_ticking.set()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
         stop_process(proc, t(5))
 
 
