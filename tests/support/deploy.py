@@ -293,6 +293,11 @@ def render_nginx(
     def upstream(m: re.Match[str]) -> str:
         host, svc_port = m.group(2), int(m.group(3))
         assert host in services, f"nginx upstream {host} is not a compose hub service"
+        api_port = env_dict(services[host].get("environment")).get("HUB_API_PORT")
+        if str(svc_port) == api_port:  # the hub's API listener (SSE, clients' publishes)
+            proc = hubs[host][0]
+            port = proc.api_port if proc is not None and proc.api_port else free_port()
+            return f"{m.group(1)}127.0.0.1:{port}{m.group(4)}"
         assert svc_port == service_port(services[host]), m.group(0)
         seen.append(host)
         return f"{m.group(1)}127.0.0.1:{hubs[host][1]}{m.group(4)}"
