@@ -80,13 +80,11 @@ _STATUS_BY_CODE = {
 }
 
 
-async def redis_channels(url: str, prefix: str) -> dict[str, int]:
+async def redis_channels(connect: Callable[[], Any], prefix: str) -> dict[str, int]:
     """Every channel under ``prefix`` that some process subscribes to in Redis, with the
     number of subscribed processes (PUBSUB NUMSUB), through a short-lived client."""
-    import redis.asyncio as aioredis
-
     pattern = "".join("\\" + c if c in "*?[]\\" else c for c in prefix) + "*"
-    client = aioredis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+    client = connect()
     try:
         keys = await client.pubsub_channels(pattern)
         names = [k.decode() if isinstance(k, bytes) else str(k) for k in keys]
@@ -110,7 +108,7 @@ class PublishApi:
         node: Node,
         api_key: str | None,
         max_message_bytes: int,
-        redis_url: str | None = None,
+        redis_client: Callable[[], Any] | None = None,
         channel_prefix: str = "hub:",
         authenticator: Authenticator | None = None,
         allowed_origins: frozenset[str] | None = None,
@@ -129,7 +127,8 @@ class PublishApi:
             cors_headers=self._cors_headers,
         )
         self.max_message_bytes = max_message_bytes
-        self.redis_url = redis_url
+        #: A short-lived redis-py asyncio client of the hubs' Redis (None: the memory broker).
+        self.redis_client = redis_client
         self.channel_prefix = channel_prefix
         self.runner: web.AppRunner | None = None
 
@@ -333,7 +332,7 @@ class PublishApi:
 
     async def channels(self, request: web.Request) -> web.Response:
         local = dict(self.node.channels())
-        if self.redis_url is None:
+        if self.redis_client is None:
             rows = [
                 {"channel": c, "subscribers": n, "processes": 1} for c, n in sorted(local.items())
             ]
@@ -341,7 +340,7 @@ class PublishApi:
                 {"channels": rows, "scope": "process", "note": "memory broker: this process only"}
             )
         try:
-            remote = await redis_channels(self.redis_url, self.channel_prefix)
+            remote = await redis_channels(self.redis_client, self.channel_prefix)
         except Exception as exc:
             logger.warning("GET /api/channels: Redis is unreachable: %s", exc)
             return _error(503, "broker_unavailable", f"cannot ask Redis for channels: {exc}")

@@ -7,12 +7,14 @@ import logging
 import os
 import signal
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import uvloop
 
 from hub.api import PublishApi
 from hub.brokers import Broker, create_broker
+from hub.brokers.redis.sentinel import async_client
 from hub.core.auth import Authenticator
 from hub.core.config import Settings
 from hub.core.limits import is_loopback, raise_open_file_limit
@@ -103,7 +105,11 @@ class App:
                 node=self.node,
                 api_key=settings.api_key,
                 max_message_bytes=settings.max_message_bytes,
-                redis_url=settings.redis_url,
+                redis_client=(
+                    partial(async_client, redis_url, socket_timeout=2.0, socket_connect_timeout=2.0)
+                    if (redis_url := settings.redis_url)
+                    else None
+                ),
                 channel_prefix=settings.channel_prefix,
                 authenticator=authenticator,
                 allowed_origins=settings.origins,

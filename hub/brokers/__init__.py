@@ -8,11 +8,12 @@ from hub.brokers.base import Broker, BrokerEventHandler, BrokerStats
 
 __all__ = ["Broker", "BrokerEventHandler", "BrokerStats", "create_broker"]
 
-REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+sentinel://")
 
 
 def create_broker(url: str | None, **options: Any) -> Broker:
-    """``None`` or ``memory://``: MemoryBroker; ``redis://``, ``rediss://``, ``unix://``: Redis.
+    """``None`` or ``memory://``: MemoryBroker; ``redis://``, ``rediss://``, ``unix://``, and
+    ``redis+sentinel://`` (the master found through Redis Sentinel): Redis.
 
     ``options`` are passed to RedisBroker (prefix, buffer bounds, probe timings).
     """
@@ -23,7 +24,14 @@ def create_broker(url: str | None, **options: Any) -> Broker:
     if url.startswith(REDIS_SCHEMES):
         from hub.brokers.redis import RedisBroker
 
-        return RedisBroker(url=url, **options)
+        try:
+            return RedisBroker(url=url, **options)
+        except ValueError as exc:  # a malformed sentinel URL: say what to fix
+            from hub.core.errors import ConfigError
+
+            raise ConfigError("HUB_REDIS_URL", url, str(exc)) from None
     from hub.core.errors import ConfigError
 
-    raise ConfigError("HUB_REDIS_URL", url, "use redis://, rediss://, unix:// or memory://")
+    raise ConfigError(
+        "HUB_REDIS_URL", url, "use redis://, rediss://, unix://, redis+sentinel:// or memory://"
+    )

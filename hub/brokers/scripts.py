@@ -27,13 +27,24 @@ __all__ = [
     "new_message_id",
     "presence_keys",
     "publish_args",
+    "run_id",
     "sha1",
 ]
 
 # KEYS: stream, meta. ARGV: envelope, history size, history TTL (ms), meta TTL (s),
-# a fresh epoch (taken if the channel has none), the pub/sub channel, the message's id, and
-# "1" when this is a resend after a lost connection: then a message already in the stream
-# with that id was published before the reply was lost, and is not published again.
+# a fresh epoch (taken if the channel has none), the pub/sub channel, the message's id,
+# "1" when this is a resend after a lost connection (then a message already in the stream
+# with that id was published before the reply was lost, and is not published again), and
+# the run_id of the server it is sent to ('': the script asks INFO).
+#
+# The meta remembers which server (run_id) assigned its offsets. If another server now
+# writes, and that server was promoted from a replica (INFO replication names a previous
+# replication id, master_replid2), a failover happened: the offsets it has may be behind
+# those already given out (asynchronous replication: the old master's last writes never
+# reached its replica). Handing them out again would make a reader skip the new messages as
+# ones it has seen, so the channel starts a new epoch instead, and readers are told of a gap.
+# A restart of the same data (AOF, RDB) is a new run_id with no previous replication id:
+# its offsets are those it gave out, and the epoch stays.
 PUBLISH_SCRIPT = b"""
 if ARGV[8] == '1' then
   local recent = redis.call('xrevrange', KEYS[1], '+', '-', 'COUNT', 1000)
@@ -46,10 +57,20 @@ if ARGV[8] == '1' then
     end
   end
 end
-local epoch = redis.call('hget', KEYS[2], 'e')
-if not epoch then
+local writer = ARGV[9]
+if writer == '' then
+  writer = string.match(redis.call('info', 'server'), 'run_id:(%x+)')
+end
+local meta = redis.call('hmget', KEYS[2], 'e', 'w')
+local epoch = meta[1]
+local moved = meta[2] and meta[2] ~= writer and not string.find(
+  redis.call('info', 'replication'), 'master_replid2:' .. string.rep('0', 40), 1, true)
+if not epoch or moved then
   epoch = ARGV[5]
-  redis.call('hset', KEYS[2], 'e', epoch)
+  redis.call('hset', KEYS[2], 'e', epoch, 's', 0)
+end
+if meta[2] ~= writer then
+  redis.call('hset', KEYS[2], 'w', writer)
 end
 local offset = redis.call('hincrby', KEYS[2], 's', 1)
 redis.call('expire', KEYS[2], ARGV[4])
@@ -116,8 +137,11 @@ def publish_args(
     *,
     message_id: bytes,
     is_resend: bool = False,
+    writer: bytes = b"",
 ) -> tuple[bytes, ...]:
-    """The publish script's numkeys, keys and arguments, for EVALSHA or EVAL."""
+    """The publish script's numkeys, keys and arguments, for EVALSHA or EVAL. ``writer`` is
+    the run_id of the server the connection reaches (empty: the script asks INFO, once per
+    publish, which a backend's occasional publish can afford)."""
     stream, meta = history_keys(prefix, channel)
     return (
         b"2",
@@ -131,7 +155,17 @@ def publish_args(
         prefix + channel.encode(),
         message_id,
         b"1" if is_resend else b"0",
+        writer,
     )
+
+
+def run_id(info: object) -> bytes:
+    """The ``run_id`` in an ``INFO server`` reply; empty when there is none."""
+    text = info if isinstance(info, bytes) else str(info).encode()
+    for line in text.splitlines():
+        if line.startswith(b"run_id:"):
+            return line[len(b"run_id:") :].strip()
+    return b""
 
 
 def sha1(script: bytes) -> bytes:

@@ -20,6 +20,7 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from hub.brokers.redis.sentinel import async_client, sync_client
 from hub.brokers.scripts import PUBLISH_SCRIPT, new_message_id, publish_args
 from hub.core.channels import validate
 from hub.core.config import Settings
@@ -125,7 +126,7 @@ class Publisher:
         """Publish a payload of a kind of ``hub.core.envelope`` (TEXT, BINARY, JSON)."""
         channel, envelope, options = self._prepare(channel, payload, kind)
         if self._sync is None:
-            self._sync = redis.Redis.from_url(
+            self._sync = sync_client(
                 self.redis_url,
                 socket_timeout=self._timeout,
                 socket_connect_timeout=self._timeout,
@@ -173,7 +174,7 @@ class Publisher:
     async def apublish_encoded(self, channel: str, payload: bytes, kind: int) -> Published:
         channel, envelope, options = self._prepare(channel, payload, kind)
         if self._async is None:
-            self._async = redis.asyncio.Redis.from_url(
+            self._async = async_client(
                 self.redis_url,
                 socket_timeout=self._timeout,
                 socket_connect_timeout=self._timeout,

@@ -25,7 +25,7 @@ def compose() -> dict[str, Any]:
 
 
 def test_compose_parser_accepts_the_file() -> None:
-    for profiles in ((), ("nginx",)):
+    for profiles in ((), ("nginx",), ("sentinel",)):
         result = compose_config(COMPOSE_FILE, *profiles, quiet=True)
         assert result.returncode == 0, result.stderr
 

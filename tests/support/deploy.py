@@ -81,9 +81,12 @@ def env_dict(environment: Mapping[str, Any] | list[str] | None) -> dict[str, str
 
 
 def hub_services(compose: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """The services built from deploy/Dockerfile, by name."""
+    """The services built from deploy/Dockerfile, by name (those of the default profile:
+    the sentinel profile's hub is started by its own test)."""
     out = {}
     for name, svc in compose["services"].items():
+        if svc.get("profiles"):
+            continue
         build = svc.get("build") or {}
         if isinstance(build, dict) and str(build.get("dockerfile", "")).endswith(
             "deploy/Dockerfile"

@@ -15,11 +15,13 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from hub.brokers.base import BrokerEventHandler, BrokerStats
 from hub.brokers.redis.link import RECONNECT_MAX_S, RedisLink
 from hub.brokers.redis.publisher import RESUBSCRIBE_GRACE_S, RedisPublisher
 from hub.brokers.redis.reader import RedisReader
+from hub.brokers.redis.sentinel import SentinelLocator, SentinelTarget, is_sentinel_url
 from hub.brokers.redis.subscriber import RedisSubscriber
 from hub.brokers.resp import Endpoint
 from hub.core.namespaces import ChannelOptions
@@ -47,7 +49,14 @@ class RedisBroker:
         self.stats = BrokerStats()
         name = name or f"hub-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._name = name.encode()
-        self._link = RedisLink(Endpoint.from_url(url), name)
+        self._locator: SentinelLocator | None = None
+        if is_sentinel_url(url):
+            target = SentinelTarget.from_url(url)
+            self._locator = SentinelLocator(target)
+            placeholder = replace(target.master, host=target.describe())
+            self._link = RedisLink(placeholder, name, locate=self._locator.locate)
+        else:
+            self._link = RedisLink(Endpoint.from_url(url), name)
         prefix_bytes = prefix.encode()
         # The probe: a channel outside the client namespace ('$' is not a valid name char).
         self._probe_key = prefix_bytes + b"$probe:" + self._name
@@ -97,6 +106,11 @@ class RedisBroker:
             asyncio.create_task(supervise("probe", self._run_probe)),
             asyncio.create_task(supervise("reader", self._reader.run)),
         ]
+        if self._locator is not None:
+            watch = self._locator.watch
+            self._tasks.append(
+                asyncio.create_task(supervise("sentinel", lambda: watch(self._reconnect)))
+            )
 
     async def close(self) -> None:
         self._link.is_closing = True
@@ -107,6 +121,15 @@ class RedisBroker:
             if part.conn is not None:
                 part.conn.close()
             part.conn = None
+        if self._locator is not None:
+            await self._locator.close()
+
+    def _reconnect(self) -> None:
+        """The master moved: every connection reconnects (asking the sentinels where to),
+        and the subscriber resubscribes every channel."""
+        for part in (self._publisher, self._subscriber, self._reader):
+            if part.conn is not None:
+                part.conn.close()
 
     # The Broker interface
 

@@ -21,20 +21,29 @@ RECONNECT_MAX_S = 2.0
 
 
 class RedisLink:
-    """One Redis endpoint as this process reaches it."""
+    """One Redis endpoint as this process reaches it. With ``locate`` (Sentinel), where the
+    master is gets asked again before every connect."""
 
-    def __init__(self, endpoint: Endpoint, name: str) -> None:
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        name: str,
+        locate: Callable[[], Awaitable[Endpoint]] | None = None,
+    ) -> None:
         self.endpoint = endpoint
         self.name = name
         self.is_closing = False
+        self._locate = locate
 
     async def connect(self, role: str, on_replies: Callable[[list[Reply]], None]) -> RespConnection:
         """Connect with backoff until it works (or the broker closes)."""
         delays = backoff(max_s=RECONNECT_MAX_S)
         while True:
             try:
+                if self._locate is not None:
+                    self.endpoint = await self._locate()
                 return await open_connection(self.endpoint, on_replies, name=f"{self.name}-{role}")
-            except (TimeoutError, OSError, hiredis.ReplyError) as exc:
+            except (TimeoutError, OSError, hiredis.ReplyError) as exc:  # NoMaster is an OSError
                 delay = next(delays)
                 logger.warning(
                     "redis %s: cannot connect to %s (%s); retrying in %.2fs",

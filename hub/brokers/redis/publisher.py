@@ -28,6 +28,7 @@ from hub.brokers.scripts import (
     new_message_id,
     presence_keys,
     publish_args,
+    run_id,
     sha1,
 )
 from hub.core.namespaces import ChannelOptions
@@ -79,6 +80,9 @@ class RedisPublisher:
     ) -> None:
         self._link = link
         self._prefix = prefix
+        #: The run_id of the server this publisher's connection reaches (the history
+        #: script's writer check: see scripts.py).
+        self._run_id = b""
         self.stats = stats
         self._max_held_messages = max_held_messages
         self._max_held_bytes = max_held_bytes
@@ -165,6 +169,7 @@ class RedisPublisher:
             entry.options,
             message_id=entry.id,
             is_resend=entry.is_resend,
+            writer=self._run_id,
         )
         return encode_command(b"EVALSHA", _PUBLISH_SHA, *args)
 
@@ -177,9 +182,10 @@ class RedisPublisher:
                 continue
             key, payload, kind, sent_at = inflight.popleft()
             is_error = isinstance(reply, hiredis.ReplyError)
-            if is_error and str(reply).startswith("NOSCRIPT"):
+            if is_error and str(reply).startswith(("NOSCRIPT", "READONLY")):
                 # Redis lost its script cache (SCRIPT FLUSH, or a failover to a server that
-                # never saw it): reconnect, load the script, and send these again, first.
+                # never saw it), or this server is a replica now (a failover demoted it):
+                # reconnect (with Sentinel, to the new master), and send these again, first.
                 self._noscript.append((key, payload, kind))
                 if self.conn is not None:
                     self.conn.close()
@@ -203,6 +209,7 @@ class RedisPublisher:
             try:
                 for script in (PUBLISH_SCRIPT, READ_SCRIPT, PRESENCE_SCRIPT):
                     await conn.command(b"SCRIPT", b"LOAD", script)
+                self._run_id = run_id(await conn.command(b"INFO", b"server"))
             except (TimeoutError, ConnectionError, hiredis.ReplyError) as exc:
                 logger.warning("redis publisher: cannot load the history scripts: %s", exc)
                 conn.close()
