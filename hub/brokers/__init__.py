@@ -26,4 +26,11 @@ def create_broker(url: str | None, **options: Any) -> Broker:
         return RedisBroker(url=url, **options)
     from hub.core.errors import ConfigError
 
+    if url.startswith("redis+cluster://"):
+        raise ConfigError(
+            "HUB_REDIS_URL",
+            url,
+            "Redis Cluster is not supported yet (docs/deploy.md, Redis Cluster); "
+            "use a non-cluster endpoint",
+        )
     raise ConfigError("HUB_REDIS_URL", url, "use redis://, rediss://, unix:// or memory://")

@@ -58,3 +58,11 @@ def test_bad_cluster_url_is_refused(url: str) -> None:
     """A URL hub cannot use is refused with the setting's name and what to fix."""
     with pytest.raises(ConfigError, match="HUB_REDIS_URL"):
         parse_cluster_url(url)
+
+
+def test_cluster_url_is_refused_until_the_broker_exists() -> None:
+    """A cluster URL fails at start-up with a message that says so, not as an unknown scheme."""
+    from hub.brokers import create_broker
+
+    with pytest.raises(ConfigError, match="Redis Cluster is not supported yet"):
+        create_broker("redis+cluster://127.0.0.1:7001,127.0.0.1:7002")

@@ -6,6 +6,7 @@
 - ``ops``: HTTP against a hub's /metrics and /stats;
 - ``v1``: ``hub serve`` as the hub.v1 tests configure it, and JSON over HTTP;
 - ``deploy``: the compose file's services as local processes (import it as ``support.deploy``).
+- ``cluster``: a real local Redis Cluster of masters and replicas (``support.cluster``).
 
 Every wait is a multiple of ``t``, which ``HUB_TEST_TIMEOUT_SCALE`` stretches.
 """
