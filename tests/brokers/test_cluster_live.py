@@ -10,6 +10,7 @@ import hiredis
 import pytest
 from redis.cluster import RedisCluster as ClusterClient
 from support.cluster import RedisCluster
+from support.waits import wait_until
 
 from hub.brokers.cluster import PartitionMap
 from hub.brokers.resp import encode_command
@@ -87,3 +88,69 @@ def test_history_keys_and_sharded_channel_run_in_one_script(cluster: RedisCluste
     finally:
         sub.close()
         client.close()
+
+
+def ssubscribed(cluster: RedisCluster, pm: PartitionMap, channel: str) -> socket.socket:
+    """A raw connection SSUBSCRIBEd to the channel's sharded channel on its owner."""
+    sock = socket.create_connection(("127.0.0.1", cluster.owner(pm.slot(pm.partition(channel)))))
+    sock.settimeout(10)
+    (reply,) = roundtrip(sock, encode_command(b"SSUBSCRIBE", pm.pubsub_channel(channel)), 1)
+    assert isinstance(reply, list) and reply[0] == b"ssubscribe"
+    return sock
+
+
+def test_slot_migration_sends_sunsubscribe() -> None:
+    """A reshard that moves a partition's slot ends its subscription with a server-sent
+    ``sunsubscribe``: the signal the broker resubscribes the partition on."""
+    pm = PartitionMap(num_partitions=32)
+    channel = next(f"m{i}" for i in range(1000) if pm.partition(f"m{i}") == 0)
+    with RedisCluster(3) as cluster:
+        source = cluster.owner(pm.slot(0))
+        target = next(p for p in cluster.masters() if p != source)
+        with ssubscribed(cluster, pm, channel) as sock:
+            cluster.reshard(source, target, 512)  # the source's lowest slots: partition 0's range
+            assert cluster.owner(pm.slot(0)) == target
+            reader = hiredis.Reader()
+            reader.feed(sock.recv(65536))
+            assert reader.gets() == [b"sunsubscribe", pm.pubsub_channel(channel), 0]
+
+
+def test_failover_sends_sunsubscribe() -> None:
+    """``CLUSTER FAILOVER`` on a replica ends the old master's sharded subscriptions the same
+    way, and the promoted replica serves the partition."""
+    pm = PartitionMap(num_partitions=32)
+    channel = "f"
+    with RedisCluster(3, replicas=1) as cluster:
+        master = cluster.owner(pm.slot(pm.partition(channel)))
+        replica = cluster.replica_of(master)
+        with ssubscribed(cluster, pm, channel) as sock:
+            cluster.failover(replica)
+            assert cluster.owner(pm.slot(pm.partition(channel))) == replica
+            reader = hiredis.Reader()
+            reader.feed(sock.recv(65536))
+            assert reader.gets() == [b"sunsubscribe", pm.pubsub_channel(channel), 0]
+
+
+def test_killed_master_is_replaced_by_its_replica() -> None:
+    """A SIGKILLed master's replica takes its slots within seconds (short node timeout), and a
+    script and SPUBLISH on the partition work again there."""
+    pm = PartitionMap(num_partitions=32)
+    channel = "k"
+    with RedisCluster(3, replicas=1) as cluster:
+        master = cluster.owner(pm.slot(pm.partition(channel)))
+        replica = cluster.replica_of(master)
+        cluster.kill(master)
+        wait_until(lambda: replica in cluster.masters(), 30, f"{replica} promoted")
+        wait_until(cluster.is_ok, 30, "cluster_state:ok after the failover")
+        stream, meta = pm.history_keys(channel)
+        script = encode_command(
+            b"EVAL", SCRIPT.encode(), b"2", stream, meta, pm.pubsub_channel(channel)
+        )
+        with (
+            ssubscribed(cluster, pm, channel) as sock,
+            socket.create_connection(("127.0.0.1", replica), timeout=10) as writer,
+        ):
+            assert roundtrip(writer, script, 1) == [1]
+            reader = hiredis.Reader()
+            reader.feed(sock.recv(65536))
+            assert reader.gets() == [b"smessage", pm.pubsub_channel(channel), b"1"]

@@ -78,6 +78,15 @@ class RedisCluster:
             timeout=60,
         )
         wait_until(self.is_ok, 30, "cluster_state:ok on every node")
+        # A replica that never synced refuses to take over (its data age is unknown).
+        wait_until(self.replicas_synced, 30, "every replica's link to its master")
+
+    def replicas_synced(self) -> bool:
+        for port in self.ports:
+            info = self.client(port).info("replication")
+            if info.get("role") == "slave" and info.get("master_link_status") != "up":
+                return False
+        return True
 
     def _pings(self, port: int) -> bool:
         try:
@@ -111,6 +120,44 @@ class RedisCluster:
             if any(low <= slot <= high for low, high in ranges):
                 return port
         raise AssertionError(f"slot {slot} is not served")
+
+    def node_id(self, port: int) -> str:
+        return str(self.client(port).execute_command("CLUSTER", "MYID").decode())
+
+    def reshard(self, source: int, target: int, num_slots: int) -> None:
+        """Move ``num_slots`` slots (the source's lowest) with ``redis-cli --cluster reshard``."""
+        argv = ["redis-cli", "--cluster", "reshard", f"127.0.0.1:{source}"]
+        argv += ["--cluster-from", self.node_id(source), "--cluster-to", self.node_id(target)]
+        argv += ["--cluster-slots", str(num_slots), "--cluster-yes"]
+        subprocess.run(
+            argv,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            timeout=120,
+        )
+        wait_until(self.is_ok, 30, "cluster_state:ok after the reshard")
+
+    def replica_of(self, master: int) -> int:
+        """The port of a replica of the master."""
+        for port in self.ports:
+            if port == master or self.procs[port].poll() is not None:
+                continue
+            info = self.client(port).info("replication")
+            if info.get("role") == "slave" and int(info["master_port"]) == master:
+                return port
+        raise AssertionError(f"no replica of the master on port {master}")
+
+    def failover(self, replica: int) -> None:
+        """A graceful failover: ``CLUSTER FAILOVER`` on the replica; wait for it to lead."""
+        self.client(replica).execute_command("CLUSTER", "FAILOVER")
+        wait_until(lambda: replica in self.masters(), 30, f"{replica} promoted")
+        wait_until(self.is_ok, 30, "cluster_state:ok after the failover")
+
+    def kill(self, port: int) -> None:
+        """SIGKILL one node (a crashed master): its replica takes over after the node timeout."""
+        proc = self.procs[port]
+        proc.kill()
+        proc.wait(10)
 
     def stop(self) -> None:
         for proc in self.procs.values():
