@@ -32,6 +32,13 @@ def create_broker(url: str | None, **options: Any) -> Broker:
             raise ConfigError("HUB_REDIS_URL", url, str(exc)) from None
     from hub.core.errors import ConfigError
 
+    if url.startswith("redis+cluster://"):
+        raise ConfigError(
+            "HUB_REDIS_URL",
+            url,
+            "Redis Cluster is not supported yet (docs/deploy.md, Redis Cluster); "
+            "use a non-cluster endpoint, or Redis Sentinel (redis+sentinel://)",
+        )
     raise ConfigError(
         "HUB_REDIS_URL", url, "use redis://, rediss://, unix://, redis+sentinel:// or memory://"
     )

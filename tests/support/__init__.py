@@ -7,7 +7,9 @@
 - ``v1``: ``hub serve`` as the hub.v1 tests configure it, and JSON over HTTP;
 - ``deploy``: the compose file's services as local processes (import it as ``support.deploy``);
 - ``docs``: the README's and docs' code blocks, with their doc-test marks (``support.docs``);
-- ``browser``: headless Chromium through Playwright (``support.browser``).
+- ``browser``: headless Chromium through Playwright (``support.browser``);
+- ``sentinel``: a real local master, replica and 3 sentinels (``support.sentinel``);
+- ``cluster``: a real local Redis Cluster of masters and replicas (``support.cluster``).
 
 Every wait is a multiple of ``t``, which ``HUB_TEST_TIMEOUT_SCALE`` stretches.
 """
