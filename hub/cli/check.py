@@ -10,6 +10,7 @@ import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
+from hub.brokers import check_broker_url
 from hub.core.auth import Authenticator
 from hub.core.config import OPTIONS, Settings
 from hub.core.docs import describe_default
@@ -24,7 +25,8 @@ _SECRETS = frozenset({"jwt_secret", "api_key", "admin_token"})
 
 def validate_runtime(settings: Settings) -> None:
     """What ``hub serve`` checks beyond Settings before it starts: the JWT key loads and the
-    TLS files make a context. Raise ConfigError."""
+    TLS files make a context, the Redis URL names a broker. Raise ConfigError."""
+    check_broker_url(settings.redis_url)
     Authenticator.create(secret=settings.jwt_secret, public_key=settings.jwt_public_key)
     if settings.tls_cert and settings.tls_key:
         server_tls_context(settings.tls_cert, settings.tls_key)

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from support import run_python
 
 from hub.cli import main
 
@@ -67,3 +68,21 @@ def test_an_invalid_configuration_exits_2_with_the_reason(
     assert main(["check", *args]) == 2
     err = capsys.readouterr().err
     assert err.startswith("hub check: invalid configuration:") and says in err
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("redis+cluster://127.0.0.1:7000", "not supported yet"),
+        ("redis+sentinel://127.0.0.1:26379", "no master name"),
+        ("redis+sentinel://h:26379/m?x=1", "unknown option"),
+        ("foo://x", "use redis://"),
+        ("redis://h:notaport", "Port"),
+    ],
+)
+def test_serve_refuses_a_broker_url_once_before_starting_workers(url: str, says: str) -> None:
+    """With several workers, a bad --redis used to make every worker die with a traceback,
+    restarted by the supervisor forever; now serve refuses it once, exit 2."""
+    out = run_python("-m", "hub", "serve", "--workers", "2", "--port", "0", "--redis", url)
+    assert out.returncode == 2, out.stderr
+    assert says in out.stderr and "Traceback" not in out.stderr, out.stderr
