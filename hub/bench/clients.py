@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import ssl
 import time
 from collections.abc import Callable
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
@@ -21,6 +22,7 @@ from hub.bench.config import RunConfig
 from hub.bench.lean import Counters, LeanSocket
 from hub.bench.sizing import place
 from hub.bench.stats import StreamTracker
+from hub.bench.target import ssl_context
 from hub.bench.wire import request_prefix, split_url
 
 __all__ = [
@@ -34,7 +36,6 @@ __all__ = [
     "Receiver",
     "Socket",
     "connect_all",
-    "ws_url",
 ]
 
 IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
@@ -42,11 +43,6 @@ IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
 READ_BUFFER_INIT_BYTES = 2048
 MAX_FRAME_BYTES = 64 * 1024 * 1024
 PICOWS_LOGGER = logging.getLogger("picows.bench")
-
-
-def ws_url(base: str, channel: str) -> str:
-    parts = urlsplit(base)
-    return f"{parts.scheme}://{parts.netloc}/{quote(channel, safe='')}"
 
 
 class BenchListener(WSListener):
@@ -189,7 +185,14 @@ async def connect_all(
     per_worker = max(1, config.concurrency // config.procs)
     loop = asyncio.get_running_loop()
     # The lean client's upgrade request, built once per URL.
-    prefixes: dict[str, tuple[str, int, bytes]] = {}
+    prefixes: dict[str, tuple[str, int, bytes, ssl.SSLContext | None]] = {}
+    handshake = config.handshake
+    # One TLS context for all sockets: loading the trust store is slow.
+    tls = (
+        ssl_context(handshake)
+        if any(urlsplit(url).scheme == "wss" for url in config.urls)
+        else None
+    )
 
     async def connect_picows(index: int, url: str, listener: BenchListener) -> None:
         spot = place(index, config.urls, config.source_addrs)
@@ -204,6 +207,8 @@ async def connect_all(
             max_frame_size=MAX_FRAME_BYTES,
             read_buffer_init_size=READ_BUFFER_INIT_BYTES,
             socket_factory=factory,
+            ssl_context=tls if url.startswith("wss:") else None,
+            extra_headers=handshake.headers or None,
             # aiofastnet, when installed, costs about 8 KiB more per idle socket.
             use_aiofastnet=False,
             # One logger for all sockets: the default makes an adapter per socket.
@@ -214,14 +219,18 @@ async def connect_all(
         target = prefixes.get(url)
         if target is None:
             host, port, path, netloc = split_url(url)
-            target = prefixes[url] = (host, port, request_prefix(netloc, path))
-        host, port, prefix = target
+            prefix = request_prefix(netloc, path, handshake.header_lines())
+            target = prefixes[url] = (host, port, prefix, tls if url.startswith("wss:") else None)
+        host, port, prefix, context = target
+        hostname = host if context is not None else None
         waiter: asyncio.Future[None] = loop.create_future()
         listener.start(prefix, waiter)
         try:
             source_addr = place(index, config.urls, config.source_addrs).source_addr
             if source_addr is None:
-                await loop.create_connection(lambda: listener, host, port)
+                await loop.create_connection(
+                    lambda: listener, host, port, ssl=context, server_hostname=hostname
+                )
             else:
                 sock = _bound_socket_factory(source_addr)(None)
                 try:
@@ -229,7 +238,9 @@ async def connect_all(
                 except BaseException:
                     sock.close()
                     raise
-                await loop.create_connection(lambda: listener, sock=sock)
+                await loop.create_connection(
+                    lambda: listener, sock=sock, ssl=context, server_hostname=hostname
+                )
             await waiter
         except BaseException:
             listener.close()

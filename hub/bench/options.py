@@ -15,6 +15,7 @@ from hub.bench.sizing import (
     fd_hard_limit,
     pick_source_addrs,
 )
+from hub.bench.target import Handshake, ssl_context
 
 __all__ = ["build_parser", "config_from_args"]
 
@@ -35,6 +36,13 @@ def _positive_int(value: str) -> int:
     return number
 
 
+def _fraction(value: str) -> float:
+    number = float(value)
+    if not 0 <= number <= 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a fraction between 0 and 1")
+    return number
+
+
 def _common(parser: argparse.ArgumentParser, *, sockets_help: str, default_sockets: int) -> None:
     target = parser.add_argument_group("targets")
     target.add_argument(
@@ -42,13 +50,38 @@ def _common(parser: argparse.ArgumentParser, *, sockets_help: str, default_socke
         action="append",
         dest="urls",
         metavar="URL",
-        help="server to load, ws://HOST:PORT (repeatable; sockets are split evenly over them; "
-        "the channel goes in the path) (default: ws://127.0.0.1:8765)",
+        help="server to load, ws:// or wss:// (repeatable; sockets are split evenly over them). "
+        "{channel} and {i} in the URL are replaced by the socket's channel and number; "
+        "a URL with a path or query is otherwise kept exactly; only a bare ws://HOST:PORT "
+        "assumes hub's raw layout, the channel as the path (default: ws://127.0.0.1:8765)",
     )
     target.add_argument(
         "--channel",
         default=None,
         help="channel name, or the prefix of the channel names (default: bench)",
+    )
+    handshake = parser.add_argument_group("handshake")
+    handshake.add_argument(
+        "-H",
+        "--header",
+        action="append",
+        dest="headers",
+        default=[],
+        metavar="'NAME: VALUE'",
+        help="a header of every upgrade request (repeatable)",
+    )
+    handshake.add_argument(
+        "--token", help="a JWT or other bearer token, sent as 'Authorization: Bearer TOKEN'"
+    )
+    handshake.add_argument("--subprotocol", help="the Sec-WebSocket-Protocol to ask for")
+    handshake.add_argument("--origin", help="the Origin header")
+    handshake.add_argument(
+        "--ca-file", metavar="PEM", help="wss://: trust these CA certificates too"
+    )
+    handshake.add_argument(
+        "--insecure",
+        action="store_true",
+        help="wss://: check no certificate (self-signed test servers)",
     )
     sockets = parser.add_argument_group("sockets")
     sockets.add_argument(
@@ -94,6 +127,23 @@ def _common(parser: argparse.ArgumentParser, *, sockets_help: str, default_socke
         help="the receivers' WebSocket client: lean (a minimal asyncio protocol, about 1 KiB "
         "per idle socket), picows, or auto: what measured fastest for the scenario "
         "(default: auto; fan-out publishers always use picows)",
+    )
+    verdict = parser.add_argument_group("thresholds (exit status 1 when one is crossed)")
+    verdict.add_argument(
+        "--max-p99-ms", type=float, metavar="MS", help="the largest acceptable p99 latency"
+    )
+    verdict.add_argument(
+        "--max-loss",
+        type=_fraction,
+        metavar="FRACTION",
+        help="the largest acceptable share of expected messages lost, e.g. 0.001",
+    )
+    verdict.add_argument(
+        "--min-connected",
+        type=_fraction,
+        metavar="FRACTION",
+        help="the smallest acceptable share of sockets connected, e.g. 0.99 "
+        "(zero sockets connected always fails)",
     )
     output = parser.add_argument_group("output")
     output.add_argument("--json", metavar="FILE", help="write the full report as JSON to FILE")
@@ -148,9 +198,9 @@ def _traffic(parser: argparse.ArgumentParser, *, messages_help: str, duration: f
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hub bench",
-        description="Load tester for WebSocket broadcast servers in raw mode: "
-        "ws://HOST:PORT/CHANNEL, "
-        "where every frame a client sends goes to every client of the channel, sender included.",
+        description="Load tester for WebSocket broadcast servers: every frame a client sends "
+        "goes to every client of its URL (or channel), sender included. A bare ws://HOST:PORT "
+        "is taken as hub's raw layout, ws://HOST:PORT/CHANNEL.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     sub = parser.add_subparsers(dest="scenario", required=True, metavar="SCENARIO")
@@ -286,7 +336,15 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     urls = args.urls or ["ws://127.0.0.1:8765"]
     for url in urls:
         if not url.startswith(("ws://", "wss://")):
-            raise SizingError(f"--url {url!r}: expected ws://HOST:PORT")
+            raise SizingError(f"--url {url!r}: expected ws://HOST[:PORT][/PATH] or wss://...")
+    try:
+        handshake = Handshake.build(
+            args.headers, args.token, args.subprotocol, args.origin, args.ca_file, args.insecure
+        )
+        if any(u.startswith("wss://") for u in urls):
+            ssl_context(handshake)  # a bad --ca-file is refused before any worker starts
+    except (ValueError, OSError) as exc:
+        raise SizingError(str(exc)) from exc
     scenario = args.scenario
     num_publishers = args.publishers if scenario == "fanout" else 0
     num_sockets = args.sockets
@@ -324,4 +382,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         interval_s=args.interval,
         # Resolved here, so that the report says which client ran.
         client=AUTO_CLIENT[scenario] if args.client == "auto" else args.client,
+        handshake=handshake,
+        max_p99_ms=args.max_p99_ms,
+        max_loss=args.max_loss,
+        min_connected=args.min_connected,
     )

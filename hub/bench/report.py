@@ -109,6 +109,7 @@ def assemble(
         if messages[name]:
             warnings.append(f"{messages[name]} message(s) {name}")
     report["warnings"] = warnings
+    report["thresholds"] = thresholds(config, report)
     report["ok"] = exit_status(report, strict=True) == 0
     return report
 
@@ -134,8 +135,56 @@ def aggregate_timeline(entries: list[dict[str, Any]], interval_s: float) -> list
     return rows
 
 
+def thresholds(config: RunConfig, report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each threshold checked: its name, limit, measured value and whether it failed. Zero
+    sockets connected is always checked: a run that measured nothing has failed."""
+    connections = report["connections"]
+    target = connections.get("target") or 0
+    connected = connections.get("connected", 0)
+    share = connected / target if target else 0.0
+    checks: list[dict[str, Any]] = [
+        {"name": "connected > 0", "limit": 1, "value": connected, "failed": connected < 1}
+    ]
+    if config.min_connected is not None:
+        checks.append(
+            {
+                "name": "min-connected",
+                "limit": config.min_connected,
+                "value": round(share, 6),
+                "failed": share < config.min_connected,
+            }
+        )
+    messages = report["messages"]
+    if config.max_loss is not None:
+        loss = messages["lost"] / messages["expected"] if messages["expected"] else 0.0
+        checks.append(
+            {
+                "name": "max-loss",
+                "limit": config.max_loss,
+                "value": round(loss, 6),
+                "failed": loss > config.max_loss,
+            }
+        )
+    if config.max_p99_ms is not None:
+        p99_us = report["latency_us"].get("p99")
+        p99_ms = None if p99_us is None else p99_us / 1000
+        checks.append(
+            {
+                "name": "max-p99-ms",
+                "limit": config.max_p99_ms,
+                "value": p99_ms,
+                # No latency at all is no proof of a good one.
+                "failed": p99_ms is None or p99_ms > config.max_p99_ms,
+            }
+        )
+    return checks
+
+
 def exit_status(report: dict[str, Any], *, strict: bool) -> int:
-    """0, or 1 under --strict when anything was lost, duplicated, reordered or failed."""
+    """1 when a threshold failed (zero sockets connected always does), or under --strict when
+    anything was lost, duplicated, reordered or failed; else 0."""
+    if any(check["failed"] for check in report.get("thresholds", [])):
+        return 1
     if not strict:
         return 0
     connections = report.get("connections", {})
@@ -190,6 +239,12 @@ def print_report(report: dict[str, Any], console: Console) -> None:
         table.add_row(
             f"client worker {proc['worker']} CPU (phase / max)",
             f"{proc['cpu_percent_phase']:.0f}% / {proc['cpu_percent_max']:.0f}%",
+        )
+    for check in report.get("thresholds", []):
+        verdict = "[red]FAILED[/red]" if check["failed"] else "ok"
+        table.add_row(
+            f"threshold {check['name']} (limit {check['limit']})",
+            f"{_fmt(check['value'])} {verdict}",
         )
     console.print(table)
     for warning in report["warnings"]:

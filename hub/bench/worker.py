@@ -27,13 +27,13 @@ from hub.bench.clients import (
     Receiver,
     Socket,
     connect_all,
-    ws_url,
 )
 from hub.bench.config import RunConfig
 from hub.bench.lean import Counters
 from hub.bench.scenarios import scenario_for
 from hub.bench.sizing import place, worker_indices
 from hub.bench.stats import LatencyRecorder, StreamTracker, Tally
+from hub.bench.target import channel_url
 from hub.core.limits import raise_open_file_limit
 
 __all__ = ["EventQueue", "Worker", "run_worker"]
@@ -204,8 +204,10 @@ class Worker:
             receiver = receiver_class(self.counters, tracker, append)
             scenario.prepare_receiver(self, receiver)
             self.receivers.append(receiver)
-            url = ws_url(
-                place(index, config.urls, config.source_addrs).url, scenario.channel_of(index)
+            url = channel_url(
+                place(index, config.urls, config.source_addrs).url,
+                scenario.channel_of(index),
+                index,
             )
             out.append((index, url, receiver))
         for index, url, publisher in scenario.publishers(self):

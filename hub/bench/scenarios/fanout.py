@@ -8,9 +8,10 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from hub.bench import header as hdr
-from hub.bench.clients import Publisher, ws_url
+from hub.bench.clients import Publisher
 from hub.bench.scenarios.base import REPLY_GRACE_S, Scenario
 from hub.bench.sizing import place, worker_indices
+from hub.bench.target import channel_url
 
 if TYPE_CHECKING:
     from hub.bench.coordinator import Coordinator
@@ -39,7 +40,9 @@ class Fanout(Scenario):
             self._publishers.append(publisher)
             # Publishers get indices after the subscribers': another spread of sources.
             index = config.num_sockets + pub_id
-            url = ws_url(place(index, config.urls, config.source_addrs).url, config.channel)
+            url = channel_url(
+                place(index, config.urls, config.source_addrs).url, config.channel, index
+            )
             out.append((index, url, publisher))
         return out
 

@@ -1,0 +1,164 @@
+"""hub bench against a server that is not hub: a websockets echo server at a path with a
+query, over ws:// and wss:// (self-signed), with handshake headers; and the verdicts: a
+threshold that fails, and zero sockets connected, exit non-zero."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support import ROOT, free_port, stop_process, t
+from test_bench_e2e import wait_listening
+
+ECHO_SERVER = Path(__file__).with_name("echo_server.py")
+
+
+def start_echo(tmp_path: Path, tls: bool) -> Iterator[tuple[str, Path]]:
+    port = free_port()
+    log = tmp_path / "seen.jsonl"
+    command = [sys.executable, str(ECHO_SERVER), "--port", str(port), "--log", str(log)]
+    if tls:
+        cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+        subprocess.run(
+            [
+                *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+                *("-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"),
+                *("-addext", "subjectAltName=IP:127.0.0.1"),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=t(30),
+        )
+        command += ["--cert", str(cert), "--key", str(key)]
+    process = subprocess.Popen(command, cwd=ROOT)
+    try:
+        wait_listening(port, process, t(20))
+        yield f"{'wss' if tls else 'ws'}://127.0.0.1:{port}", log
+    finally:
+        stop_process(process, t(10))
+
+
+@pytest.fixture
+def echo_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    yield from start_echo(tmp_path, tls=False)
+
+
+@pytest.fixture
+def tls_echo_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    yield from start_echo(tmp_path, tls=True)
+
+
+def bench(tmp_path: Path, *args: str) -> tuple[int, dict[str, Any], str]:
+    out = tmp_path / "report.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "hub.bench", *args, "--json", str(out), "--quiet"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=t(120),
+    )
+    assert out.exists(), f"no report; stdout={result.stdout} stderr={result.stderr}"
+    return result.returncode, json.loads(out.read_text()), result.stderr
+
+
+def seen(log: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+def echo_args(url: str, client: str) -> list[str]:
+    return ["echo", "--url", url, "-n", "4", "--procs", "1", "-m", "50", "--client", client]
+
+
+def assert_all_echoed(report: dict[str, Any]) -> None:
+    messages = report["messages"]
+    assert report["connections"]["connected"] == 4
+    assert messages["sent"] == 200
+    assert (messages["received"], messages["lost"]) == (200, 0)
+    assert (messages["duplicates"], messages["reordered"]) == (0, 0)
+
+
+@pytest.mark.parametrize("client", ["lean", "picows"])
+def test_path_query_and_token_reach_the_server(
+    echo_server: tuple[str, Path], tmp_path: Path, client: str
+) -> None:
+    url, log = echo_server
+    rc, report, stderr = bench(
+        tmp_path,
+        *echo_args(f"{url}/rooms/r1?tenant=a&x=1", client),
+        "--token",
+        "tok.en",
+        "--header",
+        "X-Extra: yes",
+        "--strict",
+    )
+    assert rc == 0, stderr
+    assert_all_echoed(report)
+    assert seen(log) == [{"path": "/rooms/r1?tenant=a&x=1", "authorization": "Bearer tok.en"}] * 4
+
+
+def test_placeholders_spread_sockets_over_urls(
+    echo_server: tuple[str, Path], tmp_path: Path
+) -> None:
+    url, log = echo_server
+    rc, report, stderr = bench(tmp_path, *echo_args(f"{url}/c/{{channel}}?n={{i}}", "lean"))
+    assert rc == 0, stderr
+    assert_all_echoed(report)
+    assert sorted(e["path"] for e in seen(log)) == [f"/c/bench-echo-{i}?n={i}" for i in range(4)]
+
+
+@pytest.mark.parametrize("client", ["lean", "picows"])
+@pytest.mark.parametrize("trust", ["--insecure", "--ca-file"])
+def test_wss_with_a_self_signed_certificate(
+    tls_echo_server: tuple[str, Path], tmp_path: Path, client: str, trust: str
+) -> None:
+    url, log = tls_echo_server
+    extra = [trust] if trust == "--insecure" else [trust, str(tmp_path / "cert.pem")]
+    rc, report, stderr = bench(tmp_path, *echo_args(f"{url}/tls", client), *extra, "--strict")
+    assert rc == 0, stderr
+    assert_all_echoed(report)
+    assert [e["path"] for e in seen(log)] == ["/tls"] * 4
+
+
+def test_an_untrusted_certificate_connects_nothing_and_fails(
+    tls_echo_server: tuple[str, Path], tmp_path: Path
+) -> None:
+    """Without --strict, zero sockets connected is still a failure."""
+    url, _log = tls_echo_server
+    rc, report, _ = bench(tmp_path, *echo_args(f"{url}/tls", "lean"))
+    assert rc == 1
+    assert report["connections"]["connected"] == 0
+    assert report["connections"]["failed"] == 4
+    assert report["thresholds"][0] == {
+        "name": "connected > 0",
+        "limit": 1,
+        "value": 0,
+        "failed": True,
+    }
+
+
+def test_a_crossed_threshold_fails_the_run(echo_server: tuple[str, Path], tmp_path: Path) -> None:
+    url, _log = echo_server
+    rc, report, _ = bench(
+        tmp_path,
+        *echo_args(f"{url}/x", "lean"),
+        "--max-p99-ms",
+        "0.000001",
+        "--max-loss",
+        "0",
+        "--min-connected",
+        "1",
+    )
+    assert rc == 1
+    assert_all_echoed(report)
+    failed = {c["name"]: c["failed"] for c in report["thresholds"]}
+    assert failed == {
+        "connected > 0": False,
+        "min-connected": False,
+        "max-loss": False,
+        "max-p99-ms": True,
+    }
