@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import jwt
 import pytest
 from support import ROOT, free_port, stop_process, t
 from test_bench_e2e import wait_listening
@@ -162,3 +163,38 @@ def test_a_crossed_threshold_fails_the_run(echo_server: tuple[str, Path], tmp_pa
         "max-loss": False,
         "max-p99-ms": True,
     }
+
+
+def test_a_hub_with_jwt_is_benched_with_token(tmp_path: Path) -> None:
+    secret = "bench-secret-with-at-least-32-bytes!"
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hub",
+            "serve",
+            "--workers",
+            "1",
+            "--port",
+            str(port),
+            "--jwt-secret",
+            secret,
+        ],
+        cwd=ROOT,
+    )
+    try:
+        wait_listening(port, process, t(20))
+        url = f"ws://127.0.0.1:{port}"
+        args = ["fanout", "--url", url, "-n", "3", "-p", "1", "--procs", "1", "-m", "40"]
+        rc, report, _ = bench(tmp_path, *args)
+        assert rc == 1, "without a token, nothing connects"
+        assert report["connections"]["connected"] == 0
+        token = jwt.encode({"sub": "bench", "channels": ["bench*"]}, secret, algorithm="HS256")
+        rc, report, stderr = bench(tmp_path, *args, "--token", token, "--strict")
+        assert rc == 0, stderr
+        messages = report["messages"]
+        assert (messages["expected"], messages["received"], messages["lost"]) == (120, 120, 0)
+        assert (messages["duplicates"], messages["reordered"]) == (0, 0)
+    finally:
+        stop_process(process, t(10))
