@@ -1,7 +1,7 @@
 """The bench's WebSocket clients: receivers and publishers on picows or on the lean client
 (``lean.py``), and the connecting of many of them with bounded concurrency.
 
-The receive path reads the 24-byte header only and appends to flat counters, so one process
+The receive path reads the 28-byte header only and appends to flat counters, so one process
 keeps up with over a million frames per second (``benchmarks/bench_client_receive.py``).
 """
 
@@ -72,13 +72,15 @@ class BenchListener(WSListener):
             if frame.payload_size < hdr.HEADER_SIZE:
                 counters.other_frames += 1
                 return
-            magic, kind, _flags, pub_id, seq, sent_ns = hdr.HEADER.unpack_from(
+            magic, kind, _flags, run, pub_id, seq, sent_ns = hdr.HEADER.unpack_from(
                 frame.get_payload_as_memoryview()
             )
             if magic != hdr.MAGIC:
                 counters.other_frames += 1
-                return
-            self.on_message(kind, pub_id, seq, sent_ns)
+            elif run != counters.run_id:
+                counters.foreign += 1
+            else:
+                self.on_message(kind, pub_id, seq, sent_ns)
         elif msg_type is WSMsgType.CLOSE:
             transport.send_close(frame.get_close_code(), frame.get_close_message())
             transport.disconnect()
@@ -167,7 +169,12 @@ class Publisher(BenchListener):
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         # The publisher's own echoes are not counted as deliveries: only subscribers are.
+        # Another run's messages on the channel must not open this publisher's window.
         if frame.msg_type is WSMsgType.BINARY or frame.msg_type is WSMsgType.TEXT:
+            if frame.payload_size >= hdr.HEADER_SIZE:
+                run = hdr.HEADER.unpack_from(frame.get_payload_as_memoryview())[3]
+                if run != self.counters.run_id:
+                    return
             self.echoed += 1
             if self.wakeup is not None:
                 self.wakeup.set()

@@ -44,6 +44,8 @@ class RunConfig:
     client: str = "auto"
     # Handshake headers and TLS (hub/bench/target.py)
     handshake: Handshake = field(default_factory=Handshake)
+    # Random per run, in every message header: another run's messages are told apart.
+    run_id: int = 0
     # Thresholds: the run fails when one is crossed (None: not checked)
     max_p99_ms: float | None = None
     max_loss: float | None = None  # a fraction of the expected messages

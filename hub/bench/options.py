@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 
 from hub.bench.config import AUTO_CLIENT, CLIENTS, RunConfig
 from hub.bench.header import HEADER_SIZE
@@ -383,6 +384,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         # Resolved here, so that the report says which client ran.
         client=AUTO_CLIENT[scenario] if args.client == "auto" else args.client,
         handshake=handshake,
+        run_id=secrets.randbits(32),
         max_p99_ms=args.max_p99_ms,
         max_loss=args.max_loss,
         min_connected=args.min_connected,

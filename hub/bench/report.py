@@ -60,6 +60,7 @@ def assemble(
         "reordered": sum(r["tally"]["reordered"] for r in workers),
         "unexpected": max(0, unique - expected),
         "other_frames": sum(r["other_frames"] for r in workers),
+        "foreign": sum(r.get("foreign", 0) for r in workers),
         "frames_received": sum(r["frames"] for r in workers),
         "bytes_received": sum(r["bytes"] for r in workers),
         "send_per_s": round(sent / send_s, 1) if send_s else None,
@@ -108,6 +109,11 @@ def assemble(
     for name in ("lost", "duplicates", "reordered"):
         if messages[name]:
             warnings.append(f"{messages[name]} message(s) {name}")
+    if messages["foreign"]:
+        warnings.append(
+            f"{messages['foreign']} message(s) of another bench run on the same channels "
+            "(counted apart, not in this run's figures)"
+        )
     report["warnings"] = warnings
     report["thresholds"] = thresholds(config, report)
     report["ok"] = exit_status(report, strict=True) == 0
@@ -216,7 +222,7 @@ def print_report(report: dict[str, Any], console: Console) -> None:
     table.add_row("connect rate", _fmt(conn["connect_rate_per_s"], "/s"))
     messages = report["messages"]
     if report["scenario"] != "conns":
-        for name in ("sent", "expected", "received", "lost", "duplicates", "reordered"):
+        for name in ("sent", "expected", "received", "lost", "duplicates", "reordered", "foreign"):
             table.add_row(f"messages {name}", _fmt(messages[name]))
         table.add_row("receive rate", _fmt(messages["recv_per_s"], "/s"))
         lat = report["latency_us"]

@@ -51,7 +51,7 @@ class Worker:
         self.index = index
         self.commands = commands
         self.events = events
-        self.counters = Counters()
+        self.counters = Counters(config.run_id)
         self.tally = Tally()
         self.recorder = LatencyRecorder()
         self.receivers: list[Receiver] = []
@@ -138,6 +138,7 @@ class Worker:
         return snap | {
             "tally": self.tally.as_dict(),
             "other_frames": self.counters.other_frames,
+            "foreign": self.counters.foreign,
             "errors": dict(self.errors),
             "hist": self.recorder.total.encode() if self.recorder.total.get_total_count() else b"",
             "pid": os.getpid(),

@@ -198,3 +198,31 @@ def test_a_hub_with_jwt_is_benched_with_token(tmp_path: Path) -> None:
         assert (messages["duplicates"], messages["reordered"]) == (0, 0)
     finally:
         stop_process(process, t(10))
+
+
+def test_two_runs_on_one_channel_count_each_other_apart(tmp_path: Path) -> None:
+    port = free_port()
+    reference = ROOT / "benchmarks" / "reference_broadcast.py"
+    command = [sys.executable, str(reference), "--host", "127.0.0.1", "--port", str(port)]
+    process = subprocess.Popen(command, cwd=ROOT)
+    try:
+        wait_listening(port, process, t(20))
+        args = [sys.executable, "-m", "hub.bench", "fanout", "--url", f"ws://127.0.0.1:{port}"]
+        args += ["-n", "2", "--procs", "1", "--rate", "200", "-m", "800", "--quiet", "--strict"]
+        runs = [
+            subprocess.Popen([*args, "--json", str(tmp_path / f"{n}.json")], cwd=ROOT)
+            for n in range(2)
+        ]
+        assert [run.wait(t(120)) for run in runs] == [0, 0]
+    finally:
+        stop_process(process, t(10))
+    for n in range(2):
+        messages = json.loads((tmp_path / f"{n}.json").read_text())["messages"]
+        assert (messages["expected"], messages["unique"], messages["received"]) == (
+            1600,
+            1600,
+            1600,
+        )
+        assert (messages["duplicates"], messages["reordered"], messages["lost"]) == (0, 0, 0)
+        # Both runs send for 4 s and start together: each hears the other's messages.
+        assert messages["foreign"] > 0

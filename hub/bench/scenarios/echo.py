@@ -34,6 +34,7 @@ class Echo(Scenario):
         pack = hdr.HEADER.pack
         sent: dict[int, int] = {}
         counters = worker.counters
+        run_id = config.run_id
         done = asyncio.Event()
         active = [0]
 
@@ -47,7 +48,7 @@ class Echo(Scenario):
             sent[client_id] = seq + 1
             counters.sent += 1
             receiver.send_binary(
-                pack(hdr.MAGIC, hdr.KIND_ECHO, 0, 0, seq, time.monotonic_ns()) + padding
+                pack(hdr.MAGIC, hdr.KIND_ECHO, 0, run_id, 0, seq, time.monotonic_ns()) + padding
             )
 
         def on_echo(receiver: Receiver, pub_id: int, seq: int) -> None:

@@ -81,11 +81,13 @@ class Fanout(Scenario):
         size = max(config.size, hdr.HEADER_SIZE)
         padding = b"\x00" * (size - hdr.HEADER_SIZE)
         pack = hdr.HEADER.pack
-        magic, kind, pub_id = hdr.MAGIC, hdr.KIND_FANOUT, pub.pub_id
+        magic, kind, pub_id, run_id = hdr.MAGIC, hdr.KIND_FANOUT, pub.pub_id, config.run_id
         counters = worker.counters
         pub.wakeup = asyncio.Event()
         seq = 0
-        started = time.monotonic()
+        started_ns = time.monotonic_ns()
+        started = started_ns / 1e9  # the same clock: due times are never after the send
+        period_ns = 0 if rate is None else 1e9 / rate
         while seq < limit and pub.transport is not None:
             now = time.monotonic()
             if now >= deadline:
@@ -97,7 +99,11 @@ class Fanout(Scenario):
             allowed = min(allowed, limit - seq, 1024)
             send = pub.send_binary
             for _ in range(max(0, allowed)):
-                send(pack(magic, kind, 0, pub_id, seq, time.monotonic_ns()) + padding)
+                # At a set rate, a message is timed from when it was due, not from when a late
+                # loop got to it: a stall of the publisher counts in the latency instead of
+                # being hidden by a burst (coordinated omission). --rate max has no schedule.
+                sent_ns = int(started_ns + seq * period_ns) if period_ns else time.monotonic_ns()
+                send(pack(magic, kind, 0, run_id, pub_id, seq, sent_ns) + padding)
                 seq += 1
             counters.sent += max(0, allowed)
             if rate is None:
