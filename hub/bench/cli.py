@@ -25,7 +25,8 @@ __all__ = ["build_parser", "main"]
 
 def _live_table(state: LiveState) -> Table:
     table = Table(show_header=True, title="hub bench")
-    for name in ("phase", "connected", "failed", "msgs/s", "p99 (µs)", "CPU % per worker"):
+    columns = ("phase", "connected", "failed", "msgs/s", "p99 (µs)", "CPU % per worker")
+    for name in (*columns, "bench loop lag (ms)"):
         table.add_column(name)
     table.add_row(
         state.phase,
@@ -34,6 +35,7 @@ def _live_table(state: LiveState) -> Table:
         f"{state.recv_rate:,.0f}",
         "-" if state.p99_us is None else f"{state.p99_us:,}",
         " ".join(f"{state.cpu[w]:.0f}" for w in sorted(state.cpu)),
+        " ".join(f"{state.loop_lag_ms[w]:.1f}" for w in sorted(state.loop_lag_ms)),
     )
     return table
 

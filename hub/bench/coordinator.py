@@ -53,6 +53,7 @@ class LiveState:
     frames: dict[int, int] = field(default_factory=dict)
     sent: dict[int, int] = field(default_factory=dict)
     cpu: dict[int, float] = field(default_factory=dict)
+    loop_lag_ms: dict[int, float] = field(default_factory=dict)  # the interval's highest
     recv_rate: float = 0.0
     p99_us: int | None = None
     last_frames: int = 0
@@ -138,6 +139,7 @@ class Coordinator:
         live.frames[worker] = data["frames"]
         live.sent[worker] = data["sent"]
         live.cpu[worker] = data["cpu_percent"]
+        live.loop_lag_ms[worker] = data.get("loop_lag_ms", 0.0)
         now = time.monotonic()
         frames = sum(live.frames.values())
         if now - live.last_t >= 0.5 * self.config.interval_s:

@@ -21,6 +21,8 @@ __all__ = ["SCHEMA", "assemble", "exit_status", "print_report", "write_plot"]
 
 SCHEMA = "hub-bench/1"
 SATURATED_CPU_PERCENT = 90.0
+# A bench loop late by more than this distorts latencies a server is judged on.
+LAG_WARN_MS = 20.0
 
 
 def assemble(
@@ -82,6 +84,7 @@ def assemble(
             "cpu_percent_phase": round(r["cpu_percent_phase"], 1),
             "cpu_percent_max": round(r["cpu_percent_max"], 1),
             "rss_bytes": r["rss_bytes"],
+            "loop_lag_ms": r.get("loop_lag", {}),
         }
         for n, r in zip(sorted(results), workers, strict=True)
     ]
@@ -100,6 +103,17 @@ def assemble(
         warnings.append(
             f"worker(s) {saturated} passed {SATURATED_CPU_PERCENT:.0f}% of a core: "
             "the bench may be the bottleneck; add --procs"
+        )
+    lagging = {
+        p["worker"]: p["loop_lag_ms"]["max_ms"]
+        for p in procs
+        if p["loop_lag_ms"].get("max_ms", 0.0) > LAG_WARN_MS
+    }
+    if lagging and config.scenario != "conns":  # conns times no messages
+        warnings.append(
+            f"the bench's own event loop ran late (worker: highest lag ms) {lagging}: "
+            "latencies include up to that much of the bench's own delay; add --procs "
+            "or lower the load per worker"
         )
     if connections.get("failed"):
         warnings.append(f"{connections['failed']} connection(s) failed: {dict(errors)}")
@@ -246,6 +260,12 @@ def print_report(report: dict[str, Any], console: Console) -> None:
             f"client worker {proc['worker']} CPU (phase / max)",
             f"{proc['cpu_percent_phase']:.0f}% / {proc['cpu_percent_max']:.0f}%",
         )
+        lag = proc["loop_lag_ms"]
+        if lag:
+            table.add_row(
+                f"client worker {proc['worker']} loop lag (mean / max)",
+                f"{lag['mean_ms']:.2f} / {lag['max_ms']:.1f} ms",
+            )
     for check in report.get("thresholds", []):
         verdict = "[red]FAILED[/red]" if check["failed"] else "ok"
         table.add_row(
