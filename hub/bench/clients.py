@@ -20,6 +20,7 @@ from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 from hub.bench import header as hdr
 from hub.bench.config import RunConfig
 from hub.bench.lean import Counters, LeanSocket
+from hub.bench.ramp import start_offset_s
 from hub.bench.sizing import place
 from hub.bench.stats import StreamTracker
 from hub.bench.target import ssl_context
@@ -263,8 +264,14 @@ async def connect_all(
         except Exception as exc:  # every failure is counted, by type
             on_failure(exc)
 
+    ramp_t0 = loop.time()
+
     async def run() -> None:
         for index, url, listener in pending:
+            if config.ramp:
+                delay = ramp_t0 + start_offset_s(config.ramp, index) - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
             await connect_one(index, url, listener)
 
     await asyncio.gather(*(run() for _ in range(min(per_worker, len(listeners)))))

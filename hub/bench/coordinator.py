@@ -193,6 +193,7 @@ class Coordinator:
         self.send_all("connect")
         num_sockets = config.num_sockets + config.num_publishers
         connect_budget = config.connect_timeout_s * (1 + num_sockets / max(1, config.concurrency))
+        connect_budget += sum(seconds for _, _, seconds in config.ramp)
         connected = self.gather("connected", connect_budget + REPLY_GRACE_S)
         connect_s = time.monotonic() - connect_started
         report: dict[str, Any] = {

@@ -9,6 +9,7 @@ import secrets
 
 from hub.bench.config import AUTO_CLIENT, CLIENTS, RunConfig
 from hub.bench.header import HEADER_SIZE
+from hub.bench.ramp import parse_ramp
 from hub.bench.sizing import (
     SizingError,
     check_fd_limit,
@@ -107,6 +108,12 @@ def _common(parser: argparse.ArgumentParser, *, sockets_help: str, default_socke
         help="local address to bind (repeatable); sockets are spread over them "
         "(default: none, or 127.0.0.1, 127.0.0.2, ... for loopback targets when one address "
         "pair would carry more than 25,000 sockets)",
+    )
+    sockets.add_argument(
+        "--ramp",
+        metavar="FROM:TO/SECONDSs,...",
+        help="open the sockets in phases, evenly within each: 0:1000/10s,1000:10000/30s "
+        "(the last TO is the socket count; default: as fast as --concurrency allows)",
     )
     sockets.add_argument(
         "--concurrency",
@@ -349,6 +356,13 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     scenario = args.scenario
     num_publishers = args.publishers if scenario == "fanout" else 0
     num_sockets = args.sockets
+    ramp: tuple[tuple[int, int, float], ...] = ()
+    if args.ramp:
+        try:
+            ramp = parse_ramp(args.ramp)
+        except ValueError as exc:
+            raise SizingError(str(exc)) from exc
+        num_sockets = ramp[-1][1]  # the ramp's target is the socket count
     if num_sockets < 1:
         raise SizingError("--sockets must be at least 1")
     total = num_sockets + num_publishers
@@ -385,6 +399,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         client=AUTO_CLIENT[scenario] if args.client == "auto" else args.client,
         handshake=handshake,
         run_id=secrets.randbits(32),
+        ramp=ramp,
         max_p99_ms=args.max_p99_ms,
         max_loss=args.max_loss,
         min_connected=args.min_connected,

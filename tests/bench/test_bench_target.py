@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from hub.bench.ramp import parse_ramp, start_offset_s
 from hub.bench.target import Handshake, channel_url, parse_header
 
 
@@ -36,3 +37,23 @@ def test_headers_token_subprotocol_origin() -> None:
 def test_a_malformed_header_is_refused(bad: str) -> None:
     with pytest.raises(ValueError, match="expected 'Name: value'"):
         parse_header(bad)
+
+
+def test_ramp_phases() -> None:
+    phases = parse_ramp("0:10/1s,10:30/4")
+    assert phases == ((0, 10, 1.0), (10, 30, 4.0))
+    assert [start_offset_s(phases, i) for i in (0, 5, 10, 20, 30)] == [0.0, 0.5, 1.0, 3.0, 5.0]
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("5:10/1s", "starts at 5"),
+        ("0:10/1s,11:20/1s", "starts at 11"),
+        ("0:0/1s", "above"),
+        ("0-10/1s", "expected FROM:TO"),
+    ],
+)
+def test_a_bad_ramp_is_refused(text: str, why: str) -> None:
+    with pytest.raises(ValueError, match=why):
+        parse_ramp(text)

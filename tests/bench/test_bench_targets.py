@@ -226,3 +226,16 @@ def test_two_runs_on_one_channel_count_each_other_apart(tmp_path: Path) -> None:
         assert (messages["duplicates"], messages["reordered"], messages["lost"]) == (0, 0, 0)
         # Both runs send for 4 s and start together: each hears the other's messages.
         assert messages["foreign"] > 0
+
+
+def test_a_ramp_reaches_its_target(echo_server: tuple[str, Path], tmp_path: Path) -> None:
+    """0:10/0.5s,10:24/1s opens 24 sockets, the last one scheduled at 1.43 s."""
+    url, log = echo_server
+    rc, report, stderr = bench(
+        tmp_path, "conns", "--url", f"{url}/r", "--ramp", "0:10/0.5s,10:24/1s", "--hold", "0"
+    )
+    assert rc == 0, stderr
+    connections = report["connections"]
+    assert (connections["target"], connections["connected"]) == (24, 24)
+    assert connections["connect_s"] >= 1.4
+    assert len(seen(log)) == 24
