@@ -44,6 +44,8 @@ class RunConfig:
     client: str = "auto"
     # Handshake headers and TLS (hub/bench/target.py)
     handshake: Handshake = field(default_factory=Handshake)
+    # conns: sockets closed and reopened per second over all processes (0: none)
+    churn_rate: float = 0.0
     # Connection ramp phases (hub/bench/ramp.py); empty: connect as fast as --concurrency allows
     ramp: tuple[tuple[int, int, float], ...] = ()
     # Random per run, in every message header: another run's messages are told apart.

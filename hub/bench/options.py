@@ -268,6 +268,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--hold", type=float, default=5.0, metavar="SECONDS", help="hold time (default: 5)"
     )
     conns.add_argument(
+        "--churn",
+        type=_rate,
+        default=None,
+        metavar="PER_S",
+        help="while holding, close and reopen this many sockets per second over all processes, "
+        "to time handshakes and find leaks (default: none)",
+    )
+    conns.add_argument(
         "--channels",
         type=_positive_int,
         default=1,
@@ -400,6 +408,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         handshake=handshake,
         run_id=secrets.randbits(32),
         ramp=ramp,
+        churn_rate=getattr(args, "churn", None) or 0.0,
         max_p99_ms=args.max_p99_ms,
         max_loss=args.max_loss,
         min_connected=args.min_connected,

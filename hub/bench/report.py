@@ -91,6 +91,8 @@ def assemble(
     saturated = [p["worker"] for p in procs if p["cpu_percent_max"] > SATURATED_CPU_PERCENT]
     client_memory = report.pop("client_memory", {})
     report["client"] = {"procs": procs, "saturated_workers": saturated, "memory": client_memory}
+    if "churn" in extra:
+        report["churn"] = extra["churn"]
     if "server_memory" in extra:
         report["server_memory"] = extra["server_memory"]
     if "rounds" in extra:
@@ -117,6 +119,8 @@ def assemble(
         )
     if connections.get("failed"):
         warnings.append(f"{connections['failed']} connection(s) failed: {dict(errors)}")
+    if report.get("churn", {}).get("failed"):
+        warnings.append(f"{report['churn']['failed']} churn reconnection(s) failed")
     if connections["disconnected"]:
         warnings.append(f"{connections['disconnected']} socket(s) were closed during the run")
     messages = report["messages"]
@@ -248,6 +252,12 @@ def print_report(report: dict[str, Any], console: Console) -> None:
             f"{item['received']:,} / {item['expected']:,}",
         )
         table.add_row(f"round {item['round']}: all received", _fmt(item["all_received_us"], " µs"))
+    churn = report.get("churn")
+    if churn:
+        table.add_row("churn cycles (failed)", f"{churn['cycles']:,} ({churn['failed']:,})")
+        hs = churn["handshake_ms"]
+        table.add_row("churn handshake p50 / p99", f"{_fmt(hs['p50'])} / {_fmt(hs['p99'])} ms")
+        table.add_row("server RSS at the end", _fmt(churn["server_rss_end_bytes"], " B"))
     server = report.get("server_memory")
     if server:
         table.add_row("server RSS before", _fmt(server["rss_before_bytes"], " B"))

@@ -57,6 +57,7 @@ class Worker:
         self.recorder = LatencyRecorder()
         self.receivers: list[Receiver] = []
         self.publishers: list[Publisher] = []
+        self.receiver_indices: list[int] = []  # the socket numbers of ``receivers``
         self.num_failed = 0
         self.errors: Counter[str] = Counter()
         self.inbox: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
@@ -196,24 +197,29 @@ class Worker:
             for listener in [*self.receivers, *self.publishers]:
                 listener.close()
 
-    def build(self) -> list[tuple[int, str, Socket]]:
+    def new_receiver(self, index: int) -> tuple[str, Receiver]:
+        """A fresh receiver for socket ``index`` (not yet connected), and its URL."""
         config = self.config
-        out: list[tuple[int, str, Socket]] = []
         receiver_class: type[Receiver] = (
             LeanReceiver if config.receiver_client() == "lean" else PicowsReceiver
         )
-        append = self.recorder.pending.append
         scenario = self.scenario
-        for index in worker_indices(config.num_sockets, self.index, config.procs):
-            tracker = StreamTracker(scenario.num_streams(), self.tally)
-            receiver = receiver_class(self.counters, tracker, append)
-            scenario.prepare_receiver(self, receiver)
+        tracker = StreamTracker(scenario.num_streams(), self.tally)
+        receiver = receiver_class(self.counters, tracker, self.recorder.pending.append)
+        scenario.prepare_receiver(self, receiver)
+        url = channel_url(
+            place(index, config.urls, config.source_addrs).url, scenario.channel_of(index), index
+        )
+        return url, receiver
+
+    def build(self) -> list[tuple[int, str, Socket]]:
+        config = self.config
+        out: list[tuple[int, str, Socket]] = []
+        scenario = self.scenario
+        self.receiver_indices = list(worker_indices(config.num_sockets, self.index, config.procs))
+        for index in self.receiver_indices:
+            url, receiver = self.new_receiver(index)
             self.receivers.append(receiver)
-            url = channel_url(
-                place(index, config.urls, config.source_addrs).url,
-                scenario.channel_of(index),
-                index,
-            )
             out.append((index, url, receiver))
         for index, url, publisher in scenario.publishers(self):
             self.publishers.append(publisher)

@@ -239,3 +239,35 @@ def test_a_ramp_reaches_its_target(echo_server: tuple[str, Path], tmp_path: Path
     assert (connections["target"], connections["connected"]) == (24, 24)
     assert connections["connect_s"] >= 1.4
     assert len(seen(log)) == 24
+
+
+def test_churn_reopens_sockets_and_times_handshakes(
+    echo_server: tuple[str, Path], tmp_path: Path
+) -> None:
+    url, log = echo_server
+    rc, report, stderr = bench(
+        tmp_path,
+        "conns",
+        "--url",
+        f"{url}/c",
+        "-n",
+        "5",
+        "--procs",
+        "1",
+        "--churn",
+        "20",
+        "--hold",
+        "1.5",
+        "--settle",
+        "0.2",
+        "--strict",
+    )
+    assert rc == 0, stderr
+    churn = report["churn"]
+    assert churn["failed"] == 0
+    assert churn["cycles"] >= 5
+    # Every cycle is one more upgrade the server saw, after the first 5 (and maybe one that
+    # was in flight when the hold ended).
+    assert 5 + churn["cycles"] <= len(seen(log)) <= 6 + churn["cycles"]
+    assert churn["handshake_ms"]["p50"] > 0
+    assert report["connections"]["disconnected"] == 0
