@@ -46,6 +46,8 @@ class RunConfig:
     handshake: Handshake = field(default_factory=Handshake)
     # conns: sockets closed and reopened per second over all processes (0: none)
     churn_rate: float = 0.0
+    # --payload-file: the bodies sent in turn after the header (empty: --size zero bytes)
+    payloads: tuple[bytes, ...] = ()
     # Connection ramp phases (hub/bench/ramp.py); empty: connect as fast as --concurrency allows
     ramp: tuple[tuple[int, int, float], ...] = ()
     # Random per run, in every message header: another run's messages are told apart.

@@ -185,6 +185,11 @@ def _traffic(parser: argparse.ArgumentParser, *, messages_help: str, duration: f
         default=64,
         help=f"message size in bytes; at least the {HEADER_SIZE}-byte header (default: 64)",
     )
+    traffic.add_argument(
+        "--payload-file",
+        metavar="FILE",
+        help="message bodies, one a line, sent in turn after the bench header (replaces --size)",
+    )
     traffic.add_argument("-m", "--messages", type=_positive_int, default=None, help=messages_help)
     traffic.add_argument(
         "-d",
@@ -347,6 +352,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _payloads(path: str | None) -> tuple[bytes, ...]:
+    if path is None:
+        return ()
+    try:
+        with open(path, "rb") as file:
+            lines = tuple(line.rstrip(b"\r\n") for line in file)
+    except OSError as exc:
+        raise SizingError(f"--payload-file {path!r}: {exc.strerror}") from exc
+    if not lines:
+        raise SizingError(f"--payload-file {path!r} has no lines")
+    return lines
+
+
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     """Check the arguments and size the run; raise SizingError when it cannot fit."""
     urls = args.urls or ["ws://127.0.0.1:8765"]
@@ -408,6 +426,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         handshake=handshake,
         run_id=secrets.randbits(32),
         ramp=ramp,
+        payloads=_payloads(getattr(args, "payload_file", None)),
         churn_rate=getattr(args, "churn", None) or 0.0,
         max_p99_ms=args.max_p99_ms,
         max_loss=args.max_loss,

@@ -271,3 +271,39 @@ def test_churn_reopens_sockets_and_times_handshakes(
     assert 5 + churn["cycles"] <= len(seen(log)) <= 6 + churn["cycles"]
     assert churn["handshake_ms"]["p50"] > 0
     assert report["connections"]["disconnected"] == 0
+
+
+def test_payload_file_lines_are_sent_in_turn(tmp_path: Path) -> None:
+    """Each message is the header and then the next line; the server sees those bodies."""
+    port = free_port()
+    log = tmp_path / "frames.txt"
+    server = tmp_path / "body_server.py"
+    server.write_text(
+        "import asyncio, sys\n"
+        "from websockets.asyncio.server import serve\n"
+        "log = open(sys.argv[2], 'ab')\n"
+        "async def echo(ws):\n"
+        "    async for m in ws:\n"
+        "        log.write(m[28:] + b'\\n'); log.flush(); await ws.send(m)\n"
+        "async def main():\n"
+        "    async with serve(echo, '127.0.0.1', int(sys.argv[1])):\n"
+        "        await asyncio.Future()\n"
+        "asyncio.run(main())\n"
+    )
+    process = subprocess.Popen([sys.executable, str(server), str(port), str(log)], cwd=ROOT)
+    try:
+        wait_listening(port, process, t(20))
+        (tmp_path / "bodies.txt").write_bytes(b'{"a": 1}\nsecond line\n\xff\x00raw\n')
+        rc, report, stderr = bench(
+            tmp_path,
+            *("echo", "--url", f"ws://127.0.0.1:{port}/p", "-n", "1", "-m", "6"),
+            "--payload-file",
+            str(tmp_path / "bodies.txt"),
+            "--strict",
+        )
+    finally:
+        stop_process(process, t(10))
+    assert rc == 0, stderr
+    assert report["messages"]["received"] == 6
+    bodies = [b'{"a": 1}', b"second line", b"\xff\x00raw"]
+    assert log.read_bytes().split(b"\n")[:-1] == bodies * 2

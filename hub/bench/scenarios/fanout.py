@@ -78,8 +78,8 @@ class Fanout(Scenario):
         """Send ``count`` messages (or until ``deadline``) at ``rate``, or windowed at max rate."""
         config = self.config
         limit = count if count is not None else 1 << 62
-        size = max(config.size, hdr.HEADER_SIZE)
-        padding = b"\x00" * (size - hdr.HEADER_SIZE)
+        bodies = self.bodies()
+        num_bodies = len(bodies)
         pack = hdr.HEADER.pack
         magic, kind, pub_id, run_id = hdr.MAGIC, hdr.KIND_FANOUT, pub.pub_id, config.run_id
         counters = worker.counters
@@ -103,7 +103,7 @@ class Fanout(Scenario):
                 # loop got to it: a stall of the publisher counts in the latency instead of
                 # being hidden by a burst (coordinated omission). --rate max has no schedule.
                 sent_ns = int(started_ns + seq * period_ns) if period_ns else time.monotonic_ns()
-                send(pack(magic, kind, 0, run_id, pub_id, seq, sent_ns) + padding)
+                send(pack(magic, kind, 0, run_id, pub_id, seq, sent_ns) + bodies[seq % num_bodies])
                 seq += 1
             counters.sent += max(0, allowed)
             if rate is None:
