@@ -85,8 +85,11 @@ def main(argv: list[str] | None = None) -> int:
             json.dump(_jsonable(report), file, indent=2)
             file.write("\n")
     if args.plot:
+        # Drawing takes seconds (tens of seconds on a busy machine): say so.
+        err.print(f"hub bench: drawing the plots to {args.plot} ...", soft_wrap=True)
         try:
             write_plot(report, coordinator.histograms, args.plot)
+            err.print(f"hub bench: wrote {args.plot}", soft_wrap=True)
         except ImportError:
             err.print(f"hub bench: --plot needs matplotlib: pip install '{DISTRIBUTION}[plot]'")
     if not args.quiet:

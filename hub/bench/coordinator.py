@@ -80,6 +80,8 @@ class Coordinator:
         self.t0 = time.monotonic()
         # Timeline: (seconds since start of the measured phase, frames, interval histogram)
         self.timeline: list[dict[str, Any]] = []
+        # Sockets connected over all workers, once per interval, from the start of the run.
+        self.connections_timeline: list[dict[str, float]] = []
         self.phase_start: float | None = None
         # The workers' run histograms (encoded), for the plot.
         self.histograms: list[bytes] = []
@@ -141,6 +143,11 @@ class Coordinator:
         live.cpu[worker] = data["cpu_percent"]
         live.loop_lag_ms[worker] = data.get("loop_lag_ms", 0.0)
         now = time.monotonic()
+        conn_rows = self.connections_timeline
+        if not conn_rows or now - self.t0 - conn_rows[-1]["t_s"] >= self.config.interval_s:
+            conn_rows.append(
+                {"t_s": round(now - self.t0, 3), "connected": sum(live.connected.values())}
+            )
         frames = sum(live.frames.values())
         if now - live.last_t >= 0.5 * self.config.interval_s:
             live.recv_rate = (frames - live.last_frames) / (now - live.last_t)
@@ -225,6 +232,7 @@ class Coordinator:
         report["measured_s"] = round(time.monotonic() - self.phase_start, 4)
         self.set_phase("done")
         self.histograms = [r["hist"] for r in results.values()]
+        report["connections_timeline"] = self.connections_timeline
         return build_report(config, report, connected, results, extra, self.timeline)
 
     def seconds_since_start(self) -> float:

@@ -307,3 +307,28 @@ def test_payload_file_lines_are_sent_in_turn(tmp_path: Path) -> None:
     assert report["messages"]["received"] == 6
     bodies = [b'{"a": 1}', b"second line", b"\xff\x00raw"]
     assert log.read_bytes().split(b"\n")[:-1] == bodies * 2
+
+
+def test_plot_draws_throughput_connections_and_latency(tmp_path: Path) -> None:
+    port = free_port()
+    reference = ROOT / "benchmarks" / "reference_broadcast.py"
+    command = [sys.executable, str(reference), "--host", "127.0.0.1", "--port", str(port)]
+    process = subprocess.Popen(command, cwd=ROOT)
+    png = tmp_path / "run.png"
+    try:
+        wait_listening(port, process, t(20))
+        rc, report, stderr = bench(
+            tmp_path,
+            *("fanout", "--url", f"ws://127.0.0.1:{port}", "-n", "3", "--procs", "1"),
+            *("--rate", "200", "-m", "300", "--interval", "0.25", "--plot", str(png)),
+        )
+    finally:
+        stop_process(process, t(10))
+    assert rc == 0, stderr
+    assert f"drawing the plots to {png}" in stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert report["connections_timeline"][-1]["connected"] == 4
+    # The timeline holds the intervals reported while running; the last, partial one is in
+    # the totals only.
+    assert 0 < sum(row["count"] for row in report["timeline"]) <= 900
+    assert report["messages"]["received"] == 900
