@@ -16,6 +16,7 @@ from rich.table import Table
 
 from hub import DISTRIBUTION
 from hub.bench.coordinator import BenchError, Coordinator, LiveState, ServerMemoryOptions
+from hub.bench.export import openmetrics, write_html
 from hub.bench.options import build_parser, config_from_args
 from hub.bench.report import exit_status, print_report, write_plot
 from hub.bench.sizing import SizingError
@@ -84,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.json, "w", encoding="utf-8") as file:
             json.dump(_jsonable(report), file, indent=2)
             file.write("\n")
+    drawn = True  # False when a picture was asked for and could not be drawn
     if args.plot:
         # Drawing takes seconds (tens of seconds on a busy machine): say so.
         err.print(f"hub bench: drawing the plots to {args.plot} ...", soft_wrap=True)
@@ -92,9 +94,20 @@ def main(argv: list[str] | None = None) -> int:
             err.print(f"hub bench: wrote {args.plot}", soft_wrap=True)
         except ImportError:
             err.print(f"hub bench: --plot needs matplotlib: pip install '{DISTRIBUTION}[plot]'")
+            drawn = False
+    if args.openmetrics:
+        with open(args.openmetrics, "w", encoding="utf-8") as file:
+            file.write(openmetrics(_jsonable(report)))
+    if args.html:
+        err.print(f"hub bench: writing the HTML report to {args.html} ...", soft_wrap=True)
+        try:
+            write_html(_jsonable(report), coordinator.histograms, args.html)
+        except ImportError:
+            err.print(f"hub bench: --html needs matplotlib: pip install '{DISTRIBUTION}[plot]'")
+            drawn = False
     if not args.quiet:
         print_report(report, console)
-    return exit_status(report, strict=args.strict)
+    return exit_status(report, strict=args.strict) or (0 if drawn else 1)
 
 
 def _jsonable(value: Any) -> Any:

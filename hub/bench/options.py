@@ -161,6 +161,17 @@ def _common(parser: argparse.ArgumentParser, *, sockets_help: str, default_socke
         help="draw latency over time and its histogram to FILE.png (needs matplotlib)",
     )
     output.add_argument(
+        "--html",
+        metavar="FILE.html",
+        help="write one self-contained HTML report with the plots (needs matplotlib)",
+    )
+    output.add_argument(
+        "--openmetrics",
+        metavar="FILE",
+        help="write the totals as OpenMetrics text, for Prometheus (textfile collector, "
+        "Pushgateway)",
+    )
+    output.add_argument(
         "--interval",
         type=float,
         default=0.5,

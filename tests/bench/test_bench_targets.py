@@ -13,6 +13,7 @@ from typing import Any
 
 import jwt
 import pytest
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
 from support import ROOT, free_port, stop_process, t
 from test_bench_e2e import wait_listening
 
@@ -321,6 +322,7 @@ def test_plot_draws_throughput_connections_and_latency(tmp_path: Path) -> None:
             tmp_path,
             *("fanout", "--url", f"ws://127.0.0.1:{port}", "-n", "3", "--procs", "1"),
             *("--rate", "200", "-m", "300", "--interval", "0.25", "--plot", str(png)),
+            *("--html", str(tmp_path / "run.html"), "--openmetrics", str(tmp_path / "run.prom")),
         )
     finally:
         stop_process(process, t(10))
@@ -332,3 +334,14 @@ def test_plot_draws_throughput_connections_and_latency(tmp_path: Path) -> None:
     # the totals only.
     assert 0 < sum(row["count"] for row in report["timeline"]) <= 900
     assert report["messages"]["received"] == 900
+    page = (tmp_path / "run.html").read_text()
+    assert "data:image/png;base64," in page
+    assert "src='http" not in page and 'src="http' not in page  # nothing to fetch
+    families = {
+        f.name: f for f in text_string_to_metric_families((tmp_path / "run.prom").read_text())
+    }
+    received = [
+        s for s in families["hub_bench_messages"].samples if s.labels["outcome"] == "received"
+    ]
+    assert [s.value for s in received] == [900.0]
+    assert received[0].labels["run_id"] == str(report["config"]["run_id"])
