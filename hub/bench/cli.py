@@ -93,7 +93,11 @@ def main(argv: list[str] | None = None) -> int:
             write_plot(report, coordinator.histograms, args.plot)
             err.print(f"hub bench: wrote {args.plot}", soft_wrap=True)
         except ImportError:
-            err.print(f"hub bench: --plot needs matplotlib: pip install '{DISTRIBUTION}[plot]'")
+            # markup=False: rich would take "[plot]" for a style tag and drop it.
+            err.print(
+                f"hub bench: --plot needs matplotlib: pip install '{DISTRIBUTION}[plot]'",
+                markup=False,
+            )
             drawn = False
     if args.openmetrics:
         with open(args.openmetrics, "w", encoding="utf-8") as file:
@@ -103,7 +107,11 @@ def main(argv: list[str] | None = None) -> int:
         try:
             write_html(_jsonable(report), coordinator.histograms, args.html)
         except ImportError:
-            err.print(f"hub bench: --html needs matplotlib: pip install '{DISTRIBUTION}[plot]'")
+            # markup=False: rich would take "[plot]" for a style tag and drop it.
+            err.print(
+                f"hub bench: --html needs matplotlib: pip install '{DISTRIBUTION}[plot]'",
+                markup=False,
+            )
             drawn = False
     if not args.quiet:
         print_report(report, console)

@@ -5,6 +5,7 @@ threshold that fails, and zero sockets connected, exit non-zero."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,6 +17,8 @@ import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 from support import ROOT, free_port, stop_process, t
 from test_bench_e2e import wait_listening
+
+from hub import DISTRIBUTION
 
 ECHO_SERVER = Path(__file__).with_name("echo_server.py")
 
@@ -345,3 +348,27 @@ def test_plot_draws_throughput_connections_and_latency(tmp_path: Path) -> None:
     ]
     assert [s.value for s in received] == [900.0]
     assert received[0].labels["run_id"] == str(report["config"]["run_id"])
+
+
+def test_plot_without_matplotlib_fails_and_names_the_distribution(
+    echo_server: tuple[str, Path], tmp_path: Path
+) -> None:
+    url, _log = echo_server
+    shim = tmp_path / "shim" / "matplotlib"
+    shim.mkdir(parents=True)
+    (shim / "__init__.py").write_text("raise ImportError('no matplotlib here')\n")
+    out = tmp_path / "r.json"
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "hub.bench", *echo_args(f"{url}/p", "lean"), "--quiet"),
+            *("--json", str(out), "--plot", str(tmp_path / "x.png")),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=t(120),
+        env=os.environ | {"PYTHONPATH": f"{shim.parent}{os.pathsep}{ROOT}"},
+    )
+    assert result.returncode == 1
+    assert f"pip install '{DISTRIBUTION}[plot]'" in result.stderr
+    assert json.loads(out.read_text())["messages"]["lost"] == 0
