@@ -36,7 +36,8 @@ def build_stream(frames: int, size: int) -> bytes:
     head = bytes((0x82, size)) if size < 126 else struct.pack("!BBH", 0x82, 126, size)
     now = time.monotonic_ns()
     return b"".join(
-        head + pack(hdr.MAGIC, hdr.KIND_FANOUT, 0, 0, seq, now) + padding for seq in range(frames)
+        head + pack(hdr.MAGIC, hdr.KIND_FANOUT, 0, 0, 0, seq, now) + padding
+        for seq in range(frames)
     )
 
 

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from hub import DISTRIBUTION
 from hub.bench.coordinator import BenchError, Coordinator, LiveState, ServerMemoryOptions
+from hub.bench.export import openmetrics, write_html
 from hub.bench.options import build_parser, config_from_args
 from hub.bench.report import exit_status, print_report, write_plot
 from hub.bench.sizing import SizingError
@@ -25,7 +26,8 @@ __all__ = ["build_parser", "main"]
 
 def _live_table(state: LiveState) -> Table:
     table = Table(show_header=True, title="hub bench")
-    for name in ("phase", "connected", "failed", "msgs/s", "p99 (µs)", "CPU % per worker"):
+    columns = ("phase", "connected", "failed", "msgs/s", "p99 (µs)", "CPU % per worker")
+    for name in (*columns, "bench loop lag (ms)"):
         table.add_column(name)
     table.add_row(
         state.phase,
@@ -34,6 +36,7 @@ def _live_table(state: LiveState) -> Table:
         f"{state.recv_rate:,.0f}",
         "-" if state.p99_us is None else f"{state.p99_us:,}",
         " ".join(f"{state.cpu[w]:.0f}" for w in sorted(state.cpu)),
+        " ".join(f"{state.loop_lag_ms[w]:.1f}" for w in sorted(state.loop_lag_ms)),
     )
     return table
 
@@ -82,14 +85,37 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.json, "w", encoding="utf-8") as file:
             json.dump(_jsonable(report), file, indent=2)
             file.write("\n")
+    drawn = True  # False when a picture was asked for and could not be drawn
     if args.plot:
+        # Drawing takes seconds (tens of seconds on a busy machine): say so.
+        err.print(f"hub bench: drawing the plots to {args.plot} ...", soft_wrap=True)
         try:
             write_plot(report, coordinator.histograms, args.plot)
+            err.print(f"hub bench: wrote {args.plot}", soft_wrap=True)
         except ImportError:
-            err.print(f"hub bench: --plot needs matplotlib: pip install '{DISTRIBUTION}[plot]'")
+            # markup=False: rich would take "[plot]" for a style tag and drop it.
+            err.print(
+                f"hub bench: --plot needs matplotlib: pip install '{DISTRIBUTION}[plot]'",
+                markup=False,
+            )
+            drawn = False
+    if args.openmetrics:
+        with open(args.openmetrics, "w", encoding="utf-8") as file:
+            file.write(openmetrics(_jsonable(report)))
+    if args.html:
+        err.print(f"hub bench: writing the HTML report to {args.html} ...", soft_wrap=True)
+        try:
+            write_html(_jsonable(report), coordinator.histograms, args.html)
+        except ImportError:
+            # markup=False: rich would take "[plot]" for a style tag and drop it.
+            err.print(
+                f"hub bench: --html needs matplotlib: pip install '{DISTRIBUTION}[plot]'",
+                markup=False,
+            )
+            drawn = False
     if not args.quiet:
         print_report(report, console)
-    return exit_status(report, strict=args.strict)
+    return exit_status(report, strict=args.strict) or (0 if drawn else 1)
 
 
 def _jsonable(value: Any) -> Any:

@@ -1,7 +1,7 @@
 """The bench's WebSocket clients: receivers and publishers on picows or on the lean client
 (``lean.py``), and the connecting of many of them with bounded concurrency.
 
-The receive path reads the 24-byte header only and appends to flat counters, so one process
+The receive path reads the 28-byte header only and appends to flat counters, so one process
 keeps up with over a million frames per second (``benchmarks/bench_client_receive.py``).
 """
 
@@ -10,17 +10,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import ssl
 import time
 from collections.abc import Callable
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
 from hub.bench import header as hdr
 from hub.bench.config import RunConfig
 from hub.bench.lean import Counters, LeanSocket
+from hub.bench.ramp import start_offset_s
 from hub.bench.sizing import place
 from hub.bench.stats import StreamTracker
+from hub.bench.target import ssl_context
 from hub.bench.wire import request_prefix, split_url
 
 __all__ = [
@@ -34,7 +37,6 @@ __all__ = [
     "Receiver",
     "Socket",
     "connect_all",
-    "ws_url",
 ]
 
 IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
@@ -42,11 +44,6 @@ IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
 READ_BUFFER_INIT_BYTES = 2048
 MAX_FRAME_BYTES = 64 * 1024 * 1024
 PICOWS_LOGGER = logging.getLogger("picows.bench")
-
-
-def ws_url(base: str, channel: str) -> str:
-    parts = urlsplit(base)
-    return f"{parts.scheme}://{parts.netloc}/{quote(channel, safe='')}"
 
 
 class BenchListener(WSListener):
@@ -76,13 +73,15 @@ class BenchListener(WSListener):
             if frame.payload_size < hdr.HEADER_SIZE:
                 counters.other_frames += 1
                 return
-            magic, kind, _flags, pub_id, seq, sent_ns = hdr.HEADER.unpack_from(
+            magic, kind, _flags, run, pub_id, seq, sent_ns = hdr.HEADER.unpack_from(
                 frame.get_payload_as_memoryview()
             )
             if magic != hdr.MAGIC:
                 counters.other_frames += 1
-                return
-            self.on_message(kind, pub_id, seq, sent_ns)
+            elif run != counters.run_id:
+                counters.foreign += 1
+            else:
+                self.on_message(kind, pub_id, seq, sent_ns)
         elif msg_type is WSMsgType.CLOSE:
             transport.send_close(frame.get_close_code(), frame.get_close_message())
             transport.disconnect()
@@ -171,7 +170,12 @@ class Publisher(BenchListener):
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         # The publisher's own echoes are not counted as deliveries: only subscribers are.
+        # Another run's messages on the channel must not open this publisher's window.
         if frame.msg_type is WSMsgType.BINARY or frame.msg_type is WSMsgType.TEXT:
+            if frame.payload_size >= hdr.HEADER_SIZE:
+                run = hdr.HEADER.unpack_from(frame.get_payload_as_memoryview())[3]
+                if run != self.counters.run_id:
+                    return
             self.echoed += 1
             if self.wakeup is not None:
                 self.wakeup.set()
@@ -189,7 +193,14 @@ async def connect_all(
     per_worker = max(1, config.concurrency // config.procs)
     loop = asyncio.get_running_loop()
     # The lean client's upgrade request, built once per URL.
-    prefixes: dict[str, tuple[str, int, bytes]] = {}
+    prefixes: dict[str, tuple[str, int, bytes, ssl.SSLContext | None]] = {}
+    handshake = config.handshake
+    # One TLS context for all sockets: loading the trust store is slow.
+    tls = (
+        ssl_context(handshake)
+        if any(urlsplit(url).scheme == "wss" for url in config.urls)
+        else None
+    )
 
     async def connect_picows(index: int, url: str, listener: BenchListener) -> None:
         spot = place(index, config.urls, config.source_addrs)
@@ -204,6 +215,8 @@ async def connect_all(
             max_frame_size=MAX_FRAME_BYTES,
             read_buffer_init_size=READ_BUFFER_INIT_BYTES,
             socket_factory=factory,
+            ssl_context=tls if url.startswith("wss:") else None,
+            extra_headers=handshake.headers or None,
             # aiofastnet, when installed, costs about 8 KiB more per idle socket.
             use_aiofastnet=False,
             # One logger for all sockets: the default makes an adapter per socket.
@@ -214,14 +227,18 @@ async def connect_all(
         target = prefixes.get(url)
         if target is None:
             host, port, path, netloc = split_url(url)
-            target = prefixes[url] = (host, port, request_prefix(netloc, path))
-        host, port, prefix = target
+            prefix = request_prefix(netloc, path, handshake.header_lines())
+            target = prefixes[url] = (host, port, prefix, tls if url.startswith("wss:") else None)
+        host, port, prefix, context = target
+        hostname = host if context is not None else None
         waiter: asyncio.Future[None] = loop.create_future()
         listener.start(prefix, waiter)
         try:
             source_addr = place(index, config.urls, config.source_addrs).source_addr
             if source_addr is None:
-                await loop.create_connection(lambda: listener, host, port)
+                await loop.create_connection(
+                    lambda: listener, host, port, ssl=context, server_hostname=hostname
+                )
             else:
                 sock = _bound_socket_factory(source_addr)(None)
                 try:
@@ -229,7 +246,9 @@ async def connect_all(
                 except BaseException:
                     sock.close()
                     raise
-                await loop.create_connection(lambda: listener, sock=sock)
+                await loop.create_connection(
+                    lambda: listener, sock=sock, ssl=context, server_hostname=hostname
+                )
             await waiter
         except BaseException:
             listener.close()
@@ -245,8 +264,14 @@ async def connect_all(
         except Exception as exc:  # every failure is counted, by type
             on_failure(exc)
 
+    ramp_t0 = loop.time()
+
     async def run() -> None:
         for index, url, listener in pending:
+            if config.ramp:
+                delay = ramp_t0 + start_offset_s(config.ramp, index) - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
             await connect_one(index, url, listener)
 
     await asyncio.gather(*(run() for _ in range(min(per_worker, len(listeners)))))

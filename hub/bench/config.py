@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from hub.bench.target import Handshake
+
 __all__ = ["AUTO_CLIENT", "CLIENTS", "RunConfig"]
 
 CLIENTS = ("auto", "lean", "picows")
@@ -40,6 +42,20 @@ class RunConfig:
     interval_s: float = 0.5
     # The receivers' WebSocket client: lean (hub/bench/lean.py), picows, or auto (per scenario)
     client: str = "auto"
+    # Handshake headers and TLS (hub/bench/target.py)
+    handshake: Handshake = field(default_factory=Handshake)
+    # conns: sockets closed and reopened per second over all processes (0: none)
+    churn_rate: float = 0.0
+    # --payload-file: the bodies sent in turn after the header (empty: --size zero bytes)
+    payloads: tuple[bytes, ...] = ()
+    # Connection ramp phases (hub/bench/ramp.py); empty: connect as fast as --concurrency allows
+    ramp: tuple[tuple[int, int, float], ...] = ()
+    # Random per run, in every message header: another run's messages are told apart.
+    run_id: int = 0
+    # Thresholds: the run fails when one is crossed (None: not checked)
+    max_p99_ms: float | None = None
+    max_loss: float | None = None  # a fraction of the expected messages
+    min_connected: float | None = None  # a fraction of the target sockets
 
     def receiver_client(self) -> str:
         """The client the receivers use: ``auto`` picks what measured best for the scenario."""

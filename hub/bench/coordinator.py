@@ -53,6 +53,7 @@ class LiveState:
     frames: dict[int, int] = field(default_factory=dict)
     sent: dict[int, int] = field(default_factory=dict)
     cpu: dict[int, float] = field(default_factory=dict)
+    loop_lag_ms: dict[int, float] = field(default_factory=dict)  # the interval's highest
     recv_rate: float = 0.0
     p99_us: int | None = None
     last_frames: int = 0
@@ -79,6 +80,8 @@ class Coordinator:
         self.t0 = time.monotonic()
         # Timeline: (seconds since start of the measured phase, frames, interval histogram)
         self.timeline: list[dict[str, Any]] = []
+        # Sockets connected over all workers, once per interval, from the start of the run.
+        self.connections_timeline: list[dict[str, float]] = []
         self.phase_start: float | None = None
         # The workers' run histograms (encoded), for the plot.
         self.histograms: list[bytes] = []
@@ -138,7 +141,13 @@ class Coordinator:
         live.frames[worker] = data["frames"]
         live.sent[worker] = data["sent"]
         live.cpu[worker] = data["cpu_percent"]
+        live.loop_lag_ms[worker] = data.get("loop_lag_ms", 0.0)
         now = time.monotonic()
+        conn_rows = self.connections_timeline
+        if not conn_rows or now - self.t0 - conn_rows[-1]["t_s"] >= self.config.interval_s:
+            conn_rows.append(
+                {"t_s": round(now - self.t0, 3), "connected": sum(live.connected.values())}
+            )
         frames = sum(live.frames.values())
         if now - live.last_t >= 0.5 * self.config.interval_s:
             live.recv_rate = (frames - live.last_frames) / (now - live.last_t)
@@ -191,6 +200,7 @@ class Coordinator:
         self.send_all("connect")
         num_sockets = config.num_sockets + config.num_publishers
         connect_budget = config.connect_timeout_s * (1 + num_sockets / max(1, config.concurrency))
+        connect_budget += sum(seconds for _, _, seconds in config.ramp)
         connected = self.gather("connected", connect_budget + REPLY_GRACE_S)
         connect_s = time.monotonic() - connect_started
         report: dict[str, Any] = {
@@ -222,6 +232,7 @@ class Coordinator:
         report["measured_s"] = round(time.monotonic() - self.phase_start, 4)
         self.set_phase("done")
         self.histograms = [r["hist"] for r in results.values()]
+        report["connections_timeline"] = self.connections_timeline
         return build_report(config, report, connected, results, extra, self.timeline)
 
     def seconds_since_start(self) -> float:

@@ -60,9 +60,11 @@ CLOSED = 2
 class Counters:
     """One process's totals, written by every socket."""
 
-    __slots__ = ("bytes", "disconnected", "frames", "other_frames", "sent")
+    __slots__ = ("bytes", "disconnected", "foreign", "frames", "other_frames", "run_id", "sent")
 
-    def __init__(self) -> None:
+    def __init__(self, run_id: int = 0) -> None:
+        self.run_id = run_id  # bench messages of another run are counted in ``foreign`` only
+        self.foreign = 0
         self.frames = 0  # data messages received (a fragmented message counts once)
         self.bytes = 0  # their payload bytes
         self.other_frames = 0  # data messages without a bench header
@@ -225,9 +227,12 @@ class LeanSocket(asyncio.Protocol):
                     counters.bytes += size
                     pos = start + size
                     if size >= HEADER_SIZE:
-                        magic, kind, _flags, pub_id, seq, sent_ns = _unpack_header(data, start)
+                        magic, kind, _flags, run, pub_id, seq, sent_ns = _unpack_header(data, start)
                         if magic == MAGIC:
-                            self.on_message(kind, pub_id, seq, sent_ns)
+                            if run == counters.run_id:
+                                self.on_message(kind, pub_id, seq, sent_ns)
+                            else:
+                                counters.foreign += 1
                             continue
                     counters.other_frames += 1
                     continue
@@ -289,9 +294,12 @@ class LeanSocket(asyncio.Protocol):
         counters.frames += 1
         counters.bytes += size
         if head is not None and len(head) == HEADER_SIZE:
-            magic, kind, _flags, pub_id, seq, sent_ns = _unpack_header(head)
+            magic, kind, _flags, run, pub_id, seq, sent_ns = _unpack_header(head)
             if magic == MAGIC:
-                self.on_message(kind, pub_id, seq, sent_ns)
+                if run == counters.run_id:
+                    self.on_message(kind, pub_id, seq, sent_ns)
+                else:
+                    counters.foreign += 1
                 return
         counters.other_frames += 1
 

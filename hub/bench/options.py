@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 
 from hub.bench.config import AUTO_CLIENT, CLIENTS, RunConfig
 from hub.bench.header import HEADER_SIZE
+from hub.bench.ramp import parse_ramp
 from hub.bench.sizing import (
     SizingError,
     check_fd_limit,
@@ -15,6 +17,7 @@ from hub.bench.sizing import (
     fd_hard_limit,
     pick_source_addrs,
 )
+from hub.bench.target import Handshake, ssl_context
 
 __all__ = ["build_parser", "config_from_args"]
 
@@ -35,6 +38,13 @@ def _positive_int(value: str) -> int:
     return number
 
 
+def _fraction(value: str) -> float:
+    number = float(value)
+    if not 0 <= number <= 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a fraction between 0 and 1")
+    return number
+
+
 def _common(parser: argparse.ArgumentParser, *, sockets_help: str, default_sockets: int) -> None:
     target = parser.add_argument_group("targets")
     target.add_argument(
@@ -42,13 +52,38 @@ def _common(parser: argparse.ArgumentParser, *, sockets_help: str, default_socke
         action="append",
         dest="urls",
         metavar="URL",
-        help="server to load, ws://HOST:PORT (repeatable; sockets are split evenly over them; "
-        "the channel goes in the path) (default: ws://127.0.0.1:8765)",
+        help="server to load, ws:// or wss:// (repeatable; sockets are split evenly over them). "
+        "{channel} and {i} in the URL are replaced by the socket's channel and number; "
+        "a URL with a path or query is otherwise kept exactly; only a bare ws://HOST:PORT "
+        "assumes hub's raw layout, the channel as the path (default: ws://127.0.0.1:8765)",
     )
     target.add_argument(
         "--channel",
         default=None,
         help="channel name, or the prefix of the channel names (default: bench)",
+    )
+    handshake = parser.add_argument_group("handshake")
+    handshake.add_argument(
+        "-H",
+        "--header",
+        action="append",
+        dest="headers",
+        default=[],
+        metavar="'NAME: VALUE'",
+        help="a header of every upgrade request (repeatable)",
+    )
+    handshake.add_argument(
+        "--token", help="a JWT or other bearer token, sent as 'Authorization: Bearer TOKEN'"
+    )
+    handshake.add_argument("--subprotocol", help="the Sec-WebSocket-Protocol to ask for")
+    handshake.add_argument("--origin", help="the Origin header")
+    handshake.add_argument(
+        "--ca-file", metavar="PEM", help="wss://: trust these CA certificates too"
+    )
+    handshake.add_argument(
+        "--insecure",
+        action="store_true",
+        help="wss://: check no certificate (self-signed test servers)",
     )
     sockets = parser.add_argument_group("sockets")
     sockets.add_argument(
@@ -75,6 +110,12 @@ def _common(parser: argparse.ArgumentParser, *, sockets_help: str, default_socke
         "pair would carry more than 25,000 sockets)",
     )
     sockets.add_argument(
+        "--ramp",
+        metavar="FROM:TO/SECONDSs,...",
+        help="open the sockets in phases, evenly within each: 0:1000/10s,1000:10000/30s "
+        "(the last TO is the socket count; default: as fast as --concurrency allows)",
+    )
+    sockets.add_argument(
         "--concurrency",
         type=_positive_int,
         default=256,
@@ -95,12 +136,40 @@ def _common(parser: argparse.ArgumentParser, *, sockets_help: str, default_socke
         "per idle socket), picows, or auto: what measured fastest for the scenario "
         "(default: auto; fan-out publishers always use picows)",
     )
+    verdict = parser.add_argument_group("thresholds (exit status 1 when one is crossed)")
+    verdict.add_argument(
+        "--max-p99-ms", type=float, metavar="MS", help="the largest acceptable p99 latency"
+    )
+    verdict.add_argument(
+        "--max-loss",
+        type=_fraction,
+        metavar="FRACTION",
+        help="the largest acceptable share of expected messages lost, e.g. 0.001",
+    )
+    verdict.add_argument(
+        "--min-connected",
+        type=_fraction,
+        metavar="FRACTION",
+        help="the smallest acceptable share of sockets connected, e.g. 0.99 "
+        "(zero sockets connected always fails)",
+    )
     output = parser.add_argument_group("output")
     output.add_argument("--json", metavar="FILE", help="write the full report as JSON to FILE")
     output.add_argument(
         "--plot",
         metavar="FILE.png",
         help="draw latency over time and its histogram to FILE.png (needs matplotlib)",
+    )
+    output.add_argument(
+        "--html",
+        metavar="FILE.html",
+        help="write one self-contained HTML report with the plots (needs matplotlib)",
+    )
+    output.add_argument(
+        "--openmetrics",
+        metavar="FILE",
+        help="write the totals as OpenMetrics text, for Prometheus (textfile collector, "
+        "Pushgateway)",
     )
     output.add_argument(
         "--interval",
@@ -127,6 +196,11 @@ def _traffic(parser: argparse.ArgumentParser, *, messages_help: str, duration: f
         default=64,
         help=f"message size in bytes; at least the {HEADER_SIZE}-byte header (default: 64)",
     )
+    traffic.add_argument(
+        "--payload-file",
+        metavar="FILE",
+        help="message bodies, one a line, sent in turn after the bench header (replaces --size)",
+    )
     traffic.add_argument("-m", "--messages", type=_positive_int, default=None, help=messages_help)
     traffic.add_argument(
         "-d",
@@ -148,9 +222,9 @@ def _traffic(parser: argparse.ArgumentParser, *, messages_help: str, duration: f
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hub bench",
-        description="Load tester for WebSocket broadcast servers in raw mode: "
-        "ws://HOST:PORT/CHANNEL, "
-        "where every frame a client sends goes to every client of the channel, sender included.",
+        description="Load tester for WebSocket broadcast servers: every frame a client sends "
+        "goes to every client of its URL (or channel), sender included. A bare ws://HOST:PORT "
+        "is taken as hub's raw layout, ws://HOST:PORT/CHANNEL.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     sub = parser.add_subparsers(dest="scenario", required=True, metavar="SCENARIO")
@@ -208,6 +282,14 @@ def build_parser() -> argparse.ArgumentParser:
     _common(conns, sockets_help="sockets", default_sockets=1000)
     conns.add_argument(
         "--hold", type=float, default=5.0, metavar="SECONDS", help="hold time (default: 5)"
+    )
+    conns.add_argument(
+        "--churn",
+        type=_rate,
+        default=None,
+        metavar="PER_S",
+        help="while holding, close and reopen this many sockets per second over all processes, "
+        "to time handshakes and find leaks (default: none)",
     )
     conns.add_argument(
         "--channels",
@@ -281,15 +363,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _payloads(path: str | None) -> tuple[bytes, ...]:
+    if path is None:
+        return ()
+    try:
+        with open(path, "rb") as file:
+            lines = tuple(line.rstrip(b"\r\n") for line in file)
+    except OSError as exc:
+        raise SizingError(f"--payload-file {path!r}: {exc.strerror}") from exc
+    if not lines:
+        raise SizingError(f"--payload-file {path!r} has no lines")
+    return lines
+
+
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     """Check the arguments and size the run; raise SizingError when it cannot fit."""
     urls = args.urls or ["ws://127.0.0.1:8765"]
     for url in urls:
         if not url.startswith(("ws://", "wss://")):
-            raise SizingError(f"--url {url!r}: expected ws://HOST:PORT")
+            raise SizingError(f"--url {url!r}: expected ws://HOST[:PORT][/PATH] or wss://...")
+    try:
+        handshake = Handshake.build(
+            args.headers, args.token, args.subprotocol, args.origin, args.ca_file, args.insecure
+        )
+        if any(u.startswith("wss://") for u in urls):
+            ssl_context(handshake)  # a bad --ca-file is refused before any worker starts
+    except (ValueError, OSError) as exc:
+        raise SizingError(str(exc)) from exc
     scenario = args.scenario
     num_publishers = args.publishers if scenario == "fanout" else 0
     num_sockets = args.sockets
+    ramp: tuple[tuple[int, int, float], ...] = ()
+    if args.ramp:
+        try:
+            ramp = parse_ramp(args.ramp)
+        except ValueError as exc:
+            raise SizingError(str(exc)) from exc
+        num_sockets = ramp[-1][1]  # the ramp's target is the socket count
     if num_sockets < 1:
         raise SizingError("--sockets must be at least 1")
     total = num_sockets + num_publishers
@@ -324,4 +434,12 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         interval_s=args.interval,
         # Resolved here, so that the report says which client ran.
         client=AUTO_CLIENT[scenario] if args.client == "auto" else args.client,
+        handshake=handshake,
+        run_id=secrets.randbits(32),
+        ramp=ramp,
+        payloads=_payloads(getattr(args, "payload_file", None)),
+        churn_rate=getattr(args, "churn", None) or 0.0,
+        max_p99_ms=args.max_p99_ms,
+        max_loss=args.max_loss,
+        min_connected=args.min_connected,
     )

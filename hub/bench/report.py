@@ -21,6 +21,8 @@ __all__ = ["SCHEMA", "assemble", "exit_status", "print_report", "write_plot"]
 
 SCHEMA = "hub-bench/1"
 SATURATED_CPU_PERCENT = 90.0
+# A bench loop late by more than this distorts latencies a server is judged on.
+LAG_WARN_MS = 20.0
 
 
 def assemble(
@@ -60,6 +62,7 @@ def assemble(
         "reordered": sum(r["tally"]["reordered"] for r in workers),
         "unexpected": max(0, unique - expected),
         "other_frames": sum(r["other_frames"] for r in workers),
+        "foreign": sum(r.get("foreign", 0) for r in workers),
         "frames_received": sum(r["frames"] for r in workers),
         "bytes_received": sum(r["bytes"] for r in workers),
         "send_per_s": round(sent / send_s, 1) if send_s else None,
@@ -81,12 +84,15 @@ def assemble(
             "cpu_percent_phase": round(r["cpu_percent_phase"], 1),
             "cpu_percent_max": round(r["cpu_percent_max"], 1),
             "rss_bytes": r["rss_bytes"],
+            "loop_lag_ms": r.get("loop_lag", {}),
         }
         for n, r in zip(sorted(results), workers, strict=True)
     ]
     saturated = [p["worker"] for p in procs if p["cpu_percent_max"] > SATURATED_CPU_PERCENT]
     client_memory = report.pop("client_memory", {})
     report["client"] = {"procs": procs, "saturated_workers": saturated, "memory": client_memory}
+    if "churn" in extra:
+        report["churn"] = extra["churn"]
     if "server_memory" in extra:
         report["server_memory"] = extra["server_memory"]
     if "rounds" in extra:
@@ -100,15 +106,34 @@ def assemble(
             f"worker(s) {saturated} passed {SATURATED_CPU_PERCENT:.0f}% of a core: "
             "the bench may be the bottleneck; add --procs"
         )
+    lagging = {
+        p["worker"]: p["loop_lag_ms"]["max_ms"]
+        for p in procs
+        if p["loop_lag_ms"].get("max_ms", 0.0) > LAG_WARN_MS
+    }
+    if lagging and config.scenario != "conns":  # conns times no messages
+        warnings.append(
+            f"the bench's own event loop ran late (worker: highest lag ms) {lagging}: "
+            "latencies include up to that much of the bench's own delay; add --procs "
+            "or lower the load per worker"
+        )
     if connections.get("failed"):
         warnings.append(f"{connections['failed']} connection(s) failed: {dict(errors)}")
+    if report.get("churn", {}).get("failed"):
+        warnings.append(f"{report['churn']['failed']} churn reconnection(s) failed")
     if connections["disconnected"]:
         warnings.append(f"{connections['disconnected']} socket(s) were closed during the run")
     messages = report["messages"]
     for name in ("lost", "duplicates", "reordered"):
         if messages[name]:
             warnings.append(f"{messages[name]} message(s) {name}")
+    if messages["foreign"]:
+        warnings.append(
+            f"{messages['foreign']} message(s) of another bench run on the same channels "
+            "(counted apart, not in this run's figures)"
+        )
     report["warnings"] = warnings
+    report["thresholds"] = thresholds(config, report)
     report["ok"] = exit_status(report, strict=True) == 0
     return report
 
@@ -134,8 +159,56 @@ def aggregate_timeline(entries: list[dict[str, Any]], interval_s: float) -> list
     return rows
 
 
+def thresholds(config: RunConfig, report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each threshold checked: its name, limit, measured value and whether it failed. Zero
+    sockets connected is always checked: a run that measured nothing has failed."""
+    connections = report["connections"]
+    target = connections.get("target") or 0
+    connected = connections.get("connected", 0)
+    share = connected / target if target else 0.0
+    checks: list[dict[str, Any]] = [
+        {"name": "connected > 0", "limit": 1, "value": connected, "failed": connected < 1}
+    ]
+    if config.min_connected is not None:
+        checks.append(
+            {
+                "name": "min-connected",
+                "limit": config.min_connected,
+                "value": round(share, 6),
+                "failed": share < config.min_connected,
+            }
+        )
+    messages = report["messages"]
+    if config.max_loss is not None:
+        loss = messages["lost"] / messages["expected"] if messages["expected"] else 0.0
+        checks.append(
+            {
+                "name": "max-loss",
+                "limit": config.max_loss,
+                "value": round(loss, 6),
+                "failed": loss > config.max_loss,
+            }
+        )
+    if config.max_p99_ms is not None:
+        p99_us = report["latency_us"].get("p99")
+        p99_ms = None if p99_us is None else p99_us / 1000
+        checks.append(
+            {
+                "name": "max-p99-ms",
+                "limit": config.max_p99_ms,
+                "value": p99_ms,
+                # No latency at all is no proof of a good one.
+                "failed": p99_ms is None or p99_ms > config.max_p99_ms,
+            }
+        )
+    return checks
+
+
 def exit_status(report: dict[str, Any], *, strict: bool) -> int:
-    """0, or 1 under --strict when anything was lost, duplicated, reordered or failed."""
+    """1 when a threshold failed (zero sockets connected always does), or under --strict when
+    anything was lost, duplicated, reordered or failed; else 0."""
+    if any(check["failed"] for check in report.get("thresholds", [])):
+        return 1
     if not strict:
         return 0
     connections = report.get("connections", {})
@@ -167,7 +240,7 @@ def print_report(report: dict[str, Any], console: Console) -> None:
     table.add_row("connect rate", _fmt(conn["connect_rate_per_s"], "/s"))
     messages = report["messages"]
     if report["scenario"] != "conns":
-        for name in ("sent", "expected", "received", "lost", "duplicates", "reordered"):
+        for name in ("sent", "expected", "received", "lost", "duplicates", "reordered", "foreign"):
             table.add_row(f"messages {name}", _fmt(messages[name]))
         table.add_row("receive rate", _fmt(messages["recv_per_s"], "/s"))
         lat = report["latency_us"]
@@ -179,6 +252,12 @@ def print_report(report: dict[str, Any], console: Console) -> None:
             f"{item['received']:,} / {item['expected']:,}",
         )
         table.add_row(f"round {item['round']}: all received", _fmt(item["all_received_us"], " µs"))
+    churn = report.get("churn")
+    if churn:
+        table.add_row("churn cycles (failed)", f"{churn['cycles']:,} ({churn['failed']:,})")
+        hs = churn["handshake_ms"]
+        table.add_row("churn handshake p50 / p99", f"{_fmt(hs['p50'])} / {_fmt(hs['p99'])} ms")
+        table.add_row("server RSS at the end", _fmt(churn["server_rss_end_bytes"], " B"))
     server = report.get("server_memory")
     if server:
         table.add_row("server RSS before", _fmt(server["rss_before_bytes"], " B"))
@@ -191,20 +270,52 @@ def print_report(report: dict[str, Any], console: Console) -> None:
             f"client worker {proc['worker']} CPU (phase / max)",
             f"{proc['cpu_percent_phase']:.0f}% / {proc['cpu_percent_max']:.0f}%",
         )
+        lag = proc["loop_lag_ms"]
+        if lag:
+            table.add_row(
+                f"client worker {proc['worker']} loop lag (mean / max)",
+                f"{lag['mean_ms']:.2f} / {lag['max_ms']:.1f} ms",
+            )
+    for check in report.get("thresholds", []):
+        verdict = "[red]FAILED[/red]" if check["failed"] else "ok"
+        table.add_row(
+            f"threshold {check['name']} (limit {check['limit']})",
+            f"{_fmt(check['value'])} {verdict}",
+        )
     console.print(table)
     for warning in report["warnings"]:
         console.print(f"[yellow]warning:[/yellow] {warning}")
 
 
+def plot_title(report: dict[str, Any]) -> str:
+    """The run's settings, in one line or two: what a reader of the picture must know."""
+    config = report["config"]
+    rate = config.get("rate")
+    parts = [
+        f"hub bench {report['scenario']}",
+        ", ".join(config["urls"]),
+        f"{config['num_sockets']:,} sockets",
+    ]
+    if report["scenario"] == "fanout":
+        parts.append(f"{config['num_publishers']} publishers")
+        parts.append("rate max" if rate is None else f"{rate:,.0f} msg/s")
+    if report["scenario"] != "conns":
+        parts.append(f"{config['size']} B")
+    parts.append(f"{config['procs']} procs, {config['client']} client")
+    return " | ".join(parts)
+
+
 def write_plot(report: dict[str, Any], histograms: list[bytes], path: str) -> None:
     """Latency over time (p50, p99, max per interval) and the latency histogram, as a PNG."""
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     hist = merge_encoded(histograms)
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 8))
+    fig, (top, rate, conns, bottom) = plt.subplots(4, 1, figsize=(10, 13))
+    fig.suptitle(plot_title(report), fontsize=10)
     rows = report["timeline"]
     times = [row["t_s"] for row in rows]
     xlabel = "time (s)"
@@ -214,12 +325,33 @@ def write_plot(report: dict[str, Any], histograms: list[bytes], path: str) -> No
         times = [item["round"] for item in report["rounds"]]
         xlabel = "round"
     for name in ("p50", "p99", "max"):
-        top.plot(times, [row[name] or math.nan for row in rows], marker=".", label=name)
+        values_ms = [math.nan if row[name] is None else row[name] / 1000 for row in rows]
+        top.plot(times, values_ms, marker=".", label=name)
     top.set_yscale("log")
+    # Plain numbers at 1-2-5 steps (0.5, 1, 2, 5, 10) on the log axis, not 4 x 10^0.
+    top.yaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    top.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _pos: f"{v:g}"))
+    top.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     top.set_xlabel(xlabel)
-    top.set_ylabel("latency (µs)")
-    top.set_title(f"hub bench {report['scenario']}: latency over time")
+    top.set_ylabel("latency (ms)")
+    top.set_title("latency over time (the measured phase)")
+    top.grid(True, which="major", alpha=0.3)
     top.legend()
+    rate.plot(
+        [row["t_s"] for row in report["timeline"]],
+        [row["per_s"] for row in report["timeline"]],
+        marker=".",
+    )
+    rate.set_xlabel("time (s)")
+    rate.set_ylabel("messages received / s")
+    rate.set_title("throughput over time (the measured phase)")
+    rate.grid(True, alpha=0.3)
+    conn_rows = report.get("connections_timeline", [])
+    conns.plot([r["t_s"] for r in conn_rows], [r["connected"] for r in conn_rows], marker=".")
+    conns.set_xlabel("time (s, from the start of the run)")
+    conns.set_ylabel("sockets connected")
+    conns.set_title("connections over time")
+    conns.grid(True, alpha=0.3)
     values, counts = [], []
     for item in hist.get_recorded_iterator():
         values.append(item.value_iterated_to)
@@ -227,8 +359,8 @@ def write_plot(report: dict[str, Any], histograms: list[bytes], path: str) -> No
     if values:
         bottom.bar(range(len(values)), counts)
         ticks = list(range(0, len(values), max(1, len(values) // 10)))
-        bottom.set_xticks(ticks, [str(values[i]) for i in ticks], rotation=45)
-    bottom.set_xlabel("latency (µs)")
+        bottom.set_xticks(ticks, [f"{values[i] / 1000:g}" for i in ticks], rotation=45)
+    bottom.set_xlabel("latency (ms)")
     bottom.set_ylabel("messages")
     bottom.set_title("latency histogram")
     fig.tight_layout()

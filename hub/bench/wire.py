@@ -50,16 +50,20 @@ class HandshakeError(ConnectionError):
     """The server did not accept the WebSocket upgrade."""
 
 
-def request_prefix(host: str, path: str) -> bytes:
-    """The upgrade request up to the key: built once per (host, path), shared by all sockets."""
+def request_prefix(host: str, path: str, extra: bytes = b"") -> bytes:
+    """The upgrade request up to the key: built once per (host, path), shared by all sockets.
+    ``extra``: more header lines, each ending in CRLF (``Handshake.header_lines``)."""
     return (
-        f"GET {path} HTTP/1.1\r\n"
-        f"Host: {host}\r\n"
-        "Upgrade: websocket\r\n"
-        "Connection: Upgrade\r\n"
-        "Sec-WebSocket-Version: 13\r\n"
-        "Sec-WebSocket-Key: "
-    ).encode("latin-1")
+        (
+            f"GET {path} HTTP/1.1\r\n"
+            f"Host: {host}\r\n"
+            "Upgrade: websocket\r\n"
+            "Connection: Upgrade\r\n"
+            "Sec-WebSocket-Version: 13\r\n"
+        ).encode("latin-1")
+        + extra
+        + b"Sec-WebSocket-Key: "
+    )
 
 
 def accept_value(key: bytes) -> bytes:
@@ -120,12 +124,12 @@ def check_response(head: bytes, request: bytes) -> str | None:
 
 
 def split_url(url: str) -> tuple[str, int, str, str]:
-    """(host, port, path, Host header) of a ws:// URL; the path keeps its query."""
+    """(host, port, path, Host header) of a ws:// or wss:// URL; the path keeps its query."""
     parts = urlsplit(url)
-    if parts.scheme != "ws":
-        raise ValueError(f"the lean client speaks ws:// only, not {parts.scheme}://")
+    if parts.scheme not in ("ws", "wss"):
+        raise ValueError(f"expected a ws:// or wss:// URL, not {parts.scheme}://")
     host = parts.hostname or "127.0.0.1"
-    port = parts.port or 80
+    port = parts.port or (443 if parts.scheme == "wss" else 80)
     path = parts.path or "/"
     if parts.query:
         path += "?" + parts.query

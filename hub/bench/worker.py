@@ -27,13 +27,14 @@ from hub.bench.clients import (
     Receiver,
     Socket,
     connect_all,
-    ws_url,
 )
 from hub.bench.config import RunConfig
 from hub.bench.lean import Counters
+from hub.bench.overhead import CpuMeter, LoopLag
 from hub.bench.scenarios import scenario_for
 from hub.bench.sizing import place, worker_indices
 from hub.bench.stats import LatencyRecorder, StreamTracker, Tally
+from hub.bench.target import channel_url
 from hub.core.limits import raise_open_file_limit
 
 __all__ = ["EventQueue", "Worker", "run_worker"]
@@ -51,16 +52,18 @@ class Worker:
         self.index = index
         self.commands = commands
         self.events = events
-        self.counters = Counters()
+        self.counters = Counters(config.run_id)
         self.tally = Tally()
         self.recorder = LatencyRecorder()
         self.receivers: list[Receiver] = []
         self.publishers: list[Publisher] = []
+        self.receiver_indices: list[int] = []  # the socket numbers of ``receivers``
         self.num_failed = 0
         self.errors: Counter[str] = Counter()
         self.inbox: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
         self.process = psutil.Process()
-        self.cpu_samples: list[float] = []
+        self.cpu = CpuMeter()
+        self.loop_lag = LoopLag()
         self.phase_cpu_s = 0.0
         self.phase_wall_s = 0.0
         self.scenario = scenario_for(config)
@@ -95,8 +98,7 @@ class Worker:
     # Reporting
 
     def snapshot(self) -> dict[str, Any]:
-        cpu = self.process.cpu_percent(None)
-        self.cpu_samples.append(cpu)
+        cpu = self.cpu.sample()
         if self.scenario.has_interval_latency:
             interval = self.recorder.flush()
         else:
@@ -110,6 +112,7 @@ class Worker:
             "sent": self.counters.sent,
             "unique": self.tally.unique,
             "cpu_percent": cpu,
+            "loop_lag_ms": round(self.loop_lag.take_interval(), 3),
             "interval_hist": interval.encode() if interval.get_total_count() else b"",
             "t_ns": time.monotonic_ns(),
         }
@@ -134,19 +137,20 @@ class Worker:
         snap = self.snapshot()
         rss = self.process.memory_info().rss
         usage = resource.getrusage(resource.RUSAGE_SELF)
-        samples = self.cpu_samples[1:] or self.cpu_samples
+        phase_percent = 100.0 * self.phase_cpu_s / self.phase_wall_s if self.phase_wall_s else 0.0
         return snap | {
             "tally": self.tally.as_dict(),
             "other_frames": self.counters.other_frames,
+            "foreign": self.counters.foreign,
             "errors": dict(self.errors),
             "hist": self.recorder.total.encode() if self.recorder.total.get_total_count() else b"",
             "pid": os.getpid(),
             "rss_bytes": rss,
             "cpu_s": usage.ru_utime + usage.ru_stime,
-            "cpu_percent_max": max(samples, default=0.0),
-            "cpu_percent_phase": (
-                100.0 * self.phase_cpu_s / self.phase_wall_s if self.phase_wall_s else 0.0
-            ),
+            # A run shorter than one interval has no interval sample: its phase is the best one.
+            "cpu_percent_max": self.cpu.max or phase_percent,
+            "cpu_percent_phase": phase_percent,
+            "loop_lag": self.loop_lag.summary(),
             "receivers": len(self.receivers),
             "receivers_connected": self.num_receivers_connected(),
         }
@@ -165,13 +169,14 @@ class Worker:
         loop = asyncio.get_running_loop()
         self.start_command_reader(loop)
         self.emit("ready", pid=os.getpid(), rss_bytes=self.process.memory_info().rss)
-        self.process.cpu_percent(None)
+        self.cpu = CpuMeter()
         await self.expect("connect")
         # Before build(): the per-socket figure includes the receiver objects themselves.
         rss_before = self.process.memory_info().rss
         listeners = self.build()
         started = time.monotonic()
         ticker = asyncio.create_task(self.ticker())
+        lag_probe = asyncio.create_task(self.loop_lag.run())
         try:
             await connect_all(self.config, listeners, self.on_connect_failure)
             self.emit(
@@ -188,25 +193,33 @@ class Worker:
             await self.expect("stop")
         finally:
             ticker.cancel()
+            lag_probe.cancel()
             for listener in [*self.receivers, *self.publishers]:
                 listener.close()
+
+    def new_receiver(self, index: int) -> tuple[str, Receiver]:
+        """A fresh receiver for socket ``index`` (not yet connected), and its URL."""
+        config = self.config
+        receiver_class: type[Receiver] = (
+            LeanReceiver if config.receiver_client() == "lean" else PicowsReceiver
+        )
+        scenario = self.scenario
+        tracker = StreamTracker(scenario.num_streams(), self.tally)
+        receiver = receiver_class(self.counters, tracker, self.recorder.pending.append)
+        scenario.prepare_receiver(self, receiver)
+        url = channel_url(
+            place(index, config.urls, config.source_addrs).url, scenario.channel_of(index), index
+        )
+        return url, receiver
 
     def build(self) -> list[tuple[int, str, Socket]]:
         config = self.config
         out: list[tuple[int, str, Socket]] = []
-        receiver_class: type[Receiver] = (
-            LeanReceiver if config.receiver_client() == "lean" else PicowsReceiver
-        )
-        append = self.recorder.pending.append
         scenario = self.scenario
-        for index in worker_indices(config.num_sockets, self.index, config.procs):
-            tracker = StreamTracker(scenario.num_streams(), self.tally)
-            receiver = receiver_class(self.counters, tracker, append)
-            scenario.prepare_receiver(self, receiver)
+        self.receiver_indices = list(worker_indices(config.num_sockets, self.index, config.procs))
+        for index in self.receiver_indices:
+            url, receiver = self.new_receiver(index)
             self.receivers.append(receiver)
-            url = ws_url(
-                place(index, config.urls, config.source_addrs).url, scenario.channel_of(index)
-            )
             out.append((index, url, receiver))
         for index, url, publisher in scenario.publishers(self):
             self.publishers.append(publisher)

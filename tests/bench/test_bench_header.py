@@ -9,9 +9,11 @@ from hub.bench import header as hdr
 
 def test_round_trip() -> None:
     """A header encodes and decodes back to the same fields."""
-    payload = hdr.encode(hdr.KIND_FANOUT, 7, 123456789, 987654321012, 100)
+    payload = hdr.encode(hdr.KIND_FANOUT, 7, 123456789, 987654321012, 100, run_id=0xDEADBEEF)
     assert len(payload) == 100
-    assert hdr.decode(payload) == hdr.Header(hdr.KIND_FANOUT, 7, 123456789, 987654321012)
+    assert hdr.decode(payload) == hdr.Header(
+        hdr.KIND_FANOUT, 0xDEADBEEF, 7, 123456789, 987654321012
+    )
 
 
 def test_minimum_size_is_the_header() -> None:

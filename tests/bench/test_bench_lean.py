@@ -357,3 +357,17 @@ def test_idle_socket_holds_no_buffer() -> None:
     sock.data_received(server_frame(OP_BINARY, hdr.encode(1, 0, 0, 0, 5000)))
     assert sock._buf == b"" and sock._head is None and sock._skip == 0
     assert not hasattr(sock, "__dict__")
+
+
+def test_messages_of_another_run_are_counted_apart() -> None:
+    """A run's own messages reach on_message; another run's (same channel) are only counted
+    as foreign, whole or fragmented, so they are never this run's duplicates."""
+    sock, _ = open_socket()
+    sock.counters.run_id = 7
+    mine = hdr.encode(hdr.KIND_FANOUT, 0, 0, 5, 40, run_id=7)
+    theirs = hdr.encode(hdr.KIND_FANOUT, 0, 0, 5, 40, run_id=8)
+    sock.feed(server_frame(OP_BINARY, theirs) + server_frame(OP_BINARY, mine))
+    sock.feed(server_frame(OP_BINARY, theirs[:10], fin=False))
+    sock.feed(server_frame(OP_CONT, theirs[10:]))
+    assert sock.messages == [(hdr.KIND_FANOUT, 0, 0, 5)]
+    assert (sock.counters.foreign, sock.counters.frames, sock.counters.other_frames) == (2, 3, 0)

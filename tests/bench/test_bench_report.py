@@ -105,3 +105,22 @@ def test_parse_resident_memory() -> None:
     assert parse_resident_memory(text) == 2_000_000
     assert parse_resident_memory("process_resident_memory_bytes 42\n") == 42
     assert parse_resident_memory("up 1\n") is None
+
+
+def test_a_lagging_bench_loop_is_reported() -> None:
+    """A worker whose loop ran late by more than 20 ms is named, with its lag."""
+    lagging = worker_result(1000, 1000) | {"loop_lag": {"max_ms": 35.0, "mean_ms": 0.4}}
+    calm = worker_result(1000, 1000) | {"loop_lag": {"max_ms": 3.0, "mean_ms": 0.1}}
+    report = fanout_report({0: lagging, 1: calm})
+    assert report["client"]["procs"][0]["loop_lag_ms"] == {"max_ms": 35.0, "mean_ms": 0.4}
+    assert [w for w in report["warnings"] if "event loop ran late" in w] == [
+        "the bench's own event loop ran late (worker: highest lag ms) {0: 35.0}: latencies "
+        "include up to that much of the bench's own delay; add --procs or lower the load per "
+        "worker"
+    ]
+
+
+def test_zero_connected_fails_without_strict() -> None:
+    report = fanout_report({0: worker_result(0, 0), 1: worker_result(0, 0)}, failed=22)
+    assert report["thresholds"][0]["failed"] is True
+    assert exit_status(report, strict=False) == 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from hub.bench import header as hdr
 from hub.bench.config import RunConfig
 
 if TYPE_CHECKING:
@@ -39,6 +40,14 @@ class Scenario:
         if config.num_channels <= 1:
             return config.channel
         return f"{config.channel}-{index % config.num_channels}"
+
+    def bodies(self) -> tuple[bytes, ...]:
+        """What follows the header in each message, in turn: the --payload-file lines, or
+        zeros up to --size."""
+        config = self.config
+        if config.payloads:
+            return config.payloads
+        return (b"\x00" * (max(config.size, hdr.HEADER_SIZE) - hdr.HEADER_SIZE),)
 
     def num_streams(self) -> int:
         """How many publishers each receiver hears (numbered 0 .. n-1)."""

@@ -68,7 +68,9 @@ class BroadcastAll(Scenario):
                 if receiver.transport is not None:
                     now = time.monotonic_ns()
                     first_send_ns = first_send_ns or now
-                    receiver.send_binary(hdr.encode(hdr.KIND_BROADCAST, 0, round_no, now, size))
+                    receiver.send_binary(
+                        hdr.encode(hdr.KIND_BROADCAST, 0, round_no, now, size, config.run_id)
+                    )
                     worker.counters.sent += 1
             expected = worker.num_receivers_connected()
             deadline = time.monotonic() + config.round_timeout_s

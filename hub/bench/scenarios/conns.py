@@ -2,16 +2,63 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 from typing import TYPE_CHECKING, Any
 
+from hub.bench.clients import connect_all
 from hub.bench.memory import server_rss
-from hub.bench.scenarios.base import Scenario
+from hub.bench.scenarios.base import REPLY_GRACE_S, Scenario
+from hub.bench.stats import merge_encoded, new_histogram, summarize
 
 if TYPE_CHECKING:
     from hub.bench.coordinator import Coordinator
     from hub.bench.worker import Worker
 
-__all__ = ["Conns"]
+__all__ = ["Churn", "Conns"]
+
+
+class Churn:
+    """Close and reopen this worker's sockets in turn, on a schedule; time each handshake
+    (connect to upgrade done) in µs."""
+
+    def __init__(self) -> None:
+        self.cycles = 0
+        self.failed = 0
+        self.hist = new_histogram()
+
+    def on_failure(self, exc: Exception) -> None:
+        self.failed += 1
+
+    async def run(self, worker: Worker) -> None:
+        config = worker.config
+        period_s = config.procs / config.churn_rate
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        indices = worker.receiver_indices
+        turn = 0
+        while True:
+            turn += 1
+            await asyncio.sleep(max(0.0, t0 + turn * period_s - loop.time()))
+            slot = turn % len(worker.receivers)
+            worker.receivers[slot].close()
+            url, receiver = worker.new_receiver(indices[slot])
+            worker.receivers[slot] = receiver
+            failed = self.failed
+            started = time.monotonic_ns()
+            await connect_all(config, [(indices[slot], url, receiver)], self.on_failure)
+            self.cycles += 1
+            if self.failed == failed:
+                self.hist.record_value(max(1, (time.monotonic_ns() - started) // 1000))
+
+    def result(self) -> dict[str, Any]:
+        count = self.hist.get_total_count()
+        return {
+            "cycles": self.cycles,
+            "failed": self.failed,
+            "hist": self.hist.encode() if count else b"",
+        }
 
 
 class Conns(Scenario):
@@ -21,7 +68,16 @@ class Conns(Scenario):
     async def play(self, worker: Worker) -> None:
         await worker.expect("start")
         stop_phase = worker.measure_phase()
+        churn = Churn()
+        task = None
+        if self.config.churn_rate and worker.receivers:
+            task = asyncio.create_task(churn.run(worker))
         await worker.expect("finish")
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            worker.emit("churn", **churn.result())
         stop_phase()
 
     def coordinate(self, coordinator: Coordinator, t0_ns: int) -> dict[str, Any]:
@@ -34,7 +90,24 @@ class Conns(Scenario):
         coordinator.send_all("finish")
         rss_before, source = coordinator.server_rss_before
         num_connected = coordinator.num_connected
-        return {
+        extra: dict[str, Any] = {}
+        if self.config.churn_rate:
+            got = coordinator.gather("churn", REPLY_GRACE_S)
+            extra["churn"] = {
+                "rate_per_s": self.config.churn_rate,
+                "cycles": sum(g["cycles"] for g in got.values()),
+                "failed": sum(g["failed"] for g in got.values()),
+                # The server's RSS at the end of the hold: growth past rss_after is a leak.
+                "server_rss_end_bytes": server_rss(
+                    memory.pids, memory.include_children, memory.metrics_url
+                )[0],
+                "handshake_ms": {
+                    k: (None if v is None else round(v / 1000, 3))
+                    for k, v in summarize(merge_encoded([g["hist"] for g in got.values()])).items()
+                    if k != "count"
+                },
+            }
+        return extra | {
             "server_memory": {
                 "source": source,
                 "rss_before_bytes": rss_before,

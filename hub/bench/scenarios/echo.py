@@ -29,11 +29,12 @@ class Echo(Scenario):
         stop_phase = worker.measure_phase()
         deadline = start["t0_ns"] / 1e9 + config.duration_s
         limit = config.messages if config.messages is not None else 1 << 62
-        size = max(config.size, hdr.HEADER_SIZE)
-        padding = b"\x00" * (size - hdr.HEADER_SIZE)
+        bodies = self.bodies()
+        num_bodies = len(bodies)
         pack = hdr.HEADER.pack
         sent: dict[int, int] = {}
         counters = worker.counters
+        run_id = config.run_id
         done = asyncio.Event()
         active = [0]
 
@@ -47,7 +48,8 @@ class Echo(Scenario):
             sent[client_id] = seq + 1
             counters.sent += 1
             receiver.send_binary(
-                pack(hdr.MAGIC, hdr.KIND_ECHO, 0, 0, seq, time.monotonic_ns()) + padding
+                pack(hdr.MAGIC, hdr.KIND_ECHO, 0, run_id, 0, seq, time.monotonic_ns())
+                + bodies[seq % num_bodies]
             )
 
         def on_echo(receiver: Receiver, pub_id: int, seq: int) -> None:

@@ -8,9 +8,10 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from hub.bench import header as hdr
-from hub.bench.clients import Publisher, ws_url
+from hub.bench.clients import Publisher
 from hub.bench.scenarios.base import REPLY_GRACE_S, Scenario
 from hub.bench.sizing import place, worker_indices
+from hub.bench.target import channel_url
 
 if TYPE_CHECKING:
     from hub.bench.coordinator import Coordinator
@@ -39,7 +40,9 @@ class Fanout(Scenario):
             self._publishers.append(publisher)
             # Publishers get indices after the subscribers': another spread of sources.
             index = config.num_sockets + pub_id
-            url = ws_url(place(index, config.urls, config.source_addrs).url, config.channel)
+            url = channel_url(
+                place(index, config.urls, config.source_addrs).url, config.channel, index
+            )
             out.append((index, url, publisher))
         return out
 
@@ -75,14 +78,16 @@ class Fanout(Scenario):
         """Send ``count`` messages (or until ``deadline``) at ``rate``, or windowed at max rate."""
         config = self.config
         limit = count if count is not None else 1 << 62
-        size = max(config.size, hdr.HEADER_SIZE)
-        padding = b"\x00" * (size - hdr.HEADER_SIZE)
+        bodies = self.bodies()
+        num_bodies = len(bodies)
         pack = hdr.HEADER.pack
-        magic, kind, pub_id = hdr.MAGIC, hdr.KIND_FANOUT, pub.pub_id
+        magic, kind, pub_id, run_id = hdr.MAGIC, hdr.KIND_FANOUT, pub.pub_id, config.run_id
         counters = worker.counters
         pub.wakeup = asyncio.Event()
         seq = 0
-        started = time.monotonic()
+        started_ns = time.monotonic_ns()
+        started = started_ns / 1e9  # the same clock: due times are never after the send
+        period_ns = 0 if rate is None else 1e9 / rate
         while seq < limit and pub.transport is not None:
             now = time.monotonic()
             if now >= deadline:
@@ -94,7 +99,11 @@ class Fanout(Scenario):
             allowed = min(allowed, limit - seq, 1024)
             send = pub.send_binary
             for _ in range(max(0, allowed)):
-                send(pack(magic, kind, 0, pub_id, seq, time.monotonic_ns()) + padding)
+                # At a set rate, a message is timed from when it was due, not from when a late
+                # loop got to it: a stall of the publisher counts in the latency instead of
+                # being hidden by a burst (coordinated omission). --rate max has no schedule.
+                sent_ns = int(started_ns + seq * period_ns) if period_ns else time.monotonic_ns()
+                send(pack(magic, kind, 0, run_id, pub_id, seq, sent_ns) + bodies[seq % num_bodies])
                 seq += 1
             counters.sent += max(0, allowed)
             if rate is None:

@@ -1,0 +1,374 @@
+"""hub bench against a server that is not hub: a websockets echo server at a path with a
+query, over ws:// and wss:// (self-signed), with handshake headers; and the verdicts: a
+threshold that fails, and zero sockets connected, exit non-zero."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+from support import ROOT, free_port, stop_process, t
+from test_bench_e2e import wait_listening
+
+from hub import DISTRIBUTION
+
+ECHO_SERVER = Path(__file__).with_name("echo_server.py")
+
+
+def start_echo(tmp_path: Path, tls: bool) -> Iterator[tuple[str, Path]]:
+    port = free_port()
+    log = tmp_path / "seen.jsonl"
+    command = [sys.executable, str(ECHO_SERVER), "--port", str(port), "--log", str(log)]
+    if tls:
+        cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+        subprocess.run(
+            [
+                *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+                *("-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"),
+                *("-addext", "subjectAltName=IP:127.0.0.1"),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=t(30),
+        )
+        command += ["--cert", str(cert), "--key", str(key)]
+    process = subprocess.Popen(command, cwd=ROOT)
+    try:
+        wait_listening(port, process, t(20))
+        yield f"{'wss' if tls else 'ws'}://127.0.0.1:{port}", log
+    finally:
+        stop_process(process, t(10))
+
+
+@pytest.fixture
+def echo_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    yield from start_echo(tmp_path, tls=False)
+
+
+@pytest.fixture
+def tls_echo_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    yield from start_echo(tmp_path, tls=True)
+
+
+def bench(tmp_path: Path, *args: str) -> tuple[int, dict[str, Any], str]:
+    out = tmp_path / "report.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "hub.bench", *args, "--json", str(out), "--quiet"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=t(120),
+    )
+    assert out.exists(), f"no report; stdout={result.stdout} stderr={result.stderr}"
+    return result.returncode, json.loads(out.read_text()), result.stderr
+
+
+def seen(log: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+def echo_args(url: str, client: str) -> list[str]:
+    return ["echo", "--url", url, "-n", "4", "--procs", "1", "-m", "50", "--client", client]
+
+
+def assert_all_echoed(report: dict[str, Any]) -> None:
+    messages = report["messages"]
+    assert report["connections"]["connected"] == 4
+    assert messages["sent"] == 200
+    assert (messages["received"], messages["lost"]) == (200, 0)
+    assert (messages["duplicates"], messages["reordered"]) == (0, 0)
+
+
+@pytest.mark.parametrize("client", ["lean", "picows"])
+def test_path_query_and_token_reach_the_server(
+    echo_server: tuple[str, Path], tmp_path: Path, client: str
+) -> None:
+    url, log = echo_server
+    rc, report, stderr = bench(
+        tmp_path,
+        *echo_args(f"{url}/rooms/r1?tenant=a&x=1", client),
+        "--token",
+        "tok.en",
+        "--header",
+        "X-Extra: yes",
+        "--strict",
+    )
+    assert rc == 0, stderr
+    assert_all_echoed(report)
+    assert seen(log) == [{"path": "/rooms/r1?tenant=a&x=1", "authorization": "Bearer tok.en"}] * 4
+
+
+def test_placeholders_spread_sockets_over_urls(
+    echo_server: tuple[str, Path], tmp_path: Path
+) -> None:
+    url, log = echo_server
+    rc, report, stderr = bench(tmp_path, *echo_args(f"{url}/c/{{channel}}?n={{i}}", "lean"))
+    assert rc == 0, stderr
+    assert_all_echoed(report)
+    assert sorted(e["path"] for e in seen(log)) == [f"/c/bench-echo-{i}?n={i}" for i in range(4)]
+
+
+@pytest.mark.parametrize("client", ["lean", "picows"])
+@pytest.mark.parametrize("trust", ["--insecure", "--ca-file"])
+def test_wss_with_a_self_signed_certificate(
+    tls_echo_server: tuple[str, Path], tmp_path: Path, client: str, trust: str
+) -> None:
+    url, log = tls_echo_server
+    extra = [trust] if trust == "--insecure" else [trust, str(tmp_path / "cert.pem")]
+    rc, report, stderr = bench(tmp_path, *echo_args(f"{url}/tls", client), *extra, "--strict")
+    assert rc == 0, stderr
+    assert_all_echoed(report)
+    assert [e["path"] for e in seen(log)] == ["/tls"] * 4
+
+
+def test_an_untrusted_certificate_connects_nothing_and_fails(
+    tls_echo_server: tuple[str, Path], tmp_path: Path
+) -> None:
+    """Without --strict, zero sockets connected is still a failure."""
+    url, _log = tls_echo_server
+    rc, report, _ = bench(tmp_path, *echo_args(f"{url}/tls", "lean"))
+    assert rc == 1
+    assert report["connections"]["connected"] == 0
+    assert report["connections"]["failed"] == 4
+    assert report["thresholds"][0] == {
+        "name": "connected > 0",
+        "limit": 1,
+        "value": 0,
+        "failed": True,
+    }
+
+
+def test_a_crossed_threshold_fails_the_run(echo_server: tuple[str, Path], tmp_path: Path) -> None:
+    url, _log = echo_server
+    rc, report, _ = bench(
+        tmp_path,
+        *echo_args(f"{url}/x", "lean"),
+        "--max-p99-ms",
+        "0.000001",
+        "--max-loss",
+        "0",
+        "--min-connected",
+        "1",
+    )
+    assert rc == 1
+    assert_all_echoed(report)
+    failed = {c["name"]: c["failed"] for c in report["thresholds"]}
+    assert failed == {
+        "connected > 0": False,
+        "min-connected": False,
+        "max-loss": False,
+        "max-p99-ms": True,
+    }
+
+
+def test_a_hub_with_jwt_is_benched_with_token(tmp_path: Path) -> None:
+    secret = "bench-secret-with-at-least-32-bytes!"
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hub",
+            "serve",
+            "--workers",
+            "1",
+            "--port",
+            str(port),
+            "--jwt-secret",
+            secret,
+        ],
+        cwd=ROOT,
+    )
+    try:
+        wait_listening(port, process, t(20))
+        url = f"ws://127.0.0.1:{port}"
+        args = ["fanout", "--url", url, "-n", "3", "-p", "1", "--procs", "1", "-m", "40"]
+        rc, report, _ = bench(tmp_path, *args)
+        assert rc == 1, "without a token, nothing connects"
+        assert report["connections"]["connected"] == 0
+        token = jwt.encode({"sub": "bench", "channels": ["bench*"]}, secret, algorithm="HS256")
+        rc, report, stderr = bench(tmp_path, *args, "--token", token, "--strict")
+        assert rc == 0, stderr
+        messages = report["messages"]
+        assert (messages["expected"], messages["received"], messages["lost"]) == (120, 120, 0)
+        assert (messages["duplicates"], messages["reordered"]) == (0, 0)
+    finally:
+        stop_process(process, t(10))
+
+
+def test_two_runs_on_one_channel_count_each_other_apart(tmp_path: Path) -> None:
+    port = free_port()
+    reference = ROOT / "benchmarks" / "reference_broadcast.py"
+    command = [sys.executable, str(reference), "--host", "127.0.0.1", "--port", str(port)]
+    process = subprocess.Popen(command, cwd=ROOT)
+    try:
+        wait_listening(port, process, t(20))
+        args = [sys.executable, "-m", "hub.bench", "fanout", "--url", f"ws://127.0.0.1:{port}"]
+        args += ["-n", "2", "--procs", "1", "--rate", "200", "-m", "800", "--quiet", "--strict"]
+        runs = [
+            subprocess.Popen([*args, "--json", str(tmp_path / f"{n}.json")], cwd=ROOT)
+            for n in range(2)
+        ]
+        assert [run.wait(t(120)) for run in runs] == [0, 0]
+    finally:
+        stop_process(process, t(10))
+    for n in range(2):
+        messages = json.loads((tmp_path / f"{n}.json").read_text())["messages"]
+        assert (messages["expected"], messages["unique"], messages["received"]) == (
+            1600,
+            1600,
+            1600,
+        )
+        assert (messages["duplicates"], messages["reordered"], messages["lost"]) == (0, 0, 0)
+        # Both runs send for 4 s and start together: each hears the other's messages.
+        assert messages["foreign"] > 0
+
+
+def test_a_ramp_reaches_its_target(echo_server: tuple[str, Path], tmp_path: Path) -> None:
+    """0:10/0.5s,10:24/1s opens 24 sockets, the last one scheduled at 1.43 s."""
+    url, log = echo_server
+    rc, report, stderr = bench(
+        tmp_path, "conns", "--url", f"{url}/r", "--ramp", "0:10/0.5s,10:24/1s", "--hold", "0"
+    )
+    assert rc == 0, stderr
+    connections = report["connections"]
+    assert (connections["target"], connections["connected"]) == (24, 24)
+    assert connections["connect_s"] >= 1.4
+    assert len(seen(log)) == 24
+
+
+def test_churn_reopens_sockets_and_times_handshakes(
+    echo_server: tuple[str, Path], tmp_path: Path
+) -> None:
+    url, log = echo_server
+    rc, report, stderr = bench(
+        tmp_path,
+        "conns",
+        "--url",
+        f"{url}/c",
+        "-n",
+        "5",
+        "--procs",
+        "1",
+        "--churn",
+        "20",
+        "--hold",
+        "1.5",
+        "--settle",
+        "0.2",
+        "--strict",
+    )
+    assert rc == 0, stderr
+    churn = report["churn"]
+    assert churn["failed"] == 0
+    assert churn["cycles"] >= 5
+    # Every cycle is one more upgrade the server saw, after the first 5 (and maybe one that
+    # was in flight when the hold ended).
+    assert 5 + churn["cycles"] <= len(seen(log)) <= 6 + churn["cycles"]
+    assert churn["handshake_ms"]["p50"] > 0
+    assert report["connections"]["disconnected"] == 0
+
+
+def test_payload_file_lines_are_sent_in_turn(tmp_path: Path) -> None:
+    """Each message is the header and then the next line; the server sees those bodies."""
+    port = free_port()
+    log = tmp_path / "frames.txt"
+    server = tmp_path / "body_server.py"
+    server.write_text(
+        "import asyncio, sys\n"
+        "from websockets.asyncio.server import serve\n"
+        "log = open(sys.argv[2], 'ab')\n"
+        "async def echo(ws):\n"
+        "    async for m in ws:\n"
+        "        log.write(m[28:] + b'\\n'); log.flush(); await ws.send(m)\n"
+        "async def main():\n"
+        "    async with serve(echo, '127.0.0.1', int(sys.argv[1])):\n"
+        "        await asyncio.Future()\n"
+        "asyncio.run(main())\n"
+    )
+    process = subprocess.Popen([sys.executable, str(server), str(port), str(log)], cwd=ROOT)
+    try:
+        wait_listening(port, process, t(20))
+        (tmp_path / "bodies.txt").write_bytes(b'{"a": 1}\nsecond line\n\xff\x00raw\n')
+        rc, report, stderr = bench(
+            tmp_path,
+            *("echo", "--url", f"ws://127.0.0.1:{port}/p", "-n", "1", "-m", "6"),
+            "--payload-file",
+            str(tmp_path / "bodies.txt"),
+            "--strict",
+        )
+    finally:
+        stop_process(process, t(10))
+    assert rc == 0, stderr
+    assert report["messages"]["received"] == 6
+    bodies = [b'{"a": 1}', b"second line", b"\xff\x00raw"]
+    assert log.read_bytes().split(b"\n")[:-1] == bodies * 2
+
+
+def test_plot_draws_throughput_connections_and_latency(tmp_path: Path) -> None:
+    port = free_port()
+    reference = ROOT / "benchmarks" / "reference_broadcast.py"
+    command = [sys.executable, str(reference), "--host", "127.0.0.1", "--port", str(port)]
+    process = subprocess.Popen(command, cwd=ROOT)
+    png = tmp_path / "run.png"
+    try:
+        wait_listening(port, process, t(20))
+        rc, report, stderr = bench(
+            tmp_path,
+            *("fanout", "--url", f"ws://127.0.0.1:{port}", "-n", "3", "--procs", "1"),
+            *("--rate", "200", "-m", "300", "--interval", "0.25", "--plot", str(png)),
+            *("--html", str(tmp_path / "run.html"), "--openmetrics", str(tmp_path / "run.prom")),
+        )
+    finally:
+        stop_process(process, t(10))
+    assert rc == 0, stderr
+    assert f"drawing the plots to {png}" in stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert report["connections_timeline"][-1]["connected"] == 4
+    # The timeline holds the intervals reported while running; the last, partial one is in
+    # the totals only.
+    assert 0 < sum(row["count"] for row in report["timeline"]) <= 900
+    assert report["messages"]["received"] == 900
+    page = (tmp_path / "run.html").read_text()
+    assert "data:image/png;base64," in page
+    assert "src='http" not in page and 'src="http' not in page  # nothing to fetch
+    families = {
+        f.name: f for f in text_string_to_metric_families((tmp_path / "run.prom").read_text())
+    }
+    received = [
+        s for s in families["hub_bench_messages"].samples if s.labels["outcome"] == "received"
+    ]
+    assert [s.value for s in received] == [900.0]
+    assert received[0].labels["run_id"] == str(report["config"]["run_id"])
+
+
+def test_plot_without_matplotlib_fails_and_names_the_distribution(
+    echo_server: tuple[str, Path], tmp_path: Path
+) -> None:
+    url, _log = echo_server
+    shim = tmp_path / "shim" / "matplotlib"
+    shim.mkdir(parents=True)
+    (shim / "__init__.py").write_text("raise ImportError('no matplotlib here')\n")
+    out = tmp_path / "r.json"
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "hub.bench", *echo_args(f"{url}/p", "lean"), "--quiet"),
+            *("--json", str(out), "--plot", str(tmp_path / "x.png")),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=t(120),
+        env=os.environ | {"PYTHONPATH": f"{shim.parent}{os.pathsep}{ROOT}"},
+    )
+    assert result.returncode == 1
+    assert f"pip install '{DISTRIBUTION}[plot]'" in result.stderr
+    assert json.loads(out.read_text())["messages"]["lost"] == 0
