@@ -184,10 +184,15 @@ def _settings_from_args(args: argparse.Namespace) -> Settings:
 
 def _worker_main(settings: Settings, index: int) -> None:
     """Entry point of a spawned worker process."""
-    from hub.app import run_worker
+    import multiprocessing
+
     from hub.cli.orphans import die_with_parent
 
-    die_with_parent()  # a worker outlives no supervisor, even a SIGKILLed one
+    # A worker outlives no supervisor, even a SIGKILLed one, even one that died while this
+    # worker was still starting.
+    supervisor = multiprocessing.parent_process()
+    die_with_parent(parent=supervisor.pid if supervisor is not None else None)
+    from hub.app import run_worker
     from hub.cli.logs import configure_logging
 
     configure_logging(settings.log_level, settings.log_format, worker=index)

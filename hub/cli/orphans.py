@@ -27,17 +27,24 @@ OWNER_FILE = ".hub-owner"
 _PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent(sig: int = signal.SIGTERM) -> None:
+def die_with_parent(sig: int = signal.SIGTERM, parent: int | None = None) -> None:
     """Have the kernel send ``sig`` to this process when its parent dies (Linux; elsewhere
-    a no-op, and the workers' own parent watch still applies)."""
+    a no-op, and the workers' own parent watch still applies).
+
+    The kernel only signals a death that comes after this call. A parent that died while
+    this process was still starting (a worker imports for a second before it gets here) is
+    caught by comparing ``parent``, the pid it was started by, with the current one: then
+    this process exits at once.
+    """
     name = ctypes.util.find_library("c")
-    if name is None:
-        return
-    try:
-        libc = ctypes.CDLL(name, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
-    except (OSError, AttributeError):
-        return
+    if name is not None:
+        try:
+            libc = ctypes.CDLL(name, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    if parent is not None and os.getppid() != parent:
+        os._exit(1)
 
 
 def _start_time(pid: int) -> str | None:
