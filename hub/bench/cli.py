@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from typing import Any
 
 from rich.console import Console
@@ -16,7 +17,7 @@ from rich.table import Table
 
 from hub import DISTRIBUTION
 from hub.bench.coordinator import BenchError, Coordinator, LiveState, ServerMemoryOptions
-from hub.bench.export import openmetrics, write_html
+from hub.bench.export import live_openmetrics, openmetrics, write_atomically, write_html
 from hub.bench.options import build_parser, config_from_args
 from hub.bench.report import exit_status, print_report, write_plot
 from hub.bench.sizing import SizingError
@@ -64,9 +65,29 @@ def main(argv: list[str] | None = None) -> int:
         Live(_live_table(LiveState()), console=console, refresh_per_second=4) if show_live else None
     )
 
+    written_at = [0.0]
+
     def update(state: LiveState) -> None:
         if live is not None:
             live.update(_live_table(state))
+        if args.openmetrics and time.monotonic() - written_at[0] >= 1.0:
+            written_at[0] = time.monotonic()
+            text = live_openmetrics(
+                config.scenario,
+                config.run_id,
+                phase=state.phase,
+                connected=sum(state.connected.values()),
+                failed=sum(state.failed.values()),
+                sent=sum(state.sent.values()),
+                received=sum(state.frames.values()),
+                receive_rate=state.recv_rate,
+                p99_us=state.p99_us,
+                loop_lag_ms=max(state.loop_lag_ms.values(), default=0.0),
+            )
+            try:
+                write_atomically(args.openmetrics, text)
+            except OSError as exc:
+                err.print(f"hub bench: cannot write {args.openmetrics}: {exc}", markup=False)
 
     coordinator = Coordinator(config, memory=memory, on_update=update)
     try:
@@ -100,8 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             drawn = False
     if args.openmetrics:
-        with open(args.openmetrics, "w", encoding="utf-8") as file:
-            file.write(openmetrics(_jsonable(report)))
+        write_atomically(args.openmetrics, openmetrics(_jsonable(report)))
     if args.html:
         err.print(f"hub bench: writing the HTML report to {args.html} ...", soft_wrap=True)
         try:

@@ -7,13 +7,15 @@ Both are written from the final report (``report.assemble``); nothing here touch
 from __future__ import annotations
 
 import base64
+import contextlib
 import html
 import json
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["openmetrics", "write_html"]
+__all__ = ["live_openmetrics", "openmetrics", "write_atomically", "write_html"]
 
 
 def _sample(name: str, value: float | None, labels: dict[str, str]) -> str | None:
@@ -84,6 +86,62 @@ def openmetrics(report: dict[str, Any]) -> str:
                 lines.append(line)
     lines.append("# EOF")
     return "\n".join(lines) + "\n"
+
+
+def live_openmetrics(
+    scenario: str,
+    run_id: int,
+    *,
+    phase: str,
+    connected: int,
+    failed: int,
+    sent: int,
+    received: int,
+    receive_rate: float,
+    p99_us: int | None,
+    loop_lag_ms: float,
+) -> str:
+    """The run so far, as OpenMetrics text: what a soak shows in Grafana while it runs (the
+    file is rewritten about once a second; the final totals replace it at the end)."""
+    labels = {"scenario": scenario, "run_id": str(run_id), "phase": phase}
+    samples = [
+        ("live_sockets", connected, labels | {"state": "connected"}, "sockets now"),
+        ("live_sockets", failed, labels | {"state": "failed"}, ""),
+        ("live_messages", sent, labels | {"outcome": "sent"}, "messages so far"),
+        ("live_messages", received, labels | {"outcome": "received"}, ""),
+        ("live_receive_rate", round(receive_rate, 1), labels, "messages received per second"),
+        (
+            "live_latency_p99_seconds",
+            None if p99_us is None else p99_us / 1e6,
+            labels,
+            "p99 of the last interval",
+        ),
+        ("live_loop_lag_seconds", loop_lag_ms / 1e3, labels, "the bench's worst loop lag"),
+    ]
+    lines = []
+    for name, value, sample_labels, help_text in samples:
+        if help_text:
+            lines.append(f"# TYPE hub_bench_{name} gauge")
+            lines.append(f"# HELP hub_bench_{name} {help_text}")
+        line = _sample(name, value, sample_labels)
+        if line is not None:
+            lines.append(line)
+    lines.append("# EOF")
+    return "\n".join(lines) + "\n"
+
+
+def write_atomically(path: str, text: str) -> None:
+    """Replace ``path`` with ``text`` in one rename, so a collector never reads half a file."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, temporary = tempfile.mkstemp(dir=folder, prefix=".hub-bench-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            file.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
 
 
 def write_html(report: dict[str, Any], histograms: list[bytes], path: str) -> None:

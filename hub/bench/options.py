@@ -168,8 +168,8 @@ def _common(parser: argparse.ArgumentParser, *, sockets_help: str, default_socke
     output.add_argument(
         "--openmetrics",
         metavar="FILE",
-        help="write the totals as OpenMetrics text, for Prometheus (textfile collector, "
-        "Pushgateway)",
+        help="write OpenMetrics text for Prometheus (textfile collector, Pushgateway): the run "
+        "so far about once a second while it runs (hub_bench_live_*), then its totals",
     )
     output.add_argument(
         "--interval",

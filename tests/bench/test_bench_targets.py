@@ -15,7 +15,7 @@ from typing import Any
 import jwt
 import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
-from support import ROOT, free_port, stop_process, t
+from support import ROOT, free_port, stop_process, t, wait_until
 from test_bench_e2e import wait_listening
 
 from hub import DISTRIBUTION
@@ -372,3 +372,37 @@ def test_plot_without_matplotlib_fails_and_names_the_distribution(
     assert result.returncode == 1
     assert f"pip install '{DISTRIBUTION}[plot]'" in result.stderr
     assert json.loads(out.read_text())["messages"]["lost"] == 0
+
+
+def test_openmetrics_is_written_while_the_run_goes_on(tmp_path: Path) -> None:
+    """A soak can be watched live: the --openmetrics file holds hub_bench_live_* gauges
+    (rewritten about once a second, in one rename) before the run ends, then the totals."""
+    port = free_port()
+    reference = ROOT / "benchmarks" / "reference_broadcast.py"
+    command = [sys.executable, str(reference), "--host", "127.0.0.1", "--port", str(port)]
+    server = subprocess.Popen(command, cwd=ROOT)
+    prom = tmp_path / "live.prom"
+    try:
+        wait_listening(port, server, t(20))
+        run = subprocess.Popen(
+            [sys.executable, "-m", "hub.bench", "fanout", "--url", f"ws://127.0.0.1:{port}",
+             "-n", "3", "--procs", "1", "--rate", "50", "-d", "6", "-q",
+             "--openmetrics", str(prom)],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            wait_until(
+                lambda: prom.exists() and "hub_bench_live_messages" in prom.read_text(),
+                t(20),
+                "the live OpenMetrics file",
+            )
+            assert run.poll() is None, "the run ended before the file was written"
+            live = {f.name: f for f in text_string_to_metric_families(prom.read_text())}
+            assert "hub_bench_live_sockets" in live and "hub_bench_live_receive_rate" in live
+            assert run.wait(t(60)) == 0
+        finally:
+            stop_process(run, t(10))
+    finally:
+        stop_process(server, t(10))
+    final = {f.name: f for f in text_string_to_metric_families(prom.read_text())}
+    assert "hub_bench_messages" in final and "hub_bench_live_messages" not in final
