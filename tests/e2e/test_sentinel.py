@@ -17,7 +17,7 @@ from support.counting import count, publish_numbered
 from support.sentinel import SentinelDeployment
 from websockets.asyncio.client import connect
 
-from hub.brokers.redis.sentinel import SentinelTarget
+from hub.brokers.redis.sentinel import SentinelTarget, async_client, sync_client
 from hub.client import Client, Gap, NotRecovered
 
 HISTORY = ("--history-size", "5000", "--history-ttl-s", "300")
@@ -169,3 +169,21 @@ async def test_a_killed_master_is_replaced_and_every_later_message_arrives(
     print(f"sent before the new master was up: {sent_when_up[0]}; of those: {before}")
     for hub in (a, b):
         assert "Traceback" not in hub.output()
+
+
+async def test_redis_py_clients_of_a_sentinel_url_reach_the_master(
+    sentinel: SentinelDeployment,
+) -> None:
+    """The clients that Publisher and the API's /api/channels use, for a redis+sentinel://
+    URL: both write on the master the sentinels name."""
+    sync = sync_client(sentinel.url, socket_timeout=2)
+    assert sync.set("written-by", "sync") and sync.execute_command("ROLE")[0] == b"master"
+    sync.close()
+    client = async_client(sentinel.url, socket_timeout=2)
+    try:
+        assert await client.get("written-by") == b"sync"
+        assert (await client.execute_command("ROLE"))[0] == b"master"
+    finally:
+        await client.aclose()
+    master = sentinel.server_on(sentinel.master_port()).client()
+    assert master.get("written-by") == b"sync"

@@ -117,16 +117,15 @@ class RedisBroker:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._reconnect()
         for part in (self._publisher, self._subscriber, self._reader):
-            if part.conn is not None:
-                part.conn.close()
             part.conn = None
         if self._locator is not None:
             await self._locator.close()
 
     def _reconnect(self) -> None:
-        """The master moved: every connection reconnects (asking the sentinels where to),
-        and the subscriber resubscribes every channel."""
+        """Close every connection: while the broker runs, each reconnects (with Sentinel,
+        asking where the master is now) and the subscriber resubscribes every channel."""
         for part in (self._publisher, self._subscriber, self._reader):
             if part.conn is not None:
                 part.conn.close()

@@ -239,28 +239,28 @@ def sync_client(url: str, **kwargs: Any) -> redis.Redis:
     master through the sentinels (again after a failover)."""
     if not is_sentinel_url(url):
         return redis.Redis.from_url(url, **kwargs)
-    target = SentinelTarget.from_url(url)
-    timeouts = {k: v for k, v in kwargs.items() if k.startswith("socket_")}
-    sentinels = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
-        list(target.sentinels),
-        sentinel_kwargs={"password": target.sentinel_password, **timeouts},
-    )
-    return sentinels.master_for(target.service, **_master_kwargs(target), **kwargs)  # type: ignore[no-untyped-call,no-any-return]
+    sentinels, service, master = _sentinel_parts(url, kwargs)
+    manager = redis.sentinel.Sentinel(**sentinels)  # type: ignore[no-untyped-call]
+    return manager.master_for(service, **master)  # type: ignore[no-untyped-call,no-any-return]
 
 
 def async_client(url: str, **kwargs: Any) -> aioredis.Redis:
     """As :func:`sync_client`, for asyncio."""
     if not is_sentinel_url(url):
         return aioredis.Redis.from_url(url, **kwargs)
+    sentinels, service, master = _sentinel_parts(url, kwargs)
+    manager = aioredis.sentinel.Sentinel(**sentinels)  # type: ignore[no-untyped-call]
+    return manager.master_for(service, **master)  # type: ignore[no-any-return]
+
+
+def _sentinel_parts(url: str, kwargs: dict[str, Any]) -> tuple[dict[str, Any], str, dict[str, Any]]:
+    """redis-py's Sentinel arguments, the service, and ``master_for``'s arguments."""
     target = SentinelTarget.from_url(url)
     timeouts = {k: v for k, v in kwargs.items() if k.startswith("socket_")}
-    sentinels = aioredis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
-        list(target.sentinels),
-        sentinel_kwargs={"password": target.sentinel_password, **timeouts},
-    )
-    return sentinels.master_for(target.service, **_master_kwargs(target), **kwargs)  # type: ignore[no-any-return]
-
-
-def _master_kwargs(target: SentinelTarget) -> dict[str, Any]:
+    sentinels = {
+        "sentinels": list(target.sentinels),
+        "sentinel_kwargs": {"password": target.sentinel_password, **timeouts},
+    }
     m = target.master
-    return {"username": m.username, "password": m.password, "db": m.db}
+    master = {"username": m.username, "password": m.password, "db": m.db, **kwargs}
+    return sentinels, target.service, master
