@@ -20,6 +20,7 @@ from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 from hub.bench import header as hdr
 from hub.bench.config import RunConfig
 from hub.bench.lean import Counters, LeanSocket
+from hub.bench.protocols.base import AdapterError
 from hub.bench.ramp import start_offset_s
 from hub.bench.sizing import place
 from hub.bench.stats import StreamTracker
@@ -71,13 +72,13 @@ class BenchListener(WSListener):
             counters.frames += 1
             counters.bytes += frame.payload_size
             if frame.payload_size < hdr.HEADER_SIZE:
-                counters.other_frames += 1
+                self.on_other(frame.get_payload_as_bytes())
                 return
             magic, kind, _flags, run, pub_id, seq, sent_ns = hdr.HEADER.unpack_from(
                 frame.get_payload_as_memoryview()
             )
             if magic != hdr.MAGIC:
-                counters.other_frames += 1
+                self.on_other(frame.get_payload_as_bytes())
             elif run != counters.run_id:
                 counters.foreign += 1
             else:
@@ -89,9 +90,20 @@ class BenchListener(WSListener):
     def on_message(self, kind: int, pub_id: int, seq: int, sent_ns: int) -> None:
         pass
 
+    def on_other(self, payload: bytes) -> None:
+        """A data frame without a bench header."""
+        self.counters.other_frames += 1
+
     def send_binary(self, payload: bytes) -> None:
         if self.transport is not None:
             self.transport.send(WSMsgType.BINARY, payload)
+
+    #: How a bench message is sent: as is (protocol adapters wrap it).
+    send_bench = send_binary
+
+    def write_frame(self, opcode: int, payload: bytes) -> None:
+        if self.transport is not None:
+            self.transport.send(WSMsgType(opcode), payload)
 
     def close(self) -> None:
         self.is_closing = True
@@ -176,11 +188,14 @@ class Publisher(BenchListener):
                 run = hdr.HEADER.unpack_from(frame.get_payload_as_memoryview())[3]
                 if run != self.counters.run_id:
                     return
-            self.echoed += 1
-            if self.wakeup is not None:
-                self.wakeup.set()
+            self.on_message(0, 0, 0, 0)
         else:
             super().on_ws_frame(transport, frame)
+
+    def on_message(self, kind: int, pub_id: int, seq: int, sent_ns: int) -> None:
+        self.echoed += 1
+        if self.wakeup is not None:
+            self.wakeup.set()
 
 
 async def connect_all(
@@ -256,11 +271,25 @@ async def connect_all(
 
     async def connect_one(index: int, url: str, listener: Socket) -> None:
         try:
-            async with asyncio.timeout(config.connect_timeout_s):
+            deadline = loop.time() + config.connect_timeout_s
+            async with asyncio.timeout_at(deadline):
                 if isinstance(listener, LeanReceiver):
                     await connect_lean(index, url, listener)
                 else:
                     await connect_picows(index, url, listener)
+            # A protocol adapter's socket counts once it is on its channel (adapted.py).
+            joined: asyncio.Future[None] | None = getattr(listener, "join_waiter", None)
+            if joined is not None:
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        await joined
+                except TimeoutError:
+                    listener.close()
+                    raise AdapterError(
+                        f"--protocol {config.protocol}: no {listener.adapter.waiting_for()} "  # type: ignore[union-attr]
+                        f"within {config.connect_timeout_s:g}s; is the server speaking it, "
+                        "at this --url?"
+                    ) from None
         except Exception as exc:  # every failure is counted, by type
             on_failure(exc)
 

@@ -50,6 +50,10 @@ class RunConfig:
     payloads: tuple[bytes, ...] = ()
     # Connection ramp phases (hub/bench/ramp.py); empty: connect as fast as --concurrency allows
     ramp: tuple[tuple[int, int, float], ...] = ()
+    # The protocol spoken on each socket (hub/bench/protocols/): raw, hub.v1 or socketio
+    protocol: str = "raw"
+    event: str = "message"  # socketio: the event each message is sent as
+    join_event: str | None = None  # socketio: emitted with the channel to join it, acked
     # Random per run, in every message header: another run's messages are told apart.
     run_id: int = 0
     # Thresholds: the run fails when one is crossed (None: not checked)

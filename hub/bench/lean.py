@@ -93,6 +93,9 @@ class LeanSocket(asyncio.Protocol):
         "we_closed",
     )
 
+    #: How much of a fragmented message is kept: the header (adapters keep whole messages).
+    keep = HEADER_SIZE
+
     def __init__(self, counters: Counters) -> None:
         self.counters = counters
         self.transport: asyncio.Transport | None = None
@@ -142,6 +145,7 @@ class LeanSocket(asyncio.Protocol):
         self._handshake = None
         self.transport = transport
         self.state = OPEN
+        self.on_open()
         if not waiter.done():
             waiter.set_result(None)
         rest = buf[end + 4 :]
@@ -234,7 +238,9 @@ class LeanSocket(asyncio.Protocol):
                             else:
                                 counters.foreign += 1
                             continue
-                    counters.other_frames += 1
+                    self.on_other(data[start:pos])
+                    if self.state != OPEN:
+                        return
                     continue
             if b1 & 0x80 or b0 & 0x70:
                 self.fail("masked frame or reserved bits from the server")
@@ -278,8 +284,9 @@ class LeanSocket(asyncio.Protocol):
         take = min(self._skip, len(data) - start)
         head = self._head
         assert head is not None
-        if len(head) < HEADER_SIZE and take:
-            self._head = head + data[start : start + min(take, HEADER_SIZE - len(head))]
+        keep = self.keep
+        if len(head) < keep and take:
+            self._head = head + data[start : start + min(take, keep - len(head))]
         self._skip -= take
         if not self._skip and self._fin:
             self._message_done()
@@ -293,7 +300,7 @@ class LeanSocket(asyncio.Protocol):
         counters = self.counters
         counters.frames += 1
         counters.bytes += size
-        if head is not None and len(head) == HEADER_SIZE:
+        if head is not None and len(head) >= HEADER_SIZE:
             magic, kind, _flags, run, pub_id, seq, sent_ns = _unpack_header(head)
             if magic == MAGIC:
                 if run == counters.run_id:
@@ -301,7 +308,7 @@ class LeanSocket(asyncio.Protocol):
                 else:
                     counters.foreign += 1
                 return
-        counters.other_frames += 1
+        self.on_other(head or b"")
 
     def on_control(self, opcode: int, payload: bytes) -> None:
         if opcode == OP_PING:
@@ -317,6 +324,13 @@ class LeanSocket(asyncio.Protocol):
     def on_message(self, kind: int, pub_id: int, seq: int, sent_ns: int) -> None:
         """A data message with a bench header came in (counters are already updated)."""
 
+    def on_other(self, payload: bytes) -> None:
+        """A data message without a bench header (its first :attr:`keep` bytes)."""
+        self.counters.other_frames += 1
+
+    def on_open(self) -> None:
+        """The upgrade is done (a protocol adapter sends its first frames here)."""
+
     # Sending and closing
 
     def write_frame(self, opcode: int, payload: bytes) -> None:
@@ -328,6 +342,9 @@ class LeanSocket(asyncio.Protocol):
         transport = self.transport
         if transport is not None and self.state == OPEN:
             transport.write(encode_frame(OP_BINARY, payload, random_key()))
+
+    #: How a bench message is sent: as is (protocol adapters wrap it).
+    send_bench = send_binary
 
     def fail(self, reason: str) -> None:
         """A protocol error from the server: close with 1002 and drop the socket."""

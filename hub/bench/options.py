@@ -9,6 +9,7 @@ import secrets
 
 from hub.bench.config import AUTO_CLIENT, CLIENTS, RunConfig
 from hub.bench.header import HEADER_SIZE
+from hub.bench.protocols import PROTOCOLS
 from hub.bench.ramp import parse_ramp
 from hub.bench.sizing import (
     SizingError,
@@ -17,7 +18,7 @@ from hub.bench.sizing import (
     fd_hard_limit,
     pick_source_addrs,
 )
-from hub.bench.target import Handshake, ssl_context
+from hub.bench.target import Handshake, ssl_context, with_default_path
 
 __all__ = ["build_parser", "config_from_args"]
 
@@ -61,6 +62,26 @@ def _common(parser: argparse.ArgumentParser, *, sockets_help: str, default_socke
         "--channel",
         default=None,
         help="channel name, or the prefix of the channel names (default: bench)",
+    )
+    protocol = parser.add_argument_group("protocol")
+    protocol.add_argument(
+        "--protocol",
+        choices=tuple(PROTOCOLS),
+        default="raw",
+        help="what each socket speaks: raw frames (every frame is a message), hub.v1 "
+        "(subscribe and publish frames) or socketio (Socket.IO v5 over Engine.IO v4, "
+        "websocket transport; a bare ws://HOST:PORT gets /socket.io/?EIO=4&transport=websocket)",
+    )
+    protocol.add_argument(
+        "--event",
+        default="message",
+        help="socketio: the event each message is emitted as, and relayed back as",
+    )
+    protocol.add_argument(
+        "--join-event",
+        metavar="EVENT",
+        help="socketio: after connecting, emit EVENT with the channel name and wait for its ack "
+        "(how a server puts the socket in a room; default: none, every socket hears everyone)",
     )
     handshake = parser.add_argument_group("handshake")
     handshake.add_argument(
@@ -382,9 +403,19 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     for url in urls:
         if not url.startswith(("ws://", "wss://")):
             raise SizingError(f"--url {url!r}: expected ws://HOST[:PORT][/PATH] or wss://...")
+    adapter = PROTOCOLS[args.protocol]
+    if args.join_event and args.protocol != "socketio":
+        raise SizingError("--join-event is a socketio option: add --protocol socketio")
+    if adapter.default_path:
+        urls = [with_default_path(url, adapter.default_path) for url in urls]
     try:
         handshake = Handshake.build(
-            args.headers, args.token, args.subprotocol, args.origin, args.ca_file, args.insecure
+            args.headers,
+            args.token,
+            args.subprotocol or adapter.subprotocol,
+            args.origin,
+            args.ca_file,
+            args.insecure,
         )
         if any(u.startswith("wss://") for u in urls):
             ssl_context(handshake)  # a bad --ca-file is refused before any worker starts
@@ -437,6 +468,9 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         handshake=handshake,
         run_id=secrets.randbits(32),
         ramp=ramp,
+        protocol=args.protocol,
+        event=args.event,
+        join_event=args.join_event,
         payloads=_payloads(getattr(args, "payload_file", None)),
         churn_rate=getattr(args, "churn", None) or 0.0,
         max_p99_ms=args.max_p99_ms,

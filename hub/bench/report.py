@@ -302,6 +302,8 @@ def plot_title(report: dict[str, Any]) -> str:
     if report["scenario"] != "conns":
         parts.append(f"{config['size']} B")
     parts.append(f"{config['procs']} procs, {config['client']} client")
+    if config.get("protocol", "raw") != "raw":
+        parts.append(f"protocol {config['protocol']}")
     return " | ".join(parts)
 
 

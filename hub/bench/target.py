@@ -9,7 +9,7 @@ import ssl
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
-__all__ = ["Handshake", "channel_url", "parse_header", "ssl_context"]
+__all__ = ["Handshake", "channel_url", "parse_header", "ssl_context", "with_default_path"]
 
 PLACEHOLDERS = ("{channel}", "{i}")
 
@@ -28,6 +28,15 @@ def channel_url(base: str, channel: str, index: int) -> str:
     if parts.path not in ("", "/") or parts.query:
         return base
     return f"{parts.scheme}://{parts.netloc}/{quote(channel, safe='')}"
+
+
+def with_default_path(base: str, path: str) -> str:
+    """``base`` with ``path`` (and query) when it is a bare ``ws://HOST:PORT``: the place a
+    protocol's server listens by default (``/socket.io/?EIO=4&transport=websocket``)."""
+    parts = urlsplit(base)
+    if parts.path not in ("", "/") or parts.query or any(m in base for m in PLACEHOLDERS):
+        return base
+    return f"{parts.scheme}://{parts.netloc}{path}"
 
 
 def parse_header(value: str) -> tuple[str, str]:

@@ -20,9 +20,8 @@ from typing import Any, Protocol
 
 import psutil
 
+from hub.bench.adapted import make_receiver
 from hub.bench.clients import (
-    LeanReceiver,
-    PicowsReceiver,
     Publisher,
     Receiver,
     Socket,
@@ -31,6 +30,7 @@ from hub.bench.clients import (
 from hub.bench.config import RunConfig
 from hub.bench.lean import Counters
 from hub.bench.overhead import CpuMeter, LoopLag
+from hub.bench.protocols import AdapterError, adapter_for
 from hub.bench.scenarios import scenario_for
 from hub.bench.sizing import place, worker_indices
 from hub.bench.stats import LatencyRecorder, StreamTracker, Tally
@@ -67,6 +67,7 @@ class Worker:
         self.phase_cpu_s = 0.0
         self.phase_wall_s = 0.0
         self.scenario = scenario_for(config)
+        self.adapter = adapter_for(config.protocol, config.event, config.join_event)
 
     # Plumbing
 
@@ -122,7 +123,10 @@ class Worker:
 
     def on_connect_failure(self, exc: Exception) -> None:
         self.num_failed += 1
-        self.errors[type(exc).__name__] += 1
+        # A protocol mismatch is told in words: the type alone would not say what to fix.
+        self.errors[
+            f"AdapterError: {exc}" if isinstance(exc, AdapterError) else type(exc).__name__
+        ] += 1
 
     def num_connected(self) -> int:
         listeners: list[Socket] = [*self.receivers, *self.publishers]
@@ -200,16 +204,19 @@ class Worker:
     def new_receiver(self, index: int) -> tuple[str, Receiver]:
         """A fresh receiver for socket ``index`` (not yet connected), and its URL."""
         config = self.config
-        receiver_class: type[Receiver] = (
-            LeanReceiver if config.receiver_client() == "lean" else PicowsReceiver
-        )
         scenario = self.scenario
+        channel = scenario.channel_of(index)
         tracker = StreamTracker(scenario.num_streams(), self.tally)
-        receiver = receiver_class(self.counters, tracker, self.recorder.pending.append)
-        scenario.prepare_receiver(self, receiver)
-        url = channel_url(
-            place(index, config.urls, config.source_addrs).url, scenario.channel_of(index), index
+        receiver = make_receiver(
+            self.adapter,
+            config.receiver_client() == "lean",
+            channel,
+            self.counters,
+            tracker,
+            self.recorder.pending.append,
         )
+        scenario.prepare_receiver(self, receiver)
+        url = channel_url(place(index, config.urls, config.source_addrs).url, channel, index)
         return url, receiver
 
     def build(self) -> list[tuple[int, str, Socket]]:

@@ -68,7 +68,7 @@ class BroadcastAll(Scenario):
                 if receiver.transport is not None:
                     now = time.monotonic_ns()
                     first_send_ns = first_send_ns or now
-                    receiver.send_binary(
+                    receiver.send_bench(
                         hdr.encode(hdr.KIND_BROADCAST, 0, round_no, now, size, config.run_id)
                     )
                     worker.counters.sent += 1

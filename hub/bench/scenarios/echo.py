@@ -47,7 +47,7 @@ class Echo(Scenario):
                 return
             sent[client_id] = seq + 1
             counters.sent += 1
-            receiver.send_binary(
+            receiver.send_bench(
                 pack(hdr.MAGIC, hdr.KIND_ECHO, 0, run_id, 0, seq, time.monotonic_ns())
                 + bodies[seq % num_bodies]
             )

@@ -8,6 +8,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from hub.bench import header as hdr
+from hub.bench.adapted import make_publisher
 from hub.bench.clients import Publisher
 from hub.bench.scenarios.base import REPLY_GRACE_S, Scenario
 from hub.bench.sizing import place, worker_indices
@@ -36,7 +37,7 @@ class Fanout(Scenario):
         config = self.config
         out = []
         for pub_id in worker_indices(config.num_publishers, worker.index, config.procs):
-            publisher = Publisher(worker.counters, pub_id)
+            publisher = make_publisher(worker.adapter, config.channel, worker.counters, pub_id)
             self._publishers.append(publisher)
             # Publishers get indices after the subscribers': another spread of sources.
             index = config.num_sockets + pub_id
@@ -97,7 +98,7 @@ class Fanout(Scenario):
             else:
                 allowed = int((now - started) * rate) + 1 - seq
             allowed = min(allowed, limit - seq, 1024)
-            send = pub.send_binary
+            send = pub.send_bench
             for _ in range(max(0, allowed)):
                 # At a set rate, a message is timed from when it was due, not from when a late
                 # loop got to it: a stall of the publisher counts in the latency instead of

@@ -1,0 +1,154 @@
+"""hub bench --protocol over real servers: a hub spoken to in hub.v1, and a python-socketio
+server under uvicorn, each measured with exact counts; and a protocol the server does not
+speak, which fails with a message instead of hanging."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support import ROOT, free_port, stop_process, t
+from test_bench_e2e import wait_listening
+from test_bench_targets import bench, echo_server  # noqa: F401 - a fixture
+
+SOCKETIO_SERVER = Path(__file__).with_name("socketio_server.py")
+
+
+def serve(command: list[str], port: int) -> Iterator[str]:
+    process = subprocess.Popen(command, cwd=ROOT)
+    try:
+        wait_listening(port, process, t(20))
+        yield f"ws://127.0.0.1:{port}"
+    finally:
+        stop_process(process, t(10))
+
+
+@pytest.fixture
+def socketio_url() -> Iterator[str]:
+    port = free_port()
+    yield from serve([sys.executable, str(SOCKETIO_SERVER), "--port", str(port)], port)
+
+
+@pytest.fixture
+def hub_url() -> Iterator[str]:
+    port = free_port()
+    yield from serve(
+        [sys.executable, "-m", "hub", "serve", "--workers", "1", "--port", str(port)], port
+    )
+
+
+def assert_exact(report: dict[str, Any], connected: int, sent: int, received: int) -> None:
+    messages = report["messages"]
+    assert report["connections"]["connected"] == connected
+    assert messages["sent"] == sent
+    assert (messages["received"], messages["unique"]) == (received, received)
+    assert (messages["lost"], messages["duplicates"], messages["reordered"]) == (0, 0, 0)
+    # The protocol's own frames (acks, placeholders, pings) are neither messages nor "other".
+    assert (messages["other_frames"], messages["foreign"]) == (0, 0)
+    assert messages["frames_received"] == received
+    assert report["latency_us"]["count"] == received
+
+
+FANOUT = ["fanout", "-n", "8", "-p", "2", "-m", "200", "--rate", "400", "--procs", "2"]
+
+
+@pytest.mark.parametrize("client", ["lean", "picows"])
+def test_socketio_fanout_in_a_room(socketio_url: str, tmp_path: Path, client: str) -> None:
+    """Every subscriber joins the room with an acked event, then gets every message of both
+    publishers once and in order, relayed by python-socketio as binary attachments."""
+    rc, report, stderr = bench(
+        tmp_path,
+        *FANOUT,
+        "--url",
+        socketio_url,
+        "--protocol",
+        "socketio",
+        "--join-event",
+        "join",
+        "--client",
+        client,
+        "--strict",
+    )
+    assert rc == 0, stderr
+    assert report["config"]["protocol"] == "socketio"
+    assert_exact(report, connected=10, sent=200, received=8 * 200)
+    assert report["messages"]["sent_by_publisher"] == {"0": 100, "1": 100}
+
+
+def test_socketio_fanout_without_rooms(socketio_url: str, tmp_path: Path) -> None:
+    """Without --join-event, a socket counts once the namespace connect is answered."""
+    rc, report, stderr = bench(
+        tmp_path, *FANOUT, "--url", socketio_url, "--protocol", "socketio", "--strict"
+    )
+    assert rc == 0, stderr
+    assert_exact(report, connected=10, sent=200, received=8 * 200)
+
+
+def test_socketio_echo(socketio_url: str, tmp_path: Path) -> None:
+    """Echo: each client alone in its own room gets its own messages back."""
+    rc, report, stderr = bench(
+        tmp_path,
+        *("echo", "-n", "6", "-m", "30", "--procs", "1", "--url", socketio_url),
+        *("--protocol", "socketio", "--join-event", "join", "--strict"),
+    )
+    assert rc == 0, stderr
+    assert_exact(report, connected=6, sent=180, received=180)
+
+
+@pytest.mark.parametrize("client", ["lean", "picows"])
+def test_hubv1_fanout(hub_url: str, tmp_path: Path, client: str) -> None:
+    """hub.v1: subscribe frames to join, binary publish frames to send, base64 deliveries."""
+    rc, report, stderr = bench(
+        tmp_path,
+        *FANOUT,
+        "--url",
+        hub_url,
+        "--protocol",
+        "hub.v1",
+        "--client",
+        client,
+        "--strict",
+    )
+    assert rc == 0, stderr
+    assert_exact(report, connected=10, sent=200, received=8 * 200)
+
+
+def test_hubv1_broadcast_all_and_conns(hub_url: str, tmp_path: Path) -> None:
+    rc, report, stderr = bench(
+        tmp_path,
+        *("broadcast-all", "-n", "12", "--channels", "3", "--rounds", "3", "--procs", "1"),
+        *("--url", hub_url, "--protocol", "hub.v1", "--strict"),
+    )
+    assert rc == 0, stderr
+    assert report["connections"]["connected"] == 12
+    assert [r["received"] for r in report["rounds"]] == [12, 12, 12]
+    rc, report, stderr = bench(
+        tmp_path,
+        *("conns", "-n", "20", "--procs", "1", "--hold", "1", "--url", hub_url),
+        *("--protocol", "hub.v1", "--strict"),
+    )
+    assert rc == 0, stderr
+    assert report["connections"]["connected"] == 20
+
+
+def test_socketio_against_a_server_that_is_not(
+    echo_server: tuple[str, Path],  # noqa: F811 - the fixture
+    tmp_path: Path,
+) -> None:
+    """A plain websockets server never sends the Engine.IO open packet: every socket fails,
+    named for what was missing, and the run exits 1 without a traceback."""
+    url, _log = echo_server
+    rc, report, stderr = bench(
+        tmp_path,
+        *("fanout", "-n", "3", "-m", "10", "--procs", "1", "--url", f"{url}/socket.io/"),
+        *("--protocol", "socketio", "--connect-timeout", "2"),
+    )
+    assert rc == 1
+    assert report["connections"]["connected"] == 0
+    (error,) = report["connections"]["errors"]
+    assert "Socket.IO open packet" in error
+    assert "Traceback" not in stderr
