@@ -54,6 +54,8 @@ class RunConfig:
     protocol: str = "raw"
     event: str = "message"  # socketio: the event each message is sent as
     join_event: str | None = None  # socketio: emitted with the channel to join it, acked
+    # fanout: publish-rate phases (hub/bench/ramp.py), replacing --rate and --duration
+    rate_phases: tuple[tuple[float, float], ...] = ()
     # Random per run, in every message header: another run's messages are told apart.
     run_id: int = 0
     # Thresholds: the run fails when one is crossed (None: not checked)

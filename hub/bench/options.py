@@ -10,7 +10,7 @@ import secrets
 from hub.bench.config import AUTO_CLIENT, CLIENTS, RunConfig
 from hub.bench.header import HEADER_SIZE
 from hub.bench.protocols import PROTOCOLS
-from hub.bench.ramp import parse_ramp
+from hub.bench.ramp import parse_ramp, parse_rate_phases
 from hub.bench.sizing import (
     SizingError,
     check_fd_limit,
@@ -269,6 +269,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="messages per second over all publishers, or 'max' (default: 1000)",
     )
     fanout.add_argument(
+        "--rate-phases",
+        metavar="RATE/SECONDSs,...",
+        help="step the rate through phases, e.g. 100/10s,1000/30s: 100 messages/s over all "
+        "publishers for 10 s, then 1,000/s for 30 s (replaces --rate and --duration; the "
+        "report gives each phase's throughput and latency)",
+    )
+    fanout.add_argument(
         "--window",
         type=_positive_int,
         default=64,
@@ -431,6 +438,12 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         except ValueError as exc:
             raise SizingError(str(exc)) from exc
         num_sockets = ramp[-1][1]  # the ramp's target is the socket count
+    rate_phases: tuple[tuple[float, float], ...] = ()
+    if getattr(args, "rate_phases", None):
+        try:
+            rate_phases = parse_rate_phases(args.rate_phases)
+        except ValueError as exc:
+            raise SizingError(str(exc)) from exc
     if num_sockets < 1:
         raise SizingError("--sockets must be at least 1")
     total = num_sockets + num_publishers
@@ -455,10 +468,11 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         concurrency=args.concurrency,
         connect_timeout_s=args.connect_timeout,
         size=size,
-        rate=getattr(args, "rate", None),
+        rate=rate_phases[0][0] if rate_phases else getattr(args, "rate", None),
+        rate_phases=rate_phases,
         window=getattr(args, "window", 64),
         messages=getattr(args, "messages", None),
-        duration_s=getattr(args, "duration", 10.0),
+        duration_s=sum(p[1] for p in rate_phases) or getattr(args, "duration", 10.0),
         drain_timeout_s=getattr(args, "drain_timeout", 5.0),
         rounds=getattr(args, "rounds", 1),
         round_timeout_s=getattr(args, "round_timeout", 10.0),

@@ -74,6 +74,12 @@ def assemble(
         }
     report["latency_us"] = summarize(merge_encoded([r["hist"] for r in workers]))
     report["timeline"] = aggregate_timeline(timeline, config.interval_s)
+    if config.rate_phases:
+        # What arrived after the workers' last progress tick is in their results.
+        tail = [{"t_s": math.inf, "hist": r.get("interval_hist", b"")} for r in workers]
+        report["rate_phases"] = rate_phase_rows(
+            config, [*timeline, *tail], extra.get("sent_by_phase", [])
+        )
 
     procs = [
         {
@@ -154,6 +160,44 @@ def aggregate_timeline(entries: list[dict[str, Any]], interval_s: float) -> list
                 "p50": summary["p50"],
                 "p99": summary["p99"],
                 "max": summary["max"],
+            }
+        )
+    return rows
+
+
+def rate_phase_rows(
+    config: RunConfig, entries: list[dict[str, Any]], sent_by_phase: list[int]
+) -> list[dict[str, Any]]:
+    """Each --rate-phases phase: what was sent in it, and what arrived in its time window
+    (the workers' interval histograms, each placed at its interval's middle; the drain counts
+    in the last phase)."""
+    ends: list[float] = []
+    elapsed = 0.0
+    for _rate, seconds in config.rate_phases:
+        elapsed += seconds
+        ends.append(elapsed)
+    hists: list[list[bytes]] = [[] for _ in ends]
+    for entry in entries:
+        if not entry["hist"]:
+            continue
+        middle = entry["t_s"] - config.interval_s / 2
+        phase = next((n for n, end in enumerate(ends) if middle < end), len(ends) - 1)
+        hists[phase].append(entry["hist"])
+    rows = []
+    for phase, (rate, seconds) in enumerate(config.rate_phases):
+        summary = summarize(merge_encoded(hists[phase]))
+        sent = sent_by_phase[phase] if phase < len(sent_by_phase) else None
+        rows.append(
+            {
+                "phase": phase,
+                "rate_per_s": rate,
+                "start_s": round(ends[phase] - seconds, 3),
+                "seconds": seconds,
+                "sent": sent,
+                "send_per_s": None if sent is None else round(sent / seconds, 1),
+                "received": summary["count"],
+                "recv_per_s": round(summary["count"] / seconds, 1),
+                "latency_us": {k: summary[k] for k in ("p50", "p99", "max")},
             }
         )
     return rows
@@ -246,6 +290,14 @@ def print_report(report: dict[str, Any], console: Console) -> None:
         lat = report["latency_us"]
         for name in ("p50", "p90", "p99", "p99_9", "max"):
             table.add_row(f"latency {name.replace('_', '.')}", _fmt(lat[name], " µs"))
+    for item in report.get("rate_phases", []):
+        lat = item["latency_us"]
+        table.add_row(
+            f"phase {item['phase']} ({item['rate_per_s']:g}/s, {item['seconds']:g} s): "
+            "sent / recv rate, p99",
+            f"{_fmt(item['send_per_s'], '/s')} / {_fmt(item['recv_per_s'], '/s')}, "
+            f"{_fmt(lat['p99'], ' µs')}",
+        )
     for item in report.get("rounds", []):
         table.add_row(
             f"round {item['round']}: got / expected",

@@ -28,6 +28,8 @@ class Fanout(Scenario):
         super().__init__(*args, **kwargs)
         #: Worker side: messages sent per publisher id.
         self.sent_by_pub: dict[int, int] = {}
+        #: Worker side: messages sent in each rate phase, over this worker's publishers.
+        self.sent_by_phase: list[int] = []
         self._publishers: list[Publisher] = []
 
     def num_streams(self) -> int:
@@ -57,26 +59,45 @@ class Fanout(Scenario):
             else None
             for p in self._publishers
         ]
-        rate_each = config.rate / config.num_publishers if config.rate else None
-        deadline = start["t0_ns"] / 1e9 + config.duration_s
+        t0 = start["t0_ns"] / 1e9
+        deadline = t0 + config.duration_s
         await asyncio.gather(
             *(
-                self._publish(worker, pub, count, rate_each, deadline)
+                self._publish(worker, pub, count, self._segments(t0, deadline))
                 for pub, count in zip(self._publishers, counts, strict=True)
             )
         )
         worker.emit(
             "sent",
             sent_by_pub={p.pub_id: self.sent_by_pub.get(p.pub_id, 0) for p in self._publishers},
+            sent_by_phase=self.sent_by_phase,
         )
         drain = await worker.expect("drain")
         await worker.drain(worker.num_receivers_connected() * int(drain["total_sent"]))
         stop_phase()
 
+    def _segments(self, t0: float, deadline: float) -> list[tuple[float | None, float]]:
+        """(each publisher's rate, or None for max; when it ends) of each rate phase."""
+        config = self.config
+        if not config.rate_phases:
+            rate = config.rate / config.num_publishers if config.rate else None
+            return [(rate, deadline)]
+        segments: list[tuple[float | None, float]] = []
+        end = t0
+        for rate, seconds in config.rate_phases:
+            end += seconds
+            segments.append((rate / config.num_publishers, end))
+        return segments
+
     async def _publish(
-        self, worker: Worker, pub: Publisher, count: int | None, rate: float | None, deadline: float
+        self,
+        worker: Worker,
+        pub: Publisher,
+        count: int | None,
+        segments: list[tuple[float | None, float]],
     ) -> None:
-        """Send ``count`` messages (or until ``deadline``) at ``rate``, or windowed at max rate."""
+        """Send ``count`` messages (or until the last segment ends), each segment at its rate,
+        or windowed at max rate."""
         config = self.config
         limit = count if count is not None else 1 << 62
         bodies = self.bodies()
@@ -86,39 +107,56 @@ class Fanout(Scenario):
         counters = worker.counters
         pub.wakeup = asyncio.Event()
         seq = 0
-        started_ns = time.monotonic_ns()
-        started = started_ns / 1e9  # the same clock: due times are never after the send
-        period_ns = 0 if rate is None else 1e9 / rate
-        while seq < limit and pub.transport is not None:
-            now = time.monotonic()
-            if now >= deadline:
-                break
-            if rate is None:
-                allowed = pub.echoed + config.window - seq
-            else:
-                allowed = int((now - started) * rate) + 1 - seq
-            allowed = min(allowed, limit - seq, 1024)
-            send = pub.send_bench
-            for _ in range(max(0, allowed)):
-                # At a set rate, a message is timed from when it was due, not from when a late
-                # loop got to it: a stall of the publisher counts in the latency instead of
-                # being hidden by a burst (coordinated omission). --rate max has no schedule.
-                sent_ns = int(started_ns + seq * period_ns) if period_ns else time.monotonic_ns()
-                send(pack(magic, kind, 0, run_id, pub_id, seq, sent_ns) + bodies[seq % num_bodies])
-                seq += 1
-            counters.sent += max(0, allowed)
-            if rate is None:
-                pub.wakeup.clear()
-                if pub.echoed + config.window - seq <= 0:
-                    try:
-                        await asyncio.wait_for(pub.wakeup.wait(), max(0.001, deadline - now))
-                    except TimeoutError:
-                        pass
+        if len(self.sent_by_phase) < len(segments):
+            self.sent_by_phase = [0] * len(segments)
+        for phase, (rate, deadline) in enumerate(segments):
+            first = seq  # the schedule of a segment counts from its first message
+            started_ns = time.monotonic_ns()
+            started = started_ns / 1e9  # the same clock: due times are never after the send
+            period_ns = 0 if rate is None else 1e9 / rate
+            while seq < limit and pub.transport is not None:
+                now = time.monotonic()
+                if now >= deadline:
+                    break
+                if rate is None:
+                    allowed = pub.echoed + config.window - seq
                 else:
-                    await asyncio.sleep(0)
-            else:
-                next_due = started + (seq / rate)
-                await asyncio.sleep(max(0.0, next_due - time.monotonic()))
+                    allowed = int((now - started) * rate) + 1 - (seq - first)
+                allowed = min(allowed, limit - seq, 1024)
+                send = pub.send_bench
+                for _ in range(max(0, allowed)):
+                    # At a set rate, a message is timed from when it was due, not from when a
+                    # late loop got to it: a stall of the publisher counts in the latency
+                    # instead of being hidden by a burst (coordinated omission). --rate max has
+                    # no schedule.
+                    sent_ns = (
+                        int(started_ns + (seq - first) * period_ns)
+                        if period_ns
+                        else time.monotonic_ns()
+                    )
+                    send(
+                        pack(magic, kind, 0, run_id, pub_id, seq, sent_ns)
+                        + bodies[seq % num_bodies]
+                    )
+                    seq += 1
+                counters.sent += max(0, allowed)
+                if rate is None:
+                    pub.wakeup.clear()
+                    if pub.echoed + config.window - seq <= 0:
+                        try:
+                            await asyncio.wait_for(pub.wakeup.wait(), max(0.001, deadline - now))
+                        except TimeoutError:
+                            pass
+                    else:
+                        await asyncio.sleep(0)
+                else:
+                    next_due = started + ((seq - first) / rate)
+                    await asyncio.sleep(max(0.0, min(next_due, deadline) - time.monotonic()))
+            self.sent_by_phase[phase] += seq - first
+            if seq >= limit or pub.transport is None:
+                break
+            # The next phase starts when this one was due to end, not when its loop woke up.
+            await asyncio.sleep(max(0.0, deadline - time.monotonic()))
         self.sent_by_pub[pub.pub_id] = seq
 
     def coordinate(self, coordinator: Coordinator, t0_ns: int) -> dict[str, Any]:
@@ -130,7 +168,16 @@ class Fanout(Scenario):
         send_s = coordinator.seconds_since_start()
         coordinator.set_phase("draining")
         coordinator.send_all("drain", total_sent=sum(sent_by_pub.values()))
-        return {"sent_by_pub": sent_by_pub, "send_s": send_s}
+        extra: dict[str, Any] = {"sent_by_pub": sent_by_pub, "send_s": send_s}
+        if self.config.rate_phases:
+            extra["sent_by_phase"] = [
+                sum(by_phase)
+                for by_phase in zip(
+                    *(d["sent_by_phase"] for d in sent.values() if d["sent_by_phase"]),
+                    strict=True,
+                )
+            ]
+        return extra
 
     def expected(self, extra: dict[str, Any], sent: int, receivers: int) -> int:
         sent_by_pub: dict[int, int] = extra.get("sent_by_pub", {})
