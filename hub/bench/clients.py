@@ -285,10 +285,11 @@ async def connect_all(
                         await joined
                 except TimeoutError:
                     listener.close()
+                    adapter = listener.adapter  # type: ignore[union-attr]
                     raise AdapterError(
-                        f"--protocol {config.protocol}: no {listener.adapter.waiting_for()} "  # type: ignore[union-attr]
-                        f"within {config.connect_timeout_s:g}s; is the server speaking it, "
-                        "at this --url?"
+                        f"--protocol {config.protocol}: {adapter.waiting_for()} never came "
+                        f"within {config.connect_timeout_s:g}s; does the server speak it, at "
+                        "this --url?"
                     ) from None
         except Exception as exc:  # every failure is counted, by type
             on_failure(exc)
