@@ -12,8 +12,15 @@ import socketio
 import uvicorn
 
 
-def build() -> socketio.ASGIApp:
-    sio = socketio.AsyncServer(async_mode="asgi", logger=False, engineio_logger=False)
+def build(ping_interval_s: float) -> socketio.ASGIApp:
+    sio = socketio.AsyncServer(
+        async_mode="asgi",
+        logger=False,
+        engineio_logger=False,
+        # A socket that does not answer a ping within the timeout is closed by the server.
+        ping_interval=ping_interval_s,
+        ping_timeout=ping_interval_s,
+    )
 
     @sio.event
     async def join(sid: str, room: str) -> bool:
@@ -32,8 +39,15 @@ def build() -> socketio.ASGIApp:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--ping-interval", type=float, default=25.0, metavar="SECONDS")
     args = parser.parse_args()
-    uvicorn.run(build(), host="127.0.0.1", port=args.port, log_level="warning", ws="wsproto")
+    uvicorn.run(
+        build(args.ping_interval),
+        host="127.0.0.1",
+        port=args.port,
+        log_level="warning",
+        ws="wsproto",
+    )
 
 
 if __name__ == "__main__":

@@ -34,6 +34,14 @@ def socketio_url() -> Iterator[str]:
 
 
 @pytest.fixture
+def pinging_socketio_url() -> Iterator[str]:
+    """A Socket.IO server that pings every 0.3 s and drops a socket that does not answer."""
+    port = free_port()
+    command = [sys.executable, str(SOCKETIO_SERVER), "--port", str(port), "--ping-interval", "0.3"]
+    yield from serve(command, port)
+
+
+@pytest.fixture
 def hub_url() -> Iterator[str]:
     port = free_port()
     yield from serve(
@@ -86,6 +94,23 @@ def test_socketio_fanout_without_rooms(socketio_url: str, tmp_path: Path) -> Non
     )
     assert rc == 0, stderr
     assert_exact(report, connected=10, sent=200, received=8 * 200)
+
+
+@pytest.mark.parametrize("client", ["lean", "picows"])
+def test_socketio_pings_are_answered(
+    pinging_socketio_url: str, tmp_path: Path, client: str
+) -> None:
+    """Over a run of many ping intervals, every socket answers each Engine.IO ping: none is
+    dropped, nothing is lost."""
+    rc, report, stderr = bench(
+        tmp_path,
+        *("fanout", "-n", "4", "-m", "150", "--rate", "60", "--procs", "1"),
+        *("--url", pinging_socketio_url, "--protocol", "socketio", "--client", client),
+        "--strict",
+    )
+    assert rc == 0, stderr
+    assert report["connections"]["disconnected"] == 0
+    assert_exact(report, connected=5, sent=150, received=4 * 150)
 
 
 def test_socketio_echo(socketio_url: str, tmp_path: Path) -> None:
