@@ -113,17 +113,6 @@ def test_socketio_pings_are_answered(
     assert_exact(report, connected=5, sent=150, received=4 * 150)
 
 
-def test_socketio_echo(socketio_url: str, tmp_path: Path) -> None:
-    """Echo: each client alone in its own room gets its own messages back."""
-    rc, report, stderr = bench(
-        tmp_path,
-        *("echo", "-n", "6", "-m", "30", "--procs", "1", "--url", socketio_url),
-        *("--protocol", "socketio", "--join-event", "join", "--strict"),
-    )
-    assert rc == 0, stderr
-    assert_exact(report, connected=6, sent=180, received=180)
-
-
 @pytest.mark.parametrize("client", ["lean", "picows"])
 def test_hubv1_fanout(hub_url: str, tmp_path: Path, client: str) -> None:
     """hub.v1: subscribe frames to join, binary publish frames to send, base64 deliveries."""
@@ -142,20 +131,26 @@ def test_hubv1_fanout(hub_url: str, tmp_path: Path, client: str) -> None:
     assert_exact(report, connected=10, sent=200, received=8 * 200)
 
 
-def test_hubv1_broadcast_all_and_conns(hub_url: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("protocol", "server", "join"),
+    [("hub.v1", "hub_url", []), ("socketio", "socketio_url", ["--join-event", "join"])],
+)
+def test_echo_broadcast_all_and_conns(
+    protocol: str, server: str, join: list[str], request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """The other scenarios speak the protocol too, with their exact counts."""
+    url = request.getfixturevalue(server)
+    common = ["--url", url, "--procs", "1", "--protocol", protocol, *join, "--strict"]
+    rc, report, stderr = bench(tmp_path, "echo", "-n", "5", "-m", "20", *common)
+    assert rc == 0, stderr
+    assert_exact(report, connected=5, sent=100, received=100)
     rc, report, stderr = bench(
-        tmp_path,
-        *("broadcast-all", "-n", "12", "--channels", "3", "--rounds", "3", "--procs", "1"),
-        *("--url", hub_url, "--protocol", "hub.v1", "--strict"),
+        tmp_path, "broadcast-all", "-n", "12", "--channels", "3", "--rounds", "3", *common
     )
     assert rc == 0, stderr
     assert report["connections"]["connected"] == 12
-    assert [r["received"] for r in report["rounds"]] == [12, 12, 12]
-    rc, report, stderr = bench(
-        tmp_path,
-        *("conns", "-n", "20", "--procs", "1", "--hold", "1", "--url", hub_url),
-        *("--protocol", "hub.v1", "--strict"),
-    )
+    assert [(r["received"], r["expected"]) for r in report["rounds"]] == [(12, 12)] * 3
+    rc, report, stderr = bench(tmp_path, "conns", "-n", "20", "--hold", "1", *common)
     assert rc == 0, stderr
     assert report["connections"]["connected"] == 20
 
