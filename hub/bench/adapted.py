@@ -83,6 +83,17 @@ class _Speaking:
         elif seen.joined and waiter is not None and not waiter.done():
             waiter.set_result(None)
 
+    def _gone(self) -> None:
+        """The socket closed: a join still waited for fails now, not at the timeout."""
+        waiter = self.join_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(
+                AdapterError(
+                    f"--protocol {self.adapter.name}: the server closed the socket before "
+                    f"{self.adapter.waiting_for()}"
+                )
+            )
+
     def _bench_header(self, head: bytes) -> None:
         counters = self.counters
         if len(head) < hdr.HEADER_SIZE:
@@ -104,22 +115,30 @@ class AdaptedLeanReceiver(_Speaking, LeanReceiver):
     def on_open(self) -> None:
         self._opened()
 
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self._gone()
 
-class AdaptedPicowsReceiver(_Speaking, PicowsReceiver):
-    __slots__ = ("adapter", "channel", "envelope", "join_waiter")
+
+class _SpeakingPicows(_Speaking):
+    __slots__ = ()
 
     def on_ws_connected(self, transport: WSTransport) -> None:
-        super().on_ws_connected(transport)
+        super().on_ws_connected(transport)  # type: ignore[misc]
         self._opened()
 
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        super().on_ws_disconnected(transport)  # type: ignore[misc]
+        self._gone()
 
-class AdaptedPublisher(_Speaking, Publisher):
+
+class AdaptedPicowsReceiver(_SpeakingPicows, PicowsReceiver):
+    __slots__ = ("adapter", "channel", "envelope", "join_waiter")
+
+
+class AdaptedPublisher(_SpeakingPicows, Publisher):
     __slots__ = ("adapter", "channel", "envelope", "join_waiter")
     counts_frames = False
-
-    def on_ws_connected(self, transport: WSTransport) -> None:
-        super().on_ws_connected(transport)
-        self._opened()
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         # Its own messages come back like everyone's: the bench header, bare or wrapped.

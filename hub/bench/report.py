@@ -350,7 +350,11 @@ def plot_title(report: dict[str, Any]) -> str:
     ]
     if report["scenario"] == "fanout":
         parts.append(f"{config['num_publishers']} publishers")
-        parts.append("rate max" if rate is None else f"{rate:,.0f} msg/s")
+        if config.get("rate_phases"):
+            steps = ", ".join(f"{r:,.0f}/s for {t:g} s" for r, t in config["rate_phases"])
+            parts.append(f"rate phases {steps}")
+        else:
+            parts.append("rate max" if rate is None else f"{rate:,.0f} msg/s")
     if report["scenario"] != "conns":
         parts.append(f"{config['size']} B")
     parts.append(f"{config['procs']} procs, {config['client']} client")

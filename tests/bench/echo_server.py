@@ -1,6 +1,7 @@
 """A minimal websockets echo server, not hub: each frame goes back to its sender. It appends
 the path (with query) and the Authorization header of each upgrade to --log, one JSON line
-per connection, so that tests see what the bench sent. With --cert/--key it serves wss://."""
+per connection, so that tests see what the bench sent. With --cert/--key it serves wss://;
+with --close it closes each socket right after the upgrade."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ async def main() -> None:
     parser.add_argument("--log", required=True)
     parser.add_argument("--cert")
     parser.add_argument("--key")
+    parser.add_argument("--close", action="store_true")
     args = parser.parse_args()
     context = None
     if args.cert:
@@ -31,6 +33,9 @@ async def main() -> None:
         entry = {"path": request.path, "authorization": request.headers.get("Authorization")}
         log.write(json.dumps(entry) + "\n")
         log.flush()
+        if args.close:
+            await ws.close()
+            return
         async for message in ws:
             await ws.send(message)
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from support import ROOT, free_port, stop_process, t
 from test_bench_e2e import wait_listening
-from test_bench_targets import bench, echo_server  # noqa: F401 - a fixture
+from test_bench_targets import bench, echo_server, start_echo  # noqa: F401 - a fixture
 
 SOCKETIO_SERVER = Path(__file__).with_name("socketio_server.py")
 
@@ -172,3 +172,21 @@ def test_socketio_against_a_server_that_is_not(
     (error,) = report["connections"]["errors"]
     assert "Socket.IO open packet" in error
     assert "Traceback" not in stderr
+
+
+@pytest.mark.parametrize("client", ["lean", "picows"])
+def test_a_socket_closed_during_the_join_fails_at_once(tmp_path: Path, client: str) -> None:
+    """A server that closes each socket after the upgrade fails it then, saying so, not after
+    --connect-timeout."""
+    for url, _log in start_echo(tmp_path, False, "--close"):
+        rc, report, stderr = bench(
+            tmp_path,
+            *("fanout", "-n", "3", "-m", "10", "--procs", "1", "--url", f"{url}/socket.io/"),
+            *("--protocol", "socketio", "--connect-timeout", "60", "--client", client),
+        )
+        assert rc == 1
+        assert report["connections"]["connected"] == 0
+        assert report["connections"]["connect_s"] < 30
+        (error,) = report["connections"]["errors"]
+        assert "closed the socket before the Socket.IO open packet" in error
+        assert "Traceback" not in stderr

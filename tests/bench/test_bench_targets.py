@@ -23,10 +23,10 @@ from hub import DISTRIBUTION
 ECHO_SERVER = Path(__file__).with_name("echo_server.py")
 
 
-def start_echo(tmp_path: Path, tls: bool) -> Iterator[tuple[str, Path]]:
+def start_echo(tmp_path: Path, tls: bool, *extra: str) -> Iterator[tuple[str, Path]]:
     port = free_port()
     log = tmp_path / "seen.jsonl"
-    command = [sys.executable, str(ECHO_SERVER), "--port", str(port), "--log", str(log)]
+    command = [sys.executable, str(ECHO_SERVER), "--port", str(port), "--log", str(log), *extra]
     if tls:
         cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
         subprocess.run(
