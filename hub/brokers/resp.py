@@ -29,10 +29,17 @@ __all__ = [
 Reply = Any
 
 
-def publish_header(key: bytes, payload_len: int) -> bytes:
-    """``PUBLISH key`` and the payload's length prefix: the hot path writes this, the payload
-    and CRLF as three parts of one write, so the payload is never copied into a command."""
-    return b"*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%b\r\n$%d\r\n" % (len(key), key, payload_len)
+def publish_header(key: bytes, payload_len: int, command: bytes = b"PUBLISH") -> bytes:
+    """``PUBLISH key`` (or ``SPUBLISH``) and the payload's length prefix: the hot path writes
+    this, the payload and CRLF as three parts of one write, so the payload is never copied
+    into a command."""
+    return b"*3\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n$%d\r\n" % (
+        len(command),
+        command,
+        len(key),
+        key,
+        payload_len,
+    )
 
 
 def encode_command(*args: bytes) -> bytes:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 import hiredis
@@ -12,7 +13,7 @@ import hiredis
 from hub.brokers.resp import Endpoint, Reply, RespConnection, open_connection
 from hub.core.backoff import backoff
 
-__all__ = ["RECONNECT_MAX_S", "RedisLink"]
+__all__ = ["RECONNECT_MAX_S", "LogGate", "RedisLink"]
 
 logger = logging.getLogger(__name__)
 
@@ -20,20 +21,49 @@ logger = logging.getLogger(__name__)
 RECONNECT_MAX_S = 2.0
 
 
+class LogGate:
+    """One line per kind of event and endpoint every ``interval_s``: the partitions of a
+    Redis Cluster broker share one, so a node's failure is a line, not a hundred a second."""
+
+    def __init__(self, interval_s: float = 5.0) -> None:
+        self.interval_s = interval_s
+        self._last: dict[tuple[str, str], float] = {}
+
+    def allow(self, what: str, where: str) -> bool:
+        now = time.monotonic()
+        if now - self._last.get((what, where), -self.interval_s) < self.interval_s:
+            return False
+        self._last[(what, where)] = now
+        return True
+
+
 class RedisLink:
-    """One Redis endpoint as this process reaches it. With ``locate`` (Sentinel), where the
-    master is gets asked again before every connect."""
+    """One Redis endpoint as this process reaches it. With ``locate`` (Sentinel, Cluster),
+    where the master is gets asked again before every connect. With ``gate``, repeated
+    events are logged once per interval and connects only at debug level (the partitions
+    of a cluster broker, which log a summary of their own)."""
 
     def __init__(
         self,
         endpoint: Endpoint,
         name: str,
         locate: Callable[[], Awaitable[Endpoint]] | None = None,
+        gate: LogGate | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.name = name
         self.is_closing = False
         self._locate = locate
+        self._gate = gate
+
+    def log(self, level: int, what: str, message: str, *args: object) -> None:
+        """Log an event of kind ``what`` (through the gate, when there is one)."""
+        if self._gate is not None:
+            if not self._gate.allow(what, self.endpoint.describe()):
+                return
+            if what == "connected":
+                level = logging.DEBUG
+        logger.log(level, message, *args)
 
     async def connect(self, role: str, on_replies: Callable[[list[Reply]], None]) -> RespConnection:
         """Connect with backoff until it works (or the broker closes)."""
@@ -45,7 +75,9 @@ class RedisLink:
                 return await open_connection(self.endpoint, on_replies, name=f"{self.name}-{role}")
             except (TimeoutError, OSError, hiredis.ReplyError) as exc:  # NoMaster is an OSError
                 delay = next(delays)
-                logger.warning(
+                self.log(
+                    logging.WARNING,
+                    "cannot connect",
                     "redis %s: cannot connect to %s (%s); retrying in %.2fs",
                     role,
                     self.endpoint.describe(),
