@@ -9,7 +9,11 @@ on it, and then:
   the connections each hub process holds in Redis (``CLIENT LIST``, all nodes);
 - **fan-out**: ``hub bench fanout`` (1,000 subscribers, 2 publishers, the same settings as
   targets.py) at ``--rate`` messages/s for ``--seconds``: deliveries/s, loss, p50 and p99,
-  the hubs' CPU per delivery, and Redis's CPU over all its nodes.
+  the hubs' CPU per delivery, and Redis's CPU over all its nodes;
+- **many channels**: ``hub bench echo`` with ``--echo-clients`` clients, each on its own
+  channel (so spread over every partition and master), each sending as soon as its last
+  message came back, for ``--seconds``: round trips/s and their p50 and p99, where the
+  writes of one loop turn are split between the partitions.
 
     python benchmarks/cluster.py --repeat 3 --seconds 10 --rate 100
 
@@ -37,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 from cpu_per_delivery import cpu_s  # noqa: E402
 from support.cluster import RedisCluster  # noqa: E402
-from targets import fanout_run, hubs, redis_server, server_rss  # noqa: E402
+from targets import bench, fanout_run, hubs, redis_server, server_rss, urls  # noqa: E402
 
 BACKENDS = ("redis", "cluster", "cluster-8")
 
@@ -72,7 +76,18 @@ def hub_connections(ports: list[int]) -> int:
     )
 
 
-def one(kind: str, rate: int, seconds: float, idle_s: float) -> dict[str, Any]:
+def echo_run(pair: list[tuple[int, int]], clients: int, seconds: float) -> dict[str, Any]:
+    r = bench("echo", *urls(pair), "-n", str(clients), "-d", str(seconds), "--procs", "2")
+    m, lat = r["messages"], r["latency_us"]
+    return {
+        "echo_per_s": m["recv_per_s"],
+        "echo_lost": m["lost"],
+        "echo_p50_ms": (lat.get("p50") or 0) / 1000,
+        "echo_p99_ms": (lat.get("p99") or 0) / 1000,
+    }
+
+
+def one(kind: str, rate: int, seconds: float, idle_s: float, clients: int) -> dict[str, Any]:
     with backend(kind) as (url, ports), hubs(2, "--workers", "1", redis_url=url) as pair:
         pids = [pid for _, pid in pair]
         time.sleep(2)  # every partition connected and subscribed
@@ -85,6 +100,11 @@ def one(kind: str, rate: int, seconds: float, idle_s: float) -> dict[str, Any]:
         run = fanout_run(pair, rate, seconds)
         hub_cpu = sum(cpu_s(p) for p in pids) - cpu0
         redis_cpu_s = redis_cpu(ports) - rcpu0
+        cpu0, rcpu0 = sum(cpu_s(p) for p in pids), redis_cpu(ports)
+        echo = echo_run(pair, clients, seconds)
+        trips = echo["echo_per_s"] * seconds
+        echo["echo_hub_us_per_trip"] = (sum(cpu_s(p) for p in pids) - cpu0) / trips * 1e6
+        echo["echo_redis_us_per_trip"] = (redis_cpu(ports) - rcpu0) / trips * 1e6
     deliveries = run["deliveries_per_s"] * seconds
     return {
         "backend": kind,
@@ -94,6 +114,7 @@ def one(kind: str, rate: int, seconds: float, idle_s: float) -> dict[str, Any]:
         "idle_cpu_share_per_process": idle_cpu,
         "connections_per_process": connections,
         "rss_mb_per_process": rss / 2**20,
+        **echo,
     }
 
 
@@ -103,11 +124,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--rate", type=int, default=100)
     parser.add_argument("--idle", type=float, default=5)
+    parser.add_argument("--echo-clients", type=int, default=200)
     args = parser.parse_args()
     runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in BACKENDS}
     for i in range(args.repeat):
         for kind in BACKENDS:  # interleaved, so drift hits every backend alike
-            run = one(kind, args.rate, args.seconds, args.idle)
+            run = one(kind, args.rate, args.seconds, args.idle, args.echo_clients)
             runs[kind].append(run)
             print(f"run {i + 1} {kind}: {json.dumps(run)}", file=sys.stderr, flush=True)
     keys = [k for k, v in runs["redis"][0].items() if isinstance(v, int | float) and k != "rate"]

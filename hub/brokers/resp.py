@@ -13,12 +13,13 @@ import ssl
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import hiredis
 from redis.connection import parse_url
 
 __all__ = [
+    "Connection",
     "Endpoint",
     "RespConnection",
     "encode_command",
@@ -86,6 +87,30 @@ class Endpoint:
         return ("rediss://" if self.tls else "redis://") + where if not self.path else where
 
 
+class Connection(Protocol):
+    """What the broker's loops need of a connection: a RespConnection, or on Redis Cluster
+    one partition's share of a connection to a node (``hub.brokers.cluster.mux``)."""
+
+    lost: asyncio.Future[Exception | None]
+
+    @property
+    def is_open(self) -> bool: ...
+
+    def send(self, data: bytes, replies: int = 0) -> None:
+        """Write ``data``, which makes ``replies`` replies in order (PINGs, on pub/sub)."""
+        ...
+
+    async def command(self, *args: bytes, timeout_s: float = 5.0) -> Reply: ...
+
+    def close(self) -> None:
+        """Stop using it: its ``lost`` resolves, and later replies to it are dropped."""
+        ...
+
+    def abort(self) -> None:
+        """Drop the network connection itself (a deaf one): all that share it reconnect."""
+        ...
+
+
 class RespConnection(asyncio.Protocol):
     """One connection: replies to ``command`` go to their awaiting futures, and every other
     reply (pub/sub pushes, pipelined publish replies) goes to ``on_replies`` in batches of
@@ -144,9 +169,19 @@ class RespConnection(asyncio.Protocol):
             raise reply
         return reply
 
+    @property
+    def is_open(self) -> bool:
+        return self.transport is not None and not self.lost.done()
+
+    def send(self, data: bytes, replies: int = 0) -> None:
+        assert self.transport is not None
+        self.transport.write(data)
+
     def close(self) -> None:
         if self.transport is not None:
             self.transport.abort()
+
+    abort = close
 
 
 async def open_connection(

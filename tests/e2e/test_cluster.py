@@ -142,6 +142,19 @@ async def test_cross_instance_delivery_on_100_channels_over_every_master(
         for port in cluster3.masters()
     }
     assert all(0 < n < 100 + 32 for n in per_master.values()), per_master
+    # Bounded: each hub process holds one publish, one pub/sub and one read connection per
+    # master, shared by the partitions that master serves (mux.py), not one set per partition.
+    named = {
+        port: sorted(
+            c["name"].rsplit("-", 1)[1]
+            for c in cluster3.client(port).client_list()
+            if c["name"].startswith("hub-")
+        )
+        for port in cluster3.masters()
+    }
+    assert all(
+        roles == ["publisher"] * 2 + ["reader"] * 2 + ["subscriber"] * 2 for roles in named.values()
+    ), named
     for hub in (a, b):
         assert "Traceback" not in hub.output()
 

@@ -1,19 +1,18 @@
 """The Redis Cluster broker: sharded pub/sub over a fixed set of partitions.
 
-Every channel belongs to one of N partitions (``partitions.py``), and every partition is a
-Redis broker of its own (``hub.brokers.redis``): one pipelined publish connection, one
-SSUBSCRIBE connection and one read connection to the master that owns the partition's slot,
-and a probe through that slot. A partition follows its slot on its own: MOVED or a
-server-sent ``sunsubscribe`` (a resharding, a failover) drops only that partition's
-connections, which ask the topology where the slot lives now, connect there and resubscribe,
-and its history channels repair what they missed. The other partitions never notice.
+Every channel belongs to one of N partitions (``partitions.py``), and every partition runs
+the standalone Redis broker's loops (``hub.brokers.redis``): a pipelined publisher, an
+SSUBSCRIBE subscriber and a reader, and a probe through the partition's own slot. Their
+connections are shares of one connection per master and role (``mux.py``): 3 per master
+for the process, whatever N is. A partition follows its slot on its own: MOVED or a
+server-sent ``sunsubscribe`` (a resharding, a failover) ends only that partition's shares,
+which ask the topology where the slot lives now, attach there and resubscribe, and its
+history channels repair what they missed. The other partitions never notice.
 
-Why one connection set per partition rather than per node: a partition is the unit that
-moves, so a move is a reconnect of the partition and nothing else, with no subscription
-bookkeeping to split between nodes; and everything the standalone broker guarantees
-(ordering, outage buffering, idempotent history resends, the deaf-node probe) holds per
-partition unchanged. The cost, measured in docs/benchmarks.md (Redis Cluster), is 3N
-connections per process (96 at the default 32) and N smaller writes per loop turn.
+The partition is the unit that moves, so everything the standalone broker guarantees
+(ordering within a partition, outage buffering, idempotent history resends, the deaf-node
+probe) holds per partition unchanged; the shared connections keep its cost to that of one
+connection per node (docs/benchmarks.md, Redis Cluster).
 """
 
 from __future__ import annotations
@@ -24,8 +23,10 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Collection, Sequence
+from functools import partial
 
 from hub.brokers.base import BrokerEventHandler, BrokerStats
+from hub.brokers.cluster.mux import NodePool
 from hub.brokers.cluster.partitions import ClusterTarget, PartitionMap
 from hub.brokers.cluster.topology import ClusterTopology
 from hub.brokers.redis import RedisBroker
@@ -76,12 +77,16 @@ class ClusterBroker:
         # One bound for the process's held messages, and one line per event and node.
         budget = HeldBudget(publish_buffer_messages, publish_buffer_bytes)
         gate = LogGate()
+        self._pool = NodePool(name)
         self.partitions: list[RedisBroker] = []
         for i in range(target.num_partitions):
-            locate = _SlotLocator(self._topology, self.map.slot(i))
+            slot = self.map.slot(i)
+            locate = _SlotLocator(self._topology, slot)
+            attach = partial(self._pool.attach, tag=self.map.tags[i].encode(), slot=slot)
+            link = RedisLink(placeholder, f"{name}-p{i}", locate=locate, gate=gate, attach=attach)
             self.partitions.append(
                 RedisBroker(
-                    link=RedisLink(placeholder, f"{name}-p{i}", locate=locate, gate=gate),
+                    link=link,
                     names=self.map.names(i),
                     stats=self.stats,
                     name=name,
@@ -108,6 +113,7 @@ class ClusterBroker:
         if self._watching is not None:
             self._watching.cancel()
         await asyncio.gather(*(p.close() for p in self.partitions))
+        self._pool.close()
         await self._topology.close()
 
     async def _watch(self) -> None:

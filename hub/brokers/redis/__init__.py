@@ -201,8 +201,8 @@ class RedisBroker:
                     "reconnecting and resubscribing",
                     now - sent_at,
                 )
-                subscriber.close()
-                publisher.close()
+                subscriber.abort()
+                publisher.abort()
                 continue
             if sent_at is None:
                 self._probe_sent_at = now

@@ -10,10 +10,13 @@ from collections.abc import Awaitable, Callable
 
 import hiredis
 
-from hub.brokers.resp import Endpoint, Reply, RespConnection, open_connection
+from hub.brokers.resp import Connection, Endpoint, Reply, open_connection
 from hub.core.backoff import backoff
 
-__all__ = ["RECONNECT_MAX_S", "LogGate", "RedisLink"]
+__all__ = ["RECONNECT_MAX_S", "Attach", "LogGate", "RedisLink"]
+
+#: Opens a role's connection to an endpoint: (role, endpoint, on_replies) → connection.
+Attach = Callable[[str, Endpoint, Callable[[list[Reply]], None]], Awaitable[Connection]]
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +42,8 @@ class LogGate:
 
 class RedisLink:
     """One Redis endpoint as this process reaches it. With ``locate`` (Sentinel, Cluster),
-    where the master is gets asked again before every connect. With ``gate``, repeated
+    where the master is gets asked again before every connect. With ``attach`` (Cluster),
+    connections are shares of one connection per node and role. With ``gate``, repeated
     events are logged once per interval and connects only at debug level (the partitions
     of a cluster broker, which log a summary of their own)."""
 
@@ -49,12 +53,14 @@ class RedisLink:
         name: str,
         locate: Callable[[], Awaitable[Endpoint]] | None = None,
         gate: LogGate | None = None,
+        attach: Attach | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.name = name
         self.is_closing = False
         self._locate = locate
         self._gate = gate
+        self._attach = attach
 
     def log(self, level: int, what: str, message: str, *args: object) -> None:
         """Log an event of kind ``what`` (through the gate, when there is one)."""
@@ -65,13 +71,15 @@ class RedisLink:
                 level = logging.DEBUG
         logger.log(level, message, *args)
 
-    async def connect(self, role: str, on_replies: Callable[[list[Reply]], None]) -> RespConnection:
+    async def connect(self, role: str, on_replies: Callable[[list[Reply]], None]) -> Connection:
         """Connect with backoff until it works (or the broker closes)."""
         delays = backoff(max_s=RECONNECT_MAX_S)
         while True:
             try:
                 if self._locate is not None:
                     self.endpoint = await self._locate()
+                if self._attach is not None:  # a share of a node's connection (Cluster)
+                    return await self._attach(role, self.endpoint, on_replies)
                 return await open_connection(self.endpoint, on_replies, name=f"{self.name}-{role}")
             except (TimeoutError, OSError, hiredis.ReplyError) as exc:  # NoMaster is an OSError
                 delay = next(delays)

@@ -22,7 +22,7 @@ import hiredis
 from hub.brokers.base import BrokerStats
 from hub.brokers.names import Names
 from hub.brokers.redis.link import RECONNECT_MAX_S, RedisLink
-from hub.brokers.resp import Reply, RespConnection, encode_command, publish_header
+from hub.brokers.resp import Connection, Reply, encode_command, publish_header
 from hub.brokers.scripts import (
     PRESENCE_SCRIPT,
     PUBLISH_SCRIPT,
@@ -139,7 +139,7 @@ class RedisPublisher:
         self._inflight: deque[tuple[bytes, bytes, _Kind, float]] = deque()
         # History publishes that met NOSCRIPT: sent again first once the script is loaded.
         self._noscript: list[_Unsent] = []
-        self.conn: RespConnection | None = None
+        self.conn: Connection | None = None
         self._flush_scheduled = False
         self._last_drop_log = 0.0
         self._redirected = False
@@ -192,11 +192,12 @@ class RedisPublisher:
     def _flush(self) -> None:
         self._flush_scheduled = False
         conn = self.conn
-        if conn is None or conn.transport is None or not self._unsent:
+        if conn is None or not conn.is_open or not self._unsent:
             return
         now = time.monotonic()
         parts: list[bytes] = []
         unsent, inflight = self._unsent, self._inflight
+        awaited = len(inflight)
         first = True
         if self._guard is not None:
             parts.append(_MULTI_COMMAND)
@@ -219,7 +220,7 @@ class RedisPublisher:
         if self._guard is not None:
             parts.append(_EXEC_COMMAND)
             inflight.append((b"", b"", _EXEC, 0.0))
-        conn.transport.write(b"".join(parts))
+        conn.send(b"".join(parts), len(inflight) - awaited)
 
     def _history_publish(self, key: bytes, payload: bytes, entry: _HistoryPublish) -> bytes:
         """EVALSHA of the publish script: offset, append, expiries and PUBLISH in one step."""

@@ -10,7 +10,7 @@ import hiredis
 
 from hub.brokers.names import Names
 from hub.brokers.redis.link import RedisLink
-from hub.brokers.resp import Reply, RespConnection
+from hub.brokers.resp import Connection, Reply
 from hub.brokers.scripts import PRESENCE_SCRIPT, READ_SCRIPT, new_epoch, sha1
 from hub.core.envelope import decode_envelope
 from hub.core.errors import BrokerUnavailable
@@ -30,7 +30,7 @@ class RedisReader:
     def __init__(self, link: RedisLink, *, names: Names) -> None:
         self._link = link
         self._names = names
-        self.conn: RespConnection | None = None
+        self.conn: Connection | None = None
 
     async def run(self) -> None:
         while not self._link.is_closing:
@@ -42,7 +42,7 @@ class RedisReader:
     async def _eval(self, what: str, script: bytes, *args: bytes) -> Reply:
         """EVALSHA, or EVAL when Redis lost its script cache; BrokerUnavailable on failure."""
         conn = self.conn
-        if conn is None or conn.transport is None:
+        if conn is None or not conn.is_open:
             raise BrokerUnavailable(f"Redis is unreachable: {what} cannot be read now")
         try:
             for pause in _MIGRATING_PAUSES_S:

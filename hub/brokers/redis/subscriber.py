@@ -22,7 +22,7 @@ import hiredis
 from hub.brokers.base import BrokerEventHandler, BrokerStats
 from hub.brokers.names import Names
 from hub.brokers.redis.link import RedisLink
-from hub.brokers.resp import Reply, RespConnection, encode_command
+from hub.brokers.resp import Connection, Reply, encode_command
 
 __all__ = ["RedisSubscriber"]
 
@@ -63,7 +63,7 @@ class RedisSubscriber:
         self._confirmations: dict[bytes, list[asyncio.Future[None]]] = {}
         self._unsubscribing: Counter[bytes] = Counter()
         self._redirected = False
-        self.conn: RespConnection | None = None
+        self.conn: Connection | None = None
         #: Set while the connection is up and every channel is (being) subscribed.
         self.is_subscribed = asyncio.Event()
 
@@ -71,11 +71,11 @@ class RedisSubscriber:
         key = self._names.pubsub(channel)
         self._keys[key] = channel
         conn = self.conn
-        if conn is None or conn.transport is None:
+        if conn is None or not conn.is_open:
             return  # subscribed by run() once Redis is back
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._confirmations.setdefault(key, []).append(waiter)
-        conn.transport.write(encode_command(self._subscribe, key))
+        conn.send(encode_command(self._subscribe, key))
         try:
             await asyncio.wait_for(asyncio.shield(waiter), _CONFIRM_TIMEOUT_S)
         except (TimeoutError, ConnectionError):
@@ -86,9 +86,9 @@ class RedisSubscriber:
         if self._keys.pop(key, None) is None:
             return
         conn = self.conn
-        if conn is not None and conn.transport is not None:
+        if conn is not None and conn.is_open:
             self._unsubscribing[key] += 1
-            conn.transport.write(encode_command(self._unsubscribe, key))
+            conn.send(encode_command(self._unsubscribe, key))
 
     def _on_replies(self, replies: list[Reply]) -> None:
         batch: list[tuple[str, bytes]] = []
@@ -154,12 +154,11 @@ class RedisSubscriber:
                 await asyncio.sleep(_REDIRECT_PAUSE_S)
             conn = await link.connect("subscriber", self._on_replies)
             keys = [self._probe_key, *self._keys]
-            assert conn.transport is not None
             for i in range(0, len(keys), _SUBSCRIBE_CHUNK):
                 chunk = keys[i : i + _SUBSCRIBE_CHUNK]
-                conn.transport.write(encode_command(self._subscribe, *chunk))
+                conn.send(encode_command(self._subscribe, *chunk))
             # Its "pong" comes after every SUBSCRIBE above is in force (on_resubscribed).
-            conn.transport.write(encode_command(b"PING"))
+            conn.send(encode_command(b"PING"), 1)
             self.conn = conn
             self._unsubscribing.clear()
             self.is_subscribed.set()
