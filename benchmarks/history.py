@@ -42,7 +42,7 @@ class _Sink:
     def on_messages(self, batch: object) -> None:
         pass
 
-    def on_resubscribed(self) -> None:
+    def on_resubscribed(self, channels: object) -> None:
         pass
 
 

@@ -46,7 +46,7 @@ from hub.core.protocol import (
 from hub.node import Node
 from hub.sse import SseStreams, client_grant
 
-__all__ = ["PublishApi", "redis_channels"]
+__all__ = ["PublishApi"]
 
 logger = logging.getLogger(__name__)
 
@@ -80,25 +80,6 @@ _STATUS_BY_CODE = {
 }
 
 
-async def redis_channels(connect: Callable[[], Any], prefix: str) -> dict[str, int]:
-    """Every channel under ``prefix`` that some process subscribes to in Redis, with the
-    number of subscribed processes (PUBSUB NUMSUB), through a short-lived client."""
-    pattern = "".join("\\" + c if c in "*?[]\\" else c for c in prefix) + "*"
-    client = connect()
-    try:
-        keys = await client.pubsub_channels(pattern)
-        names = [k.decode() if isinstance(k, bytes) else str(k) for k in keys]
-        names = [n for n in names if not n[len(prefix) :].startswith("$")]
-        counts = await client.pubsub_numsub(*names) if names else []
-        result: dict[str, int] = {}
-        for name, count in counts:
-            key = name.decode() if isinstance(name, bytes) else str(name)
-            result[key[len(prefix) :]] = int(count)
-        return result
-    finally:
-        await client.aclose()
-
-
 class PublishApi:
     """``POST /api/publish/<channel>``, ``POST /api/publish``, ``GET /api/channels``."""
 
@@ -108,8 +89,7 @@ class PublishApi:
         node: Node,
         api_key: str | None,
         max_message_bytes: int,
-        redis_client: Callable[[], Any] | None = None,
-        channel_prefix: str = "hub:",
+        list_channels: Callable[[], Awaitable[dict[str, int]]] | None = None,
         authenticator: Authenticator | None = None,
         allowed_origins: frozenset[str] | None = None,
         sse_keepalive_s: float = 15.0,
@@ -128,8 +108,8 @@ class PublishApi:
         )
         self.max_message_bytes = max_message_bytes
         #: A short-lived redis-py asyncio client of the hubs' Redis (None: the memory broker).
-        self.redis_client = redis_client
-        self.channel_prefix = channel_prefix
+        #: Every channel some process subscribes to in Redis, with their number.
+        self.list_channels = list_channels
         self.runner: web.AppRunner | None = None
 
     def build(self) -> web.Application:
@@ -332,7 +312,7 @@ class PublishApi:
 
     async def channels(self, request: web.Request) -> web.Response:
         local = dict(self.node.channels())
-        if self.redis_client is None:
+        if self.list_channels is None:
             rows = [
                 {"channel": c, "subscribers": n, "processes": 1} for c, n in sorted(local.items())
             ]
@@ -340,7 +320,7 @@ class PublishApi:
                 {"channels": rows, "scope": "process", "note": "memory broker: this process only"}
             )
         try:
-            remote = await redis_channels(self.redis_client, self.channel_prefix)
+            remote = await self.list_channels()
         except Exception as exc:
             logger.warning("GET /api/channels: Redis is unreachable: %s", exc)
             return _error(503, "broker_unavailable", f"cannot ask Redis for channels: {exc}")

@@ -14,12 +14,13 @@ import uvloop
 
 from hub.api import PublishApi
 from hub.brokers import Broker, create_broker
-from hub.brokers.redis.sentinel import async_client
+from hub.brokers.clients import subscribed_channels
 from hub.core.auth import Authenticator
 from hub.core.config import Settings
+from hub.core.errors import redact_url
 from hub.core.limits import is_loopback, raise_open_file_limit
 from hub.core.tls import server_tls_context
-from hub.metrics import Figures, WorkerMetrics, redact_url
+from hub.metrics import Figures, WorkerMetrics
 from hub.node import Node
 from hub.ws.connection import HubConnection
 from hub.ws.handler import WebSocketHandler
@@ -105,12 +106,11 @@ class App:
                 node=self.node,
                 api_key=settings.api_key,
                 max_message_bytes=settings.max_message_bytes,
-                redis_client=(
-                    partial(async_client, redis_url, socket_timeout=2.0, socket_connect_timeout=2.0)
+                list_channels=(
+                    partial(subscribed_channels, redis_url, settings.channel_prefix)
                     if (redis_url := settings.redis_url)
                     else None
                 ),
-                channel_prefix=settings.channel_prefix,
                 authenticator=authenticator,
                 allowed_origins=settings.origins,
                 sse_keepalive_s=settings.sse_keepalive_s,

@@ -25,7 +25,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
@@ -81,17 +80,6 @@ ROUNDTRIP_BUCKETS_S = (
     1.0,
     2.5,
 )
-
-
-def redact_url(url: str | None) -> str:
-    """A broker URL fit to show: the password, if any, is replaced by ``***``."""
-    if url is None:
-        return "memory"
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
 
 
 def multiprocess_dir() -> str | None:

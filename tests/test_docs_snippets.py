@@ -87,10 +87,23 @@ def hub_commands(body: str) -> list[list[str]]:
     joined = re.sub(r"\$\([^)]*\)|\$\{?\w+\}?", "1", body.replace("\\\n", " "))
     for line in joined.splitlines():
         line = line.split(" #", 1)[0].strip()
-        words = shlex.split(line.split("<", 1)[0]) if line else []
+        words = _words_before_redirect(line)
         if words and words[0] in ("hub", ".venv/bin/hub"):
             commands.append(words[1:])
     return commands
+
+
+def _words_before_redirect(line: str) -> list[str]:
+    """The words of a command line up to a redirection (``< file``); a quoted ``<`` is part
+    of its word (``--threshold 'p99<50ms'``)."""
+    lexer = shlex.shlex(line, posix=True, punctuation_chars="<>")
+    lexer.whitespace_split = True
+    words = []
+    for word in lexer:
+        if word and set(word) <= {"<", ">"}:
+            break
+        words.append(word)
+    return words
 
 
 @pytest.mark.parametrize(("where", "body"), blocks("sh"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from hub.bench.target import Handshake
+from hub.bench.thresholds import Threshold
 
 __all__ = ["AUTO_CLIENT", "CLIENTS", "RunConfig"]
 
@@ -62,6 +63,8 @@ class RunConfig:
     max_p99_ms: float | None = None
     max_loss: float | None = None  # a fraction of the expected messages
     min_connected: float | None = None  # a fraction of the target sockets
+    # --threshold expressions (hub/bench/thresholds.py)
+    thresholds: tuple[Threshold, ...] = ()
 
     def receiver_client(self) -> str:
         """The client the receivers use: ``auto`` picks what measured best for the scenario."""

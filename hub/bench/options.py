@@ -19,6 +19,7 @@ from hub.bench.sizing import (
     pick_source_addrs,
 )
 from hub.bench.target import Handshake, ssl_context, with_default_path
+from hub.bench.thresholds import METRICS, Threshold, ThresholdError, parse_threshold
 
 __all__ = ["build_parser", "config_from_args"]
 
@@ -37,6 +38,13 @@ def _positive_int(value: str) -> int:
     if number < 1:
         raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
     return number
+
+
+def _threshold(value: str) -> Threshold:
+    try:
+        return parse_threshold(value)
+    except ThresholdError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _fraction(value: str) -> float:
@@ -173,6 +181,17 @@ def _common(parser: argparse.ArgumentParser, *, sockets_help: str, default_socke
         metavar="FRACTION",
         help="the smallest acceptable share of sockets connected, e.g. 0.99 "
         "(zero sockets connected always fails)",
+    )
+    verdict.add_argument(
+        "--threshold",
+        action="append",
+        dest="thresholds",
+        type=_threshold,
+        default=[],
+        metavar="EXPR",
+        help="any figure of the report, METRIC OP NUMBER[UNIT] (repeatable): 'p99<50ms', "
+        "'loss<=0.1%%', 'connected>=99%%', 'rate>=90000', 'duplicates<1'; metrics: "
+        + ", ".join(METRICS),
     )
     output = parser.add_argument_group("output")
     output.add_argument("--json", metavar="FILE", help="write the full report as JSON to FILE")
@@ -490,4 +509,5 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         max_p99_ms=args.max_p99_ms,
         max_loss=args.max_loss,
         min_connected=args.min_connected,
+        thresholds=tuple(args.thresholds),
     )

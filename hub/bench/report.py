@@ -245,6 +245,7 @@ def thresholds(config: RunConfig, report: dict[str, Any]) -> list[dict[str, Any]
                 "failed": p99_ms is None or p99_ms > config.max_p99_ms,
             }
         )
+    checks.extend(threshold.check(report) for threshold in config.thresholds)
     return checks
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from hub.brokers.base import Broker, BrokerEventHandler, BrokerStats
-from hub.core.errors import ConfigError
+from hub.core.errors import ConfigError, redact_url
 
 __all__ = [
     "Broker",
@@ -16,14 +16,23 @@ __all__ = [
 ]
 
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+sentinel://")
+CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
 
 
 def check_broker_url(url: str | None) -> None:
     """Refuse a broker URL that no broker takes, or a malformed one, with what to fix
-    (ConfigError), without connecting: ``hub serve`` and ``hub check`` call it before they
-    start anything."""
+    (ConfigError, with the password masked), without connecting: ``hub serve`` and
+    ``hub check`` call it before they start anything."""
     if url is None or url == "memory://":
         return
+    try:
+        _check_broker_url(url)
+    except ConfigError as exc:
+        shown = redact_url(url)
+        raise ConfigError(exc.key, shown, exc.reason.replace(url, shown)) from None
+
+
+def _check_broker_url(url: str) -> None:
     if url.startswith(REDIS_SCHEMES):
         from hub.brokers.redis.sentinel import SentinelTarget, is_sentinel_url
         from hub.brokers.resp import Endpoint
@@ -36,21 +45,22 @@ def check_broker_url(url: str | None) -> None:
         except ValueError as exc:
             raise ConfigError("HUB_REDIS_URL", url, str(exc)) from None
         return
-    if url.startswith("redis+cluster://"):
-        raise ConfigError(
-            "HUB_REDIS_URL",
-            url,
-            "Redis Cluster is not supported yet (docs/deploy.md, Redis Cluster); "
-            "use a non-cluster endpoint, or Redis Sentinel (redis+sentinel://)",
-        )
+    if url.startswith(CLUSTER_SCHEMES):
+        from hub.brokers.cluster.partitions import ClusterTarget
+
+        ClusterTarget.from_url(url)
+        return
     raise ConfigError(
-        "HUB_REDIS_URL", url, "use redis://, rediss://, unix://, redis+sentinel:// or memory://"
+        "HUB_REDIS_URL",
+        url,
+        "use redis://, rediss://, unix://, redis+sentinel://, redis+cluster:// or memory://",
     )
 
 
 def create_broker(url: str | None, **options: Any) -> Broker:
     """``None`` or ``memory://``: MemoryBroker; ``redis://``, ``rediss://``, ``unix://``, and
-    ``redis+sentinel://`` (the master found through Redis Sentinel): Redis.
+    ``redis+sentinel://`` (the master found through Redis Sentinel): Redis;
+    ``redis+cluster://`` and ``rediss+cluster://``: Redis Cluster, with sharded pub/sub.
 
     ``options`` are passed to RedisBroker (prefix, buffer bounds, probe timings).
     """
@@ -59,6 +69,10 @@ def create_broker(url: str | None, **options: Any) -> Broker:
         from hub.brokers.memory import MemoryBroker
 
         return MemoryBroker()
+    if url.startswith(CLUSTER_SCHEMES):
+        from hub.brokers.cluster.broker import ClusterBroker
+
+        return ClusterBroker(url=url, **options)
     from hub.brokers.redis import RedisBroker
 
     return RedisBroker(url=url, **options)

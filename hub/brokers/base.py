@@ -18,7 +18,7 @@ Delivery semantics, for every broker:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -38,8 +38,10 @@ class BrokerEventHandler(Protocol):
         """
         ...
 
-    def on_resubscribed(self) -> None:
-        """The subscription was lost and is back: messages published meanwhile were missed."""
+    def on_resubscribed(self, channels: Collection[str]) -> None:
+        """The subscription of ``channels`` was lost and is back: messages published on them
+        meanwhile were missed. (All of the process's channels, unless the broker is
+        partitioned: on Redis Cluster, those of one partition.)"""
         ...
 
 

@@ -13,12 +13,13 @@ import ssl
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import hiredis
 from redis.connection import parse_url
 
 __all__ = [
+    "Connection",
     "Endpoint",
     "RespConnection",
     "encode_command",
@@ -29,10 +30,17 @@ __all__ = [
 Reply = Any
 
 
-def publish_header(key: bytes, payload_len: int) -> bytes:
-    """``PUBLISH key`` and the payload's length prefix: the hot path writes this, the payload
-    and CRLF as three parts of one write, so the payload is never copied into a command."""
-    return b"*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%b\r\n$%d\r\n" % (len(key), key, payload_len)
+def publish_header(key: bytes, payload_len: int, command: bytes = b"PUBLISH") -> bytes:
+    """``PUBLISH key`` (or ``SPUBLISH``) and the payload's length prefix: the hot path writes
+    this, the payload and CRLF as three parts of one write, so the payload is never copied
+    into a command."""
+    return b"*3\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n$%d\r\n" % (
+        len(command),
+        command,
+        len(key),
+        key,
+        payload_len,
+    )
 
 
 def encode_command(*args: bytes) -> bytes:
@@ -77,6 +85,30 @@ class Endpoint:
     def describe(self) -> str:
         where = self.path if self.path else f"{self.host}:{self.port}"
         return ("rediss://" if self.tls else "redis://") + where if not self.path else where
+
+
+class Connection(Protocol):
+    """What the broker's loops need of a connection: a RespConnection, or on Redis Cluster
+    one partition's share of a connection to a node (``hub.brokers.cluster.mux``)."""
+
+    lost: asyncio.Future[Exception | None]
+
+    @property
+    def is_open(self) -> bool: ...
+
+    def send(self, data: bytes, replies: int = 0) -> None:
+        """Write ``data``, which makes ``replies`` replies in order (PINGs, on pub/sub)."""
+        ...
+
+    async def command(self, *args: bytes, timeout_s: float = 5.0) -> Reply: ...
+
+    def close(self) -> None:
+        """Stop using it: its ``lost`` resolves, and later replies to it are dropped."""
+        ...
+
+    def abort(self) -> None:
+        """Drop the network connection itself (a deaf one): all that share it reconnect."""
+        ...
 
 
 class RespConnection(asyncio.Protocol):
@@ -137,9 +169,19 @@ class RespConnection(asyncio.Protocol):
             raise reply
         return reply
 
+    @property
+    def is_open(self) -> bool:
+        return self.transport is not None and not self.lost.done()
+
+    def send(self, data: bytes, replies: int = 0) -> None:
+        assert self.transport is not None
+        self.transport.write(data)
+
     def close(self) -> None:
         if self.transport is not None:
             self.transport.abort()
+
+    abort = close
 
 
 async def open_connection(

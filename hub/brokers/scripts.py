@@ -1,7 +1,8 @@
 """The Lua scripts of history channels, and the Redis keys they use.
 
-Keys carry the channel prefix and a hash tag of the channel (``hub:{news}:stream``), so a
-channel's stream and meta share one Redis Cluster slot and each script runs in one slot.
+The keys and the pub/sub channel come from ``hub.brokers.names``: on a standalone Redis they
+carry a hash tag of the channel (``hub:{news}:stream``), on Redis Cluster the tag of the
+channel's partition, which the sharded pub/sub channel shares, so each script runs in one slot.
 
 The publish script does in one step what must never be seen half done: it assigns the next
 offset (HINCRBY on the meta), appends to the stream trimmed exactly to the history size,
@@ -16,16 +17,15 @@ from __future__ import annotations
 import hashlib
 import secrets
 
+from hub.brokers.names import Names
 from hub.core.namespaces import ChannelOptions
 
 __all__ = [
     "PRESENCE_SCRIPT",
     "PUBLISH_SCRIPT",
     "READ_SCRIPT",
-    "history_keys",
     "new_epoch",
     "new_message_id",
-    "presence_keys",
     "publish_args",
     "run_id",
     "sha1",
@@ -35,7 +35,8 @@ __all__ = [
 # a fresh epoch (taken if the channel has none), the pub/sub channel, the message's id,
 # "1" when this is a resend after a lost connection (then a message already in the stream
 # with that id was published before the reply was lost, and is not published again), and
-# the run_id of the server it is sent to ('': the script asks INFO).
+# the run_id of the server it is sent to ('': the script asks INFO), and the publish command
+# ('publish', or 'spublish' on Redis Cluster, whose sharded channel shares the keys' slot).
 #
 # The meta remembers which server (run_id) assigned its offsets. If another server now
 # writes, and that server was promoted from a replica (INFO replication names a previous
@@ -79,7 +80,7 @@ if offset == 1 then
 end
 redis.call('xadd', KEYS[1], 'MAXLEN', ARGV[2], offset .. '-0', 'd', ARGV[1], 'i', ARGV[7])
 redis.call('pexpire', KEYS[1], ARGV[3])
-redis.call('publish', ARGV[6], '\\255hbo' .. offset .. ':' .. epoch .. '\\n' .. ARGV[1])
+redis.call(ARGV[10], ARGV[6], '\\255hbo' .. offset .. ':' .. epoch .. '\\n' .. ARGV[1])
 return offset
 """
 
@@ -130,7 +131,7 @@ return redis.call('hgetall', KEYS[1])
 
 
 def publish_args(
-    prefix: bytes,
+    names: Names,
     channel: str,
     envelope: bytes,
     options: ChannelOptions,
@@ -142,7 +143,7 @@ def publish_args(
     """The publish script's numkeys, keys and arguments, for EVALSHA or EVAL. ``writer`` is
     the run_id of the server the connection reaches (empty: the script asks INFO, once per
     publish, which a backend's occasional publish can afford)."""
-    stream, meta = history_keys(prefix, channel)
+    stream, meta = names.history_keys(channel)
     return (
         b"2",
         stream,
@@ -152,10 +153,11 @@ def publish_args(
         b"%d" % max(1, int(options.history_ttl_s * 1000)),
         b"%d" % max(1, int(options.history_meta_ttl_s)),
         new_epoch(),
-        prefix + channel.encode(),
+        names.pubsub(channel),
         message_id,
         b"1" if is_resend else b"0",
         writer,
+        b"spublish" if names.sharded else b"publish",
     )
 
 
@@ -171,18 +173,6 @@ def run_id(info: object) -> bytes:
 def sha1(script: bytes) -> bytes:
     """The script's SHA1, as EVALSHA and SCRIPT LOAD name it."""
     return hashlib.sha1(script).hexdigest().encode()
-
-
-def history_keys(prefix: bytes, channel: str) -> tuple[bytes, bytes]:
-    """(stream key, meta key) of a channel."""
-    tagged = prefix + b"{" + channel.encode() + b"}"
-    return tagged + b":stream", tagged + b":meta"
-
-
-def presence_keys(prefix: bytes, channel: str) -> tuple[bytes, bytes]:
-    """(clients hash, processes zset) of a channel's presence."""
-    tagged = prefix + b"{" + channel.encode() + b"}"
-    return tagged + b":presence", tagged + b":presence:processes"
 
 
 def new_message_id() -> bytes:

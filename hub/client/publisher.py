@@ -20,7 +20,8 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from hub.brokers.redis.sentinel import async_client, sync_client
+from hub.brokers.clients import async_client, names_for, sync_client
+from hub.brokers.names import Names
 from hub.brokers.scripts import PUBLISH_SCRIPT, new_message_id, publish_args
 from hub.core.channels import validate
 from hub.core.config import Settings
@@ -85,10 +86,10 @@ class Publisher:
         self.redis_url = redis_url
         self.channel_prefix = channel_prefix
         self.rules = rules or ChannelRules((), ChannelOptions())
-        self._prefix = channel_prefix.encode()
+        self._names: Names = names_for(redis_url, channel_prefix)
         self._timeout = socket_timeout_s
-        self._sync: redis.Redis | None = None
-        self._async: redis.asyncio.Redis | None = None
+        self._sync: redis.Redis | redis.RedisCluster | None = None
+        self._async: redis.asyncio.Redis | redis.asyncio.RedisCluster | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Publisher:
@@ -134,7 +135,10 @@ class Publisher:
             )
         client = self._sync
         if not options.has_history:
-            return Published(channel, receivers=int(client.publish(self._key(channel), envelope)))
+            key = self._key(channel)
+            if self._names.sharded:
+                return Published(channel, receivers=int(client.spublish(key, envelope)))
+            return Published(channel, receivers=int(client.publish(key, envelope)))
         message_id = new_message_id()
         for attempt, delay in enumerate((*_RETRY_DELAYS_S, None)):
             args = self._script_args(channel, envelope, options, message_id, attempt > 0)
@@ -182,7 +186,11 @@ class Publisher:
             )
         client = self._async
         if not options.has_history:
-            receivers = await client.publish(self._key(channel), envelope)
+            key = self._key(channel)
+            if self._names.sharded:
+                receivers = await client.spublish(key, envelope)
+            else:
+                receivers = await client.publish(key, envelope)
             return Published(channel, receivers=int(receivers))
         message_id = new_message_id()
         for attempt, delay in enumerate((*_RETRY_DELAYS_S, None)):
@@ -210,7 +218,7 @@ class Publisher:
     # Shared
 
     def _key(self, channel: str) -> bytes:
-        return self._prefix + channel.encode()
+        return self._names.pubsub(channel)
 
     def _prepare(
         self, channel: str, payload: bytes, kind: int
@@ -227,5 +235,5 @@ class Publisher:
         is_resend: bool,
     ) -> tuple[bytes, ...]:
         return publish_args(
-            self._prefix, channel, envelope, options, message_id=message_id, is_resend=is_resend
+            self._names, channel, envelope, options, message_id=message_id, is_resend=is_resend
         )

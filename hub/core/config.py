@@ -45,8 +45,9 @@ class Settings:
     # Broker
     redis_url: str | None = _opt(
         None,
-        "Redis URL (redis://, rediss://, unix://, or "
-        "redis+sentinel://host:26379,host2:26379/mymaster); unset: the memory broker with "
+        "Redis URL (redis://, rediss://, unix://, "
+        "redis+sentinel://host:26379,host2:26379/mymaster, or "
+        "redis+cluster://host:7000,host2:7000); unset: the memory broker with "
         "one worker, or an embedded redis-server that hub starts and owns with several",
         flag="--redis",
         group="broker",

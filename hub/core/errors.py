@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 __all__ = [
     "CLOSE_CODES",
@@ -24,6 +25,7 @@ __all__ = [
     "InvalidChannel",
     "ProtocolError",
     "close_codes_table",
+    "redact_url",
 ]
 
 
@@ -137,3 +139,14 @@ def close_codes_table() -> str:
     rows = ["| code | when | reconnect? |", "|---|---|---|"]
     rows += [f"| {int(code)} | {rule.when} | {rule.advice} |" for code, rule in CLOSE_CODES.items()]
     return "\n".join(rows) + "\n"
+
+
+def redact_url(url: str | None) -> str:
+    """A broker URL fit to show: the password, if any, is replaced by ``***``."""
+    if url is None:
+        return "memory"
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Collection
 from typing import TYPE_CHECKING
 
 from hub.brokers.base import Broker
@@ -44,7 +45,7 @@ class NodeHistory:
             self, channel: str, messages: list[Message], state: BrokerChannel
         ) -> None: ...
         def _presence_joined(self, channel: str, client: Client) -> None: ...
-        def _presence_rewrite(self) -> None: ...
+        def _presence_rewrite(self, channels: Collection[str]) -> None: ...
 
     def options_for(self, channel: str) -> ChannelOptions:
         return self.rules.options_for(channel)
@@ -80,15 +81,16 @@ class NodeHistory:
                 )
         return page
 
-    def on_resubscribed(self) -> None:
-        """The broker lost its subscription and has it back: read what each history channel
-        missed meanwhile, and deliver it before newer live messages."""
-        for channel, state in self._broker_channels.items():
-            if state.sequence is not None:
+    def on_resubscribed(self, channels: Collection[str]) -> None:
+        """The broker lost its subscription of ``channels`` and has it back: read what each
+        history channel missed meanwhile, and deliver it before newer live messages."""
+        for channel in channels:
+            state = self._broker_channels.get(channel)
+            if state is not None and state.sequence is not None:
                 since = state.sequence.begin_repair()
                 if since is not None:
                     self._start_repair(channel, state, since)
-        self._presence_rewrite()
+        self._presence_rewrite(channels)
 
     def _start_repair(self, channel: str, state: BrokerChannel, since: Position) -> None:
         task = asyncio.create_task(self._repair(channel, state, since))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 from hub.brokers.base import Broker
@@ -119,10 +120,12 @@ class NodePresence:
     def _presence_channels(self) -> list[str]:
         return [c for c, _ in self._registry.items() if self.rules.options_for(c).presence]
 
-    def _presence_rewrite(self) -> None:
-        """After the broker was away: write every local member again (Redis may have lost
-        them), so that presence is whole once the heartbeat resumes."""
-        for channel in self._presence_channels():
+    def _presence_rewrite(self, channels: Collection[str]) -> None:
+        """After the broker was away from ``channels``: write their local members again
+        (Redis may have lost them), so that presence is whole once the heartbeat resumes."""
+        for channel in channels:
+            if not self.rules.options_for(channel).presence:
+                continue
             for client in self._registry.subscribers(channel) or ():
                 self.broker.presence_add(
                     channel, self.client_id(client), client.user, self.presence_ttl_s

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+import pytest
 
 from hub.bench.config import RunConfig
 from hub.bench.memory import parse_resident_memory
 from hub.bench.report import assemble, exit_status
 from hub.bench.stats import LatencyRecorder
+from hub.bench.thresholds import ThresholdError, parse_threshold
 
 
 def worker_result(
@@ -124,3 +128,60 @@ def test_zero_connected_fails_without_strict() -> None:
     report = fanout_report({0: worker_result(0, 0), 1: worker_result(0, 0)}, failed=22)
     assert report["thresholds"][0]["failed"] is True
     assert exit_status(report, strict=False) == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "metric", "op", "limit"),
+    [
+        ("p99<50ms", "p99", "<", 50.0),
+        ("p99 < 250us", "p99", "<", 0.25),
+        ("max<=2s", "max", "<=", 2000.0),
+        ("loss<=0.1%", "loss", "<=", 0.001),
+        ("loss<0.01", "loss", "<", 0.01),
+        ("connected>=990", "connected", ">=", 990.0),
+        ("rate>=90000", "rate", ">=", 90000.0),
+    ],
+)
+def test_threshold_expressions_parse(text: str, metric: str, op: str, limit: float) -> None:
+    threshold = parse_threshold(text)
+    assert (threshold.metric, threshold.op) == (metric, op)
+    assert threshold.limit == pytest.approx(limit)
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("p99", "METRIC OP NUMBER"),
+        ("p98<5ms", "unknown metric"),
+        ("p99<5kg", "ms (the default)"),
+        ("loss<=150%", "between 0 and 1"),
+        ("lost<3ms", "plain number"),
+    ],
+)
+def test_bad_threshold_expressions_say_what_to_write(text: str, says: str) -> None:
+    with pytest.raises(ThresholdError, match=re.escape(says)):
+        parse_threshold(text)
+
+
+def test_thresholds_measure_the_report() -> None:
+    """Each metric reads its figure, in the expression's unit; no latency fails a bound."""
+    report = {
+        "messages": {"expected": 1000, "lost": 2, "duplicates": 0, "recv_per_s": 500.0},
+        "connections": {"target": 100, "connected": 99, "failed": 1},
+        "latency_us": {"p99": 12_000, "p50": None},
+    }
+    rows = {t: parse_threshold(t).check(report) for t in (
+        "p99<12ms", "p99<=12ms", "loss<=0.2%", "connected>=99%", "connected>99", "failed<1",
+        "rate>=500", "p50<1s",
+    )}  # fmt: skip
+    assert {t: r["failed"] for t, r in rows.items()} == {
+        "p99<12ms": True,
+        "p99<=12ms": False,
+        "loss<=0.2%": False,
+        "connected>=99%": False,
+        "connected>99": True,
+        "failed<1": True,
+        "rate>=500": False,
+        "p50<1s": True,
+    }
+    assert rows["loss<=0.2%"]["value"] == 0.002 and rows["connected>=99%"]["value"] == 0.99

@@ -169,6 +169,34 @@ def test_a_crossed_threshold_fails_the_run(echo_server: tuple[str, Path], tmp_pa
     }
 
 
+def test_generic_thresholds_check_any_figure(echo_server: tuple[str, Path], tmp_path: Path) -> None:
+    """--threshold: the passing expressions pass, the impossible ones fail the run, each a
+    row of its own; a bad expression is refused before anything starts (exit 2)."""
+    url, _log = echo_server
+    expressions = {
+        "p99<60s": False,
+        "loss<=0.1%": False,
+        "connected>=100%": False,
+        "duplicates<1": False,
+        "rate>0": False,
+        "p50<1us": True,
+        "rate>=1000000000": True,
+    }
+    args = [arg for e in expressions for arg in ("--threshold", e)]
+    rc, report, _ = bench(tmp_path, *echo_args(f"{url}/x", "lean"), *args)
+    assert rc == 1
+    assert_all_echoed(report)
+    failed = {c["name"]: c["failed"] for c in report["thresholds"]}
+    assert failed == {"connected > 0": False, **expressions}
+    bad = subprocess.run(
+        [sys.executable, "-m", "hub.bench", "echo", "--url", url, "--threshold", "p99<fast"],
+        capture_output=True,
+        text=True,
+        timeout=t(60),
+    )
+    assert bad.returncode == 2 and "METRIC OP NUMBER" in bad.stderr, bad.stderr
+
+
 def test_a_hub_with_jwt_is_benched_with_token(tmp_path: Path) -> None:
     secret = "bench-secret-with-at-least-32-bytes!"
     port = free_port()

@@ -25,7 +25,7 @@ class Sink:
         self.batches += 1
         self.got.extend(batch)
 
-    def on_resubscribed(self) -> None:
+    def on_resubscribed(self, channels: object) -> None:
         self.num_resubscribed += 1
 
 

@@ -43,12 +43,12 @@ def test_batched_ssubscribe_within_a_partition(cluster: RedisCluster) -> None:
     for i in range(400):
         by_partition[pm.partition(f"c{i}")].append(f"c{i}")
     p0, p1 = sorted(by_partition)[:2]
-    names = [pm.pubsub_channel(c) for c in by_partition[p0]]
+    names = [pm.pubsub(c) for c in by_partition[p0]]
     assert len(names) > 1
     with socket.create_connection(("127.0.0.1", cluster.owner(pm.slot(p0))), timeout=5) as sock:
         replies = roundtrip(sock, encode_command(b"SSUBSCRIBE", *names), len(names))
         assert [r[0] for r in replies] == [b"ssubscribe"] * len(names)
-        mixed = [pm.pubsub_channel(by_partition[p0][0]), pm.pubsub_channel(by_partition[p1][0])]
+        mixed = [pm.pubsub(by_partition[p0][0]), pm.pubsub(by_partition[p1][0])]
         (error,) = roundtrip(sock, encode_command(b"SSUBSCRIBE", *mixed), 1)
         assert isinstance(error, hiredis.ReplyError) and "CROSSSLOT" in str(error)
 
@@ -73,12 +73,10 @@ def test_history_keys_and_sharded_channel_run_in_one_script(cluster: RedisCluste
     channel = "orders"
     sub = cluster.client(cluster.owner(pm.slot(pm.partition(channel)))).pubsub()
     try:
-        sub.ssubscribe(pm.pubsub_channel(channel))
+        sub.ssubscribe(pm.pubsub(channel))
         assert sub.get_message(timeout=5)["type"] == "ssubscribe"
         stream, meta = pm.history_keys(channel)
-        offsets = [
-            client.eval(SCRIPT, 2, stream, meta, pm.pubsub_channel(channel)) for _ in range(5)
-        ]
+        offsets = [client.eval(SCRIPT, 2, stream, meta, pm.pubsub(channel)) for _ in range(5)]
         got = []
         for _ in range(5):
             msg = sub.get_message(timeout=5)
@@ -94,7 +92,7 @@ def ssubscribed(cluster: RedisCluster, pm: PartitionMap, channel: str) -> socket
     """A raw connection SSUBSCRIBEd to the channel's sharded channel on its owner."""
     sock = socket.create_connection(("127.0.0.1", cluster.owner(pm.slot(pm.partition(channel)))))
     sock.settimeout(10)
-    (reply,) = roundtrip(sock, encode_command(b"SSUBSCRIBE", pm.pubsub_channel(channel)), 1)
+    (reply,) = roundtrip(sock, encode_command(b"SSUBSCRIBE", pm.pubsub(channel)), 1)
     assert isinstance(reply, list) and reply[0] == b"ssubscribe"
     return sock
 
@@ -112,7 +110,7 @@ def test_slot_migration_sends_sunsubscribe() -> None:
             assert cluster.owner(pm.slot(0)) == target
             reader = hiredis.Reader()
             reader.feed(sock.recv(65536))
-            assert reader.gets() == [b"sunsubscribe", pm.pubsub_channel(channel), 0]
+            assert reader.gets() == [b"sunsubscribe", pm.pubsub(channel), 0]
 
 
 def test_failover_sends_sunsubscribe() -> None:
@@ -128,7 +126,7 @@ def test_failover_sends_sunsubscribe() -> None:
             assert cluster.owner(pm.slot(pm.partition(channel))) == replica
             reader = hiredis.Reader()
             reader.feed(sock.recv(65536))
-            assert reader.gets() == [b"sunsubscribe", pm.pubsub_channel(channel), 0]
+            assert reader.gets() == [b"sunsubscribe", pm.pubsub(channel), 0]
 
 
 def test_killed_master_is_replaced_by_its_replica() -> None:
@@ -143,9 +141,7 @@ def test_killed_master_is_replaced_by_its_replica() -> None:
         wait_until(lambda: replica in cluster.masters(), 30, f"{replica} promoted")
         wait_until(cluster.is_ok, 30, "cluster_state:ok after the failover")
         stream, meta = pm.history_keys(channel)
-        script = encode_command(
-            b"EVAL", SCRIPT.encode(), b"2", stream, meta, pm.pubsub_channel(channel)
-        )
+        script = encode_command(b"EVAL", SCRIPT.encode(), b"2", stream, meta, pm.pubsub(channel))
         with (
             ssubscribed(cluster, pm, channel) as sock,
             socket.create_connection(("127.0.0.1", replica), timeout=10) as writer,
@@ -153,4 +149,4 @@ def test_killed_master_is_replaced_by_its_replica() -> None:
             assert roundtrip(writer, script, 1) == [1]
             reader = hiredis.Reader()
             reader.feed(sock.recv(65536))
-            assert reader.gets() == [b"smessage", pm.pubsub_channel(channel), b"1"]
+            assert reader.gets() == [b"smessage", pm.pubsub(channel), b"1"]

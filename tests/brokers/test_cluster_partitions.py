@@ -7,7 +7,7 @@ import collections
 import pytest
 from redis.crc import key_slot
 
-from hub.brokers.cluster import PartitionMap, balanced_tags, parse_cluster_url
+from hub.brokers.cluster import ClusterTarget, PartitionMap, balanced_tags, parse_cluster_url
 from hub.core.errors import ConfigError
 
 
@@ -35,7 +35,8 @@ def test_every_name_of_a_channel_shares_its_partition_slot() -> None:
     pm = PartitionMap(prefix="hub:", num_partitions=32)
     for channel in ("news", "chat:1", "a{b}c", "ü"):
         slot = pm.slot(pm.partition(channel))
-        names = [pm.pubsub_channel(channel), *pm.history_keys(channel), pm.presence_key(channel)]
+        names = [pm.pubsub(channel), *pm.history_keys(channel), *pm.presence_keys(channel)]
+        names.append(pm.names(pm.partition(channel)).probe(b"hub-1"))
         assert {key_slot(n) for n in names} == {slot}, channel
 
 
@@ -60,9 +61,37 @@ def test_bad_cluster_url_is_refused(url: str) -> None:
         parse_cluster_url(url)
 
 
-def test_cluster_url_is_refused_until_the_broker_exists() -> None:
-    """A cluster URL fails at start-up with a message that says so, not as an unknown scheme."""
-    from hub.brokers import create_broker
+def test_cluster_url_credentials_tls_and_partitions() -> None:
+    """User and password (percent-decoded), rediss+cluster:// for TLS, and partitions=."""
+    target = ClusterTarget.from_url("rediss+cluster://app:p%40ss@h1:7001,h2:7002?partitions=64")
+    assert target.seeds == (("h1", 7001), ("h2", 7002))
+    assert (target.username, target.password, target.tls) == ("app", "p@ss", True)
+    assert target.num_partitions == 64
+    assert ClusterTarget.from_url("redis+cluster://h:1").num_partitions == 32
 
-    with pytest.raises(ConfigError, match="Redis Cluster is not supported yet"):
-        create_broker("redis+cluster://127.0.0.1:7001,127.0.0.1:7002")
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("redis+cluster://h:1/0", "one database"),
+        ("redis+cluster://h:1?db=2", "unknown option"),
+        ("redis+cluster://h:1?partitions=x", "partitions must be"),
+        ("redis+cluster://h:1?partitions=5000", "partitions must be"),
+    ],
+)
+def test_cluster_url_options_are_checked(url: str, says: str) -> None:
+    with pytest.raises(ConfigError, match=says):
+        ClusterTarget.from_url(url)
+
+
+def test_a_cluster_url_makes_a_cluster_broker_of_its_partitions() -> None:
+    """create_broker picks the cluster broker: one partition broker per partition, each
+    with its own probe channel in its partition's slot."""
+    from hub.brokers import create_broker
+    from hub.brokers.cluster.broker import ClusterBroker
+
+    broker = create_broker("redis+cluster://127.0.0.1:7001?partitions=8", prefix="x:")
+    assert isinstance(broker, ClusterBroker)
+    assert len(broker.partitions) == 8
+    pm = broker.map
+    assert [key_slot(pm.names(i).probe(b"p")) for i in range(8)] == [pm.slot(i) for i in range(8)]

@@ -73,11 +73,12 @@ def test_an_invalid_configuration_exits_2_with_the_reason(
 @pytest.mark.parametrize(
     ("url", "says"),
     [
-        ("redis+cluster://127.0.0.1:7000", "not supported yet"),
+        ("redis+cluster://127.0.0.1:7000?partitions=0", "partitions must be"),
         ("redis+sentinel://127.0.0.1:26379", "no master name"),
         ("redis+sentinel://h:26379/m?x=1", "unknown option"),
         ("foo://x", "use redis://"),
         ("redis://h:notaport", "Port"),
+        ("redis+cluster://u:s3cret@h1:1,h2:x", "u:***@h1:1,h2:x"),
     ],
 )
 def test_serve_refuses_a_broker_url_once_before_starting_workers(url: str, says: str) -> None:
@@ -86,3 +87,4 @@ def test_serve_refuses_a_broker_url_once_before_starting_workers(url: str, says:
     out = run_python("-m", "hub", "serve", "--workers", "2", "--port", "0", "--redis", url)
     assert out.returncode == 2, out.stderr
     assert says in out.stderr and "Traceback" not in out.stderr, out.stderr
+    assert "s3cret" not in out.stderr

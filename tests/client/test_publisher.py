@@ -9,7 +9,7 @@ import pytest
 import redis
 from support import RedisServer, free_port
 
-from hub.brokers.scripts import history_keys
+from hub.brokers.names import FlatNames
 from hub.client import Published, Publisher
 from hub.core.config import Settings
 
@@ -38,7 +38,7 @@ def test_sync_and_async_publish_through_the_history_script(
             return await publisher.apublish("log.app", binary=b"\x01")
 
     assert asyncio.run(async_side()).offset == 3
-    stream, _ = history_keys(prefix.encode(), "log.app")
+    stream, _ = FlatNames(prefix.encode()).history_keys("log.app")
     assert redis_server.client().xlen(stream) == 3
 
 
@@ -119,7 +119,7 @@ async def test_a_lost_reply_does_not_store_the_message_twice(
         assert proxy.num_dropped == 1
         assert await publish(3) == 3
         publisher.close()
-    stream, _ = history_keys(prefix.encode(), "log")
+    stream, _ = FlatNames(prefix.encode()).history_keys("log")
     assert redis_server.client().xlen(stream) == 3
     assert proxy.server is not None
     proxy.server.close()

@@ -1,104 +1,303 @@
-"""Two hub instances sharing one redis-server behave as one hub."""
+"""Redis Cluster: hubs on ``redis+cluster://`` deliver across instances on sharded pub/sub,
+and follow their slots through a resharding, a ``CLUSTER FAILOVER`` and a master SIGKILL,
+mid-stream, every message counted per channel."""
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
+import json
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
-from support import HubProcess, RedisServer, assert_silent, recv_n
+import pytest
+from support import HubProcess, free_port, t
+from support.cluster import RedisCluster
+from support.counting import Counts, count, publish_round_robin, stream_through_a_kill
 from websockets.asyncio.client import connect
 
+from hub.brokers.cluster import PartitionMap
 
-async def test_delivery_across_instances_both_ways_with_echo(
-    hub_pair: tuple[HubProcess, HubProcess],
+HISTORY = ("--history-size", "5000", "--history-ttl-s", "300")
+
+
+def hub_args(cluster: RedisCluster, *extra: str) -> tuple[str, ...]:
+    return (
+        "--redis",
+        cluster.url,
+        "--workers",
+        "1",
+        "--channel-prefix",
+        f"c{free_port()}:",
+        *extra,
+    )
+
+
+def in_partitions(pm: PartitionMap, partitions: set[int], n: int, stem: str) -> list[str]:
+    """``n`` channel names whose partitions are among ``partitions``."""
+    names = (f"{stem}{i}" for i in range(100_000))
+    return [c for c in names if pm.partition(c) in partitions][:n]
+
+
+@dataclass
+class MultiReader:
+    """One hub.v1 socket subscribed to many channels: the numbers each got, and gaps."""
+
+    channels: Sequence[str]
+    numbers: dict[str, list[int]] = field(default_factory=lambda: collections.defaultdict(list))
+    gaps: list[dict[str, Any]] = field(default_factory=list)
+    subscribed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def run(self, url: str, until: Callable[[MultiReader], bool]) -> None:
+        async with connect(url, subprotocols=["hub.v1"]) as ws:  # type: ignore[list-item]
+            await ws.send(json.dumps({"op": "subscribe", "channels": list(self.channels)}))
+            async for frame in ws:
+                message = json.loads(frame)
+                kind = message.get("type")
+                if kind == "ack":
+                    self.subscribed.set()
+                elif kind == "message":
+                    self.numbers[message["channel"]].append(message["data"]["n"])
+                elif kind == "gap":
+                    self.gaps.append(message)
+                elif kind == "error":
+                    raise AssertionError(f"error frame: {message}")
+                if until(self):
+                    return
+
+    def counts(self, per_channel: int) -> dict[str, Counts]:
+        return {c: count(self.numbers[c], range(per_channel)) for c in self.channels}
+
+    def total(self) -> int:
+        """Distinct messages so far (a duplicate must not end the reading early)."""
+        return sum(len(set(v)) for v in self.numbers.values())
+
+
+async def stream_through(
+    a: HubProcess,
+    b: HubProcess,
+    channels: Sequence[str],
+    per_channel: int,
+    rate: float,
+    fault: Callable[[], None],
+    fault_after_s: float = 1.0,
+) -> MultiReader:
+    """Publish through hub A, read through hub B, and run ``fault`` (in a thread) mid-stream."""
+    reader = MultiReader(channels)
+    total = len(channels) * per_channel
+    reading = asyncio.create_task(reader.run(b.url(), lambda r: r.total() >= total))
+    await asyncio.wait_for(reader.subscribed.wait(), t(10))
+    publishing = asyncio.create_task(
+        publish_round_robin(a.url(), channels, range(per_channel), rate=rate)
+    )
+    await asyncio.sleep(fault_after_s)
+    await asyncio.to_thread(fault)
+    await publishing
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(reading, t(20))
+    reading.cancel()
+    return reader
+
+
+def exact(counts: dict[str, Counts]) -> dict[str, str]:
+    """The channels whose counts are not exact, with their counts (empty: all exact)."""
+    return {c: str(k) for c, k in counts.items() if not k.is_exact}
+
+
+@pytest.fixture
+def cluster3() -> Iterator[RedisCluster]:
+    with RedisCluster(3) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def cluster3x2() -> Iterator[RedisCluster]:
+    with RedisCluster(3, replicas=1) as cluster:
+        yield cluster
+
+
+async def test_cross_instance_delivery_on_100_channels_over_every_master(
+    cluster3: RedisCluster, start_hub: Callable[..., HubProcess]
 ) -> None:
-    """A message sent on either instance reaches the other instance and echoes to its sender."""
-    a, b = hub_pair
-    async with connect(a.url("room")) as wa, connect(b.url("room")) as wb:
-        await wa.send("from a")
-        assert await recv_n(wa, 1) == ["from a"]
-        assert await recv_n(wb, 1) == ["from a"]
-        await wb.send("from b")
-        assert await recv_n(wa, 1) == ["from b"]
-        assert await recv_n(wb, 1) == ["from b"]
+    """100 channels spread over all 3 masters, 20 numbered messages each, published through
+    hub A and read through hub B: every channel gets all 20, once, in order."""
+    args = hub_args(cluster3)
+    a, b = start_hub(*args), start_hub(*args)
+    pm = PartitionMap(prefix=args[5])
+    channels = [f"room{i}" for i in range(100)]
+    owners = {cluster3.owner(pm.slot(pm.partition(c))) for c in channels}
+    assert owners == set(cluster3.masters()), "the channels do not cover every master"
+    reader = MultiReader(channels)
+    reading = asyncio.create_task(reader.run(b.url(), lambda r: r.total() >= 2000))
+    await asyncio.wait_for(reader.subscribed.wait(), t(10))
+    await publish_round_robin(a.url(), channels, range(20), rate=1000)
+    await asyncio.wait_for(reading, t(20))
+    assert exact(reader.counts(20)) == {}
+    # Sharded: each master carries its own channels (PUBSUB SHARDCHANNELS), none all of them.
+    per_master = {
+        port: len(cluster3.client(port).execute_command("PUBSUB", "SHARDCHANNELS", args[5] + "*"))
+        for port in cluster3.masters()
+    }
+    assert all(0 < n < 100 + 32 for n in per_master.values()), per_master
+    # Bounded: each hub process holds one publish, one pub/sub and one read connection per
+    # master, shared by the partitions that master serves (mux.py), not one set per partition.
+    named = {
+        port: sorted(
+            c["name"].rsplit("-", 1)[1]
+            for c in cluster3.client(port).client_list()
+            if c["name"].startswith("hub-")
+        )
+        for port in cluster3.masters()
+    }
+    assert all(
+        roles == ["publisher"] * 2 + ["reader"] * 2 + ["subscriber"] * 2 for roles in named.values()
+    ), named
+    for hub in (a, b):
+        assert "Traceback" not in hub.output()
 
 
-async def test_binary_stays_binary_and_text_stays_text(
-    hub_pair: tuple[HubProcess, HubProcess],
+def history_config(tmp_path: Path) -> tuple[str, str]:
+    """--config of a namespace ``h*`` with history; every other channel has none."""
+    config = tmp_path / "hub.toml"
+    config.write_text('[[namespaces]]\npattern = "h*"\nhistory_size = 5000\nhistory_ttl_s = 300\n')
+    return "--config", str(config)
+
+
+async def test_a_resharding_mid_stream_loses_nothing(
+    cluster3: RedisCluster, start_hub: Callable[..., HubProcess], tmp_path: Path
 ) -> None:
-    """Binary frames arrive as binary, even when their bytes are valid UTF-8, and text as text."""
-    a, b = hub_pair
-    async with connect(a.url("bin")) as wa, connect(b.url("bin")) as wb:
-        payloads: list[str | bytes] = [b"\x00\xff\xfe", b"plain ascii bytes", "text \u00e9", b""]
-        for p in payloads:
-            await wa.send(p)
-        assert await recv_n(wb, len(payloads)) == payloads
+    """``redis-cli --cluster reshard`` moves partition 0's slot (and 511 others, with the
+    history keys in them) to another master while 16 channels stream: 4 history and 4 plain
+    channels in partition 0, as many in partitions that stay. Every channel, history or not,
+    gets every message once, in order, with no gap: publishes that meet MOVED or ASK are
+    held and sent again to the new owner once the subscribers have moved there."""
+    args = hub_args(cluster3, *history_config(tmp_path))
+    a, b = start_hub(*args), start_hub(*args)
+    pm = PartitionMap(prefix=args[5])
+    channels = [
+        *in_partitions(pm, {0}, 4, "hmoving"),
+        *in_partitions(pm, {0}, 4, "pmoving"),
+        *in_partitions(pm, {5, 20}, 4, "hstill"),
+        *in_partitions(pm, {5, 20}, 4, "pstill"),
+    ]
+    source = cluster3.owner(pm.slot(0))
+    target = next(p for p in cluster3.masters() if p != source)
+
+    def reshard() -> None:
+        cluster3.reshard(source, target, 512)
+        assert cluster3.owner(pm.slot(0)) == target
+
+    reader = await stream_through(a, b, channels, 120, rate=300, fault=reshard)
+    counts = reader.counts(120)
+    print({c: str(k) for c, k in counts.items() if c.startswith("p")})
+    assert exact(counts) == {}
+    assert reader.gaps == []
+    assert "a slot moved" in b.output(), "the partition never moved during the stream"
+    for hub in (a, b):
+        assert hub.is_ready()
+        assert "Traceback" not in hub.output()
 
 
-async def test_thousand_messages_arrive_in_order(hub_pair: tuple[HubProcess, HubProcess]) -> None:
-    """1,000 messages from one sender arrive at a receiver on the other instance in order."""
-    a, b = hub_pair
-    async with connect(a.url("order")) as wa, connect(b.url("order")) as wb:
-        for i in range(1000):
-            await wa.send(f"m{i}")
-        assert await recv_n(wb, 1000) == [f"m{i}" for i in range(1000)]
-        assert await recv_n(wa, 1000) == [f"m{i}" for i in range(1000)]
-
-
-async def test_channels_are_isolated(hub_pair: tuple[HubProcess, HubProcess]) -> None:
-    """Three channels on two instances: each client hears only its own channel."""
-    a, b = hub_pair
-    names = ["iso-1", "iso-2", "iso:3/x"]
-    clients = [await connect(h.url(n)) for n in names for h in (a, b)]
-    try:
-        for i, n in enumerate(names):
-            await clients[2 * i].send(f"to {n}")
-        for i, n in enumerate(names):
-            for ws in clients[2 * i : 2 * i + 2]:
-                assert await recv_n(ws, 1) == [f"to {n}"]
-        for ws in clients:
-            await assert_silent(ws)
-    finally:
-        for ws in clients:
-            await ws.close()
-
-
-async def test_broadcast_reaches_200_clients_on_both_instances(
-    hub_pair: tuple[HubProcess, HubProcess],
+async def test_a_cluster_failover_mid_stream_loses_nothing(
+    cluster3x2: RedisCluster, start_hub: Callable[..., HubProcess], tmp_path: Path
 ) -> None:
-    """One message reaches all of 200 clients spread over both instances."""
-    a, b = hub_pair
-    clients = await asyncio.gather(*(connect((a, b)[i % 2].url("many")) for i in range(200)))
-    try:
-        await clients[7].send("to everyone")
-        got = await asyncio.gather(*(recv_n(ws, 1) for ws in clients))
-        assert got == [["to everyone"]] * 200
-    finally:
-        await asyncio.gather(*(ws.close() for ws in clients))
+    """``CLUSTER FAILOVER`` on the replica of a master, mid-stream, with 4 history and 4
+    plain channels on that master and as many on others: every channel gets every message
+    once, in order. The promoted replica starts a new epoch on the history channels it now
+    writes (scripts.py): at most one gap each, at offset 0, and nothing skipped as seen."""
+    args = hub_args(cluster3x2, *history_config(tmp_path))
+    a, b = start_hub(*args), start_hub(*args)
+    pm = PartitionMap(prefix=args[5])
+    master = cluster3x2.owner(pm.slot(0))
+    on_master = {i for i in range(32) if cluster3x2.owner(pm.slot(i)) == master}
+    others = set(range(32)) - on_master
+    channels = [
+        *in_partitions(pm, on_master, 4, "hfo"),
+        *in_partitions(pm, on_master, 4, "pfo"),
+        *in_partitions(pm, others, 4, "hother"),
+        *in_partitions(pm, others, 4, "pother"),
+    ]
+    replica = cluster3x2.replica_of(master)
+    reader = await stream_through(
+        a, b, channels, 120, rate=300, fault=lambda: cluster3x2.failover(replica)
+    )
+    counts = reader.counts(120)
+    print({c: str(k) for c, k in counts.items() if c.startswith("p")})
+    assert exact(counts) == {}
+    assert all(g["offset"] == 0 and g["channel"].startswith("hfo") for g in reader.gaps), (
+        reader.gaps
+    )
+    assert len(reader.gaps) <= 4, reader.gaps
+    for hub in (a, b):
+        hub.wait_ready(10)
+        assert "Traceback" not in hub.output()
+    assert "a slot moved" in b.output(), "the partitions never moved during the stream"
 
 
-async def test_redis_publish_injection_reaches_clients(
-    hub_pair: tuple[HubProcess, HubProcess], redis_server: RedisServer
+async def test_a_killed_master_is_replaced_and_every_later_message_arrives(
+    cluster3x2: RedisCluster, start_hub: Callable[..., HubProcess]
 ) -> None:
-    """A plain PUBLISH <prefix><channel> from any Redis client reaches clients, text or binary."""
-    a, b = hub_pair
-    prefix = a.args[a.args.index("--channel-prefix") + 1]
-    async with connect(a.url("news")) as wa, connect(b.url("news")) as wb:
-        r = redis_server.client()
-        assert r.publish(f"{prefix}news", "breaking \u2603".encode()) == 2
-        assert r.publish(f"{prefix}news", b"\x89PNG\xff") == 2
-        for ws in (wa, wb):
-            assert await recv_n(ws, 2) == ["breaking \u2603", b"\x89PNG\xff"]
+    """A master is SIGKILLed while raw messages stream on a channel it serves: /readyz turns
+    503 while its slots have no master and 200 once the replica took over, and every
+    message sent after that reaches a raw subscriber of the other hub, once, in order."""
+    args = hub_args(cluster3x2)
+    a, b = start_hub(*args), start_hub(*args)
+    pm = PartitionMap(prefix=args[5])
+    channel = "killed"
+    master = cluster3x2.owner(pm.slot(pm.partition(channel)))
+    replica = cluster3x2.replica_of(master)
+    run = await stream_through_a_kill(
+        a,
+        b,
+        channel,
+        kill=lambda: cluster3x2.kill(master),
+        is_up=lambda: replica in cluster3x2.masters(),
+    )
+    assert 503 in run.statuses, "/readyz never turned 503 while a partition had no master"
+    assert run.statuses[-1] == 200
+    assert run.after_up().is_exact, run.after_up()
+    print(f"sent before the replica was promoted: {run.up_at}; of those: {run.before_up()}")
+    for hub in (a, b):
+        assert "Traceback" not in hub.output()
 
 
-async def test_open_connection_already_hears_its_channel(
-    hub_pair: tuple[HubProcess, HubProcess], redis_server: RedisServer
+async def test_publisher_history_and_api_channels_on_a_cluster(
+    cluster3: RedisCluster, start_hub: Callable[..., HubProcess]
 ) -> None:
-    """Once a client's handshake completes, a message published at once reaches it: the hub
-    subscribes the channel during the handshake, not after."""
-    a, _ = hub_pair
-    prefix = a.args[a.args.index("--channel-prefix") + 1]
-    r = redis_server.client()
-    for i in range(20):
-        async with connect(a.url(f"fresh-{i}")) as ws:
-            assert r.publish(f"{prefix}fresh-{i}", f"first {i}") == 1
-            assert await recv_n(ws, 1) == [f"first {i}"]
+    """hub.client.Publisher on the cluster URL reaches a hub's subscriber (sharded, through
+    redis-py's cluster client), history publishes get offsets a recovering client reads back
+    through the hub, and GET /api/channels lists the sharded channels of every node."""
+    import urllib.request
+
+    from support.counting import history_publisher
+
+    from hub.client import Client, Publisher
+
+    args = hub_args(cluster3, *HISTORY)
+    prefix = args[5]
+    hub = start_hub(*args, "--api-key", "k", api=True)
+    async with Client(hub.url()) as client:
+        plain = await client.subscribe("plainroom")
+        with Publisher(cluster3.url, channel_prefix=prefix) as publisher:
+            assert publisher.publish("plainroom", text="hello").receivers == 1
+        assert (await asyncio.wait_for(anext(plain), t(5))).text == "hello"
+        logged = await client.subscribe("log")
+        with history_publisher(cluster3.url, prefix) as publisher:
+            offsets = [publisher.publish("log", data={"n": n}).offset for n in range(5)]
+        assert offsets == [1, 2, 3, 4, 5]
+        got = [(await asyncio.wait_for(anext(logged), t(5))) for _ in range(5)]
+        assert [(m.offset, m.data["n"]) for m in got] == list(zip(offsets, range(5), strict=True))
+    request = urllib.request.Request(
+        hub.api_url + "/api/channels", headers={"Authorization": "Bearer k"}
+    )
+    async with Client(hub.url()) as client:
+        await client.subscribe("listed")
+        body = json.loads(await asyncio.to_thread(lambda: urllib.request.urlopen(request).read()))
+    assert body["scope"] == "cluster"
+    assert {"channel": "listed", "processes": 1} in [
+        {k: row[k] for k in ("channel", "processes")} for row in body["channels"]
+    ]
+    assert "Traceback" not in hub.output()

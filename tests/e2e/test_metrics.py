@@ -234,7 +234,7 @@ async def _connections_by_worker(hub: HubProcess) -> dict[str, float]:
 
 
 def test_the_broker_url_in_stats_hides_its_password() -> None:
-    from hub.metrics import redact_url
+    from hub.core.errors import redact_url
 
     assert redact_url(None) == "memory"
     assert redact_url("unix:///tmp/hub-redis-x/redis.sock") == "unix:///tmp/hub-redis-x/redis.sock"

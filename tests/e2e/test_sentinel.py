@@ -4,18 +4,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import threading
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 
 import pytest
 from support import HubProcess, free_port, t, wait_until
-from support.counting import count, publish_numbered
+from support.counting import count, publish_numbered, stream_through_a_kill
 from support.sentinel import SentinelDeployment
-from websockets.asyncio.client import connect
 
 from hub.brokers.redis.sentinel import SentinelTarget, async_client, sync_client
 from hub.client import Client, Gap, NotRecovered
@@ -27,24 +21,6 @@ HISTORY = ("--history-size", "5000", "--history-ttl-s", "300")
 def sentinel() -> Iterator[SentinelDeployment]:
     with SentinelDeployment.running() as deployment:
         yield deployment
-
-
-def readiness_log(hub: HubProcess, stop: threading.Event) -> list[tuple[float, int]]:
-    """Poll the hub's /readyz every 20 ms in a thread until ``stop``: (time, status)."""
-    log: list[tuple[float, int]] = []
-
-    def poll() -> None:
-        while not stop.wait(0.02):
-            try:
-                with urllib.request.urlopen(hub.base_url + "/readyz", timeout=1) as r:
-                    log.append((time.monotonic(), r.status))
-            except urllib.error.HTTPError as exc:
-                log.append((time.monotonic(), exc.code))
-            except OSError:
-                pass
-
-    threading.Thread(target=poll, daemon=True).start()
-    return log
 
 
 def new_master_up(deployment: SentinelDeployment, old_port: int) -> Callable[[], bool]:
@@ -125,48 +101,13 @@ async def test_a_killed_master_is_replaced_and_every_later_message_arrives(
     args = ("--redis", sentinel.url, "--workers", "1", "--channel-prefix", f"k{free_port()}:")
     a, b = start_hub(*args), start_hub(*args)
     old = sentinel.master_port()
-    stop = threading.Event()
-    ready = readiness_log(a, stop)
-    received: list[int] = []
-    sent_when_up: list[int] = []
-    async with connect(b.url("chat"), open_timeout=t(5)) as subscriber:
-
-        async def read() -> None:
-            async for frame in subscriber:
-                received.append(int(frame))
-
-        reading = asyncio.create_task(read())
-        async with connect(a.url("chat"), open_timeout=t(5)) as publisher:
-            up = new_master_up(sentinel, old)
-            n, deadline = 0, time.monotonic() + t(40)
-            killed_at = None
-            while time.monotonic() < deadline:
-                await publisher.send(str(n))
-                n += 1
-                if n == 100:
-                    sentinel.server_on(old).stop()  # SIGKILL
-                    killed_at = time.monotonic()
-                if killed_at and not sent_when_up and await asyncio.to_thread(up):
-                    sent_when_up.append(n)
-                if sent_when_up and n >= sent_when_up[0] + 200:
-                    break
-                await asyncio.sleep(0.01)
-            assert sent_when_up, "no new master within the deadline"
-            total = n
-        await asyncio.sleep(t(2))
-        reading.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await reading
-    stop.set()
-    a.wait_ready(10)
-    statuses = [s for _, s in ready]
-    assert 503 in statuses, "/readyz never turned 503 while there was no master"
-    assert statuses[-1] == 200 and a.is_ready()
-    after = [m for m in received if m >= sent_when_up[0]]
-    counts = count(after, range(sent_when_up[0], total))
-    assert counts.is_exact, counts
-    before = count([m for m in received if m < sent_when_up[0]], range(sent_when_up[0]))
-    print(f"sent before the new master was up: {sent_when_up[0]}; of those: {before}")
+    run = await stream_through_a_kill(
+        a, b, "chat", kill=sentinel.server_on(old).stop, is_up=new_master_up(sentinel, old)
+    )
+    assert 503 in run.statuses, "/readyz never turned 503 while there was no master"
+    assert run.statuses[-1] == 200 and a.is_ready()
+    assert run.after_up().is_exact, run.after_up()
+    print(f"sent before the new master was up: {run.up_at}; of those: {run.before_up()}")
     for hub in (a, b):
         assert "Traceback" not in hub.output()
 

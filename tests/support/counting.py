@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,9 +17,20 @@ from websockets.exceptions import ConnectionClosed
 
 from hub.client import Publisher
 from hub.core.namespaces import ChannelOptions, ChannelRules
+from support.ops import readiness_log
+from support.processes import HubProcess
 from support.waits import t
 
-__all__ = ["Counts", "Reader", "count", "history_publisher", "publish_numbered"]
+__all__ = [
+    "Counts",
+    "KillRun",
+    "Reader",
+    "count",
+    "history_publisher",
+    "publish_numbered",
+    "publish_round_robin",
+    "stream_through_a_kill",
+]
 
 
 def history_publisher(redis_url: str, prefix: str = "hub:") -> Publisher:
@@ -64,9 +77,18 @@ def count(received: Sequence[int], expected: range) -> Counts:
 async def publish_numbered(
     url: str, channel: str, numbers: range, *, rate: float, key: str = "n"
 ) -> None:
-    """Publish ``{"n": i}`` for each number over hub.v1 at ``rate`` per second, reading the
-    acks as they come (a client that reads nothing stops hearing its pongs, and websockets'
-    keepalive then closes it), and return once the hub has answered them all."""
+    """Publish ``{"n": i}`` for each number over hub.v1 at ``rate`` per second, and return
+    once the hub has answered them all."""
+    await publish_round_robin(url, [channel], numbers, rate=rate, key=key)
+
+
+async def publish_round_robin(
+    url: str, channels: Sequence[str], numbers: range, *, rate: float, key: str = "n"
+) -> None:
+    """``{"n": i}`` to each channel in turn, for each number, at ``rate`` messages per second
+    in all, over hub.v1, reading the acks as they come (a client that reads nothing stops
+    hearing its pongs, and websockets' keepalive then closes it); returns once the hub has
+    answered them all."""
     async with connect(url, subprotocols=["hub.v1"]) as ws:  # type: ignore[list-item]
         done = asyncio.Event()
 
@@ -78,12 +100,14 @@ async def publish_numbered(
 
         reader = asyncio.create_task(read_acks())
         loop = asyncio.get_running_loop()
-        start = loop.time()
-        for index, n in enumerate(numbers):
-            await ws.send(json.dumps({"op": "publish", "channel": channel, "data": {key: n}}))
-            delay = start + (index + 1) / rate - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
+        start, sent = loop.time(), 0
+        for n in numbers:
+            for channel in channels:
+                await ws.send(json.dumps({"op": "publish", "channel": channel, "data": {key: n}}))
+                sent += 1
+                delay = start + sent / rate - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
         await ws.send(json.dumps({"op": "ping", "id": "end"}))
         try:
             await asyncio.wait_for(done.wait(), t(30))
@@ -171,3 +195,64 @@ class Reader:
             with contextlib.suppress(Exception):
                 await asyncio.sleep(0.2)
         raise AssertionError(f"{self.channel}: never got what it waited for: {self.numbers[-5:]}")
+
+
+@dataclass
+class KillRun:
+    """What a raw subscriber got while a Redis master was killed mid-stream."""
+
+    received: list[int]
+    #: The first number sent once the new master was up, and the number of messages sent.
+    up_at: int
+    total: int
+    #: /readyz statuses of the publishing hub, in order.
+    statuses: list[int]
+
+    def after_up(self) -> Counts:
+        return count([m for m in self.received if m >= self.up_at], range(self.up_at, self.total))
+
+    def before_up(self) -> Counts:
+        return count([m for m in self.received if m < self.up_at], range(self.up_at))
+
+
+async def stream_through_a_kill(
+    a: HubProcess,
+    b: HubProcess,
+    channel: str,
+    kill: Callable[[], None],
+    is_up: Callable[[], bool],
+) -> KillRun:
+    """Send numbered raw messages through hub A at 100/s to a raw subscriber of hub B; after
+    100, ``kill`` the master; once ``is_up`` (called in a thread) says a new one serves, send
+    200 more, and return what arrived, with A's /readyz statuses meanwhile."""
+    stop = threading.Event()
+    log = readiness_log(a, stop)
+    received: list[int] = []
+    up_at = None
+    async with connect(b.url(channel), open_timeout=t(5)) as subscriber:
+
+        async def read() -> None:
+            async for frame in subscriber:
+                received.append(int(frame))
+
+        reading = asyncio.create_task(read())
+        async with connect(a.url(channel), open_timeout=t(5)) as publisher:
+            n, deadline = 0, time.monotonic() + t(40)
+            while time.monotonic() < deadline:
+                await publisher.send(str(n))
+                n += 1
+                if n == 100:
+                    kill()
+                if n > 100 and up_at is None and await asyncio.to_thread(is_up):
+                    up_at = n
+                if up_at is not None and n >= up_at + 200:
+                    break
+                await asyncio.sleep(0.01)
+            assert up_at is not None, "no new master within the deadline"
+        await asyncio.sleep(t(3))
+        reading.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reading
+    stop.set()
+    a.wait_ready(10)
+    return KillRun(received, up_at, n, [status for _, status in log])

@@ -4,6 +4,10 @@ parsed /metrics and /stats. The processes themselves are support.py's."""
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
+import urllib.error
+import urllib.request
 from typing import Any
 
 import orjson
@@ -69,3 +73,21 @@ async def stats(port: int) -> dict[str, Any]:
     assert headers["content-type"] == "application/json"
     doc: dict[str, Any] = orjson.loads(body)
     return doc
+
+
+def readiness_log(hub: HubProcess, stop: threading.Event) -> list[tuple[float, int]]:
+    """Poll the hub's /readyz every 20 ms in a thread until ``stop``: (time, status)."""
+    log: list[tuple[float, int]] = []
+
+    def poll() -> None:
+        while not stop.wait(0.02):
+            try:
+                with urllib.request.urlopen(hub.base_url + "/readyz", timeout=1) as r:
+                    log.append((time.monotonic(), r.status))
+            except urllib.error.HTTPError as exc:
+                log.append((time.monotonic(), exc.code))
+            except OSError:
+                pass
+
+    threading.Thread(target=poll, daemon=True).start()
+    return log

@@ -1,11 +1,14 @@
-"""Redis Cluster support (``redis+cluster://``): the partition map for sharded pub/sub.
-
-The broker itself (SSUBSCRIBE readers, MOVED/ASK handling) is not built yet; see
-docs/deploy.md's Cluster section for the design and its status.
-"""
+"""Redis Cluster (``redis+cluster://``): the partition map for sharded pub/sub, the slot
+topology, and the broker (``broker.py``, imported lazily by ``hub.brokers.create_broker``)."""
 
 from __future__ import annotations
 
-from hub.brokers.cluster.partitions import PartitionMap, balanced_tags, parse_cluster_url
+from hub.brokers.cluster.partitions import (
+    ClusterTarget,
+    PartitionMap,
+    balanced_tags,
+    is_cluster_url,
+    parse_cluster_url,
+)
 
-__all__ = ["PartitionMap", "balanced_tags", "parse_cluster_url"]
+__all__ = ["ClusterTarget", "PartitionMap", "balanced_tags", "is_cluster_url", "parse_cluster_url"]

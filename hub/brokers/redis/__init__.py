@@ -18,8 +18,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from hub.brokers.base import BrokerEventHandler, BrokerStats
+from hub.brokers.names import FlatNames, Names
 from hub.brokers.redis.link import RECONNECT_MAX_S, RedisLink
-from hub.brokers.redis.publisher import RESUBSCRIBE_GRACE_S, RedisPublisher
+from hub.brokers.redis.publisher import RESUBSCRIBE_GRACE_S, HeldBudget, RedisPublisher
 from hub.brokers.redis.reader import RedisReader
 from hub.brokers.redis.sentinel import SentinelLocator, SentinelTarget, is_sentinel_url
 from hub.brokers.redis.subscriber import RedisSubscriber
@@ -36,7 +37,11 @@ class RedisBroker:
     def __init__(
         self,
         *,
-        url: str,
+        url: str | None = None,
+        link: RedisLink | None = None,
+        names: Names | None = None,
+        stats: BrokerStats | None = None,
+        budget: HeldBudget | None = None,
         prefix: str = "hub:",
         publish_buffer_messages: int = 10_000,
         publish_buffer_bytes: int = 16 * 1024 * 1024,
@@ -46,20 +51,23 @@ class RedisBroker:
         on_roundtrip: Callable[[float], None] | None = None,
         on_probe_latency: Callable[[float], None] | None = None,
     ) -> None:
-        self.stats = BrokerStats()
+        self.stats = stats or BrokerStats()
         name = name or f"hub-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._name = name.encode()
         self._locator: SentinelLocator | None = None
-        if is_sentinel_url(url):
+        if link is not None:
+            self._link = link  # one partition of a Redis Cluster
+        elif url is None:
+            raise ValueError("RedisBroker needs a url or a link")
+        elif is_sentinel_url(url):
             target = SentinelTarget.from_url(url)
             self._locator = SentinelLocator(target)
             placeholder = replace(target.master, host=target.describe())
             self._link = RedisLink(placeholder, name, locate=self._locator.locate)
         else:
             self._link = RedisLink(Endpoint.from_url(url), name)
-        prefix_bytes = prefix.encode()
-        # The probe: a channel outside the client namespace ('$' is not a valid name char).
-        self._probe_key = prefix_bytes + b"$probe:" + self._name
+        layout: Names = names or FlatNames(prefix.encode())
+        self._probe_key = layout.probe(self._name)
         self._probe_interval_s = probe_interval_s
         self._probe_timeout_s = probe_timeout_s
         self._probe_sent_at: float | None = None
@@ -67,25 +75,30 @@ class RedisBroker:
         self._is_deaf = False
         self._subscriber = RedisSubscriber(
             self._link,
-            prefix=prefix_bytes,
+            names=layout,
             stats=self.stats,
             probe_key=self._probe_key,
             on_probe=self._on_probe,
         )
         self._publisher = RedisPublisher(
             self._link,
-            prefix=prefix_bytes,
+            names=layout,
             stats=self.stats,
-            max_held_messages=publish_buffer_messages,
-            max_held_bytes=publish_buffer_bytes,
+            budget=budget or HeldBudget(publish_buffer_messages, publish_buffer_bytes),
             is_subscribed=self._subscriber.is_subscribed,
             untimed_key=self._probe_key,
             on_roundtrip=on_roundtrip,
+            guard_key=self._probe_key if layout.sharded else None,
         )
-        self._reader = RedisReader(self._link, prefix=prefix_bytes)
+        self._reader = RedisReader(self._link, names=layout)
         self._tasks: list[asyncio.Task[None]] = []
 
     # Lifecycle
+
+    @property
+    def endpoint(self) -> Endpoint:
+        """Where this broker's connections go (last located, with Sentinel or Cluster)."""
+        return self._link.endpoint
 
     @property
     def is_ready(self) -> bool:
@@ -188,8 +201,8 @@ class RedisBroker:
                     "reconnecting and resubscribing",
                     now - sent_at,
                 )
-                subscriber.close()
-                publisher.close()
+                subscriber.abort()
+                publisher.abort()
                 continue
             if sent_at is None:
                 self._probe_sent_at = now

@@ -3,20 +3,15 @@ own so that a read never waits behind the publish pipeline."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import hiredis
 
+from hub.brokers.names import Names
 from hub.brokers.redis.link import RedisLink
-from hub.brokers.resp import Reply, RespConnection
-from hub.brokers.scripts import (
-    PRESENCE_SCRIPT,
-    READ_SCRIPT,
-    history_keys,
-    new_epoch,
-    presence_keys,
-    sha1,
-)
+from hub.brokers.resp import Connection, Reply
+from hub.brokers.scripts import PRESENCE_SCRIPT, READ_SCRIPT, new_epoch, sha1
 from hub.core.envelope import decode_envelope
 from hub.core.errors import BrokerUnavailable
 from hub.core.namespaces import ChannelOptions
@@ -26,14 +21,16 @@ __all__ = ["RedisReader"]
 
 logger = logging.getLogger(__name__)
 
+#: While a slot migrates (ASK, TRYAGAIN), a read waits this long between tries.
+_MIGRATING_PAUSES_S = (0.05, 0.1, 0.2, 0.4, 0.8)
 _SHAS = {READ_SCRIPT: sha1(READ_SCRIPT), PRESENCE_SCRIPT: sha1(PRESENCE_SCRIPT)}
 
 
 class RedisReader:
-    def __init__(self, link: RedisLink, *, prefix: bytes) -> None:
+    def __init__(self, link: RedisLink, *, names: Names) -> None:
         self._link = link
-        self._prefix = prefix
-        self.conn: RespConnection | None = None
+        self._names = names
+        self.conn: Connection | None = None
 
     async def run(self) -> None:
         while not self._link.is_closing:
@@ -45,22 +42,32 @@ class RedisReader:
     async def _eval(self, what: str, script: bytes, *args: bytes) -> Reply:
         """EVALSHA, or EVAL when Redis lost its script cache; BrokerUnavailable on failure."""
         conn = self.conn
-        if conn is None or conn.transport is None:
+        if conn is None or not conn.is_open:
             raise BrokerUnavailable(f"Redis is unreachable: {what} cannot be read now")
         try:
-            try:
-                return await conn.command(b"EVALSHA", _SHAS[script], *args)
-            except hiredis.ReplyError as exc:
-                if not str(exc).startswith("NOSCRIPT"):
-                    raise
-                return await conn.command(b"EVAL", script, *args)
+            for pause in _MIGRATING_PAUSES_S:
+                try:
+                    return await conn.command(b"EVALSHA", _SHAS[script], *args)
+                except hiredis.ReplyError as exc:
+                    text = str(exc)
+                    if text.startswith(("ASK", "TRYAGAIN")):
+                        # The slot is migrating: it is served from its new owner soon.
+                        await asyncio.sleep(pause)
+                        continue
+                    if text.startswith(("MOVED", "READONLY", "CLUSTERDOWN")):
+                        conn.close()  # connect again, to the slot's owner
+                        raise
+                    if not text.startswith("NOSCRIPT"):
+                        raise
+                    return await conn.command(b"EVAL", script, *args)
+            raise hiredis.ReplyError("TRYAGAIN the slot is still migrating")
         except (TimeoutError, ConnectionError, hiredis.ReplyError) as exc:
             raise BrokerUnavailable(f"reading {what} failed: {exc}") from exc
 
     async def read_history(
         self, channel: str, *, since: int | None, limit: int, options: ChannelOptions
     ) -> HistoryPage:
-        stream, meta = history_keys(self._prefix, channel)
+        stream, meta = self._names.history_keys(channel)
         reply = await self._eval(
             f"the history of {channel}",
             READ_SCRIPT,
@@ -75,7 +82,7 @@ class RedisReader:
         return _history_page(reply, newest_first=since is None)
 
     async def read_presence(self, channel: str, now: float) -> list[tuple[str, str | None]]:
-        clients, processes = presence_keys(self._prefix, channel)
+        clients, processes = self._names.presence_keys(channel)
         reply = await self._eval(
             f"the presence of {channel}", PRESENCE_SCRIPT, b"2", clients, processes, b"%.3f" % now
         )
