@@ -341,22 +341,29 @@ def test_payload_file_lines_are_sent_in_turn(tmp_path: Path) -> None:
     assert log.read_bytes().split(b"\n")[:-1] == bodies * 2
 
 
-def test_plot_draws_throughput_connections_and_latency(tmp_path: Path) -> None:
+@pytest.fixture
+def reference_port() -> Iterator[int]:
+    """benchmarks/reference_broadcast.py on a free port: a plain websockets broadcast server."""
     port = free_port()
     reference = ROOT / "benchmarks" / "reference_broadcast.py"
     command = [sys.executable, str(reference), "--host", "127.0.0.1", "--port", str(port)]
     process = subprocess.Popen(command, cwd=ROOT)
-    png = tmp_path / "run.png"
     try:
         wait_listening(port, process, t(20))
-        rc, report, stderr = bench(
-            tmp_path,
-            *("fanout", "--url", f"ws://127.0.0.1:{port}", "-n", "3", "--procs", "1"),
-            *("--rate", "200", "-m", "300", "--interval", "0.25", "--plot", str(png)),
-            *("--html", str(tmp_path / "run.html"), "--openmetrics", str(tmp_path / "run.prom")),
-        )
+        yield port
     finally:
         stop_process(process, t(10))
+
+
+def test_plot_draws_throughput_connections_and_latency(tmp_path: Path, reference_port: int) -> None:
+    port = reference_port
+    png = tmp_path / "run.png"
+    rc, report, stderr = bench(
+        tmp_path,
+        *("fanout", "--url", f"ws://127.0.0.1:{port}", "-n", "3", "--procs", "1"),
+        *("--rate", "200", "-m", "300", "--interval", "0.25", "--plot", str(png)),
+        *("--html", str(tmp_path / "run.html"), "--openmetrics", str(tmp_path / "run.prom")),
+    )
     assert rc == 0, stderr
     assert f"drawing the plots to {png}" in stderr
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -402,35 +409,27 @@ def test_plot_without_matplotlib_fails_and_names_the_distribution(
     assert json.loads(out.read_text())["messages"]["lost"] == 0
 
 
-def test_openmetrics_is_written_while_the_run_goes_on(tmp_path: Path) -> None:
+def test_openmetrics_is_written_while_the_run_goes_on(tmp_path: Path, reference_port: int) -> None:
     """A soak can be watched live: the --openmetrics file holds hub_bench_live_* gauges
     (rewritten about once a second, in one rename) before the run ends, then the totals."""
-    port = free_port()
-    reference = ROOT / "benchmarks" / "reference_broadcast.py"
-    command = [sys.executable, str(reference), "--host", "127.0.0.1", "--port", str(port)]
-    server = subprocess.Popen(command, cwd=ROOT)
     prom = tmp_path / "live.prom"
+    run = subprocess.Popen(
+        [sys.executable, "-m", "hub.bench", "fanout", "--url", f"ws://127.0.0.1:{reference_port}",
+         "-n", "3", "--procs", "1", "--rate", "50", "-d", "6", "-q",
+         "--openmetrics", str(prom)],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
     try:
-        wait_listening(port, server, t(20))
-        run = subprocess.Popen(
-            [sys.executable, "-m", "hub.bench", "fanout", "--url", f"ws://127.0.0.1:{port}",
-             "-n", "3", "--procs", "1", "--rate", "50", "-d", "6", "-q",
-             "--openmetrics", str(prom)],
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )  # fmt: skip
-        try:
-            wait_until(
-                lambda: prom.exists() and "hub_bench_live_messages" in prom.read_text(),
-                t(20),
-                "the live OpenMetrics file",
-            )
-            assert run.poll() is None, "the run ended before the file was written"
-            live = {f.name: f for f in text_string_to_metric_families(prom.read_text())}
-            assert "hub_bench_live_sockets" in live and "hub_bench_live_receive_rate" in live
-            assert run.wait(t(60)) == 0
-        finally:
-            stop_process(run, t(10))
+        wait_until(
+            lambda: prom.exists() and "hub_bench_live_messages" in prom.read_text(),
+            t(20),
+            "the live OpenMetrics file",
+        )
+        assert run.poll() is None, "the run ended before the file was written"
+        live = {f.name: f for f in text_string_to_metric_families(prom.read_text())}
+        assert "hub_bench_live_sockets" in live and "hub_bench_live_receive_rate" in live
+        assert run.wait(t(60)) == 0
     finally:
-        stop_process(server, t(10))
+        stop_process(run, t(10))
     final = {f.name: f for f in text_string_to_metric_families(prom.read_text())}
     assert "hub_bench_messages" in final and "hub_bench_live_messages" not in final
