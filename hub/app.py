@@ -12,7 +12,6 @@ from typing import Any
 
 import uvloop
 
-from hub.api import PublishApi
 from hub.brokers import Broker, create_broker
 from hub.brokers.clients import subscribed_channels
 from hub.core.auth import Authenticator
@@ -20,6 +19,7 @@ from hub.core.config import Settings
 from hub.core.errors import redact_url
 from hub.core.limits import is_loopback, raise_open_file_limit
 from hub.core.tls import server_tls_context
+from hub.http.api import PublishApi
 from hub.metrics import Figures, WorkerMetrics
 from hub.node import Node
 from hub.ws.connection import HubConnection

@@ -33,7 +33,7 @@ __all__ = [
     "JSON",
     "POSITION_PREFIX",
     "TEXT",
-    "Message",
+    "Envelope",
     "decode_envelope",
     "encode_envelope",
     "encode_event",
@@ -61,7 +61,7 @@ _POSITION_LEN = len(POSITION_PREFIX)
 _MAX_POSITION_LEN = 96
 
 
-class Message:
+class Envelope:
     """One message on a channel: its payload bytes and its kind (TEXT, BINARY or JSON).
 
     On a history channel it also has its ``offset`` (1, 2, 3 … per channel) and the
@@ -78,7 +78,7 @@ class Message:
 
     def __eq__(self, other: object) -> bool:
         return (
-            isinstance(other, Message)
+            isinstance(other, Envelope)
             and self.payload == other.payload
             and self.kind == other.kind
             and self.offset == other.offset
@@ -90,13 +90,13 @@ class Message:
 
     def __repr__(self) -> str:
         where = f", offset={self.offset}, epoch={self.epoch!r}" if self.offset else ""
-        return f"Message({self.payload[:40]!r}, kind={self.kind}{where})"
+        return f"Envelope({self.payload[:40]!r}, kind={self.kind}{where})"
 
 
-def gap(epoch: str, offset: int) -> Message:
+def gap(epoch: str, offset: int) -> Envelope:
     """The marker that messages were lost on a channel; delivery continues after
     ``epoch:offset``."""
-    return Message(b"", GAP, offset, epoch)
+    return Envelope(b"", GAP, offset, epoch)
 
 
 def encode_envelope(payload: bytes, kind: int = TEXT) -> bytes:
@@ -122,38 +122,38 @@ def encode_positioned(envelope: bytes, offset: int, epoch: str) -> bytes:
     return b"%b%d:%b\n%b" % (POSITION_PREFIX, offset, epoch.encode(), envelope)
 
 
-def decode_envelope(data: bytes) -> Message:
+def decode_envelope(data: bytes) -> Envelope:
     """Read a PUBLISHed payload, whether the hub or any other program wrote it."""
     if data[:1] == b"\xff":
         if data.startswith(_BINARY_PREFIX):
-            return Message(data[_MAGIC_LEN + 1 :], BINARY)
+            return Envelope(data[_MAGIC_LEN + 1 :], BINARY)
         if data.startswith(_JSON_PREFIX):
             payload = data[_MAGIC_LEN + 1 :]
             # Spliced as it is into hub.v1 deliveries: anything but one JSON value would let a
             # bad writer break (or forge) every client's frames. It goes out as bytes instead.
-            return Message(payload, JSON) if is_json_value(payload) else Message(data, BINARY)
+            return Envelope(payload, JSON) if is_json_value(payload) else Envelope(data, BINARY)
         if data.startswith(POSITION_PREFIX):
             return _decode_positioned(data)
         if data.startswith(_EVENT_PREFIX) and _is_event(data[_MAGIC_LEN + 1 :]):
-            return Message(data[_MAGIC_LEN + 1 :], EVENT)
-        return Message(data, BINARY)
+            return Envelope(data[_MAGIC_LEN + 1 :], EVENT)
+        return Envelope(data, BINARY)
     if data.isascii():
-        return Message(data, TEXT)
+        return Envelope(data, TEXT)
     try:
         data.decode()
     except UnicodeDecodeError:
-        return Message(data, BINARY)
-    return Message(data, TEXT)
+        return Envelope(data, BINARY)
+    return Envelope(data, TEXT)
 
 
-def _decode_positioned(data: bytes) -> Message:
+def _decode_positioned(data: bytes) -> Envelope:
     end = data.find(b"\n", _POSITION_LEN, _POSITION_LEN + _MAX_POSITION_LEN)
     offset_text, _, epoch = data[_POSITION_LEN:end].partition(b":")
     if end < 0 or not offset_text.isdigit() or not epoch.isascii():
-        return Message(data, BINARY)  # not one of ours: delivered as it is
+        return Envelope(data, BINARY)  # not one of ours: delivered as it is
     message = decode_envelope(data[end + 1 :])
     if message.offset:
-        return Message(data, BINARY)  # a position inside a position is not one of ours
+        return Envelope(data, BINARY)  # a position inside a position is not one of ours
     message.offset = int(offset_text)
     message.epoch = epoch.decode()
     return message

@@ -1,6 +1,6 @@
 """Wire formats: which bytes a subscriber reads, and the one encoder of each.
 
-The fan-out builds each format's bytes once per batch (``fanout.deliver``) and hands the same
+The fan-out builds each format's bytes once per batch (``delivery.deliver``) and hands the same
 bytes to every subscriber of that format. A subscriber whose bytes cannot be shared, because
 permessage-deflate keeps a compression context per connection, says so with
 ``PER_CONNECTION`` and encodes for itself.
@@ -11,14 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Final
 
-from hub.core.envelope import Message
+from hub.core.envelope import Envelope
+from hub.core.event_stream import sse_events
 from hub.core.frames import raw_frames, v1_frames
-from hub.core.sse import sse_events
 
 __all__ = ["ENCODERS", "PER_CONNECTION", "RAW", "SSE", "V1", "Encoder"]
 
 #: A channel's batch of messages → the frames that one subscriber's single write carries.
-Encoder = Callable[[str, list[Message]], bytes]
+Encoder = Callable[[str, list[Envelope]], bytes]
 
 #: Raw mode: each message as it came, one text or binary frame.
 RAW: Final = 0
@@ -30,7 +30,7 @@ SSE: Final = 2
 PER_CONNECTION: Final = -1
 
 
-def _raw(channel: str, messages: list[Message]) -> bytes:
+def _raw(channel: str, messages: list[Envelope]) -> bytes:
     return raw_frames(messages)
 
 

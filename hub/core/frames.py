@@ -10,7 +10,7 @@ import base64
 import struct
 from typing import Final
 
-from hub.core.envelope import BINARY, EVENT, GAP, JSON, TEXT, Message
+from hub.core.envelope import BINARY, EVENT, GAP, JSON, TEXT, Envelope
 from hub.core.jsontext import dump_json
 from hub.core.sequence import HistoryPage
 
@@ -42,7 +42,7 @@ def encode_frame(opcode: int, payload: bytes) -> bytes:
     return _pack_long(0x80 | opcode, 127, length) + payload
 
 
-def raw_frames(messages: list[Message]) -> bytes:
+def raw_frames(messages: list[Envelope]) -> bytes:
     """The raw-mode frames of a batch, joined so that each subscriber gets one write.
 
     Raw mode has no frame to tell of a gap, so gap markers are left out (they are counted).
@@ -56,7 +56,7 @@ def raw_frames(messages: list[Message]) -> bytes:
     )
 
 
-def v1_message(channel_json: bytes, m: Message) -> bytes:
+def v1_message(channel_json: bytes, m: Envelope) -> bytes:
     """One hub.v1 delivery (or gap) object; ``channel_json`` is the channel as JSON text."""
     if m.kind == EVENT:
         # b'j{"client":…}' → {"type":"join","channel":…,"client":…}
@@ -78,13 +78,13 @@ def v1_message(channel_json: bytes, m: Message) -> bytes:
     return head + b',"binary":"' + base64.b64encode(m.payload) + b'"}'
 
 
-def v1_messages(channel: str, messages: list[Message]) -> list[bytes]:
+def v1_messages(channel: str, messages: list[Envelope]) -> list[bytes]:
     """The hub.v1 delivery frames' payloads for a batch of one channel's messages."""
     channel_json = dump_json(channel)
     return [v1_message(channel_json, m) for m in messages]
 
 
-def v1_frames(channel: str, messages: list[Message]) -> bytes:
+def v1_frames(channel: str, messages: list[Envelope]) -> bytes:
     """The hub.v1 text frames of a batch, joined so that each subscriber gets one write."""
     return b"".join([encode_frame(OP_TEXT, p) for p in v1_messages(channel, messages)])
 

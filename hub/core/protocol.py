@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from hub.core.channels import MAX_CHANNEL_LENGTH, RULE, validate
-from hub.core.envelope import BINARY, JSON, TEXT, Message
+from hub.core.envelope import BINARY, JSON, TEXT, Envelope
 from hub.core.errors import InvalidChannel, ProtocolError
 from hub.core.jsontext import dump_json, parse_json
 from hub.core.sequence import Position
@@ -174,7 +174,7 @@ def _channel_list(obj: dict[str, Any], op: str, request_id: RequestId) -> tuple[
     return tuple(dict.fromkeys(_channel(n, "channels", request_id) for n in names))
 
 
-def message_from_fields(obj: dict[str, Any], request_id: RequestId = None) -> Message:
+def message_from_fields(obj: dict[str, Any], request_id: RequestId = None) -> Envelope:
     """The message of a publish: exactly one of ``data`` (JSON), ``text`` or ``binary``."""
     given = [f for f in ("data", "text", "binary") if f in obj]
     if not given:
@@ -190,26 +190,26 @@ def message_from_fields(obj: dict[str, Any], request_id: RequestId = None) -> Me
     field = given[0]
     value = obj[field]
     if field == "data":
-        return Message(dump_json(value), JSON)
+        return Envelope(dump_json(value), JSON)
     if not isinstance(value, str):
         raise _error(BAD_FIELD, f"{field!r} must be a string", request_id)
     if field == "text":
         try:
-            return Message(value.encode(), TEXT)
+            return Envelope(value.encode(), TEXT)
         except UnicodeEncodeError:
             raise _error(BAD_FIELD, "'text' holds a lone surrogate", request_id) from None
     try:
-        return Message(base64.b64decode(value, validate=True), BINARY)
+        return Envelope(base64.b64decode(value, validate=True), BINARY)
     except (binascii.Error, ValueError):
         raise _error(BAD_FIELD, "'binary' must be standard base64 (RFC 4648)", request_id) from None
 
 
-def message_from_body(body: bytes, kind: int) -> Message:
+def message_from_body(body: bytes, kind: int) -> Envelope:
     """A message of ``kind`` from a request body (HTTP, ``hub publish``), validated once:
     JSON must parse (it is stored compact), text must be UTF-8; raise ProtocolError."""
     if kind == JSON:
         try:
-            return Message(dump_json(parse_json(body)), JSON)
+            return Envelope(dump_json(parse_json(body)), JSON)
         except (ValueError, UnicodeDecodeError) as exc:
             raise _error(BAD_JSON, f"the body is not valid JSON: {exc}") from None
     if kind == TEXT:
@@ -217,7 +217,7 @@ def message_from_body(body: bytes, kind: int) -> Message:
             body.decode()
         except UnicodeDecodeError:
             raise _error(BAD_REQUEST, "a text body must be UTF-8; send binary instead") from None
-    return Message(body, kind)
+    return Envelope(body, kind)
 
 
 def decode_request(data: str | bytes) -> Request:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from hub.core.envelope import Message, gap
+from hub.core.envelope import Envelope, gap
 
 __all__ = ["ChannelSequence", "HistoryPage", "Position", "Recovery", "after", "recover"]
 
@@ -37,7 +37,7 @@ class HistoryPage:
 
     epoch: str
     top: int
-    messages: list[Message] = field(default_factory=list)
+    messages: list[Envelope] = field(default_factory=list)
 
     @property
     def position(self) -> Position:
@@ -50,7 +50,7 @@ class Recovery:
 
     recovered: bool
     position: Position
-    replay: list[Message]
+    replay: list[Envelope]
 
 
 def recover(since: Position, page: HistoryPage, max_messages: int) -> Recovery:
@@ -71,7 +71,7 @@ def recover(since: Position, page: HistoryPage, max_messages: int) -> Recovery:
     return Recovery(True, page.position, wanted)
 
 
-def after(position: Position, live: list[Message]) -> list[Message]:
+def after(position: Position, live: list[Envelope]) -> list[Envelope]:
     """The live messages (buffered during a read) that follow ``position``, in order."""
     return [
         m for m in live if not m.offset or m.epoch != position.epoch or m.offset > position.offset
@@ -93,7 +93,7 @@ class ChannelSequence:
         self.epoch = epoch
         self.offset = offset
         self.is_repairing = False
-        self._held: list[Message] = []
+        self._held: list[Envelope] = []
         #: Messages that the last repair took from the history (pub/sub had missed them).
         self.num_from_history = 0
 
@@ -101,12 +101,12 @@ class ChannelSequence:
     def position(self) -> Position:
         return Position(self.epoch, self.offset)
 
-    def accept(self, messages: list[Message]) -> tuple[list[Message], Position | None]:
+    def accept(self, messages: list[Envelope]) -> tuple[list[Envelope], Position | None]:
         """(messages to deliver now, the position to repair from, if a repair must start)."""
         if self.is_repairing:
             self._held.extend(messages)
             return [], None
-        out: list[Message] = []
+        out: list[Envelope] = []
         for index, m in enumerate(messages):
             if not m.offset:
                 out.append(m)  # a plain PUBLISH from another program: no position to keep
@@ -133,7 +133,7 @@ class ChannelSequence:
             return None
         return self._start_repair([])
 
-    def _start_repair(self, held: list[Message]) -> Position:
+    def _start_repair(self, held: list[Envelope]) -> Position:
         self.is_repairing = True
         self._held = list(held)
         return self.position
@@ -142,7 +142,7 @@ class ChannelSequence:
     def num_held(self) -> int:
         return len(self._held)
 
-    def repaired(self, page: HistoryPage) -> list[Message]:
+    def repaired(self, page: HistoryPage) -> list[Envelope]:
         """Merge the history page with what was held.
 
         The page was read after our position in our epoch or, when the epoch has changed,
@@ -150,7 +150,7 @@ class ChannelSequence:
         """
         held, self._held = self._held, []
         self.is_repairing = False
-        out: list[Message] = []
+        out: list[Envelope] = []
         if page.epoch != self.epoch:
             # Our epoch is gone: everything after our position in it is lost. The new
             # epoch's history is read from its start, so its messages are all in the page.
@@ -174,11 +174,11 @@ class ChannelSequence:
         out.extend(m for m in held if not m.offset)
         return out
 
-    def give_up(self) -> list[Message]:
+    def give_up(self) -> list[Envelope]:
         """The history could not be read: tell of the loss, then pass on what was held."""
         held, self._held = self._held, []
         self.is_repairing = False
-        out: list[Message] = []
+        out: list[Envelope] = []
         positioned = sorted((m for m in held if m.offset), key=lambda m: m.offset)
         if positioned:
             first = positioned[0]

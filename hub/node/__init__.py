@@ -3,6 +3,6 @@
 history reads and gap repair) and ``state.py`` (what is kept per channel and per join)."""
 
 from hub.node.node import Node
-from hub.node.state import Client, PendingJoin
+from hub.node.state import Member, PendingJoin
 
-__all__ = ["Client", "Node", "PendingJoin"]
+__all__ = ["Member", "Node", "PendingJoin"]

@@ -9,13 +9,13 @@ from collections.abc import Collection
 from typing import TYPE_CHECKING
 
 from hub.brokers.base import Broker
-from hub.core.envelope import Message
+from hub.core.envelope import Envelope
 from hub.core.errors import BrokerUnavailable, ProtocolError
 from hub.core.namespaces import ChannelOptions, ChannelRules
 from hub.core.protocol import HISTORY_OFF, UNAVAILABLE, UNRECOVERABLE_POSITION
 from hub.core.registry import Registry
 from hub.core.sequence import HistoryPage, Position, after, recover
-from hub.node.state import BrokerChannel, Client, PendingJoin
+from hub.node.state import BrokerChannel, Member, PendingJoin
 
 __all__ = ["REPAIR_RETRY_DELAYS_S", "NodeHistory"]
 
@@ -32,7 +32,7 @@ class NodeHistory:
     rules: ChannelRules
     recovery_max_messages: int
     num_repaired: int
-    _registry: Registry[Client]
+    _registry: Registry[Member]
     _broker_channels: dict[str, BrokerChannel]
     _repairs: set[asyncio.Task[None]]
 
@@ -42,9 +42,9 @@ class NodeHistory:
         async def _ensure_subscribed(self, channel: str) -> None: ...
         def _schedule_expiry(self, channel: str, state: BrokerChannel) -> None: ...
         def _dispatch(
-            self, channel: str, messages: list[Message], state: BrokerChannel
+            self, channel: str, messages: list[Envelope], state: BrokerChannel
         ) -> None: ...
-        def _presence_joined(self, channel: str, client: Client) -> None: ...
+        def _presence_joined(self, channel: str, client: Member) -> None: ...
         def _presence_rewrite(self, channels: Collection[str]) -> None: ...
 
     def options_for(self, channel: str) -> ChannelOptions:
@@ -131,7 +131,7 @@ class NodeHistory:
             self._dispatch(channel, messages, state)
 
     async def prepare_join(
-        self, channel: str, client: Client, *, since: Position | None = None, last: int = 0
+        self, channel: str, client: Member, *, since: Position | None = None, last: int = 0
     ) -> PendingJoin:
         """Start joining a history channel at a position; finish with ``commit_join``.
 
@@ -170,7 +170,7 @@ class NodeHistory:
             raise
         return join
 
-    def commit_join(self, join: PendingJoin) -> list[Message]:
+    def commit_join(self, join: PendingJoin) -> list[Envelope]:
         """Add the client to the channel now; return what it must be sent first, in order:
         the replay, then the live messages that followed the position."""
         state = self._broker_channels[join.channel]

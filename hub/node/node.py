@@ -12,16 +12,16 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 
 from hub.brokers.base import Broker
-from hub.core.envelope import EVENT, GAP, TEXT, Message, decode_envelope, encode_envelope
+from hub.core.delivery import Subscriber, deliver
+from hub.core.envelope import EVENT, GAP, TEXT, Envelope, decode_envelope, encode_envelope
 from hub.core.errors import CloseCode
-from hub.core.fanout import Subscriber, deliver
 from hub.core.namespaces import ChannelOptions, ChannelRules
 from hub.core.policy import BUFFER_FULL, PublishPolicy, Refusal
 from hub.core.protocol import RATE_LIMITED
 from hub.core.registry import Registry
 from hub.node.history import NodeHistory
 from hub.node.presence import NodePresence
-from hub.node.state import BrokerChannel, Client
+from hub.node.state import BrokerChannel, Member
 
 __all__ = ["Node"]
 
@@ -46,7 +46,7 @@ class Node(NodeHistory, NodePresence):
         #: This process's name in presence lists: client ids are ``<name>.<number>``.
         self.name = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self.presence_ttl_s = presence_ttl_s
-        self._listeners: dict[str, dict[Client, None]] = {}
+        self._listeners: dict[str, dict[Member, None]] = {}
         self._heartbeat: asyncio.Task[None] | None = None
         self._num_clients = 0
         self.rules = rules or ChannelRules((), ChannelOptions())
@@ -54,7 +54,7 @@ class Node(NodeHistory, NodePresence):
         self._max_buffered_bytes = max_buffered_bytes
         self._unsubscribe_delay_s = unsubscribe_delay_s
         self._on_fanout = on_fanout
-        self._registry: Registry[Client] = Registry()
+        self._registry: Registry[Member] = Registry()
         self._broker_channels: dict[str, BrokerChannel] = {}
         # Plain counters on the hot path; metrics read them at scrape time.
         self.num_received = 0
@@ -103,7 +103,7 @@ class Node(NodeHistory, NodePresence):
         if channel not in self._registry and state.expiry is None:
             self._schedule_expiry(channel, state)
 
-    async def join(self, channel: str, client: Client) -> None:
+    async def join(self, channel: str, client: Member) -> None:
         """Add ``client`` to ``channel``; returns once the channel's messages will reach it."""
         self._registry.add(channel, client)
         client.channels.add(channel)
@@ -118,13 +118,13 @@ class Node(NodeHistory, NodePresence):
             raise
         self._presence_joined(channel, client)
 
-    def leave(self, channel: str, client: Client) -> None:
+    def leave(self, channel: str, client: Member) -> None:
         """Remove ``client`` from ``channel``; the broker is unsubscribed after a delay."""
         if channel in client.channels:
             self._presence_left(channel, client)
         self._remove(channel, client)
 
-    def _remove(self, channel: str, client: Client) -> None:
+    def _remove(self, channel: str, client: Member) -> None:
         client.channels.discard(channel)
         state = self._broker_channels.get(channel)
         if state is not None:
@@ -136,7 +136,7 @@ class Node(NodeHistory, NodePresence):
             else:
                 self._schedule_expiry(channel, state)
 
-    def leave_all(self, client: Client) -> None:
+    def leave_all(self, client: Member) -> None:
         for channel in list(client.channels):
             self.leave(channel, client)
 
@@ -267,11 +267,11 @@ class Node(NodeHistory, NodePresence):
     def _deliver_past_floors(
         self,
         channel: str,
-        messages: list[Message],
+        messages: list[Envelope],
         state: BrokerChannel,
-        subs: dict[Client, None],
+        subs: dict[Member, None],
         slow: list[Subscriber],
-    ) -> dict[Client, None]:
+    ) -> dict[Member, None]:
         """Give each client with a floor only what follows it; return the others. Rare and
         brief: a floor goes once the live stream passes it."""
         floors = state.floors
@@ -295,7 +295,7 @@ class Node(NodeHistory, NodePresence):
         self._num_clients += 1
         return self._num_clients
 
-    def _dispatch(self, channel: str, messages: list[Message], state: BrokerChannel) -> None:
+    def _dispatch(self, channel: str, messages: list[Envelope], state: BrokerChannel) -> None:
         """Hand ``messages`` to the channel's local subscribers, and to its pending joins."""
         if state.options.join_leave:
             # Presence events reach only the clients that asked for them.
@@ -324,7 +324,7 @@ class Node(NodeHistory, NodePresence):
 
     # History: gap repair and joins at a position
 
-    def _evict_slow(self, client: Client) -> None:
+    def _evict_slow(self, client: Member) -> None:
         if not client.channels:
             return  # already evicted by an earlier channel in this batch
         self.num_slow_consumers += 1

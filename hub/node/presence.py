@@ -16,14 +16,14 @@ from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 from hub.brokers.base import Broker
-from hub.core.envelope import Message, encode_event
+from hub.core.envelope import Envelope, encode_event
 from hub.core.errors import BrokerUnavailable, ProtocolError
 from hub.core.frames import v1_message
 from hub.core.jsontext import dump_json
 from hub.core.namespaces import ChannelRules
 from hub.core.protocol import PRESENCE_OFF, UNAVAILABLE
 from hub.core.registry import Registry
-from hub.node.state import Client
+from hub.node.state import Member
 
 __all__ = ["NodePresence"]
 
@@ -37,22 +37,22 @@ class NodePresence:
     rules: ChannelRules
     name: str
     presence_ttl_s: float
-    _registry: Registry[Client]
-    _listeners: dict[str, dict[Client, None]]
+    _registry: Registry[Member]
+    _listeners: dict[str, dict[Member, None]]
 
     if TYPE_CHECKING:
 
         def publish(self, channel: str, payload: bytes, kind: int = 0) -> bool: ...
         def next_client_number(self) -> int: ...
 
-    def client_id(self, client: Client) -> str:
+    def client_id(self, client: Member) -> str:
         """A client's id, unique across the cluster: this process's name and a number, given
         when first asked for (most clients never need one)."""
         if not client.number:
             client.number = self.next_client_number()
         return f"{self.name}.{client.number}"
 
-    def _presence_joined(self, channel: str, client: Client) -> None:
+    def _presence_joined(self, channel: str, client: Member) -> None:
         options = self.rules.options_for(channel)
         if options.presence:
             self.broker.presence_add(
@@ -61,7 +61,7 @@ class NodePresence:
             if options.join_leave:
                 self._announce(channel, client, is_join=True)
 
-    def _presence_left(self, channel: str, client: Client) -> None:
+    def _presence_left(self, channel: str, client: Member) -> None:
         listeners = self._listeners.get(channel)
         if listeners is not None:
             listeners.pop(client, None)
@@ -73,18 +73,18 @@ class NodePresence:
             if options.join_leave:
                 self._announce(channel, client, is_join=False)
 
-    def _announce(self, channel: str, client: Client, *, is_join: bool) -> None:
+    def _announce(self, channel: str, client: Member, *, is_join: bool) -> None:
         body = dump_json({"client": self.client_id(client), "user": client.user})
         self.broker.publish(channel, encode_event(is_join, body))
 
-    def listen(self, channel: str, client: Client) -> bool:
+    def listen(self, channel: str, client: Member) -> bool:
         """Send ``client`` the join and leave events of ``channel``; False if it has none."""
         if not self.rules.options_for(channel).join_leave:
             return False
         self._listeners.setdefault(channel, {})[client] = None
         return True
 
-    def _deliver_events(self, channel: str, events: list[Message]) -> None:
+    def _deliver_events(self, channel: str, events: list[Envelope]) -> None:
         listeners = self._listeners.get(channel)
         if not listeners:
             return

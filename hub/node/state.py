@@ -5,15 +5,15 @@ from __future__ import annotations
 import asyncio
 from typing import Protocol
 
-from hub.core.envelope import Message
-from hub.core.fanout import Subscriber
+from hub.core.delivery import Subscriber
+from hub.core.envelope import Envelope
 from hub.core.namespaces import ChannelOptions
 from hub.core.sequence import ChannelSequence, Position
 
-__all__ = ["BrokerChannel", "Client", "PendingJoin"]
+__all__ = ["BrokerChannel", "Member", "PendingJoin"]
 
 
-class Client(Subscriber, Protocol):
+class Member(Subscriber, Protocol):
     """A connection as the node sees it: a fan-out subscriber that knows its channels."""
 
     channels: set[str]
@@ -56,7 +56,7 @@ class BrokerChannel:
         self.joiners: list[PendingJoin] = []
         #: Clients that joined at a position the live stream had not reached yet: each gets
         #: only what follows it (a message of its replay may still be in flight live).
-        self.floors: dict[Client, Position] = {}
+        self.floors: dict[Member, Position] = {}
         #: The broker delivers the channel's messages to this process.
         self.is_subscribed = False
         #: Set while a SUBSCRIBE is in flight; concurrent joins wait on it.
@@ -82,11 +82,11 @@ class PendingJoin:
 
     __slots__ = ("channel", "client", "live", "position", "recovered", "replay")
 
-    def __init__(self, channel: str, client: Client) -> None:
+    def __init__(self, channel: str, client: Member) -> None:
         self.channel = channel
         self.client = client
-        self.live: list[Message] = []
+        self.live: list[Envelope] = []
         self.position = Position("", 0)
         #: Whether the asked-for position was recovered; None when none was asked for.
         self.recovered: bool | None = None
-        self.replay: list[Message] = []
+        self.replay: list[Envelope] = []

@@ -20,10 +20,10 @@ from hub.core.origins import normalize_origin
 from hub.core.policy import BUFFER_FULL, PublishPolicy
 from hub.core.protocol import MAX_HISTORY_LIMIT, SUBPROTOCOL
 from hub.node import Node
-from hub.ws.clients import RawClient, V1Client
 from hub.ws.connection import Handshake, HubConnection, MessageCallback
 from hub.ws.routes import Routes, is_upgrade, text_response
 from hub.ws.session import V1Session
+from hub.ws.subscribers import RawClient, V1Client
 
 __all__ = ["WebSocketHandler", "select_subprotocol"]
 

@@ -1,7 +1,7 @@
 """A hub.v1 connection's request loop: JSON control frames in, acks and errors out.
 
 Deliveries do not pass through here: the fan-out writes them straight to the transport
-(``hub.ws.clients.V1Client``). This loop runs once per inbound client frame.
+(``hub.ws.subscribers.V1Client``). This loop runs once per inbound client frame.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from hub.core.auth import Grant
-from hub.core.envelope import Message
+from hub.core.envelope import Envelope
 from hub.core.errors import BrokerUnavailable, ProtocolError
 from hub.core.frames import history_frame
 from hub.core.jsontext import dump_json
@@ -28,7 +28,7 @@ from hub.core.protocol import (
     error_frame,
 )
 from hub.node import Node, PendingJoin
-from hub.ws.clients import V1Client
+from hub.ws.subscribers import V1Client
 
 __all__ = ["V1Session"]
 
@@ -143,7 +143,7 @@ class V1Session:
             raise
         # From here to the write nothing awaits: the replays precede every live message.
         positions: dict[str, dict[str, object]] = {}
-        replays: list[tuple[str, list[Message]]] = []
+        replays: list[tuple[str, list[Envelope]]] = []
         for join in pending:
             replays.append((join.channel, node.commit_join(join)))
             position: dict[str, object] = {

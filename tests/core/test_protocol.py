@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from support import ROOT
 
 from hub.core import protocol
-from hub.core.envelope import BINARY, JSON, TEXT, Message, decode_envelope, encode_envelope
+from hub.core.envelope import BINARY, JSON, TEXT, Envelope, decode_envelope, encode_envelope
 from hub.core.errors import ProtocolError
 from hub.core.frames import v1_messages
 from hub.core.protocol import ERROR_CODES, decode_binary_publish, decode_request
@@ -87,7 +87,7 @@ def test_binary_round_trips_through_envelope_and_frame(payload: bytes) -> None:
     """A binary frame's payload reaches hub.v1 deliveries intact, as base64."""
     request = decode_binary_publish(b"room\n" + payload)
     message = decode_envelope(encode_envelope(request.payload, request.kind))
-    assert message == Message(payload, BINARY)
+    assert message == Envelope(payload, BINARY)
     delivered = json.loads(v1_messages("room", [message])[0])
     assert base64.b64decode(delivered["binary"]) == payload
 

@@ -13,7 +13,7 @@ from hub.core.envelope import (
     ENVELOPE_MAGIC,
     JSON,
     TEXT,
-    Message,
+    Envelope,
     decode_envelope,
     encode_envelope,
 )
@@ -45,7 +45,7 @@ def test_frames_parse_with_websockets(size: int) -> None:
 
 def test_batch_is_one_buffer_of_frames_in_order() -> None:
     """raw_frames joins a batch's frames, text as text and binary as binary, in order."""
-    msgs = [Message(b"one"), Message(b"\x00two", BINARY), Message(b'{"a":1}', JSON)]
+    msgs = [Envelope(b"one"), Envelope(b"\x00two", BINARY), Envelope(b'{"a":1}', JSON)]
     frames = parse_frames(raw_frames(msgs))
     assert [(f.opcode, f.data) for f in frames] == [
         (Opcode.TEXT, b"one"),
@@ -74,14 +74,14 @@ def test_envelope_round_trips(payload: bytes, kind: int, value: object) -> None:
         payload = payload.decode("utf-8", "replace").encode()
     elif kind == JSON:
         payload = dump_json(value)
-    assert decode_envelope(encode_envelope(payload, kind)) == Message(payload, kind)
+    assert decode_envelope(encode_envelope(payload, kind)) == Envelope(payload, kind)
 
 
 def test_foreign_payloads_are_text_when_utf8_else_binary() -> None:
     """A plain PUBLISH is text when valid UTF-8 and binary otherwise."""
     assert decode_envelope("h\u00e9llo".encode()).kind == TEXT
     assert decode_envelope(b"\x80abc").kind == BINARY
-    assert decode_envelope(b"\xffnot-ours") == Message(b"\xffnot-ours", BINARY)
+    assert decode_envelope(b"\xffnot-ours") == Envelope(b"\xffnot-ours", BINARY)
     assert ENVELOPE_MAGIC[0] == 0xFF  # never valid UTF-8, so no text is mistaken for it
     assert encode_envelope(b"text") == b"text"
 

@@ -5,17 +5,17 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hub.core.envelope import GAP, Message
+from hub.core.envelope import GAP, Envelope
 from hub.core.sequence import ChannelSequence, HistoryPage, Position, after, recover
 
 EPOCH = "e1"
 
 
-def msg(offset: int, epoch: str = EPOCH) -> Message:
-    return Message(b"m%d" % offset, offset=offset, epoch=epoch)
+def msg(offset: int, epoch: str = EPOCH) -> Envelope:
+    return Envelope(b"m%d" % offset, offset=offset, epoch=epoch)
 
 
-def offsets(messages: list[Message]) -> list[int]:
+def offsets(messages: list[Envelope]) -> list[int]:
     return [m.offset for m in messages if m.kind != GAP]
 
 
@@ -51,7 +51,7 @@ def test_repair_never_leaves_a_gap_or_a_duplicate(
     subscribers see every offset once, in order, when the history still holds them all."""
     n, batches, delays = schedule
     seq = ChannelSequence(EPOCH, 0)
-    out: list[Message] = []
+    out: list[Envelope] = []
     published = 0
     pending: tuple[Position, int] | None = None  # (read from, batches until it returns)
 
@@ -117,7 +117,7 @@ def test_give_up_tells_of_the_loss_and_passes_on_what_was_held() -> None:
     seq = ChannelSequence(EPOCH, 0)
     seq.accept([msg(1)])
     seq.accept([msg(5)])
-    seq.accept([msg(6), Message(b"plain")])
+    seq.accept([msg(6), Envelope(b"plain")])
     out = seq.give_up()
     assert out[0].kind == GAP and out[0].offset == 4
     assert offsets(out) == [5, 6, 0] and not seq.is_repairing

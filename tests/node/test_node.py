@@ -9,7 +9,7 @@ import pytest
 
 from hub.brokers.memory import MemoryBroker
 from hub.core.auth import Grant
-from hub.core.envelope import Message
+from hub.core.envelope import Envelope
 from hub.core.formats import RAW
 from hub.core.namespaces import ChannelOptions, ChannelRules
 from hub.core.policy import PublishPolicy
@@ -59,7 +59,7 @@ class FakeClient:
         self.received.append(data)
         return 0
 
-    def send_messages(self, channel: str, messages: list[Message]) -> int:
+    def send_messages(self, channel: str, messages: list[Envelope]) -> int:
         raise AssertionError("a RAW client is sent shared bytes")
 
     def send_texts(self, payloads: list[bytes]) -> None:

@@ -21,7 +21,7 @@ from aiohttp import web
 
 from hub.core.auth import Authenticator, AuthError, Grant
 from hub.core.channels import validate
-from hub.core.envelope import BINARY, JSON, TEXT, Message
+from hub.core.envelope import BINARY, JSON, TEXT, Envelope
 from hub.core.errors import InvalidChannel, ProtocolError
 from hub.core.frames import history_frame
 from hub.core.jsontext import parse_json
@@ -43,8 +43,8 @@ from hub.core.protocol import (
     message_from_fields,
     position_from,
 )
+from hub.http.sse import SseStreams, client_grant
 from hub.node import Node
-from hub.sse import SseStreams, client_grant
 
 __all__ = ["PublishApi"]
 
@@ -199,11 +199,11 @@ class PublishApi:
             response.headers["Access-Control-Allow-Origin"] = "*"
         return response
 
-    def _publish(self, channel: str, message: Message) -> bool:
+    def _publish(self, channel: str, message: Envelope) -> bool:
         return self.node.publish(channel, message.payload, message.kind)
 
     async def stream(self, request: web.Request) -> web.StreamResponse:
-        """GET /sse/<channel>: the channel as Server-Sent Events (``hub.sse``)."""
+        """GET /sse/<channel>: the channel as Server-Sent Events (``hub.http.sse``)."""
         return await self.sse.stream(request, _channel(request.match_info["channel"]))
 
     async def preflight(self, request: web.Request) -> web.Response:
@@ -262,7 +262,7 @@ class PublishApi:
         if len(items) > MAX_BATCH:
             raise ProtocolError(BAD_REQUEST, f"at most {MAX_BATCH} messages per batch")
         # Validate every message before publishing any, so a bad batch publishes nothing.
-        batch: list[tuple[str, Message]] = []
+        batch: list[tuple[str, Envelope]] = []
         for index, item in enumerate(items):
             if not isinstance(item, dict) or "channel" not in item:
                 raise ProtocolError(

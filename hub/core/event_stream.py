@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from hub.core.envelope import EVENT, GAP, Message
+from hub.core.envelope import EVENT, GAP, Envelope
 from hub.core.frames import v1_message
 from hub.core.jsontext import dump_json
 from hub.core.sequence import Position
@@ -42,7 +42,7 @@ EXPIRED: Final = (
 MAX_EVENT_ID_CHARS: Final = 86
 
 
-def sse_events(channel: str, messages: list[Message]) -> bytes:
+def sse_events(channel: str, messages: list[Envelope]) -> bytes:
     """The events of one channel's batch, joined so that each reader gets one write.
 
     Join and leave events are left out: an SSE reader never asks for them.

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from hub.core.envelope import Message
-from hub.core.fanout import deliver
+from hub.core.delivery import deliver
+from hub.core.envelope import Envelope
 from hub.core.formats import PER_CONNECTION, RAW, V1
 
 
@@ -20,7 +20,7 @@ class FakeSubscriber:
         self.writes.append(data)
         return self.buffered + len(data)
 
-    def send_messages(self, channel: str, messages: list[Message]) -> int:
+    def send_messages(self, channel: str, messages: list[Envelope]) -> int:
         return self.send_batch(f"own:{channel}:".encode() + b"|".join(m.payload for m in messages))
 
 
@@ -29,14 +29,14 @@ def test_one_write_per_subscriber_and_one_encoding_per_format() -> None:
     calls: list[int] = []
 
     def enc(i: int):  # type: ignore[no-untyped-def]
-        def encode(channel: str, messages: list[Message]) -> bytes:
+        def encode(channel: str, messages: list[Envelope]) -> bytes:
             calls.append(i)
             return f"{i}:{channel}:".encode() + b"|".join(m.payload for m in messages)
 
         return encode
 
     subs = [FakeSubscriber(0), FakeSubscriber(1), FakeSubscriber(0), FakeSubscriber(0)]
-    msgs = [Message(b"a"), Message(b"b")]
+    msgs = [Envelope(b"a"), Envelope(b"b")]
     slow: list[FakeSubscriber] = []
     n = deliver(subs, "ch", msgs, 1000, slow, (enc(0), enc(1), enc(2)))  # type: ignore[arg-type]
     assert n == 8
@@ -56,7 +56,7 @@ def test_slow_and_closed_subscribers() -> None:
     n = deliver(
         [fast, slow_one, closed],
         "c",
-        [Message(b"x")],
+        [Envelope(b"x")],
         4096,
         slow,  # type: ignore[arg-type]
         (lambda c, m: b"x",),
@@ -76,7 +76,7 @@ def test_a_failing_subscriber_does_not_stop_the_channel() -> None:
     n = deliver(
         [FakeSubscriber(), Broken(), after],
         "c",
-        [Message(b"x")],
+        [Envelope(b"x")],
         99,
         slow,  # type: ignore[arg-type]
         (lambda c, m: b"x",),
@@ -88,19 +88,19 @@ def test_per_connection_subscribers_encode_for_themselves() -> None:
     """A PER_CONNECTION subscriber gets the messages, and no shared encoding is built for it."""
     calls: list[str] = []
 
-    def encode(channel: str, messages: list[Message]) -> bytes:
+    def encode(channel: str, messages: list[Envelope]) -> bytes:
         calls.append(channel)
         return b"shared"
 
     own = FakeSubscriber(PER_CONNECTION)
     slow: list[FakeSubscriber] = []
-    n = deliver([own], "c", [Message(b"a"), Message(b"b")], 99, slow, (encode,))  # type: ignore[arg-type]
+    n = deliver([own], "c", [Envelope(b"a"), Envelope(b"b")], 99, slow, (encode,))  # type: ignore[arg-type]
     assert n == 2 and own.writes == [b"own:c:a|b"] and calls == []
 
 
 def test_the_shipped_encoders_frame_raw_and_v1() -> None:
     """By default, format RAW gets raw frames and V1 gets hub.v1 JSON deliveries."""
     raw, v1 = FakeSubscriber(RAW), FakeSubscriber(V1)
-    deliver([raw, v1], "c", [Message(b"hi")], 99, [])
+    deliver([raw, v1], "c", [Envelope(b"hi")], 99, [])
     assert raw.writes == [b"\x81\x02hi"]
     assert v1.writes[0].endswith(b'{"type":"message","channel":"c","text":"hi"}')

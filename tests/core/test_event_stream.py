@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from hub.core.envelope import EVENT, GAP, JSON, TEXT, Message
+from hub.core.envelope import EVENT, GAP, JSON, TEXT, Envelope
+from hub.core.event_stream import parse_event_id, sse_events, sse_preamble
 from hub.core.sequence import Position
-from hub.core.sse import parse_event_id, sse_events, sse_preamble
 
 
 def test_history_messages_carry_epoch_and_offset_as_id() -> None:
     """The id is what EventSource sends back; data is the hub.v1 delivery, one line."""
     messages = [
-        Message(b'{"a":1}', JSON, 7, "e1"),
-        Message(b"two\nlines", TEXT, 8, "e1"),
-        Message(b"", GAP, 12, "e1"),
-        Message(b'j{"client":"c","user":null}', EVENT),
+        Envelope(b'{"a":1}', JSON, 7, "e1"),
+        Envelope(b"two\nlines", TEXT, 8, "e1"),
+        Envelope(b"", GAP, 12, "e1"),
+        Envelope(b'j{"client":"c","user":null}', EVENT),
     ]
     assert sse_events("news", messages) == (
         b'id: e1:7\ndata: {"type":"message","channel":"news","offset":7,"data":{"a":1}}\n\n'
@@ -23,7 +23,7 @@ def test_history_messages_carry_epoch_and_offset_as_id() -> None:
 
 
 def test_plain_channels_have_no_id() -> None:
-    assert sse_events("c", [Message(b"hi")]) == (
+    assert sse_events("c", [Envelope(b"hi")]) == (
         b'data: {"type":"message","channel":"c","text":"hi"}\n\n'
     )
 

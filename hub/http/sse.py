@@ -23,12 +23,12 @@ from typing import Any
 from aiohttp import web
 
 from hub.core.auth import Authenticator, AuthError, Grant, token_from_request
-from hub.core.envelope import Message
+from hub.core.envelope import Envelope
 from hub.core.errors import BrokerUnavailable, ProtocolError
+from hub.core.event_stream import EXPIRED, KEEPALIVE, parse_event_id, sse_events, sse_preamble
 from hub.core.formats import SSE
 from hub.core.protocol import FORBIDDEN, UNAVAILABLE
 from hub.core.sequence import Position
-from hub.core.sse import EXPIRED, KEEPALIVE, parse_event_id, sse_events, sse_preamble
 from hub.node import Node
 
 __all__ = ["SseClient", "SseStreams", "client_grant"]
@@ -69,7 +69,7 @@ class SseClient:
         size: int = transport.get_write_buffer_size()
         return size
 
-    def send_messages(self, channel: str, messages: list[Message]) -> int:
+    def send_messages(self, channel: str, messages: list[Envelope]) -> int:
         return self.send_batch(sse_events(channel, messages))
 
     def send_texts(self, payloads: list[bytes]) -> None:

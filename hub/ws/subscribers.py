@@ -6,7 +6,7 @@ from typing import Any
 
 from websockets.protocol import State
 
-from hub.core.envelope import BINARY, Message
+from hub.core.envelope import BINARY, Envelope
 from hub.core.errors import CloseCode
 from hub.core.formats import ENCODERS, PER_CONNECTION, RAW, V1
 from hub.core.frames import OP_TEXT, encode_frame, v1_messages
@@ -38,7 +38,7 @@ class RawClient:
         size: int = self.transport.get_write_buffer_size()
         return size
 
-    def send_messages(self, channel: str, messages: list[Message]) -> int:
+    def send_messages(self, channel: str, messages: list[Envelope]) -> int:
         """Compressed connections encode per connection: each has its own deflate context."""
         if self.protocol.state is not OPEN:
             return -1
@@ -51,7 +51,7 @@ class RawClient:
         size: int = self.transport.get_write_buffer_size()
         return size
 
-    def write_now(self, reply: bytes | None, batches: list[tuple[str, list[Message]]]) -> None:
+    def write_now(self, reply: bytes | None, batches: list[tuple[str, list[Envelope]]]) -> None:
         """Write a reply (a text frame; hub.v1 only) and then replayed messages, at once.
 
         Nothing awaits in between, so no live delivery can slip ahead of them.
@@ -95,7 +95,7 @@ class V1Client(RawClient):
         super().__init__(ws, user)
         self.format = PER_CONNECTION if ws.is_compressed else V1
 
-    def send_messages(self, channel: str, messages: list[Message]) -> int:
+    def send_messages(self, channel: str, messages: list[Envelope]) -> int:
         if self.protocol.state is not OPEN:
             return -1
         for payload in v1_messages(channel, messages):

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Iterable
 from typing import Protocol
 
-from hub.core.envelope import Message
+from hub.core.envelope import Envelope
 from hub.core.formats import ENCODERS, PER_CONNECTION, Encoder
 
 __all__ = ["Subscriber", "deliver"]
@@ -34,7 +34,7 @@ class Subscriber(Protocol):
         """
         ...
 
-    def send_messages(self, channel: str, messages: list[Message]) -> int:
+    def send_messages(self, channel: str, messages: list[Envelope]) -> int:
         """Encode and queue a batch itself (format PER_CONNECTION); return as send_batch."""
         ...
 
@@ -42,7 +42,7 @@ class Subscriber(Protocol):
 def deliver(
     subscribers: Iterable[Subscriber],
     channel: str,
-    messages: list[Message],
+    messages: list[Envelope],
     max_buffered_bytes: int,
     slow: list[Subscriber],
     encoders: tuple[Encoder, ...] = ENCODERS,
