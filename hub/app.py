@@ -55,22 +55,10 @@ class App:
         self.metrics = WorkerMetrics(
             worker=worker, read=self._figures, broker=redact_url(settings.redis_url)
         )
-        self.broker: Broker = (
-            create_broker(
-                settings.redis_url,
-                prefix=settings.channel_prefix,
-                publish_buffer_messages=settings.publish_buffer_messages,
-                publish_buffer_bytes=settings.publish_buffer_bytes,
-                probe_interval_s=settings.probe_interval_s,
-                probe_timeout_s=settings.probe_timeout_s,
-                on_roundtrip=self.metrics.observe_roundtrip,
-                on_probe_latency=self.metrics.observe_probe_latency,
-            )
-            if settings.redis_url
-            else create_broker(None)
-        )
+        self.broker = _broker(settings, self.metrics)
         self.node = Node(
             broker=self.broker,
+            presence=_BrokerPresence(self.broker),
             max_buffered_bytes=settings.max_buffered_bytes,
             unsubscribe_delay_s=settings.unsubscribe_delay_s,
             rules=settings.channel_rules(),
@@ -100,35 +88,8 @@ class App:
             publish_rate=settings.publish_rate,
             publish_burst=settings.publish_burst,
         )
-        self.api: PublishApi | None = None
-        if settings.api_port:
-            self.api = PublishApi(
-                node=self.node,
-                api_key=settings.api_key,
-                max_message_bytes=settings.max_message_bytes,
-                list_channels=(
-                    partial(subscribed_channels, redis_url, settings.channel_prefix)
-                    if (redis_url := settings.redis_url)
-                    else None
-                ),
-                authenticator=authenticator,
-                allowed_origins=settings.origins,
-                sse_keepalive_s=settings.sse_keepalive_s,
-                max_buffered_bytes=settings.max_buffered_bytes,
-            )
-        self.server = WebSocketServer(
-            self.handler,
-            compression=settings.compression,
-            max_message_bytes=settings.max_message_bytes,
-            ping_interval_s=settings.ping_interval_s,
-            ping_timeout_s=settings.ping_timeout_s,
-            max_buffered_bytes=settings.max_buffered_bytes,
-            ssl_context=(
-                server_tls_context(settings.tls_cert, settings.tls_key)
-                if settings.tls_cert and settings.tls_key
-                else None
-            ),
-        )
+        self.api = _api(settings, self.node, authenticator)
+        self.server = _server(settings, self.handler)
         self.stopping = asyncio.Event()
         self._metrics_task: asyncio.Task[None] | None = None
 
@@ -159,7 +120,7 @@ class App:
             broker_publish_errors=stats.num_publish_errors,
             broker_gaps=stats.num_gaps,
             broker_probe_failures=stats.num_probe_failures,
-            history_repaired=node.num_repaired,
+            history_repaired=node.history.num_repaired,
             history_gaps=node.num_unrepaired_gaps,
             sse_streams=len(self.api.sse.clients) if self.api else 0,
             sse_streams_opened=self.api.sse.num_streams_total if self.api else 0,
@@ -223,6 +184,64 @@ class App:
             self.metrics.sync()  # the last counts, for the workers that outlive this one
         except Exception:
             logger.exception("the last metrics sync failed")
+
+
+def _broker(settings: Settings, metrics: WorkerMetrics) -> Broker:
+    if not settings.redis_url:
+        return create_broker(None)
+    return create_broker(
+        settings.redis_url,
+        prefix=settings.channel_prefix,
+        publish_buffer_messages=settings.publish_buffer_messages,
+        publish_buffer_bytes=settings.publish_buffer_bytes,
+        probe_interval_s=settings.probe_interval_s,
+        probe_timeout_s=settings.probe_timeout_s,
+        on_roundtrip=metrics.observe_roundtrip,
+        on_probe_latency=metrics.observe_probe_latency,
+    )
+
+
+class _BrokerPresence:
+    def __init__(self, broker: Broker) -> None:
+        self.add = broker.presence_add
+        self.remove = broker.presence_remove
+        self.heartbeat = broker.presence_heartbeat
+        self.read = broker.read_presence
+
+
+def _api(settings: Settings, node: Node, authenticator: Authenticator | None) -> PublishApi | None:
+    """The HTTP API and SSE listener, when --api-port is set."""
+    if not settings.api_port:
+        return None
+    redis_url = settings.redis_url
+    return PublishApi(
+        node=node,
+        api_key=settings.api_key,
+        max_message_bytes=settings.max_message_bytes,
+        list_channels=(
+            partial(subscribed_channels, redis_url, settings.channel_prefix) if redis_url else None
+        ),
+        authenticator=authenticator,
+        allowed_origins=settings.origins,
+        sse_keepalive_s=settings.sse_keepalive_s,
+        max_buffered_bytes=settings.max_buffered_bytes,
+    )
+
+
+def _server(settings: Settings, handler: WebSocketHandler) -> WebSocketServer:
+    return WebSocketServer(
+        handler,
+        compression=settings.compression,
+        max_message_bytes=settings.max_message_bytes,
+        ping_interval_s=settings.ping_interval_s,
+        ping_timeout_s=settings.ping_timeout_s,
+        max_buffered_bytes=settings.max_buffered_bytes,
+        ssl_context=(
+            server_tls_context(settings.tls_cert, settings.tls_key)
+            if settings.tls_cert and settings.tls_key
+            else None
+        ),
+    )
 
 
 def run_worker(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from hub.core.envelope import Envelope
 from hub.core.formats import ENCODERS, PER_CONNECTION, Encoder
@@ -39,12 +39,15 @@ class Subscriber(Protocol):
         ...
 
 
+S = TypeVar("S", bound=Subscriber)
+
+
 def deliver(
-    subscribers: Iterable[Subscriber],
+    subscribers: Iterable[S],
     channel: str,
     messages: list[Envelope],
     max_buffered_bytes: int,
-    slow: list[Subscriber],
+    slow: list[S],
     encoders: tuple[Encoder, ...] = ENCODERS,
 ) -> int:
     """Write ``messages`` to each subscriber; return the number of messages delivered.

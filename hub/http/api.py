@@ -300,7 +300,7 @@ class PublishApi:
             if not epoch or not offset.isdigit():
                 raise ProtocolError(BAD_FIELD, "since must be EPOCH:OFFSET, e.g. since=a1b2c3d4:41")
             since = position_from({"epoch": epoch, "offset": int(offset)}, "since")
-        page = await self.node.read_history(channel, since, limit)
+        page = await self.node.history.read(channel, since, limit)
         return web.Response(
             body=history_frame(b"null", channel, page), content_type="application/json"
         )
@@ -308,7 +308,7 @@ class PublishApi:
     async def presence(self, request: web.Request) -> web.Response:
         """GET /api/presence/<channel>: who is subscribed, as the hub.v1 presence answer."""
         channel = _channel(request.match_info["channel"])
-        return web.json_response({"type": "presence", **await self.node.read_presence(channel)})
+        return web.json_response({"type": "presence", **await self.node.presence.read(channel)})
 
     async def channels(self, request: web.Request) -> web.Response:
         local = dict(self.node.channels())

@@ -23,15 +23,14 @@ from typing import Any
 from aiohttp import web
 
 from hub.core.auth import Authenticator, AuthError, Grant, token_from_request
-from hub.core.envelope import Envelope
 from hub.core.errors import BrokerUnavailable, ProtocolError
-from hub.core.event_stream import EXPIRED, KEEPALIVE, parse_event_id, sse_events, sse_preamble
-from hub.core.formats import SSE
+from hub.core.event_stream import EXPIRED, KEEPALIVE, parse_event_id, sse_preamble
 from hub.core.protocol import FORBIDDEN, UNAVAILABLE
 from hub.core.sequence import Position
+from hub.http.stream import SseClient, open_body, stream_client
 from hub.node import Node
 
-__all__ = ["SseClient", "SseStreams", "client_grant"]
+__all__ = ["SseStreams", "client_grant"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,51 +40,6 @@ RETRY_MS = (500, 3000)
 
 #: How long shutdown waits for the streams' handlers to end.
 CLOSE_TIMEOUT_S = 5.0
-
-
-class SseClient:
-    """One SSE stream as the node sees it: a subscriber of one channel."""
-
-    __slots__ = ("channels", "ended", "format", "is_chunked", "number", "transport", "user")
-
-    def __init__(self, transport: Any, *, is_chunked: bool, user: str | None) -> None:
-        self.transport = transport
-        self.is_chunked = is_chunked
-        self.user = user
-        self.number = 0
-        self.format = SSE
-        self.channels: set[str] = set()
-        #: Set when the stream must end: shutdown, or a slow reader cut off.
-        self.ended = asyncio.get_running_loop().create_future()
-
-    def send_batch(self, data: bytes) -> int:
-        transport = self.transport
-        if self.ended.done() or transport is None or transport.is_closing():
-            return -1
-        if self.is_chunked:
-            transport.writelines((b"%x\r\n" % len(data), data, b"\r\n"))
-        else:
-            transport.write(data)
-        size: int = transport.get_write_buffer_size()
-        return size
-
-    def send_messages(self, channel: str, messages: list[Envelope]) -> int:
-        return self.send_batch(sse_events(channel, messages))
-
-    def send_texts(self, payloads: list[bytes]) -> None:
-        """Presence events: an SSE reader never asks for them."""
-
-    def disconnect(self, code: int, reason: str) -> None:
-        """A slow reader: cut it off now. What it has not read is lost to this stream only;
-        EventSource comes back with its last complete event's id and recovers the rest."""
-        if not self.ended.done():
-            self.ended.set_result(reason)
-        if self.transport is not None:
-            self.transport.abort()
-
-    def end(self, reason: str) -> None:
-        if not self.ended.done():
-            self.ended.set_result(reason)
 
 
 def client_grant(authenticator: Authenticator | None, request: web.Request) -> Grant | None:
@@ -136,17 +90,10 @@ class SseStreams:
             # An id the hub never wrote: recovery cannot hold, and the reader must be told.
             since = Position("", 0)
         node = self.node
-        client = SseClient(
-            request.transport,
-            is_chunked=request.version >= (1, 1),
-            user=grant.sub if grant is not None else None,
-        )
-        has_history = node.options_for(channel).has_history
+        client = stream_client(request, grant.sub if grant is not None else None)
+        recover = {channel: since} if since is not None else None
         try:
-            if has_history:
-                join = await node.prepare_join(channel, client, since=since)
-            else:
-                await node.prepare(channel)
+            joining = await node.prepare_join(client, [channel], recover=recover)
         except BrokerUnavailable as exc:
             raise ProtocolError(UNAVAILABLE, f"{exc}; retry later") from None
         response = web.StreamResponse(
@@ -158,36 +105,21 @@ class SseStreams:
                 **headers,
             }
         )
-        retry_ms = random.randint(*RETRY_MS)
+        position, recovered = joining.positions.get(channel, (None, None))
+        preamble = sse_preamble(channel, position, recovered, random.randint(*RETRY_MS))
         self.clients.add(client)
         finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._handlers.add(finished)
         self.num_streams_total += 1
         try:
             try:
-                await response.prepare(request)
-                if has_history:
-                    preamble = sse_preamble(channel, join.position, join.recovered, retry_ms)
-                else:
-                    preamble = sse_preamble(channel, None, None, retry_ms)
-                # Sends the headers and the first chunk through aiohttp; the rest goes
-                # straight to the transport, as the fan-out writes it.
-                await response.write(preamble)
+                await open_body(request, response, preamble)
             except BaseException:
-                if has_history:
-                    node.abort_join(join)
+                joining.abort()
                 raise
-            if has_history:
-                # From the commit to the write nothing awaits: the replay precedes every
-                # live message.
-                replay = node.commit_join(join)
-                if replay:
-                    client.send_batch(sse_events(channel, replay))
-            else:
-                await node.join(channel, client)
+            joining.commit(None)  # the replay, before any live message
             await self._hold(client, grant.exp if grant is not None else None)
-            transport = client.transport
-            if transport is not None and not transport.is_closing():
+            if client.is_open:
                 await response.write_eof()
         except (ConnectionError, BrokerUnavailable) as exc:
             logger.debug("an SSE stream of %s ended: %s", channel, exc)

@@ -1,60 +1,71 @@
-"""The node's history side: joins at a position (recovery, backlogs), history reads, and
-the repair of what a history channel's subscription missed."""
+"""History, for the node: reads at a position (recovery, backlogs, history requests), and the
+repair of what a history channel's subscription missed.
+
+``History`` owns the repair tasks and their counters; it reads through the broker and hands
+what it repaired back through the ``dispatch`` callable it was given, so it never reaches into
+the node.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Collection
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from hub.brokers.base import Broker
 from hub.core.envelope import Envelope
 from hub.core.errors import BrokerUnavailable, ProtocolError
 from hub.core.namespaces import ChannelOptions, ChannelRules
 from hub.core.protocol import HISTORY_OFF, UNAVAILABLE, UNRECOVERABLE_POSITION
-from hub.core.registry import Registry
-from hub.core.sequence import HistoryPage, Position, after, recover
-from hub.node.state import BrokerChannel, Member, PendingJoin
+from hub.core.sequence import HistoryPage, Position, recover
+from hub.node.state import BrokerChannel
 
-__all__ = ["REPAIR_RETRY_DELAYS_S", "NodeHistory"]
+__all__ = ["REPAIR_RETRY_DELAYS_S", "History", "JoinRead"]
 
 logger = logging.getLogger(__name__)
 
 #: Waits between tries to read a history that a gap repair needs (about 10 s in all).
 REPAIR_RETRY_DELAYS_S = (0.1, 0.2, 0.5, 1.0, 2.0, 2.0, 2.0, 2.0)
 
+#: Hands a channel's messages to its local members (``Node.dispatch``).
+Dispatch = Callable[[str, list[Envelope], BrokerChannel], None]
 
-class NodeHistory:
-    """Mixed into Node: everything that needs a channel's history."""
 
-    broker: Broker
-    rules: ChannelRules
-    recovery_max_messages: int
-    num_repaired: int
-    _registry: Registry[Member]
-    _broker_channels: dict[str, BrokerChannel]
-    _repairs: set[asyncio.Task[None]]
+@dataclass(frozen=True, slots=True)
+class JoinRead:
+    """What a join at a position read: where the channel stood, and what to replay."""
 
-    if TYPE_CHECKING:
+    position: Position
+    replay: list[Envelope]
+    #: Whether the asked-for position was recovered; None when none was asked for.
+    recovered: bool | None
 
-        def _state(self, channel: str) -> BrokerChannel: ...
-        async def _ensure_subscribed(self, channel: str) -> None: ...
-        def _schedule_expiry(self, channel: str, state: BrokerChannel) -> None: ...
-        def _dispatch(
-            self, channel: str, messages: list[Envelope], state: BrokerChannel
-        ) -> None: ...
-        def _presence_joined(self, channel: str, client: Member) -> None: ...
-        def _presence_rewrite(self, channels: Collection[str]) -> None: ...
 
-    def options_for(self, channel: str) -> ChannelOptions:
-        return self.rules.options_for(channel)
+class History:
+    """A process's reads of channel histories, and its gap repairs."""
 
-    async def read_history(self, channel: str, since: Position | None, limit: int) -> HistoryPage:
+    def __init__(
+        self,
+        broker: Broker,
+        rules: ChannelRules,
+        *,
+        dispatch: Dispatch,
+        recovery_max_messages: int,
+    ) -> None:
+        self._broker = broker
+        self._rules = rules
+        self._dispatch = dispatch
+        self.recovery_max_messages = recovery_max_messages
+        #: History channels' messages that pub/sub missed and the history gave back.
+        self.num_repaired = 0
+        self._repairs: set[asyncio.Task[None]] = set()
+
+    async def read(self, channel: str, since: Position | None, limit: int) -> HistoryPage:
         """Up to ``limit`` messages after ``since`` (None: the last ``limit``); raise
         ProtocolError when the channel keeps no history, the position cannot be served, or
         the broker is unreachable."""
-        options = self.rules.options_for(channel)
+        options = self._rules.options_for(channel)
         if not options.has_history:
             raise ProtocolError(
                 HISTORY_OFF,
@@ -62,7 +73,7 @@ class NodeHistory:
                 "file's [[namespaces]], or --history-size)",
             )
         try:
-            page = await self.broker.read_history(
+            page = await self._broker.read_history(
                 channel,
                 since=None if since is None else since.offset,
                 limit=limit,
@@ -81,18 +92,29 @@ class NodeHistory:
                 )
         return page
 
-    def on_resubscribed(self, channels: Collection[str]) -> None:
-        """The broker lost its subscription of ``channels`` and has it back: read what each
-        history channel missed meanwhile, and deliver it before newer live messages."""
-        for channel in channels:
-            state = self._broker_channels.get(channel)
-            if state is not None and state.sequence is not None:
-                since = state.sequence.begin_repair()
-                if since is not None:
-                    self._start_repair(channel, state, since)
-        self._presence_rewrite(channels)
+    async def read_for_join(
+        self, channel: str, options: ChannelOptions, since: Position | None, last: int
+    ) -> JoinRead:
+        """With ``since``, everything after it (or ``recovered`` False); otherwise the last
+        ``last`` messages (none: just the position). Raises BrokerUnavailable."""
+        if since is not None:
+            page = await self._broker.read_history(
+                channel, since=since.offset, limit=self.recovery_max_messages + 1, options=options
+            )
+            recovery = recover(since, page, self.recovery_max_messages)
+            return JoinRead(page.position, recovery.replay, recovery.recovered)
+        page = await self._broker.read_history(channel, since=None, limit=last, options=options)
+        return JoinRead(page.position, page.messages, None)
 
-    def _start_repair(self, channel: str, state: BrokerChannel, since: Position) -> None:
+    def repair_after_resubscribe(self, channel: str, state: BrokerChannel) -> None:
+        """The broker lost the channel's subscription and has it back: read what it missed
+        meanwhile, and deliver it before newer live messages."""
+        if state.sequence is not None:
+            since = state.sequence.begin_repair()
+            if since is not None:
+                self.start_repair(channel, state, since)
+
+    def start_repair(self, channel: str, state: BrokerChannel, since: Position) -> None:
         task = asyncio.create_task(self._repair(channel, state, since))
         self._repairs.add(task)
         task.add_done_callback(self._repairs.discard)
@@ -108,11 +130,11 @@ class NodeHistory:
             if not sequence.is_repairing:
                 return  # given up meanwhile: held messages passed the bound
             try:
-                page = await self.broker.read_history(
+                page = await self._broker.read_history(
                     channel, since=since.offset, limit=options.history_size, options=options
                 )
                 if page.epoch != since.epoch:
-                    page = await self.broker.read_history(
+                    page = await self._broker.read_history(
                         channel, since=0, limit=options.history_size, options=options
                     )
                 break
@@ -130,69 +152,6 @@ class NodeHistory:
         if messages:
             self._dispatch(channel, messages, state)
 
-    async def prepare_join(
-        self, channel: str, client: Member, *, since: Position | None = None, last: int = 0
-    ) -> PendingJoin:
-        """Start joining a history channel at a position; finish with ``commit_join``.
-
-        With ``since``, the join recovers everything after it, or reports that it cannot
-        (``recovered`` False). With ``last``, it replays the channel's last messages. Either
-        way the position is the channel's top when the history was read; live messages that
-        arrive meanwhile are kept and follow the replay, so nothing is lost or doubled.
-        """
-        join = PendingJoin(channel, client)
-        state = self._state(channel)
-        if state.expiry is not None:
-            state.expiry.cancel()
-            state.expiry = None
-        state.joiners.append(join)
-        options = state.options
-        try:
-            await self._ensure_subscribed(channel)
-            if since is not None:
-                page = await self.broker.read_history(
-                    channel,
-                    since=since.offset,
-                    limit=self.recovery_max_messages + 1,
-                    options=options,
-                )
-                recovery = recover(since, page, self.recovery_max_messages)
-                join.recovered = recovery.recovered
-                join.replay = recovery.replay
-            else:
-                page = await self.broker.read_history(
-                    channel, since=None, limit=last, options=options
-                )
-                join.replay = page.messages
-            join.position = page.position
-        except BaseException:
-            self.abort_join(join)
-            raise
-        return join
-
-    def commit_join(self, join: PendingJoin) -> list[Envelope]:
-        """Add the client to the channel now; return what it must be sent first, in order:
-        the replay, then the live messages that followed the position."""
-        state = self._broker_channels[join.channel]
-        state.joiners.remove(join)
-        self._registry.add(join.channel, join.client)
-        join.client.channels.add(join.channel)
-        self._presence_joined(join.channel, join.client)
-        sequence = state.sequence
-        if sequence is not None and (
-            sequence.epoch != join.position.epoch or sequence.offset < join.position.offset
-        ):
-            state.floors[join.client] = join.position
-        return [*join.replay, *after(join.position, join.live)]
-
-    def abort_join(self, join: PendingJoin) -> None:
-        state = self._broker_channels.get(join.channel)
-        if state is None or join not in state.joiners:
-            return
-        state.joiners.remove(join)
-        if join.channel in self._registry:
-            return
-        if state.is_idle:
-            del self._broker_channels[join.channel]
-        elif state.expiry is None:
-            self._schedule_expiry(join.channel, state)
+    def close(self) -> None:
+        for task in list(self._repairs):
+            task.cancel()

@@ -1,34 +1,35 @@
-"""The node: local registry + broker. Subscribes the broker on a channel's first local
-client, unsubscribes a little after its last one leaves, and fans broker batches out."""
+"""The node: one process's view of the hub. It holds the registry of local members and
+orchestrates its collaborators: ``Subscriptions`` (the broker side of each channel),
+``History`` (reads at a position, gap repair) and ``Presence`` (who is subscribed, join and
+leave events). It fans the broker's batches out to the members, and owns the one join
+routine that every transport uses (``prepare_join``, then ``Joining.commit``)."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
-import secrets
-import socket
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 
-from hub.brokers.base import Broker
-from hub.core.delivery import Subscriber, deliver
+from hub.brokers.base import Broker, PresenceManager
+from hub.core.delivery import deliver
 from hub.core.envelope import EVENT, GAP, TEXT, Envelope, decode_envelope, encode_envelope
 from hub.core.errors import CloseCode
 from hub.core.namespaces import ChannelOptions, ChannelRules
 from hub.core.policy import BUFFER_FULL, PublishPolicy, Refusal
 from hub.core.protocol import RATE_LIMITED
 from hub.core.registry import Registry
-from hub.node.history import NodeHistory
-from hub.node.presence import NodePresence
-from hub.node.state import BrokerChannel, Member
+from hub.core.sequence import Position, after
+from hub.node.history import History
+from hub.node.presence import Presence
+from hub.node.state import BrokerChannel, Member, PendingJoin
+from hub.node.subscriptions import Subscriptions
 
-__all__ = ["Node"]
+__all__ = ["Joining", "Node"]
 
 logger = logging.getLogger(__name__)
 
 
-class Node(NodeHistory, NodePresence):
+class Node:
     """One process's view of the hub."""
 
     def __init__(
@@ -36,6 +37,7 @@ class Node(NodeHistory, NodePresence):
         *,
         broker: Broker,
         max_buffered_bytes: int,
+        presence: PresenceManager | None = None,
         unsubscribe_delay_s: float = 2.0,
         rules: ChannelRules | None = None,
         recovery_max_messages: int = 1000,
@@ -43,166 +45,154 @@ class Node(NodeHistory, NodePresence):
         on_fanout: Callable[[float], None] | None = None,
     ) -> None:
         self.broker = broker
-        #: This process's name in presence lists: client ids are ``<name>.<number>``.
-        self.name = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
-        self.presence_ttl_s = presence_ttl_s
-        self._listeners: dict[str, dict[Member, None]] = {}
-        self._heartbeat: asyncio.Task[None] | None = None
-        self._num_clients = 0
         self.rules = rules or ChannelRules((), ChannelOptions())
-        self.recovery_max_messages = recovery_max_messages
         self._max_buffered_bytes = max_buffered_bytes
-        self._unsubscribe_delay_s = unsubscribe_delay_s
         self._on_fanout = on_fanout
         self._registry: Registry[Member] = Registry()
-        self._broker_channels: dict[str, BrokerChannel] = {}
+        self.subscriptions = Subscriptions(
+            broker,
+            self.rules,
+            has_members=self._registry.__contains__,
+            unsubscribe_delay_s=unsubscribe_delay_s,
+        )
+        self.history = History(
+            broker, self.rules, dispatch=self.dispatch, recovery_max_messages=recovery_max_messages
+        )
+        self.presence = Presence(
+            presence,
+            self.rules,
+            registry=self._registry,
+            publish=broker.publish,
+            ttl_s=presence_ttl_s,
+        )
         # Plain counters on the hot path; metrics read them at scrape time.
         self.num_received = 0
         self.num_delivered = 0
         self.num_slow_consumers = 0
         #: Client publishes refused by the per-connection rate limit (both modes).
         self.num_rate_limited = 0
-        #: History channels' messages that pub/sub missed and the history gave back.
-        self.num_repaired = 0
         #: Gaps that could not be repaired (trimmed, expired, or a lost epoch): each reached
         #: the channel's hub.v1 subscribers as a gap frame.
         self.num_unrepaired_gaps = 0
-        self._repairs: set[asyncio.Task[None]] = set()
 
     # Lifecycle
 
     async def start(self) -> None:
         await self.broker.start(self)
-        if self.rules.any_presence:
-            self._heartbeat = asyncio.create_task(self._run_presence_heartbeat())
+        self.presence.start()
 
     async def close(self) -> None:
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-        for state in self._broker_channels.values():
-            if state.expiry is not None:
-                state.expiry.cancel()
-                state.expiry = None
+        self.presence.close()
+        self.history.close()
+        self.subscriptions.close()
         await self.broker.close()
 
     @property
     def is_ready(self) -> bool:
         return self.broker.is_ready
 
-    # Subscriptions
+    def options_for(self, channel: str) -> ChannelOptions:
+        return self.rules.options_for(channel)
+
+    # Joins and leaves
 
     async def prepare(self, channel: str) -> None:
-        """Subscribe the broker to ``channel`` ahead of a client joining it.
+        """Subscribe the broker to ``channel`` ahead of a member joining it.
 
         The server calls this during the WebSocket handshake, so that by the time a client
         sees its connection open, messages on its channel already reach this process. If no
-        client joins, the subscription expires like that of a channel whose clients left.
+        member joins, the subscription expires like that of a channel whose members left.
         """
-        await self._ensure_subscribed(channel)
-        state = self._broker_channels[channel]
-        if channel not in self._registry and state.expiry is None:
-            self._schedule_expiry(channel, state)
+        await self.subscriptions.ensure(channel)
+        self.subscriptions.release(channel)
 
-    async def join(self, channel: str, client: Member) -> None:
-        """Add ``client`` to ``channel``; returns once the channel's messages will reach it."""
-        self._registry.add(channel, client)
-        client.channels.add(channel)
-        state = self._state(channel)
-        if state.expiry is not None:
-            state.expiry.cancel()
-            state.expiry = None
+    async def prepare_join(
+        self,
+        member: Member,
+        channels: Sequence[str],
+        *,
+        recover: Mapping[str, Position] | None = None,
+        last: int = 0,
+        positioned: bool = True,
+    ) -> Joining:
+        """Start joining ``channels``; finish with ``Joining.commit`` (or ``abort``).
+
+        Each channel's broker subscription is made, and on a history channel its history is
+        read: from ``recover[channel]`` when given (everything after it, or ``recovered``
+        False), else its ``last`` messages, else just its position (unless ``positioned``
+        is False: raw mode has no use for it). Live messages that
+        arrive meanwhile are kept and follow the replay, so nothing is lost or doubled. On
+        any failure every channel is rolled back and the error raised.
+        """
+        joining = Joining(self, member)
         try:
-            await self._ensure_subscribed(channel)
+            for channel in channels:
+                state = self.subscriptions.hold(channel)
+                join = PendingJoin(channel, member)
+                state.joiners.append(join)
+                joining.pending.append(join)
+                await self.subscriptions.ensure(channel)
+                since = recover.get(channel) if recover else None
+                if state.options.has_history and (positioned or last or since is not None):
+                    read = await self.history.read_for_join(channel, state.options, since, last)
+                    join.position, join.replay, join.recovered = (
+                        read.position,
+                        read.replay,
+                        read.recovered,
+                    )
         except BaseException:
-            self._remove(channel, client)
+            joining.abort()
             raise
-        self._presence_joined(channel, client)
+        return joining
 
-    def leave(self, channel: str, client: Member) -> None:
-        """Remove ``client`` from ``channel``; the broker is unsubscribed after a delay."""
-        if channel in client.channels:
-            self._presence_left(channel, client)
-        self._remove(channel, client)
+    async def join(self, channel: str, member: Member) -> None:
+        """Add ``member`` to ``channel``, with nothing to replay or reply."""
+        (await self.prepare_join(member, [channel], positioned=False)).commit(None)
 
-    def _remove(self, channel: str, client: Member) -> None:
-        client.channels.discard(channel)
-        state = self._broker_channels.get(channel)
-        if state is not None:
-            state.floors.pop(client, None)
-        if self._registry.remove(channel, client):
-            state = self._broker_channels[channel]
-            if state.is_idle:
-                del self._broker_channels[channel]  # its subscribe failed: nothing to undo
-            else:
-                self._schedule_expiry(channel, state)
+    def _commit(self, join: PendingJoin) -> list[Envelope]:
+        channel, member = join.channel, join.member
+        state = self.subscriptions.record(channel)
+        state.joiners.remove(join)
+        self._registry.add(channel, member)
+        member.channels.add(channel)
+        self.presence.joined(channel, member)
+        sequence = state.sequence
+        if (
+            sequence is not None
+            and join.position.epoch
+            and (sequence.epoch != join.position.epoch or sequence.offset < join.position.offset)
+        ):
+            state.floors[member] = join.position
+        return [*join.replay, *after(join.position, join.live)]
 
-    def leave_all(self, client: Member) -> None:
-        for channel in list(client.channels):
-            self.leave(channel, client)
+    def _abort(self, join: PendingJoin) -> None:
+        state = self.subscriptions.get(join.channel)
+        if state is not None and join in state.joiners:
+            state.joiners.remove(join)
+            self.subscriptions.release(join.channel)
 
-    def _state(self, channel: str) -> BrokerChannel:
-        state = self._broker_channels.get(channel)
-        if state is None:
-            options = self.rules.options_for(channel)
-            state = self._broker_channels[channel] = BrokerChannel(options)
-        return state
-
-    async def _ensure_subscribed(self, channel: str) -> None:
-        while True:
-            # Looked up afresh each time: a failed subscribe may have dropped the record.
-            state = self._state(channel)
-            if state.is_subscribed:
-                return
-            if state.subscribing is not None:
-                await asyncio.shield(state.subscribing)
-                continue  # subscribed, or failed: then this caller tries for itself
-            if state.unsubscribing is not None:
-                await asyncio.shield(state.unsubscribing)
-                continue
-            done = state.subscribing = asyncio.get_running_loop().create_future()
-            try:
-                await self.broker.subscribe(channel)
-                state.is_subscribed = True
-            finally:
-                state.subscribing = None
-                done.set_result(None)
-                if state.is_idle and channel not in self._registry and state.expiry is None:
-                    del self._broker_channels[channel]
-
-    def _schedule_expiry(self, channel: str, state: BrokerChannel) -> None:
-        if state.expiry is not None:
-            state.expiry.cancel()
-        loop = asyncio.get_running_loop()
-        state.expiry = loop.call_later(self._unsubscribe_delay_s, self._expire, channel)
-
-    def _expire(self, channel: str) -> None:
-        state = self._broker_channels[channel]
-        state.expiry = None
-        if channel in self._registry:
+    def leave(self, channel: str, member: Member) -> None:
+        """Remove ``member`` from ``channel``; the broker is unsubscribed after a delay."""
+        if channel not in member.channels:
             return
-        if state.is_subscribed:
-            state.is_subscribed = False
-            state.unsubscribing = asyncio.create_task(self._unsubscribe(channel, state))
-        elif state.is_idle:
-            del self._broker_channels[channel]
+        self.presence.left(channel, member)
+        member.channels.discard(channel)
+        state = self.subscriptions.get(channel)
+        if state is not None:
+            state.floors.pop(member, None)
+        if self._registry.remove(channel, member):
+            self.subscriptions.release(channel)
 
-    async def _unsubscribe(self, channel: str, state: BrokerChannel) -> None:
-        try:
-            await self.broker.unsubscribe(channel)
-        except Exception:
-            logger.exception("unsubscribing %s failed", channel)
-        finally:
-            state.unsubscribing = None
-            if state.is_idle and channel not in self._registry and state.expiry is None:
-                del self._broker_channels[channel]
+    def leave_all(self, member: Member) -> None:
+        for channel in list(member.channels):
+            self.leave(channel, member)
 
     def is_subscribed(self, channel: str) -> bool:
         """Whether the broker delivers ``channel`` to this process now."""
-        state = self._broker_channels.get(channel)
-        return state is not None and state.is_subscribed
+        return self.subscriptions.is_subscribed(channel)
 
     def channels(self) -> Iterator[tuple[str, int]]:
-        """(channel, local subscriber count) for every live channel of this process."""
+        """(channel, local member count) for every live channel of this process."""
         return self._registry.items()
 
     @property
@@ -236,6 +226,8 @@ class Node(NodeHistory, NodePresence):
             return refusal
         return None if self.publish(channel, payload, kind) else BUFFER_FULL
 
+    # The broker's events (BrokerEventHandler)
+
     def on_messages(self, batch: Sequence[tuple[str, bytes]]) -> None:
         started = time.perf_counter()
         groups: dict[str, list[bytes]] = {}
@@ -247,7 +239,7 @@ class Node(NodeHistory, NodePresence):
                 group.append(data)
         registry = self._registry
         for channel, payloads in groups.items():
-            state = self._broker_channels.get(channel)
+            state = self.subscriptions.get(channel)
             if state is None or (
                 state.sequence is None and not state.joiners and channel not in registry
             ):
@@ -256,52 +248,34 @@ class Node(NodeHistory, NodePresence):
             if state.sequence is not None:
                 messages, repair = state.sequence.accept(messages)
                 if repair is not None:
-                    self._start_repair(channel, state, repair)
+                    self.history.start_repair(channel, state, repair)
                 elif state.sequence.num_held > max(10_000, 10 * state.options.history_size):
                     messages += state.sequence.give_up()  # a repair that never comes back
             if messages:
-                self._dispatch(channel, messages, state)
+                self.dispatch(channel, messages, state)
         if self._on_fanout is not None:
             self._on_fanout(time.perf_counter() - started)
 
-    def _deliver_past_floors(
-        self,
-        channel: str,
-        messages: list[Envelope],
-        state: BrokerChannel,
-        subs: dict[Member, None],
-        slow: list[Subscriber],
-    ) -> dict[Member, None]:
-        """Give each client with a floor only what follows it; return the others. Rare and
-        brief: a floor goes once the live stream passes it."""
-        floors = state.floors
-        served = set(floors)
-        for client, floor in list(floors.items()):
-            rest = [
-                m
-                for m in messages
-                if not m.offset or m.epoch != floor.epoch or m.offset > floor.offset
-            ]
-            if rest:
-                self.num_delivered += deliver(
-                    [client], channel, rest, self._max_buffered_bytes, slow
-                )
-            sequence = state.sequence
-            if sequence is None or sequence.epoch != floor.epoch or sequence.offset >= floor.offset:
-                del floors[client]
-        return {s: None for s in subs if s not in served}
+    def on_resubscribed(self, channels: Collection[str]) -> None:
+        """The broker lost its subscription of ``channels`` and has it back: each history
+        channel repairs what it missed, and presence is written again."""
+        for channel in channels:
+            state = self.subscriptions.get(channel)
+            if state is not None:
+                self.history.repair_after_resubscribe(channel, state)
+        self.presence.rewrite(channels)
 
-    def next_client_number(self) -> int:
-        self._num_clients += 1
-        return self._num_clients
+    # The fan-out
 
-    def _dispatch(self, channel: str, messages: list[Envelope], state: BrokerChannel) -> None:
-        """Hand ``messages`` to the channel's local subscribers, and to its pending joins."""
+    def dispatch(self, channel: str, messages: list[Envelope], state: BrokerChannel) -> None:
+        """Hand ``messages`` to the channel's local members, and to its pending joins."""
         if state.options.join_leave:
-            # Presence events reach only the clients that asked for them.
+            # Presence events reach only the members that asked for them.
             events = [m for m in messages if m.kind == EVENT]
             if events:
-                self._deliver_events(channel, events)
+                listeners = self.presence.listeners(channel)
+                if listeners:
+                    self._deliver(listeners, channel, events)
                 messages = [m for m in messages if m.kind != EVENT]
                 if not messages:
                     return
@@ -315,17 +289,42 @@ class Node(NodeHistory, NodePresence):
         subs = self._registry.subscribers(channel)
         if not subs:
             return
-        slow: list[Subscriber] = []
         if state.floors:
-            subs = self._deliver_past_floors(channel, messages, state, subs, slow)
-        self.num_delivered += deliver(subs, channel, messages, self._max_buffered_bytes, slow)
-        for sub in slow:
-            self._evict_slow(sub)  # type: ignore[arg-type]
+            subs = self._deliver_past_floors(channel, messages, state, subs)
+        self._deliver(subs, channel, messages)
 
-    # History: gap repair and joins at a position
+    def _deliver(self, members: Collection[Member], channel: str, messages: list[Envelope]) -> None:
+        slow: list[Member] = []
+        self.num_delivered += deliver(members, channel, messages, self._max_buffered_bytes, slow)
+        for member in slow:
+            self._evict_slow(member)
 
-    def _evict_slow(self, client: Member) -> None:
-        if not client.channels:
+    def _deliver_past_floors(
+        self,
+        channel: str,
+        messages: list[Envelope],
+        state: BrokerChannel,
+        subs: dict[Member, None],
+    ) -> dict[Member, None]:
+        """Give each member with a floor only what follows it; return the others. Rare and
+        brief: a floor goes once the live stream passes it."""
+        floors = state.floors
+        served = set(floors)
+        for member, floor in list(floors.items()):
+            rest = [
+                m
+                for m in messages
+                if not m.offset or m.epoch != floor.epoch or m.offset > floor.offset
+            ]
+            if rest:
+                self._deliver([member], channel, rest)
+            sequence = state.sequence
+            if sequence is None or sequence.epoch != floor.epoch or sequence.offset >= floor.offset:
+                del floors[member]
+        return {s: None for s in subs if s not in served}
+
+    def _evict_slow(self, member: Member) -> None:
+        if not member.channels:
             return  # already evicted by an earlier channel in this batch
         self.num_slow_consumers += 1
         logger.warning(
@@ -333,5 +332,46 @@ class Node(NodeHistory, NodePresence):
             self._max_buffered_bytes,
             self.num_slow_consumers,
         )
-        self.leave_all(client)
-        client.disconnect(CloseCode.SLOW_CONSUMER, "slow consumer")
+        self.leave_all(member)
+        member.disconnect(CloseCode.SLOW_CONSUMER, "slow consumer")
+
+
+class Joining:
+    """A member's join of some channels, prepared and not yet committed.
+
+    Between ``Node.prepare_join`` and ``commit`` the caller may await (the SSE preamble is
+    written then); ``commit`` adds the member to every channel and writes the reply and
+    the replays in one synchronous step, so no live message can slip ahead of them.
+    """
+
+    __slots__ = ("member", "node", "pending")
+
+    def __init__(self, node: Node, member: Member) -> None:
+        self.node = node
+        self.member = member
+        self.pending: list[PendingJoin] = []
+
+    @property
+    def positions(self) -> dict[str, tuple[Position, bool | None]]:
+        """Each history channel's position at the read, and whether recovery held."""
+        return {
+            j.channel: (j.position, j.recovered)
+            for j in self.pending
+            if self.node.options_for(j.channel).has_history
+        }
+
+    def commit(self, reply: bytes | None) -> None:
+        """Join every channel now; write ``reply`` and then each channel's replay, at once."""
+        batches = []
+        for join in self.pending:
+            replay = self.node._commit(join)
+            if replay:
+                batches.append((join.channel, replay))
+        self.pending = []
+        if reply is not None or batches:
+            self.member.write_now(reply, batches)
+
+    def abort(self) -> None:
+        for join in self.pending:
+            self.node._abort(join)
+        self.pending = []

@@ -1,112 +1,128 @@
-"""The node's presence side: who is subscribed to a channel, cluster-wide, and the join and
+"""Presence, for the node: who is subscribed to a channel, cluster-wide, and the join and
 leave events of channels that want them.
 
-Each process writes its own clients of a presence channel to Redis when they join and
-removes them when they leave. Its heartbeat refreshes one entry per channel (the process's
+Each process writes its own members of a presence channel to the presence store when they join
+and removes them when they leave. Its heartbeat refreshes one entry per channel (the process's
 expiry), never one per member, so a channel of 100,000 members costs the same to keep alive
-as a channel of one. A crashed process's clients are dropped by the next read after its
+as a channel of one. A crashed process's members are dropped by the next read after its
 expiry.
+
+``Presence`` owns the listeners of join/leave events, the heartbeat and the numbering of
+members; it is handed the store (``PresenceManager``), a way to publish events, and the
+registry to read who is local.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Collection
-from typing import TYPE_CHECKING, Any
+import os
+import secrets
+import socket
+from collections.abc import Callable, Collection
+from typing import Any
 
-from hub.brokers.base import Broker
-from hub.core.envelope import Envelope, encode_event
+from hub.brokers.base import PresenceManager
+from hub.core.envelope import encode_event
 from hub.core.errors import BrokerUnavailable, ProtocolError
-from hub.core.frames import v1_message
 from hub.core.jsontext import dump_json
 from hub.core.namespaces import ChannelRules
 from hub.core.protocol import PRESENCE_OFF, UNAVAILABLE
 from hub.core.registry import Registry
 from hub.node.state import Member
 
-__all__ = ["NodePresence"]
+__all__ = ["Presence"]
 
 logger = logging.getLogger(__name__)
 
+#: Publishes an event's envelope on a channel (``Broker.publish``).
+PublishEvent = Callable[[str, bytes], bool]
 
-class NodePresence:
-    """Mixed into Node: presence lists and join/leave events."""
 
-    broker: Broker
-    rules: ChannelRules
-    name: str
-    presence_ttl_s: float
-    _registry: Registry[Member]
-    _listeners: dict[str, dict[Member, None]]
+class Presence:
+    """A process's presence writes, its heartbeat, and who listens to join/leave events."""
 
-    if TYPE_CHECKING:
+    def __init__(
+        self,
+        store: PresenceManager | None,
+        rules: ChannelRules,
+        *,
+        registry: Registry[Member],
+        publish: PublishEvent,
+        ttl_s: float,
+    ) -> None:
+        self._store = store
+        self._rules = rules
+        self._registry = registry
+        self._publish = publish
+        self.ttl_s = ttl_s
+        #: This process's name in presence lists: client ids are ``<name>.<number>``.
+        self.name = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        self._num_members = 0
+        self._listeners: dict[str, dict[Member, None]] = {}
+        self._heartbeat: asyncio.Task[None] | None = None
 
-        def publish(self, channel: str, payload: bytes, kind: int = 0) -> bool: ...
-        def next_client_number(self) -> int: ...
+    def start(self) -> None:
+        if self._store is not None and self._rules.any_presence:
+            self._heartbeat = asyncio.create_task(self._run_heartbeat(self._store))
 
-    def client_id(self, client: Member) -> str:
-        """A client's id, unique across the cluster: this process's name and a number, given
-        when first asked for (most clients never need one)."""
-        if not client.number:
-            client.number = self.next_client_number()
-        return f"{self.name}.{client.number}"
+    def close(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
 
-    def _presence_joined(self, channel: str, client: Member) -> None:
-        options = self.rules.options_for(channel)
-        if options.presence:
-            self.broker.presence_add(
-                channel, self.client_id(client), client.user, self.presence_ttl_s
-            )
+    def client_id(self, member: Member) -> str:
+        """A member's id, unique across the cluster: this process's name and a number, given
+        when first asked for (most members never need one)."""
+        if not member.number:
+            self._num_members += 1
+            member.number = self._num_members
+        return f"{self.name}.{member.number}"
+
+    def joined(self, channel: str, member: Member) -> None:
+        options = self._rules.options_for(channel)
+        if options.presence and self._store is not None:
+            self._store.add(channel, self.client_id(member), member.user, self.ttl_s)
             if options.join_leave:
-                self._announce(channel, client, is_join=True)
+                self._announce(channel, member, is_join=True)
 
-    def _presence_left(self, channel: str, client: Member) -> None:
+    def left(self, channel: str, member: Member) -> None:
         listeners = self._listeners.get(channel)
         if listeners is not None:
-            listeners.pop(client, None)
+            listeners.pop(member, None)
             if not listeners:
                 del self._listeners[channel]
-        options = self.rules.options_for(channel)
-        if options.presence:
-            self.broker.presence_remove(channel, self.client_id(client))
+        options = self._rules.options_for(channel)
+        if options.presence and self._store is not None:
+            self._store.remove(channel, self.client_id(member))
             if options.join_leave:
-                self._announce(channel, client, is_join=False)
+                self._announce(channel, member, is_join=False)
 
-    def _announce(self, channel: str, client: Member, *, is_join: bool) -> None:
-        body = dump_json({"client": self.client_id(client), "user": client.user})
-        self.broker.publish(channel, encode_event(is_join, body))
+    def _announce(self, channel: str, member: Member, *, is_join: bool) -> None:
+        body = dump_json({"client": self.client_id(member), "user": member.user})
+        self._publish(channel, encode_event(is_join, body))
 
-    def listen(self, channel: str, client: Member) -> bool:
-        """Send ``client`` the join and leave events of ``channel``; False if it has none."""
-        if not self.rules.options_for(channel).join_leave:
+    def listen(self, channel: str, member: Member) -> bool:
+        """Send ``member`` the join and leave events of ``channel``; False if it has none."""
+        if not self._rules.options_for(channel).join_leave:
             return False
-        self._listeners.setdefault(channel, {})[client] = None
+        self._listeners.setdefault(channel, {})[member] = None
         return True
 
-    def _deliver_events(self, channel: str, events: list[Envelope]) -> None:
-        listeners = self._listeners.get(channel)
-        if not listeners:
-            return
-        channel_json = dump_json(channel)
-        payloads = [v1_message(channel_json, e) for e in events]
-        for client in list(listeners):
-            try:
-                client.send_texts(payloads)
-            except Exception:
-                logger.exception("sending presence events on %s failed", channel)
+    def listeners(self, channel: str) -> dict[Member, None] | None:
+        """The members that asked for ``channel``'s join and leave events."""
+        return self._listeners.get(channel)
 
-    async def read_presence(self, channel: str) -> dict[str, Any]:
+    async def read(self, channel: str) -> dict[str, Any]:
         """The presence answer's fields; ProtocolError when the channel keeps no presence
-        or the broker is unreachable."""
-        if not self.rules.options_for(channel).presence:
+        or the store is unreachable."""
+        if not self._rules.options_for(channel).presence or self._store is None:
             raise ProtocolError(
                 PRESENCE_OFF,
                 f"the channel {channel} keeps no presence (see presence in the config file's "
                 "[[namespaces]], or --presence)",
             )
         try:
-            members = await self.broker.read_presence(channel)
+            members = await self._store.read(channel)
         except BrokerUnavailable as exc:
             raise ProtocolError(UNAVAILABLE, f"{exc}; retry later") from None
         members.sort()
@@ -117,26 +133,25 @@ class NodePresence:
             "num_users": len({u for _, u in members if u is not None}),
         }
 
-    def _presence_channels(self) -> list[str]:
-        return [c for c, _ in self._registry.items() if self.rules.options_for(c).presence]
-
-    def _presence_rewrite(self, channels: Collection[str]) -> None:
+    def rewrite(self, channels: Collection[str]) -> None:
         """After the broker was away from ``channels``: write their local members again
-        (Redis may have lost them), so that presence is whole once the heartbeat resumes."""
+        (the store may have lost them), so that presence is whole once the heartbeat resumes."""
+        if self._store is None:
+            return
         for channel in channels:
-            if not self.rules.options_for(channel).presence:
+            if not self._rules.options_for(channel).presence:
                 continue
-            for client in self._registry.subscribers(channel) or ():
-                self.broker.presence_add(
-                    channel, self.client_id(client), client.user, self.presence_ttl_s
-                )
+            for member in self._registry.subscribers(channel) or ():
+                self._store.add(channel, self.client_id(member), member.user, self.ttl_s)
 
-    async def _run_presence_heartbeat(self) -> None:
+    async def _run_heartbeat(self, store: PresenceManager) -> None:
         while True:
-            await asyncio.sleep(self.presence_ttl_s / 3)
+            await asyncio.sleep(self.ttl_s / 3)
             try:
-                channels = self._presence_channels()
+                channels = [
+                    c for c, _ in self._registry.items() if self._rules.options_for(c).presence
+                ]
                 if channels:
-                    self.broker.presence_heartbeat(channels, self.presence_ttl_s)
+                    store.heartbeat(channels, self.ttl_s)
             except Exception:
                 logger.exception("the presence heartbeat failed; it runs again")

@@ -1,4 +1,4 @@
-"""What the node keeps per channel and per joining client."""
+"""What the node keeps per channel and per joining member, and what it needs of a member."""
 
 from __future__ import annotations
 
@@ -17,13 +17,14 @@ class Member(Subscriber, Protocol):
     """A connection as the node sees it: a fan-out subscriber that knows its channels."""
 
     channels: set[str]
-    #: 0 until the node numbers it (``NodePresence.client_id``): the id's second half.
+    #: 0 until presence numbers it (``Presence.client_id``): the id's second half.
     number: int
     #: The JWT ``sub``; None without authentication.
     user: str | None
 
-    def send_texts(self, payloads: list[bytes]) -> None:
-        """Write text frames now (presence events)."""
+    def write_now(self, reply: bytes | None, batches: list[tuple[str, list[Envelope]]]) -> None:
+        """Write ``reply`` (a text frame; None: nothing) and then each channel's messages,
+        in this subscriber's format, before returning: nothing live can slip in between."""
         ...
 
     def disconnect(self, code: int, reason: str) -> None:
@@ -77,14 +78,15 @@ class BrokerChannel:
 
 
 class PendingJoin:
-    """A client joining a history channel at a position: it reads the history, and what
-    arrives live meanwhile is kept, until ``Node.commit_join`` adds it to the channel."""
+    """A member joining one channel: the broker is subscribed (and, on a history channel,
+    the history read) while what arrives live meanwhile is kept, until ``Joining.commit``
+    adds it to the channel."""
 
-    __slots__ = ("channel", "client", "live", "position", "recovered", "replay")
+    __slots__ = ("channel", "live", "member", "position", "recovered", "replay")
 
-    def __init__(self, channel: str, client: Member) -> None:
+    def __init__(self, channel: str, member: Member) -> None:
         self.channel = channel
-        self.client = client
+        self.member = member
         self.live: list[Envelope] = []
         self.position = Position("", 0)
         #: Whether the asked-for position was recovered; None when none was asked for.

@@ -197,12 +197,17 @@ class WebSocketHandler:
                 )
                 await session.run()
                 return
-            if handshake.last:
-                if not await self._join_with_backlog(ws, client, channel, handshake.last):
-                    return
-            else:
-                # The channel was subscribed during the handshake, so joining does not wait.
-                await node.join(channel, client)
+            # The channel was subscribed during the handshake, so joining does not wait for
+            # a SUBSCRIBE; with ?last=N it reads the backlog, written before anything live.
+            try:
+                joining = await node.prepare_join(
+                    client, [channel], last=handshake.last, positioned=False
+                )
+            except BrokerUnavailable:
+                ws.close_soon(CloseCode.TRY_AGAIN_LATER, "history unavailable; retry later")
+                await ws.wait_closed()
+                return
+            joining.commit(None)
             ws.listen(self._raw_publisher(ws, channel, grant))
             await ws.closed()
         finally:
@@ -210,20 +215,6 @@ class WebSocketHandler:
                 expiry.cancel()
             self.num_connections -= 1
             node.leave_all(client)
-
-    async def _join_with_backlog(
-        self, ws: HubConnection, client: RawClient, channel: str, last: int
-    ) -> bool:
-        """Join a raw client after sending it the channel's last messages, with no gap and no
-        duplicate between them and the live ones; False if the history is unreachable."""
-        try:
-            join = await self.node.prepare_join(channel, client, last=last)
-        except BrokerUnavailable:
-            ws.close_soon(CloseCode.TRY_AGAIN_LATER, "history unavailable; retry later")
-            await ws.wait_closed()
-            return False
-        client.write_now(None, [(channel, self.node.commit_join(join))])
-        return True
 
     def _policy(self, grant: Grant | None) -> PublishPolicy:
         return PublishPolicy.create(

@@ -12,7 +12,6 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from hub.core.auth import Grant
-from hub.core.envelope import Envelope
 from hub.core.errors import BrokerUnavailable, ProtocolError
 from hub.core.frames import history_frame
 from hub.core.jsontext import dump_json
@@ -27,7 +26,7 @@ from hub.core.protocol import (
     decode_request,
     error_frame,
 )
-from hub.node import Node, PendingJoin
+from hub.node import Node
 from hub.ws.subscribers import V1Client
 
 __all__ = ["V1Session"]
@@ -119,47 +118,26 @@ class V1Session:
                 request.id,
             )
         node = self.node
-        joined: list[str] = []
-        pending: list[PendingJoin] = []
         try:
-            for channel in new:
-                if node.options_for(channel).has_history:
-                    join = await node.prepare_join(
-                        channel, client, since=request.recover.get(channel)
-                    )
-                    pending.append(join)
-                else:
-                    await node.join(channel, client)
-                    joined.append(channel)
-        except BaseException as exc:
-            for join in pending:
-                node.abort_join(join)
-            for channel in joined:
-                node.leave(channel, client)
-            if isinstance(exc, BrokerUnavailable):
-                raise ProtocolError(
-                    UNAVAILABLE, f"{exc}; nothing was subscribed: retry later", request.id
-                ) from None
-            raise
-        # From here to the write nothing awaits: the replays precede every live message.
-        positions: dict[str, dict[str, object]] = {}
-        replays: list[tuple[str, list[Envelope]]] = []
-        for join in pending:
-            replays.append((join.channel, node.commit_join(join)))
-            position: dict[str, object] = {
-                "epoch": join.position.epoch,
-                "offset": join.position.offset,
-            }
-            if join.recovered is not None:
-                position["recovered"] = join.recovered
-            positions[join.channel] = position
-        if request.join_leave:
-            for channel in request.channels:
-                node.listen(channel, client)
+            joining = await node.prepare_join(client, new, recover=request.recover)
+        except BrokerUnavailable as exc:
+            raise ProtocolError(
+                UNAVAILABLE, f"{exc}; nothing was subscribed: retry later", request.id
+            ) from None
         extra: dict[str, object] = {"channels": list(request.channels)}
+        positions: dict[str, dict[str, object]] = {}
+        for channel, (position, recovered) in joining.positions.items():
+            entry: dict[str, object] = {"epoch": position.epoch, "offset": position.offset}
+            if recovered is not None:
+                entry["recovered"] = recovered
+            positions[channel] = entry
         if positions:
             extra["positions"] = positions
-        client.write_now(ack_frame("subscribe", request.id, **extra).encode(), replays)
+        # The ack, then the replays: written by the commit, before any live message.
+        joining.commit(ack_frame("subscribe", request.id, **extra).encode())
+        if request.join_leave:
+            for channel in request.channels:
+                node.presence.listen(channel, client)
 
     async def presence(self, request: Request) -> str:
         channel = request.channel
@@ -168,7 +146,7 @@ class V1Session:
                 FORBIDDEN, f"the token may not see who is subscribed to {channel}", request.id
             )
         try:
-            answer = await self.node.read_presence(channel)
+            answer = await self.node.presence.read(channel)
         except ProtocolError as exc:
             raise ProtocolError(exc.code, exc.message, request.id) from None
         return dump_json({"type": "presence", "id": request.id, **answer}).decode()
@@ -180,7 +158,7 @@ class V1Session:
                 FORBIDDEN, f"the token may not read the history of {channel}", request.id
             )
         try:
-            page = await self.node.read_history(channel, request.since, request.limit)
+            page = await self.node.history.read(channel, request.since, request.limit)
         except ProtocolError as exc:
             raise ProtocolError(exc.code, exc.message, request.id) from None
         return history_frame(dump_json(request.id), channel, page).decode()

@@ -1,4 +1,5 @@
-"""The fan-out's view of a WebSocket connection: one subscriber object per client."""
+"""The fan-out's view of a WebSocket connection: one subscriber object per client (the
+node's ``Member``)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import Any
 
 from websockets.protocol import State
 
-from hub.core.envelope import BINARY, Envelope
+from hub.core.envelope import BINARY, GAP, Envelope
 from hub.core.errors import CloseCode
 from hub.core.formats import ENCODERS, PER_CONNECTION, RAW, V1
 from hub.core.frames import OP_TEXT, encode_frame, v1_messages
@@ -45,7 +46,7 @@ class RawClient:
         for m in messages:
             if m.kind == BINARY:
                 self.protocol.send_binary(m.payload)
-            else:
+            elif m.kind < GAP:  # raw mode has no frame for a gap or a presence event
                 self.protocol.send_text(m.payload)
         self.ws.flush()
         size: int = self.transport.get_write_buffer_size()
@@ -69,16 +70,6 @@ class RawClient:
         parts = [] if reply is None else [encode_frame(OP_TEXT, reply)]
         parts += [encode(channel, messages) for channel, messages in batches if messages]
         self.transport.write(b"".join(parts))
-
-    def send_texts(self, payloads: list[bytes]) -> None:
-        if self.protocol.state is not OPEN:
-            return
-        if self.format == PER_CONNECTION:
-            for payload in payloads:
-                self.protocol.send_text(payload)
-            self.ws.flush()
-        else:
-            self.transport.write(b"".join([encode_frame(OP_TEXT, p) for p in payloads]))
 
     def disconnect(self, code: int, reason: str) -> None:
         if code == CloseCode.SLOW_CONSUMER:

@@ -53,6 +53,7 @@ class FakeClient:
     def __init__(self) -> None:
         self.channels: set[str] = set()
         self.received: list[bytes] = []
+        self.written: list[tuple[bytes | None, list[tuple[str, list[Envelope]]]]] = []
         self.closed: tuple[int, str] | None = None
 
     def send_batch(self, data: bytes) -> int:
@@ -62,8 +63,8 @@ class FakeClient:
     def send_messages(self, channel: str, messages: list[Envelope]) -> int:
         raise AssertionError("a RAW client is sent shared bytes")
 
-    def send_texts(self, payloads: list[bytes]) -> None:
-        self.received.extend(payloads)
+    def write_now(self, reply: bytes | None, batches: list[tuple[str, list[Envelope]]]) -> None:
+        self.written.append((reply, batches))
 
     def disconnect(self, code: int, reason: str) -> None:
         self.closed = (code, reason)
@@ -212,8 +213,10 @@ async def test_a_replayed_message_still_in_flight_is_not_sent_twice() -> None:
         await node.join("h", watcher)
         for text in (b"a", b"b", b"c"):
             node.publish("h", text)  # in the history now; live on the next loop turn
-        join = await node.prepare_join("h", client, last=10)
-        replay = node.commit_join(join)
+        joining = await node.prepare_join(client, ["h"], last=10)
+        joining.commit(None)
+        [(reply, [(channel, replay)])] = client.written
+        assert reply is None and channel == "h"
         assert [m.offset for m in replay] == [1, 2, 3]
         await asyncio.sleep(0)
         await asyncio.sleep(0)
