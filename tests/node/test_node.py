@@ -1,4 +1,6 @@
-"""Node's subscription lifecycle and publish policy, against the memory broker (no sockets)."""
+"""The node (``hub.node.node``): the one join routine (prepare, commit, abort), the fan-out
+of broker batches, presence events through the wire formats, and the publish policy. Against
+the memory broker, no sockets."""
 
 from __future__ import annotations
 
@@ -6,68 +8,17 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
+from support.node import DELAY_S, FakeMember, FakeStore, RecordingBroker, V1Member
 
-from hub.brokers.memory import MemoryBroker
 from hub.core.auth import Grant
-from hub.core.envelope import Envelope
-from hub.core.formats import RAW
-from hub.core.namespaces import ChannelOptions, ChannelRules
+from hub.core.envelope import encode_event
+from hub.core.errors import BrokerUnavailable, CloseCode
+from hub.core.namespaces import ChannelOptions, ChannelRules, Namespace
 from hub.core.policy import PublishPolicy
 from hub.core.protocol import FORBIDDEN, RATE_LIMITED
 from hub.core.ratelimit import TokenBucket
+from hub.core.sequence import Position
 from hub.node import Node
-
-DELAY_S = 0.05
-
-
-class RecordingBroker(MemoryBroker):
-    """The memory broker, recording each (un)subscribe; it can hold or fail a SUBSCRIBE."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.calls: list[tuple[str, str]] = []
-        self.gate: asyncio.Event | None = None
-        self.fail_next = False
-
-    async def subscribe(self, channel: str) -> None:
-        self.calls.append(("subscribe", channel))
-        if self.gate is not None:
-            await self.gate.wait()
-        if self.fail_next:
-            self.fail_next = False
-            raise ConnectionError("Redis is unreachable")
-        await super().subscribe(channel)
-
-    async def unsubscribe(self, channel: str) -> None:
-        self.calls.append(("unsubscribe", channel))
-        await super().unsubscribe(channel)
-
-
-class FakeClient:
-    """A subscriber that keeps what it is sent."""
-
-    format = RAW
-    number = 0
-    user = None
-
-    def __init__(self) -> None:
-        self.channels: set[str] = set()
-        self.received: list[bytes] = []
-        self.written: list[tuple[bytes | None, list[tuple[str, list[Envelope]]]]] = []
-        self.closed: tuple[int, str] | None = None
-
-    def send_batch(self, data: bytes) -> int:
-        self.received.append(data)
-        return 0
-
-    def send_messages(self, channel: str, messages: list[Envelope]) -> int:
-        raise AssertionError("a RAW client is sent shared bytes")
-
-    def write_now(self, reply: bytes | None, batches: list[tuple[str, list[Envelope]]]) -> None:
-        self.written.append((reply, batches))
-
-    def disconnect(self, code: int, reason: str) -> None:
-        self.closed = (code, reason)
 
 
 @pytest.fixture
@@ -82,109 +33,6 @@ def calls(node: Node) -> list[tuple[str, str]]:
     broker = node.broker
     assert isinstance(broker, RecordingBroker)
     return broker.calls
-
-
-async def test_the_first_subscriber_subscribes_the_broker_once(node: Node) -> None:
-    """Two clients on one channel cost one SUBSCRIBE; a message reaches both."""
-    a, b = FakeClient(), FakeClient()
-    await node.join("news", a)
-    await node.join("news", b)
-    assert calls(node) == [("subscribe", "news")]
-    assert node.is_subscribed("news") and a.channels == {"news"}
-    node.publish("news", b"hi")
-    await asyncio.sleep(0)
-    await asyncio.sleep(0)
-    assert a.received == b.received == [b"\x81\x02hi"]
-
-
-async def test_a_failed_subscribe_rolls_back(node: Node) -> None:
-    """A join whose SUBSCRIBE fails leaves nothing behind, and the next join tries again."""
-    broker = node.broker
-    assert isinstance(broker, RecordingBroker)
-    broker.fail_next = True
-    client = FakeClient()
-    with pytest.raises(ConnectionError):
-        await node.join("news", client)
-    assert client.channels == set() and node.num_channels == 0
-    assert not node.is_subscribed("news")
-    await node.join("news", client)
-    assert node.is_subscribed("news") and calls(node) == [("subscribe", "news")] * 2
-
-
-async def test_the_unsubscribe_is_delayed(node: Node) -> None:
-    """The last client leaving unsubscribes the broker only after the delay."""
-    client = FakeClient()
-    await node.join("news", client)
-    node.leave("news", client)
-    assert node.is_subscribed("news") and client.channels == set()
-    await asyncio.sleep(DELAY_S * 3)
-    assert calls(node) == [("subscribe", "news"), ("unsubscribe", "news")]
-    assert not node.is_subscribed("news")
-
-
-async def test_a_rejoin_during_the_delay_keeps_the_subscription(node: Node) -> None:
-    """A client that comes back within the delay finds the channel subscribed: no churn."""
-    first, second = FakeClient(), FakeClient()
-    await node.join("news", first)
-    node.leave("news", first)
-    await node.join("news", second)
-    await asyncio.sleep(DELAY_S * 3)
-    assert calls(node) == [("subscribe", "news")]
-    assert node.is_subscribed("news")
-
-
-async def test_concurrent_joins_share_one_subscribe(node: Node) -> None:
-    """Joins that arrive while the SUBSCRIBE is in flight wait for it; none returns early."""
-    broker = node.broker
-    assert isinstance(broker, RecordingBroker)
-    broker.gate = asyncio.Event()
-    clients = [FakeClient() for _ in range(3)]
-    joins = [asyncio.create_task(node.join("news", c)) for c in clients]
-    await asyncio.sleep(0.01)
-    assert not any(j.done() for j in joins)
-    broker.gate.set()
-    await asyncio.gather(*joins)
-    assert calls(node) == [("subscribe", "news")]
-    assert node.num_subscriptions == 3
-
-
-async def test_a_failed_subscribe_makes_concurrent_joiners_try_again(node: Node) -> None:
-    """When the in-flight SUBSCRIBE fails, a joiner waiting on it subscribes for itself."""
-    broker = node.broker
-    assert isinstance(broker, RecordingBroker)
-    broker.gate = asyncio.Event()
-    broker.fail_next = True
-    first, second = FakeClient(), FakeClient()
-    failing = asyncio.create_task(node.join("news", first))
-    await asyncio.sleep(0)
-    waiting = asyncio.create_task(node.join("news", second))
-    await asyncio.sleep(0.01)
-    broker.gate.set()
-    with pytest.raises(ConnectionError):
-        await failing
-    await waiting
-    assert node.is_subscribed("news") and second.channels == {"news"}
-    assert first.channels == set() and node.num_subscriptions == 1
-
-
-async def test_a_rejoin_during_the_unsubscribe_subscribes_again(node: Node) -> None:
-    """A join that lands while the UNSUBSCRIBE is in flight waits for it, then subscribes."""
-    client = FakeClient()
-    await node.join("news", client)
-    node.leave("news", client)
-    await asyncio.sleep(DELAY_S * 1.5)  # the expiry fired; the unsubscribe task is running
-    await node.join("news", client)
-    assert node.is_subscribed("news")
-    assert calls(node)[-1] == ("subscribe", "news")
-
-
-async def test_a_prepared_channel_expires_when_no_client_joins(node: Node) -> None:
-    """A channel subscribed for a handshake that never completed is unsubscribed later."""
-    await node.prepare("lonely")
-    assert node.is_subscribed("lonely")
-    await asyncio.sleep(DELAY_S * 3)
-    assert not node.is_subscribed("lonely")
-    assert calls(node) == [("subscribe", "lonely"), ("unsubscribe", "lonely")]
 
 
 async def test_publish_from_applies_the_policy_and_counts_rate_limits(node: Node) -> None:
@@ -209,7 +57,7 @@ async def test_a_replayed_message_still_in_flight_is_not_sent_twice() -> None:
     node = Node(broker=RecordingBroker(), max_buffered_bytes=1 << 20, rules=rules)
     await node.start()
     try:
-        watcher, client = FakeClient(), FakeClient()
+        watcher, client = FakeMember(), FakeMember()
         await node.join("h", watcher)
         for text in (b"a", b"b", b"c"):
             node.publish("h", text)  # in the history now; live on the next loop turn
@@ -228,3 +76,185 @@ async def test_a_replayed_message_still_in_flight_is_not_sent_twice() -> None:
         assert len(client.received) == 1  # what follows its position comes live
     finally:
         await node.close()
+
+
+HISTORY = ChannelOptions(history_size=10, history_ttl_s=60)
+RULES = ChannelRules(
+    (
+        Namespace("h.*", HISTORY),
+        Namespace("room.*", ChannelOptions(presence=True, join_leave=True)),
+    ),
+    ChannelOptions(),
+)
+
+
+@pytest.fixture
+async def ruled() -> AsyncIterator[tuple[Node, FakeStore]]:
+    store = FakeStore()
+    node = Node(broker=RecordingBroker(), presence=store, max_buffered_bytes=1 << 20, rules=RULES)
+    await node.start()
+    yield node, store
+    await node.close()
+
+
+async def turns(n: int = 3) -> None:
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+async def test_commit_writes_the_reply_and_every_replay_in_one_call(
+    ruled: tuple[Node, FakeStore],
+) -> None:
+    """A join of a history and a plain channel: the commit writes the reply and then the
+    history's backlog, in one write_now, and only then is the member in both channels."""
+    node, _ = ruled
+    for text in (b"a", b"b"):
+        node.publish("h.1", text)
+    await turns()
+    member = FakeMember()
+    joining = await node.prepare_join(member, ["h.1", "plain"], last=5)
+    assert member.channels == set() and member.written == []
+    position, recovered = joining.positions["h.1"]
+    assert position.offset == 2 and recovered is None and "plain" not in joining.positions
+    joining.commit(b"ack")
+    [(reply, batches)] = member.written
+    assert reply == b"ack"
+    assert [(c, [m.payload for m in ms]) for c, ms in batches] == [("h.1", [b"a", b"b"])]
+    assert member.channels == {"h.1", "plain"}
+
+
+async def test_live_messages_during_a_join_follow_its_reply(ruled: tuple[Node, FakeStore]) -> None:
+    """What arrives on a plain channel between the prepare and the commit is kept and written
+    after the reply, not before it and not lost."""
+    node, _ = ruled
+    member = FakeMember()
+    joining = await node.prepare_join(member, ["plain"])
+    node.publish("plain", b"meanwhile")
+    await turns()
+    assert member.received == []
+    joining.commit(b"ack")
+    [(reply, [(channel, live)])] = member.written
+    assert reply == b"ack" and channel == "plain" and [m.payload for m in live] == [b"meanwhile"]
+
+
+async def test_a_failed_join_rolls_back_every_channel(ruled: tuple[Node, FakeStore]) -> None:
+    """When one channel's SUBSCRIBE fails, the channels prepared before it are rolled back:
+    no member, no pending join, and no subscription kept for nobody."""
+    node, _ = ruled
+    broker = node.broker
+    assert isinstance(broker, RecordingBroker)
+    member = FakeMember()
+    await node.prepare_join(member, ["a"])  # subscribed, then abandoned below
+    broker.fail_next = True
+    with pytest.raises(ConnectionError):
+        await node.prepare_join(member, ["b", "c"])
+    assert member.channels == set() and node.num_subscriptions == 0
+    assert node.subscriptions.get("b") is None and node.subscriptions.get("c") is None
+
+
+async def test_an_aborted_join_unsubscribes_after_the_delay() -> None:
+    """An abandoned join (the SSE client went away before its preamble) leaves its channel to
+    the delayed UNSUBSCRIBE."""
+    node = Node(broker=RecordingBroker(), max_buffered_bytes=1 << 20, unsubscribe_delay_s=DELAY_S)
+    await node.start()
+    try:
+        joining = await node.prepare_join(FakeMember(), ["gone"])
+        joining.abort()
+        assert node.is_subscribed("gone")
+        await asyncio.sleep(DELAY_S * 3)
+        assert not node.is_subscribed("gone")
+    finally:
+        await node.close()
+
+
+async def test_recovery_replays_what_follows_the_position(ruled: tuple[Node, FakeStore]) -> None:
+    """A join that recovers from offset 1 gets 2 and 3, and says recovered; one from an epoch
+    the channel never had says not recovered and replays nothing."""
+    node, _ = ruled
+    for text in (b"1", b"2", b"3"):
+        node.publish("h.r", text)
+    await turns()
+    epoch = (await node.history.read("h.r", None, 1)).epoch
+    member = FakeMember()
+    joining = await node.prepare_join(member, ["h.r"], recover={"h.r": Position(epoch, 1)})
+    assert joining.positions["h.r"][1] is True
+    joining.commit(None)
+    [(_, [(_, replay)])] = member.written
+    assert [m.offset for m in replay] == [2, 3]
+    other = FakeMember()
+    joining = await node.prepare_join(other, ["h.r"], recover={"h.r": Position("nope", 1)})
+    assert joining.positions["h.r"][1] is False
+    joining.commit(None)
+    assert other.written == []
+
+
+async def test_presence_events_reach_only_listeners_through_their_format(
+    ruled: tuple[Node, FakeStore],
+) -> None:
+    """Join and leave events of a presence channel go to the members that listen, as hub.v1
+    event frames built by the V1 encoder; members that did not ask get nothing."""
+    node, store = ruled
+    listener, quiet = V1Member(), V1Member()
+    await node.join("room.1", listener)
+    await node.join("room.1", quiet)
+    assert node.presence.listen("room.1", listener)
+    alice = FakeMember()
+    alice.user = "alice"
+    await node.join("room.1", alice)
+    await turns()
+    assert len(store.members["room.1"]) == 3
+    [frame] = listener.received
+    assert b'"type":"join"' in frame and b'"user":"alice"' in frame
+    assert quiet.received == []
+
+
+async def test_events_are_never_delivered_as_messages(ruled: tuple[Node, FakeStore]) -> None:
+    """An event envelope on a channel with join/leave reaches no member as a message."""
+    node, _ = ruled
+    member = FakeMember()
+    await node.join("room.2", member)
+    node.broker.publish("room.2", encode_event(True, b'{"client":"x","user":null}'))
+    await turns()
+    assert member.received == []
+
+
+async def test_a_slow_member_is_evicted_and_closed_with_4008() -> None:
+    """A member whose unsent bytes pass the bound leaves every channel and is closed with
+    4008; the other member of the channel still gets the message."""
+
+    class Slow(FakeMember):
+        def send_batch(self, data: bytes) -> int:
+            super().send_batch(data)
+            return 1 << 30
+
+    node = Node(broker=RecordingBroker(), max_buffered_bytes=1024)
+    await node.start()
+    try:
+        slow, ok = Slow(), FakeMember()
+        for member in (slow, ok):
+            await node.join("a", member)
+        await node.join("b", slow)
+        node.publish("a", b"x")
+        await turns()
+        assert slow.closed == (CloseCode.SLOW_CONSUMER, "slow consumer")
+        assert slow.channels == set() and node.num_slow_consumers == 1
+        assert ok.received == [b"\x81\x01x"]
+    finally:
+        await node.close()
+
+
+async def test_a_join_fails_whole_when_the_history_is_unreachable(
+    ruled: tuple[Node, FakeStore],
+) -> None:
+    """BrokerUnavailable from the history read propagates, and the join leaves nothing."""
+    node, _ = ruled
+    broker = node.broker
+
+    async def down(*args: object, **kwargs: object) -> object:
+        raise BrokerUnavailable("Redis is unreachable")
+
+    broker.read_history = down  # type: ignore[method-assign]
+    member = FakeMember()
+    with pytest.raises(BrokerUnavailable):
+        await node.prepare_join(member, ["h.down"])
+    assert member.channels == set() and node.subscriptions.get("h.down").joiners == []  # type: ignore[union-attr]

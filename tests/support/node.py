@@ -1,0 +1,96 @@
+"""Fakes for the node's tests: the memory broker that records (un)subscribes, a member that
+keeps what it is sent, and a presence store that records its writes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from hub.brokers.memory import MemoryBroker
+from hub.core.envelope import Envelope
+from hub.core.formats import RAW, V1
+
+__all__ = ["DELAY_S", "FakeMember", "FakeStore", "RecordingBroker", "V1Member"]
+
+DELAY_S = 0.05
+
+
+class RecordingBroker(MemoryBroker):
+    """The memory broker, recording each (un)subscribe; it can hold or fail a SUBSCRIBE."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[str, str]] = []
+        self.gate: asyncio.Event | None = None
+        self.fail_next = False
+
+    async def subscribe(self, channel: str) -> None:
+        self.calls.append(("subscribe", channel))
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.fail_next:
+            self.fail_next = False
+            raise ConnectionError("Redis is unreachable")
+        await super().subscribe(channel)
+
+    async def unsubscribe(self, channel: str) -> None:
+        self.calls.append(("unsubscribe", channel))
+        await super().unsubscribe(channel)
+
+
+class FakeMember:
+    """A member that keeps what it is sent: RAW bytes, and what a join wrote at once."""
+
+    format = RAW
+    number = 0
+    user = None
+
+    def __init__(self) -> None:
+        self.channels: set[str] = set()
+        self.received: list[bytes] = []
+        self.written: list[tuple[bytes | None, list[tuple[str, list[Envelope]]]]] = []
+        self.closed: tuple[int, str] | None = None
+
+    def send_batch(self, data: bytes) -> int:
+        self.received.append(data)
+        return 0
+
+    def send_messages(self, channel: str, messages: list[Envelope]) -> int:
+        raise AssertionError("a RAW client is sent shared bytes")
+
+    def write_now(self, reply: bytes | None, batches: list[tuple[str, list[Envelope]]]) -> None:
+        self.written.append((reply, batches))
+
+    def disconnect(self, code: int, reason: str) -> None:
+        self.closed = (code, reason)
+
+
+class V1Member(FakeMember):
+    """A hub.v1 member: it is sent shared V1 bytes."""
+
+    format = V1
+
+
+class FakeStore:
+    """A presence store that records its writes and answers reads from them."""
+
+    def __init__(self) -> None:
+        self.members: dict[str, dict[str, str | None]] = {}
+        self.heartbeats: list[list[str]] = []
+        self.is_down = False
+
+    def add(self, channel: str, client: str, user: str | None, ttl_s: float) -> None:
+        self.members.setdefault(channel, {})[client] = user
+
+    def remove(self, channel: str, client: str) -> None:
+        self.members.get(channel, {}).pop(client, None)
+
+    def heartbeat(self, channels: Sequence[str], ttl_s: float) -> None:
+        self.heartbeats.append(list(channels))
+
+    async def read(self, channel: str) -> list[tuple[str, str | None]]:
+        from hub.core.errors import BrokerUnavailable
+
+        if self.is_down:
+            raise BrokerUnavailable("the presence store is unreachable")
+        return list(self.members.get(channel, {}).items())
