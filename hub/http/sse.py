@@ -18,7 +18,7 @@ import asyncio
 import logging
 import random
 import time
-from typing import Any
+from collections.abc import Callable, Mapping
 
 from aiohttp import web
 
@@ -63,7 +63,7 @@ class SseStreams:
         authenticator: Authenticator | None,
         keepalive_s: float,
         max_buffered_bytes: int,
-        cors_headers: Any,
+        cors_headers: Callable[[web.Request], Mapping[str, str]],
     ) -> None:
         self.node = node
         self.max_buffered_bytes = max_buffered_bytes

@@ -20,7 +20,7 @@ import os
 import secrets
 import socket
 from collections.abc import Callable, Collection
-from typing import Any
+from typing import TypedDict
 
 from hub.brokers.base import PresenceManager
 from hub.core.envelope import encode_event
@@ -31,12 +31,21 @@ from hub.core.protocol import PRESENCE_OFF, UNAVAILABLE
 from hub.core.registry import Registry
 from hub.node.state import Member
 
-__all__ = ["Presence"]
+__all__ = ["Presence", "PresenceAnswer"]
 
 logger = logging.getLogger(__name__)
 
 #: Publishes an event's envelope on a channel (``Broker.publish``).
 PublishEvent = Callable[[str, bytes], bool]
+
+
+class PresenceAnswer(TypedDict):
+    """A presence read: the members of a channel, cluster-wide."""
+
+    channel: str
+    clients: list[dict[str, str | None]]
+    num_clients: int
+    num_users: int
 
 
 class Presence:
@@ -112,7 +121,7 @@ class Presence:
         """The members that asked for ``channel``'s join and leave events."""
         return self._listeners.get(channel)
 
-    async def read(self, channel: str) -> dict[str, Any]:
+    async def read(self, channel: str) -> PresenceAnswer:
         """The presence answer's fields; ProtocolError when the channel keeps no presence
         or the store is unreachable."""
         if not self._rules.options_for(channel).presence or self._store is None:

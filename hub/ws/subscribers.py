@@ -3,7 +3,7 @@ node's ``Member``)."""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
 
 from websockets.protocol import State
 
@@ -28,7 +28,7 @@ class RawClient:
         self.number = 0  # numbered by the node when an id is first needed (presence)
         self.user = user
         self.protocol = ws.protocol
-        self.transport: Any = ws.transport
+        self.transport: asyncio.WriteTransport = ws.transport
         self.format = PER_CONNECTION if ws.is_compressed else RAW
         self.channels: set[str] = set()
 
