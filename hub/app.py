@@ -14,14 +14,15 @@ import uvloop
 
 from hub.brokers import Broker, create_broker
 from hub.brokers.clients import subscribed_channels
+from hub.core.addresses import is_loopback
 from hub.core.auth import Authenticator
 from hub.core.config import Settings
 from hub.core.errors import redact_url
-from hub.core.limits import is_loopback, raise_open_file_limit
-from hub.core.tls import server_tls_context
 from hub.http.api import PublishApi
 from hub.metrics import Figures, WorkerMetrics
 from hub.node import Node
+from hub.runtime.limits import raise_open_file_limit
+from hub.runtime.tls import server_tls_context
 from hub.ws.connection import HubConnection
 from hub.ws.handler import WebSocketHandler
 from hub.ws.routes import AdminGuard, Routes

@@ -4,6 +4,7 @@ Every fenced block of the README and docs/ is checked by its language:
 
 - ``json``: each value parses, and a hub.v1 request among them decodes as the hub decodes it;
 - ``toml``: loads through the config file reader, namespaces and all;
+- the generated tables (``scripts/docs_tables.py``): each is what the code generates now;
 - ``python``: compiles (the runnable ones also run, in tests/e2e/test_readme.py);
 - ``js``: node parses it, when node is installed;
 - ``sh``: bash parses it, and every ``hub …`` command line in it parses with hub's own
@@ -12,23 +13,37 @@ Every fenced block of the README and docs/ is checked by its language:
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import shlex
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
+from types import ModuleType
 
 import pytest
+from support import ROOT
 from support.docs import blocks as doc_blocks
 
 from hub.bench.options import build_parser as bench_parser
 from hub.cli import build_parser
 from hub.core.config import OPTIONS
-from hub.core.config_file import read_config_file
-from hub.core.errors import ProtocolError
+from hub.core.config_file import parse_config
+from hub.core.errors import CLOSE_CODES, ProtocolError
 from hub.core.protocol import decode_request
+
+
+def _docs_tables() -> ModuleType:
+    """scripts/docs_tables.py, which is a script and not a package."""
+    spec = importlib.util.spec_from_file_location("docs_tables", ROOT / "scripts/docs_tables.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+docs_tables = _docs_tables()
 
 
 def blocks(language: str) -> list[tuple[str, str]]:
@@ -58,10 +73,7 @@ def test_json_blocks_parse_and_requests_decode(where: str, body: str) -> None:
 
 @pytest.mark.parametrize(("where", "body"), blocks("toml"))
 def test_toml_blocks_load_as_config_files(where: str, body: str) -> None:
-    with tempfile.NamedTemporaryFile("w", suffix=".toml") as file:
-        file.write(body)
-        file.flush()
-        read_config_file(file.name, OPTIONS)
+    parse_config(body.encode(), where, OPTIONS)
 
 
 @pytest.mark.parametrize(("where", "body"), blocks("python"))
@@ -122,3 +134,39 @@ def test_shell_blocks_parse_and_their_hub_commands_exist(where: str, body: str) 
 
 def test_there_is_something_to_check() -> None:
     assert len(blocks("json")) >= 10 and blocks("sh") and blocks("toml") and blocks("python")
+
+
+@pytest.mark.parametrize("doc", sorted(docs_tables.GENERATED))
+def test_generated_tables_are_current(doc: str) -> None:
+    """Each generated table in the docs is exactly what the code generates now: after a
+    change, run python scripts/docs_tables.py."""
+    text = (ROOT / doc).read_text()
+    assert docs_tables.replace_generated(text, docs_tables.GENERATED[doc]) == text, (
+        f"{doc} is out of date"
+    )
+
+
+def test_every_close_code_is_in_the_protocol_reference() -> None:
+    """docs/protocol.md's table has a row per close code, with its rule's wording."""
+    text = (ROOT / "docs" / "protocol.md").read_text()
+    for code, rule in CLOSE_CODES.items():
+        assert f"| {int(code)} | {rule.when} |" in text
+
+
+def test_a_stale_table_is_replaced_and_a_missing_marker_is_an_error() -> None:
+    """replace_generated rewrites the block under its marker and refuses a doc without one."""
+    doc = "intro\n\n<!-- generated: t -->\n| old |\n\nafter\n"
+    assert docs_tables.replace_generated(doc, {"t": lambda: "| new |\n"}) == (
+        "intro\n\n<!-- generated: t -->\n| new |\n\nafter\n"
+    )
+    with pytest.raises(ValueError, match="marker"):
+        docs_tables.replace_generated("no marker here", {"t": lambda: "x"})
+
+
+def test_the_flags_table_shows_each_default_as_the_help_does() -> None:
+    """A row per option: unset and on/off bare, other defaults as code."""
+    rows = docs_tables.flags_table().splitlines()[2:]
+    assert len(rows) == len(OPTIONS)
+    by_flag = {row.split(" | ")[0].strip("| `"): row for row in rows}
+    assert "| unset |" in by_flag["--redis"] and "| off |" in by_flag["--compression"]
+    assert "| `8765` |" in by_flag["--port"]

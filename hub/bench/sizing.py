@@ -12,7 +12,7 @@ import resource
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from hub.core.limits import is_loopback
+from hub.core.addresses import is_loopback
 
 __all__ = [
     "FD_MARGIN",

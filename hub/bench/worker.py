@@ -35,7 +35,7 @@ from hub.bench.scenarios import scenario_for
 from hub.bench.sizing import place, worker_indices
 from hub.bench.stats import LatencyRecorder, StreamTracker, Tally
 from hub.bench.target import channel_url
-from hub.core.limits import raise_open_file_limit
+from hub.runtime.limits import raise_open_file_limit
 
 __all__ = ["EventQueue", "Worker", "run_worker"]
 

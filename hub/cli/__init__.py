@@ -10,8 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from hub import DISTRIBUTION, __version__
-from hub.core.config import OPTIONS, Settings, parse_bytes
-from hub.core.docs import describe_default
+from hub.core.config import OPTIONS, Settings, describe_default, parse_bytes
 from hub.core.errors import ConfigError
 
 __all__ = ["build_parser", "main"]

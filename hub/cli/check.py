@@ -12,10 +12,9 @@ from typing import Any
 
 from hub.brokers import check_broker_url
 from hub.core.auth import Authenticator
-from hub.core.config import OPTIONS, Settings
-from hub.core.docs import describe_default
+from hub.core.config import OPTIONS, Settings, describe_default, read_config_file
 from hub.core.errors import ConfigError
-from hub.core.tls import server_tls_context
+from hub.runtime.tls import server_tls_context
 
 __all__ = ["check_command", "validate_runtime"]
 
@@ -52,9 +51,7 @@ def _sources(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str, 
     sources: dict[str, str] = {}
     path = getattr(args, "config", None) or environ.get("HUB_CONFIG")
     if path:
-        from hub.core.config_file import read_config_file
-
-        for name in read_config_file(path, OPTIONS)[0]:
+        for name in read_config_file(path)[0]:
             sources[name] = f"config file {path}"
     for opt in OPTIONS:
         if opt.env in environ:

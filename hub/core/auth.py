@@ -17,11 +17,15 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import jwt
 
 from hub.core.errors import ConfigError, HubError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 __all__ = ["AuthError", "Authenticator", "Grant", "load_public_key", "token_from_request"]
 
@@ -42,7 +46,7 @@ def _matcher(patterns: Iterable[str]) -> re.Pattern[str] | None:
     return re.compile("|".join(parts)) if parts else None
 
 
-def _patterns(claims: dict[str, Any], name: str) -> list[str]:
+def _patterns(claims: dict[str, object], name: str) -> list[str]:
     value = claims.get(name)
     if value is None:
         return []
@@ -72,7 +76,7 @@ class Grant:
         self._publish = _matcher(publish)
 
     @classmethod
-    def from_claims(cls, claims: dict[str, Any]) -> Grant:
+    def from_claims(cls, claims: dict[str, object]) -> Grant:
         both = _patterns(claims, "channels")
         sub = claims.get("sub")
         return cls(
@@ -89,7 +93,7 @@ class Grant:
         return self._publish is not None and self._publish.match(channel) is not None
 
 
-def numeric_date(claims: dict[str, Any], name: str) -> float | None:
+def numeric_date(claims: dict[str, object], name: str) -> float | None:
     """A NumericDate claim (``exp``, ``nbf``) as PyJWT validated it: a number, or a string of
     one (PyJWT takes ``int(value)``), so the expiry timer uses the same instant it checked."""
     value = claims.get(name)
@@ -97,9 +101,11 @@ def numeric_date(claims: dict[str, Any], name: str) -> float | None:
         return None
     if isinstance(value, int | float):
         return float(value)
+    if not isinstance(value, str):
+        return None  # a list or an object: JSON has no other kinds of value
     try:
         return float(value)
-    except (TypeError, ValueError):
+    except ValueError:
         return None
 
 
@@ -117,7 +123,8 @@ def load_public_key(value: str) -> str:
 class Authenticator:
     """Verifies tokens with an HS256 secret, or an RS256/ES256 public key."""
 
-    key: Any
+    #: The HS256 secret, or the loaded public key.
+    key: str | RSAPublicKey | EllipticCurvePublicKey
     algorithms: tuple[str, ...]
 
     @classmethod

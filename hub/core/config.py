@@ -11,22 +11,36 @@ import dataclasses
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
+from hub.core.addresses import is_loopback
+from hub.core.config_file import parse_config
 from hub.core.errors import ConfigError
-from hub.core.limits import is_loopback
 from hub.core.namespaces import ChannelOptions, ChannelRules, Namespace
 from hub.core.origins import normalize_origin
+from hub.core.sizes import MiB, parse_bytes
 
-__all__ = ["OPTIONS", "Option", "Settings", "is_loopback", "parse_bytes", "parse_value"]
+__all__ = [
+    "OPTIONS",
+    "Option",
+    "Settings",
+    "describe_default",
+    "is_loopback",
+    "parse_bytes",
+    "parse_value",
+    "read_config_file",
+]
 
-MiB = 1024 * 1024
 #: Where prometheus-client's multiprocess mode keeps each worker's values; the supervisor sets
 #: it for its workers, and any worker then answers /metrics for all of them.
 METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
-def _opt(default: Any, help: str, *, flag: str | None = None, group: str = "server") -> Any:
+_T = TypeVar("_T")
+
+
+def _opt(default: _T, help: str, *, flag: str | None = None, group: str = "server") -> _T:
     return field(default=default, metadata={"help": help, "flag": flag, "group": group})
 
 
@@ -290,9 +304,7 @@ class Settings:
         values: dict[str, Any] = {}
         path = overrides.get("config") or env.get("HUB_CONFIG")
         if path:
-            from hub.core.config_file import read_config_file
-
-            values, values["namespaces"] = read_config_file(path, OPTIONS)
+            values, values["namespaces"] = read_config_file(path)
         for opt in OPTIONS:
             if opt.env in env:
                 values[opt.name] = parse_value(opt, env[opt.env])
@@ -307,7 +319,7 @@ class Settings:
 class Option:
     name: str
     type: type
-    default: Any
+    default: object
     help: str
     flag: str
     env: str
@@ -337,19 +349,27 @@ OPTIONS: tuple[Option, ...] = tuple(_options())
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
-_UNITS = {"k": 1024, "kib": 1024, "m": MiB, "mib": MiB, "g": 1024 * MiB, "gib": 1024 * MiB}
 
 
-def parse_bytes(text: str) -> int:
-    """``"4MiB"``, ``"512k"`` or ``"1048576"`` as a number of bytes."""
-    t = text.strip().lower().replace("_", "")
-    for unit in sorted(_UNITS, key=len, reverse=True):
-        if t.endswith(unit):
-            return int(float(t[: -len(unit)]) * _UNITS[unit])
-    return int(t.removesuffix("b"))
+def read_config_file(path: str) -> tuple[dict[str, object], tuple[Namespace, ...]]:
+    """(setting name → value, namespaces) from the TOML file at ``path`` (HUB_CONFIG)."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError("HUB_CONFIG", path, f"cannot read the config file: {exc}") from None
+    return parse_config(data, path, OPTIONS)
 
 
-def parse_value(opt: Option, text: str) -> Any:
+def describe_default(value: object) -> str:
+    """A setting's default as `hub serve --help` and the README show it."""
+    if value is None:
+        return "unset"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value)
+
+
+def parse_value(opt: Option, text: str) -> str | int | float | bool:
     """Convert an environment variable's text to the option's type, or raise ConfigError."""
     try:
         if opt.type is bool:

@@ -1,4 +1,5 @@
-"""The TOML config file (``hub serve --config hub.toml``), read with tomllib and validated.
+"""The TOML config file (``hub serve --config hub.toml``), parsed with tomllib and validated.
+Pure: ``Settings.from_env`` reads the file's bytes and hands them over.
 
 Every flag can be set at the top level under its setting name (``history_size = 100``, the
 flag's name with ``_`` for ``-``); ``[[namespaces]]`` entries give per-channel options. A bad
@@ -24,16 +25,13 @@ from __future__ import annotations
 import dataclasses
 import tomllib
 from collections.abc import Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from hub.core.errors import ConfigError
 from hub.core.namespaces import ChannelOptions, Namespace
+from hub.core.sizes import parse_bytes
 
-if TYPE_CHECKING:
-    from hub.core.config import Option
-
-__all__ = ["NAMESPACE_KEYS", "read_config_file"]
+__all__ = ["NAMESPACE_KEYS", "Setting", "parse_config"]
 
 NAMESPACE_KEYS: tuple[str, ...] = (
     "pattern",
@@ -45,18 +43,26 @@ _NAMESPACE_TYPES: dict[str, type] = {"pattern": str} | {
 }
 
 
-def read_config_file(
-    path: str, options: Sequence[Option]
-) -> tuple[dict[str, Any], tuple[Namespace, ...]]:
-    """(setting name → value, namespaces) from the file at ``path``."""
+class Setting(Protocol):
+    """What the file needs to know of a setting (``hub.core.config.Option`` is one)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def type(self) -> type: ...
+
+
+def parse_config(
+    data: bytes, path: str, settings: Sequence[Setting]
+) -> tuple[dict[str, object], tuple[Namespace, ...]]:
+    """(setting name → value, namespaces) from the bytes of the file at ``path``."""
     try:
-        doc = tomllib.loads(Path(path).read_text("utf-8"))
-    except OSError as exc:
-        raise ConfigError("HUB_CONFIG", path, f"cannot read the config file: {exc}") from None
+        doc = tomllib.loads(data.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError("HUB_CONFIG", path, f"not valid TOML: {exc}") from None
-    by_name = {o.name: o for o in options if o.name != "config"}
-    values: dict[str, Any] = {}
+    by_name = {o.name: o for o in settings if o.name != "config"}
+    values: dict[str, object] = {}
     namespaces: tuple[Namespace, ...] = ()
     for key, value in doc.items():
         if key == "namespaces":
@@ -73,10 +79,8 @@ def read_config_file(
     return values, namespaces
 
 
-def _typed(where: str, value: Any, expected: type, *, is_bytes: bool = False) -> Any:
+def _typed(where: str, value: object, expected: type, *, is_bytes: bool = False) -> object:
     if is_bytes and isinstance(value, str):
-        from hub.core.config import parse_bytes
-
         try:
             return parse_bytes(value)
         except ValueError:
@@ -88,29 +92,29 @@ def _typed(where: str, value: Any, expected: type, *, is_bytes: bool = False) ->
     return value
 
 
-def _namespaces(path: str, entries: Any) -> tuple[Namespace, ...]:
+def _namespaces(path: str, entries: object) -> tuple[Namespace, ...]:
     if not isinstance(entries, list):
         raise ConfigError(f"{path}: namespaces", entries, "use [[namespaces]] tables")
-    out: list[Namespace] = []
-    for index, entry in enumerate(entries):
-        where = f"{path}: namespaces[{index}]"
-        if not isinstance(entry, dict):
-            raise ConfigError(where, entry, "each [[namespaces]] entry is a table")
-        if "pattern" not in entry:
-            raise ConfigError(where, entry, 'needs pattern = "glob", e.g. pattern = "chat.*"')
-        fields: dict[str, Any] = {}
-        for key, value in entry.items():
-            expected = _NAMESPACE_TYPES.get(key)
-            if expected is None:
-                raise ConfigError(
-                    f"{where}.{key}", value, f"unknown key; use one of {', '.join(NAMESPACE_KEYS)}"
-                )
-            fields[key] = _typed(f"{where}.{key}", value, expected)
-        pattern = fields.pop("pattern")
-        options = ChannelOptions(**fields)
-        problem = options.problem()
-        if problem is not None:
-            key, value, reason = problem
-            raise ConfigError(f"{where}.{key}", value, reason)
-        out.append(Namespace(pattern, options))
-    return tuple(out)
+    return tuple(_namespace(f"{path}: namespaces[{i}]", e) for i, e in enumerate(entries))
+
+
+def _namespace(where: str, entry: object) -> Namespace:
+    if not isinstance(entry, dict):
+        raise ConfigError(where, entry, "each [[namespaces]] entry is a table")
+    if "pattern" not in entry:
+        raise ConfigError(where, entry, 'needs pattern = "glob", e.g. pattern = "chat.*"')
+    fields: dict[str, Any] = {}  # ChannelOptions's fields, each checked by _typed
+    for key, value in entry.items():
+        expected = _NAMESPACE_TYPES.get(key)
+        if expected is None:
+            raise ConfigError(
+                f"{where}.{key}", value, f"unknown key; use one of {', '.join(NAMESPACE_KEYS)}"
+            )
+        fields[key] = _typed(f"{where}.{key}", value, expected)
+    pattern: str = fields.pop("pattern")
+    options = ChannelOptions(**fields)
+    problem = options.problem()
+    if problem is not None:
+        key, value, reason = problem
+        raise ConfigError(f"{where}.{key}", value, reason)
+    return Namespace(pattern, options)

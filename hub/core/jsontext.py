@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, NoReturn
 
 import orjson
 
 __all__ = ["dump_json", "is_json_value", "parse_json"]
 
 
-def _reject_constant(name: str) -> Any:
+def _reject_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not JSON")
 
 
@@ -22,7 +22,7 @@ def parse_json(text: str | bytes) -> Any:
         raise ValueError("nested too deeply") from None
 
 
-def dump_json(value: Any) -> bytes:
+def dump_json(value: object) -> bytes:
     """Compact UTF-8 JSON; lone surrogates (legal in JSON text, not in UTF-8) are escaped."""
     try:
         text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))

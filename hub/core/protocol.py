@@ -9,7 +9,7 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Final
 
 from hub.core.channels import MAX_CHANNEL_LENGTH, RULE, validate
 from hub.core.envelope import BINARY, JSON, TEXT, Envelope
@@ -138,7 +138,7 @@ def _channel(value: object, field: str, request_id: RequestId) -> str:
         raise _error(BAD_CHANNEL, str(exc), request_id) from None
 
 
-def _request_id(obj: dict[str, Any]) -> RequestId:
+def _request_id(obj: dict[str, object]) -> RequestId:
     value = obj.get("id")
     if value is None:
         return None
@@ -151,7 +151,7 @@ def _request_id(obj: dict[str, Any]) -> RequestId:
     return value
 
 
-def _channel_list(obj: dict[str, Any], op: str, request_id: RequestId) -> tuple[str, ...]:
+def _channel_list(obj: dict[str, object], op: str, request_id: RequestId) -> tuple[str, ...]:
     if "channel" in obj:
         if "channels" in obj:
             raise _error(BAD_REQUEST, f"{op}: give 'channel' or 'channels', not both", request_id)
@@ -174,7 +174,7 @@ def _channel_list(obj: dict[str, Any], op: str, request_id: RequestId) -> tuple[
     return tuple(dict.fromkeys(_channel(n, "channels", request_id) for n in names))
 
 
-def message_from_fields(obj: dict[str, Any], request_id: RequestId = None) -> Envelope:
+def message_from_fields(obj: dict[str, object], request_id: RequestId = None) -> Envelope:
     """The message of a publish: exactly one of ``data`` (JSON), ``text`` or ``binary``."""
     given = [f for f in ("data", "text", "binary") if f in obj]
     if not given:
@@ -280,7 +280,7 @@ def position_from(value: object, where: str, request_id: RequestId = None) -> Po
 
 
 def _recover_map(
-    obj: dict[str, Any], channels: tuple[str, ...], request_id: RequestId
+    obj: dict[str, object], channels: tuple[str, ...], request_id: RequestId
 ) -> dict[str, Position]:
     value = obj.get("recover")
     if value is None:
@@ -299,7 +299,7 @@ def _recover_map(
     return {c: position_from(p, f"recover[{c!r}]", request_id) for c, p in value.items()}
 
 
-def _history_request(obj: dict[str, Any], request_id: RequestId) -> Request:
+def _history_request(obj: dict[str, object], request_id: RequestId) -> Request:
     if "channel" not in obj:
         raise _error(MISSING_FIELD, 'history needs "channel": "name"', request_id)
     channel = _channel(obj["channel"], "channel", request_id)
@@ -329,7 +329,7 @@ def decode_binary_publish(data: bytes) -> Request:
     return Request("publish", None, (channel,), data[end + 1 :], BINARY)
 
 
-def ack_frame(op: str, request_id: RequestId, **extra: Any) -> str:
+def ack_frame(op: str, request_id: RequestId, **extra: object) -> str:
     """``{"type":"ack","op":..,"id":..}`` plus any extra fields."""
     return json.dumps({"type": "ack", "op": op, "id": request_id, **extra}, separators=(",", ":"))
 

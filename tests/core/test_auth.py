@@ -95,4 +95,5 @@ def test_exp_is_read_whatever_its_json_type(exp: object) -> None:
 
 
 def test_a_non_numeric_exp_gives_no_timer() -> None:
+    """An exp that is no number sets no expiry timer."""
     assert Grant.from_claims({"exp": "soon", "channels": ["*"]}).exp is None

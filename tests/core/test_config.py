@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from hub.cli import build_parser
-from hub.core.config import OPTIONS, Settings, parse_bytes
+from hub.core.config import OPTIONS, Settings, describe_default, parse_bytes, read_config_file
 from hub.core.errors import ConfigError
 
 
@@ -49,8 +51,51 @@ def test_bad_values_name_the_key(env: dict[str, str], key: str) -> None:
 
 
 def test_byte_sizes() -> None:
+    """parse_bytes (core/sizes.py, see test_sizes.py) is also config's, for the CLI."""
     assert parse_bytes("4MiB") == parse_bytes("4m") == 4 << 20
     assert parse_bytes("1024") == 1024 and parse_bytes("2k") == 2048
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"), [(None, "unset"), (True, "on"), (False, "off"), (8765, "8765"), ("x", "x")]
+)
+def test_describe_default(value: object, shown: str) -> None:
+    """Unset, on/off for flags, the value itself otherwise: as --help and the README say."""
+    assert describe_default(value) == shown
+
+
+def test_read_config_file_reads_hub_config(tmp_path: Path) -> None:
+    """The file's settings and namespaces; a file that cannot be read names HUB_CONFIG."""
+    path = tmp_path / "hub.toml"
+    path.write_text('port = 9001\n[[namespaces]]\npattern = "a.*"\n')
+    values, namespaces = read_config_file(str(path))
+    assert values == {"port": 9001} and [n.pattern for n in namespaces] == ["a.*"]
+    with pytest.raises(ConfigError) as info:
+        read_config_file(str(tmp_path / "missing.toml"))
+    assert info.value.key == "HUB_CONFIG" and "cannot read" in info.value.reason
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"workers": -1},
+        {"tls_cert": "c.pem"},
+        {"jwt_secret": "s", "jwt_public_key": "k"},
+        {"api_port": 8765},
+        {"api_port": 9000, "api_host": "0.0.0.0"},
+        {"probe_interval_s": 5.0},
+    ],
+)
+def test_negative_numbers_and_bad_combinations_are_refused(changes: dict[str, object]) -> None:
+    """Negative numbers and settings that contradict each other raise ConfigError."""
+    with pytest.raises(ConfigError):
+        Settings().replace(**changes)
+
+
+def test_num_workers_is_one_per_cpu_when_zero() -> None:
+    """--workers N is N workers; 0 means one per CPU, and at least one."""
+    assert Settings(workers=3).num_workers == 3
+    assert Settings().num_workers >= 1
 
 
 def test_every_option_has_a_flag_an_env_and_help() -> None:

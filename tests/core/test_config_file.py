@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from support import run_python
 
-from hub.core.config import Settings
+from hub.core.config import OPTIONS, Settings
+from hub.core.config_file import NAMESPACE_KEYS, parse_config
 from hub.core.errors import ConfigError
 from hub.core.namespaces import ChannelOptions
 
@@ -53,6 +54,7 @@ def test_the_file_sets_flags_and_namespaces(tmp_path: Path) -> None:
 
 
 def test_flag_beats_env_beats_file_beats_default(tmp_path: Path) -> None:
+    """A flag beats its HUB_* variable, which beats the file, which beats the default."""
     path = write(tmp_path, "port = 9001\nworkers = 3\nlog_level = 'warning'\n")
     env = {"HUB_CONFIG": path, "HUB_WORKERS": "2", "HUB_LOG_LEVEL": "error"}
     s = Settings.from_env(env, log_level="debug")
@@ -74,6 +76,7 @@ def test_flag_beats_env_beats_file_beats_default(tmp_path: Path) -> None:
     ],
 )
 def test_a_bad_key_or_value_names_both(tmp_path: Path, text: str, key: str, value: object) -> None:
+    """An unknown key or a badly typed value raises ConfigError naming the key and the value."""
     with pytest.raises(ConfigError) as info:
         Settings.from_env({}, config=write(tmp_path, text))
     assert info.value.key.endswith(key)
@@ -82,6 +85,7 @@ def test_a_bad_key_or_value_names_both(tmp_path: Path, text: str, key: str, valu
 
 
 def test_a_file_that_is_not_toml_or_missing(tmp_path: Path) -> None:
+    """A file that is not TOML, or cannot be read, raises ConfigError saying which."""
     with pytest.raises(ConfigError, match="not valid TOML"):
         Settings.from_env({}, config=write(tmp_path, "port = = 3"))
     with pytest.raises(ConfigError, match="cannot read"):
@@ -89,6 +93,7 @@ def test_a_file_that_is_not_toml_or_missing(tmp_path: Path) -> None:
 
 
 def test_history_needs_a_ttl_from_the_flags_too() -> None:
+    """History from the environment needs a TTL, as in the file."""
     with pytest.raises(ConfigError) as info:
         Settings.from_env({"HUB_HISTORY_SIZE": "10"})
     assert info.value.key == "HUB_HISTORY_TTL_S"
@@ -100,3 +105,23 @@ def test_hub_serve_exits_2_on_a_bad_file(tmp_path: Path) -> None:
     out = run_python("-m", "hub", "serve", "--config", path)
     assert out.returncode == 2
     assert "namespaces[0].history_size=-1" in out.stderr
+
+
+def test_parse_config_takes_bytes_and_only_the_settings_it_is_given() -> None:
+    """Pure: bytes in, typed values out; a key outside the settings given is unknown."""
+    values, namespaces = parse_config(b"port = 1\nhistory_ttl_s = 5\n", "f.toml", OPTIONS)
+    assert values == {"port": 1, "history_ttl_s": 5.0} and namespaces == ()
+    assert isinstance(values["history_ttl_s"], float)  # an int where a float goes
+    with pytest.raises(ConfigError, match="unknown setting"):
+        parse_config(b"port = 1\n", "f.toml", [o for o in OPTIONS if o.name != "port"])
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        parse_config(b"port = '\xff'\n", "f.toml", OPTIONS)
+
+
+def test_sizes_in_the_file_and_the_keys_of_a_namespace() -> None:
+    """A *_bytes setting takes "2k" or a number; a bad size says what a size looks like."""
+    values, _ = parse_config(b'max_message_bytes = "2k"\n', "f.toml", OPTIONS)
+    assert values == {"max_message_bytes": 2048}
+    with pytest.raises(ConfigError, match="a size such as"):
+        parse_config(b'max_message_bytes = "lots"\n', "f.toml", OPTIONS)
+    assert NAMESPACE_KEYS[0] == "pattern" and "history_size" in NAMESPACE_KEYS

@@ -23,12 +23,14 @@ def test_history_messages_carry_epoch_and_offset_as_id() -> None:
 
 
 def test_plain_channels_have_no_id() -> None:
+    """A message without an offset is an event with data and no id."""
     assert sse_events("c", [Envelope(b"hi")]) == (
         b'data: {"type":"message","channel":"c","text":"hi"}\n\n'
     )
 
 
 def test_preamble_names_the_position_and_recovery() -> None:
+    """The first event names the retry delay, the position and whether it recovered."""
     assert sse_preamble("news", Position("e1", 41), True, 1500) == (
         b"retry: 1500\nevent: subscribed\nid: e1:41\n"
         b'data: {"type":"subscribed","channel":"news","epoch":"e1","offset":41,'
@@ -40,6 +42,7 @@ def test_preamble_names_the_position_and_recovery() -> None:
 
 
 def test_event_ids_parse_or_are_refused() -> None:
+    """An event id is <epoch>:<offset>; anything else is refused with None."""
     assert parse_event_id("e1:41") == Position("e1", 41)
     assert parse_event_id("a:b:41") == Position("a:b", 41)
     for bad in ("", "41", ":41", "e1:", "e1:-1", "e" * 100 + ":1"):

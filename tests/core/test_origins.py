@@ -27,10 +27,12 @@ from hub.core.origins import normalize_origin
     ],
 )
 def test_normalize_origin(value: str, origin: str | None) -> None:
+    """Scheme and host lowercased, default port dropped; a path, user or query: None."""
     assert normalize_origin(value) == origin
 
 
 def test_allowed_origins_take_one_trailing_slash_and_nothing_else() -> None:
+    """--allowed-origins values are normalized, one trailing slash dropped."""
     allowed = Settings(allowed_origins="https://App.example/, http://b.example:80").origins
     assert allowed == frozenset({"https://app.example", "http://b.example"})
     assert normalize_origin("https://app.example//") not in allowed

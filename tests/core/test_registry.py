@@ -20,6 +20,7 @@ def test_add_reports_first_and_remove_reports_empty() -> None:
 
 
 def test_channels_and_counts() -> None:
+    """The registry counts each channel's subscribers, in order of joining."""
     r: Registry[int] = Registry()
     for i in range(3):
         r.add("x", i)

@@ -114,6 +114,7 @@ def test_a_new_epoch_is_a_gap_then_its_messages_from_the_start() -> None:
 
 
 def test_give_up_tells_of_the_loss_and_passes_on_what_was_held() -> None:
+    """Giving up a repair is a gap, then the messages that were held."""
     seq = ChannelSequence(EPOCH, 0)
     seq.accept([msg(1)])
     seq.accept([msg(5)])
@@ -138,6 +139,7 @@ def recoveries(draw: st.DrawFn) -> tuple[Position, HistoryPage, int]:
 def test_recover_replays_exactly_the_missing_range_or_nothing(
     case: tuple[Position, HistoryPage, int],
 ) -> None:
+    """recover replays the whole missing range when the page holds it, else nothing."""
     since, page, limit = case
     result = recover(since, page, limit)
     missing = page.top - since.offset

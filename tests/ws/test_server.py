@@ -12,7 +12,6 @@ import pytest
 from support import ROOT, HubProcess, recv_n, t, wait_until
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
-from websockets.frames import Frame, Opcode
 
 TUTORIAL_CLIENT = textwrap.dedent(
     """
@@ -179,55 +178,6 @@ async def test_channel_is_subscribed_before_the_handshake_completes() -> None:
     finally:
         await server.stop()
         await node.close()
-
-
-async def test_keepalive_cuts_off_a_peer_that_never_answers_pings(
-    start_hub: Callable[..., HubProcess],
-) -> None:
-    """A peer that completes the handshake and then never answers pings is disconnected;
-    a normal client, which answers them, stays connected."""
-    hub = start_hub("--workers", "1", "--ping-interval-s", "0.3", "--ping-timeout-s", "0.3")
-    reader, writer = await asyncio.open_connection("127.0.0.1", hub.port)
-    writer.write(
-        b"GET /ka HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
-    async with connect(hub.url("ka")) as good:
-        received = b""
-
-        async def read_until_eof() -> None:
-            nonlocal received
-            while chunk := await reader.read(4096):
-                received += chunk
-
-        await asyncio.wait_for(read_until_eof(), t(10))
-        assert received.startswith(b"HTTP/1.1 101")
-        assert b"\x89\x04" in received, "the server sent a 4-byte ping"
-        await good.send("alive")
-        assert await recv_n(good, 1) == ["alive"]
-    writer.close()
-
-
-async def test_fragmented_messages_arrive_whole(start_hub: Callable[..., HubProcess]) -> None:
-    """A message sent in fragments reaches receivers as one message of the same kind."""
-    hub = start_hub("--workers", "1")
-    async with connect(hub.url("frag")) as sender, connect(hub.url("frag")) as receiver:
-        await sender.send(["part one, ", "part two"])
-        await sender.send([b"\x00\x01", b"\x02"])
-        assert await recv_n(receiver, 2) == ["part one, part two", b"\x00\x01\x02"]
-
-
-async def test_invalid_utf8_text_closes_with_1007(start_hub: Callable[..., HubProcess]) -> None:
-    """A text frame that is not UTF-8 closes its sender with 1007; the channel carries on."""
-    hub = start_hub("--workers", "1")
-    async with connect(hub.url("utf")) as bad, connect(hub.url("utf")) as good:
-        bad.protocol.send_frame(Frame(Opcode.TEXT, b"\xff\xfe bad"))
-        bad.send_data()
-        with pytest.raises(ConnectionClosed) as info:
-            await asyncio.wait_for(bad.recv(), t(5))
-        assert info.value.rcvd is not None and info.value.rcvd.code == 1007
-        await good.send("fine")
-        assert await recv_n(good, 1) == ["fine"]
 
 
 async def test_compression_flag_negotiates_deflate_and_delivers(

@@ -1,59 +1,25 @@
-"""Server WebSocket frames and the Redis envelope (pure)."""
+"""The envelope that hub writes into Redis, and how any payload reads back (pure)."""
 
 from __future__ import annotations
 
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from websockets.frames import Frame, Opcode
-from websockets.streams import StreamReader
 
 from hub.core.envelope import (
     BINARY,
     ENVELOPE_MAGIC,
+    EVENT,
+    GAP,
     JSON,
     TEXT,
     Envelope,
     decode_envelope,
     encode_envelope,
+    encode_event,
+    encode_positioned,
+    gap,
 )
-from hub.core.frames import OP_BINARY, OP_TEXT, encode_frame, raw_frames
 from hub.core.jsontext import dump_json
-
-
-def parse_frames(data: bytes) -> list[Frame]:
-    """Parse server frames with websockets' own parser, as a client would."""
-    reader = StreamReader()
-    reader.feed_data(data)
-    frames = []
-    while reader.buffer:
-        gen = Frame.parse(reader.read_exact, mask=False)
-        try:
-            next(gen)
-        except StopIteration as stop:
-            frames.append(stop.value)
-    return frames
-
-
-@pytest.mark.parametrize("size", [0, 1, 125, 126, 65535, 65536, 200_000])
-def test_frames_parse_with_websockets(size: int) -> None:
-    """Frames of every length class parse back with websockets' parser."""
-    payload = bytes(range(256)) * (size // 256) + bytes(size % 256)
-    (frame,) = parse_frames(encode_frame(OP_BINARY, payload))
-    assert frame.opcode is Opcode.BINARY and frame.fin and frame.data == payload
-
-
-def test_batch_is_one_buffer_of_frames_in_order() -> None:
-    """raw_frames joins a batch's frames, text as text and binary as binary, in order."""
-    msgs = [Envelope(b"one"), Envelope(b"\x00two", BINARY), Envelope(b'{"a":1}', JSON)]
-    frames = parse_frames(raw_frames(msgs))
-    assert [(f.opcode, f.data) for f in frames] == [
-        (Opcode.TEXT, b"one"),
-        (Opcode.BINARY, b"\x00two"),
-        (Opcode.TEXT, b'{"a":1}'),
-    ]
-    assert encode_frame(OP_TEXT, b"x")[0] == 0x81
-
 
 JSON_VALUES = st.recursive(
     st.none()
@@ -93,3 +59,35 @@ def test_a_json_envelope_that_is_not_one_json_value_is_binary() -> None:
         assert (message.kind, message.payload) == (BINARY, bad)
     escaped = decode_envelope(b'\xffhbj"\\ud800"')  # a lone surrogate, escaped: valid JSON
     assert escaped.kind == JSON
+
+
+def test_a_positioned_envelope_carries_its_offset_and_epoch() -> None:
+    """What the history script publishes reads back as the inner message, positioned."""
+    data = encode_positioned(encode_envelope(b"[1]", JSON), 42, "ep0")
+    assert decode_envelope(data) == Envelope(b"[1]", JSON, 42, "ep0")
+    assert decode_envelope(encode_positioned(b"plain", 1, "e")) == Envelope(b"plain", TEXT, 1, "e")
+
+
+def test_a_broken_or_nested_position_is_delivered_whole_as_binary() -> None:
+    """No newline, a non-numeric offset or a position inside a position is not ours."""
+    nested = encode_positioned(encode_positioned(b"x", 1, "e"), 2, "e")
+    for bad in (b"\xffhbo12:ep", b"\xffhboxx:ep\nhi", nested):
+        assert decode_envelope(bad) == Envelope(bad, BINARY)
+
+
+def test_presence_events_round_trip_and_near_misses_are_binary() -> None:
+    """A join or leave reads back as an EVENT; a malformed one is plain binary."""
+    join = encode_event(True, b'{"client":"c","user":null}')
+    assert decode_envelope(join) == Envelope(b'j{"client":"c","user":null}', EVENT)
+    assert decode_envelope(encode_event(False, b'{"client":"c"}')).payload[:1] == b"l"
+    assert decode_envelope(ENVELOPE_MAGIC + b"px{}").kind == BINARY
+
+
+def test_gap_marker_and_equality() -> None:
+    """gap() is a GAP at epoch:offset; envelopes compare by payload, kind and position."""
+    marker = gap("ep", 9)
+    assert (marker.kind, marker.epoch, marker.offset, marker.payload) == (GAP, "ep", 9, b"")
+    assert Envelope(b"a") == Envelope(b"a") and Envelope(b"a") != Envelope(b"a", BINARY)
+    assert Envelope(b"a", TEXT, 1, "x") != Envelope(b"a", TEXT, 1, "y")
+    assert hash(Envelope(b"a", JSON, 2)) == hash(Envelope(b"a", JSON, 2))
+    assert "offset=3" in repr(Envelope(b"a", TEXT, 3, "e")) and "offset" not in repr(Envelope(b"a"))

@@ -1,27 +1,17 @@
-"""Process limits and address facts that the server and the load tester both need."""
+"""The process's open-file limit, raised before a worker (of the hub or of the load tester)
+opens its sockets."""
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import resource
 
-__all__ = ["is_loopback", "raise_open_file_limit"]
+__all__ = ["raise_open_file_limit"]
 
 logger = logging.getLogger(__name__)
 
 #: What "no limit" is taken to mean when the hard limit is infinite.
 _UNLIMITED_FILES = 1 << 20
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` is a loopback address (or ``localhost``)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def raise_open_file_limit() -> int:

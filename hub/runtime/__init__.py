@@ -1,0 +1,2 @@
+"""What a hub process sets up on its host before it serves, outside the pure core: the TLS
+context from the PEM files of --tls-cert and --tls-key, and the open-file limit."""
