@@ -13,8 +13,8 @@ from typing import Any
 import uvloop
 
 from hub.api import PublishApi
-from hub.brokers import Broker, create_broker
-from hub.brokers.clients import subscribed_channels
+from hub.brokers import Broker, BrokerOptions, create_engines
+from hub.brokers.redispy import subscribed_channels
 from hub.core.auth import Authenticator
 from hub.core.config import Settings
 from hub.core.errors import redact_url
@@ -55,9 +55,9 @@ class App:
         self.metrics = WorkerMetrics(
             worker=worker, read=self._figures, broker=redact_url(settings.redis_url)
         )
-        self.broker: Broker = (
-            create_broker(
-                settings.redis_url,
+        engines = create_engines(
+            settings.redis_url or None,
+            BrokerOptions(
                 prefix=settings.channel_prefix,
                 publish_buffer_messages=settings.publish_buffer_messages,
                 publish_buffer_bytes=settings.publish_buffer_bytes,
@@ -65,12 +65,12 @@ class App:
                 probe_timeout_s=settings.probe_timeout_s,
                 on_roundtrip=self.metrics.observe_roundtrip,
                 on_probe_latency=self.metrics.observe_probe_latency,
-            )
-            if settings.redis_url
-            else create_broker(None)
+            ),
         )
+        self.broker: Broker = engines.broker
         self.node = Node(
             broker=self.broker,
+            presence=engines.presence,
             max_buffered_bytes=settings.max_buffered_bytes,
             unsubscribe_delay_s=settings.unsubscribe_delay_s,
             rules=settings.channel_rules(),

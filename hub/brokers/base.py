@@ -26,7 +26,7 @@ from hub.core.errors import BrokerUnavailable
 from hub.core.namespaces import ChannelOptions
 from hub.core.sequence import HistoryPage
 
-__all__ = ["Broker", "BrokerEventHandler", "BrokerStats", "BrokerUnavailable"]
+__all__ = ["Broker", "BrokerEventHandler", "BrokerStats", "BrokerUnavailable", "PresenceManager"]
 
 
 class BrokerEventHandler(Protocol):
@@ -98,20 +98,23 @@ class Broker(Protocol):
         """
         ...
 
-    # Presence: who is subscribed to a channel, cluster-wide.
 
-    def presence_add(self, channel: str, client: str, user: str | None, ttl_s: float) -> None:
+class PresenceManager(Protocol):
+    """Presence: who is subscribed to a channel, cluster-wide. Each engine has its own,
+    beside its broker (``hub.brokers.create_engines`` makes the pair)."""
+
+    def add(self, channel: str, client: str, user: str | None, ttl_s: float) -> None:
         """Record that ``client`` (of ``user``) is subscribed to ``channel``, from this process."""
         ...
 
-    def presence_remove(self, channel: str, client: str) -> None: ...
+    def remove(self, channel: str, client: str) -> None: ...
 
-    def presence_heartbeat(self, channels: Sequence[str], ttl_s: float) -> None:
+    def heartbeat(self, channels: Sequence[str], ttl_s: float) -> None:
         """This process still holds its clients of ``channels`` (one write per channel,
         whatever its number of members); without it they expire after ``ttl_s``."""
         ...
 
-    async def read_presence(self, channel: str) -> list[tuple[str, str | None]]:
+    async def read(self, channel: str) -> list[tuple[str, str | None]]:
         """(client, user) of everyone subscribed, less those of processes that stopped
         heartbeating. Raises BrokerUnavailable."""
         ...

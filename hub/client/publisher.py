@@ -20,8 +20,8 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from hub.brokers.clients import async_client, names_for, sync_client
 from hub.brokers.names import Names
+from hub.brokers.redispy import async_client, names_for, sync_client
 from hub.brokers.scripts import PUBLISH_SCRIPT, new_message_id, publish_args
 from hub.core.channels import validate
 from hub.core.config import Settings

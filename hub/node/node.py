@@ -11,7 +11,7 @@ import socket
 import time
 from collections.abc import Callable, Iterator, Sequence
 
-from hub.brokers.base import Broker
+from hub.brokers.base import Broker, PresenceManager
 from hub.core.envelope import EVENT, GAP, TEXT, Message, decode_envelope, encode_envelope
 from hub.core.errors import CloseCode
 from hub.core.fanout import Subscriber, deliver
@@ -35,6 +35,7 @@ class Node(NodeHistory, NodePresence):
         self,
         *,
         broker: Broker,
+        presence: PresenceManager | None = None,
         max_buffered_bytes: int,
         unsubscribe_delay_s: float = 2.0,
         rules: ChannelRules | None = None,
@@ -50,6 +51,9 @@ class Node(NodeHistory, NodePresence):
         self._heartbeat: asyncio.Task[None] | None = None
         self._num_clients = 0
         self.rules = rules or ChannelRules((), ChannelOptions())
+        if presence is None and self.rules.any_presence:
+            raise ValueError("channels keep presence: Node needs presence=")
+        self.presence = presence
         self.recovery_max_messages = recovery_max_messages
         self._max_buffered_bytes = max_buffered_bytes
         self._unsubscribe_delay_s = unsubscribe_delay_s

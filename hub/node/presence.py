@@ -15,7 +15,7 @@ import logging
 from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
-from hub.brokers.base import Broker
+from hub.brokers.base import Broker, PresenceManager
 from hub.core.envelope import Message, encode_event
 from hub.core.errors import BrokerUnavailable, ProtocolError
 from hub.core.frames import v1_message
@@ -34,6 +34,7 @@ class NodePresence:
     """Mixed into Node: presence lists and join/leave events."""
 
     broker: Broker
+    presence: PresenceManager | None
     rules: ChannelRules
     name: str
     presence_ttl_s: float
@@ -45,6 +46,12 @@ class NodePresence:
         def publish(self, channel: str, payload: bytes, kind: int = 0) -> bool: ...
         def next_client_number(self) -> int: ...
 
+    @property
+    def _presence(self) -> PresenceManager:
+        """The presence manager (Node refuses channel rules with presence without one)."""
+        assert self.presence is not None
+        return self.presence
+
     def client_id(self, client: Client) -> str:
         """A client's id, unique across the cluster: this process's name and a number, given
         when first asked for (most clients never need one)."""
@@ -55,9 +62,7 @@ class NodePresence:
     def _presence_joined(self, channel: str, client: Client) -> None:
         options = self.rules.options_for(channel)
         if options.presence:
-            self.broker.presence_add(
-                channel, self.client_id(client), client.user, self.presence_ttl_s
-            )
+            self._presence.add(channel, self.client_id(client), client.user, self.presence_ttl_s)
             if options.join_leave:
                 self._announce(channel, client, is_join=True)
 
@@ -69,7 +74,7 @@ class NodePresence:
                 del self._listeners[channel]
         options = self.rules.options_for(channel)
         if options.presence:
-            self.broker.presence_remove(channel, self.client_id(client))
+            self._presence.remove(channel, self.client_id(client))
             if options.join_leave:
                 self._announce(channel, client, is_join=False)
 
@@ -106,7 +111,7 @@ class NodePresence:
                 "[[namespaces]], or --presence)",
             )
         try:
-            members = await self.broker.read_presence(channel)
+            members = await self._presence.read(channel)
         except BrokerUnavailable as exc:
             raise ProtocolError(UNAVAILABLE, f"{exc}; retry later") from None
         members.sort()
@@ -127,7 +132,7 @@ class NodePresence:
             if not self.rules.options_for(channel).presence:
                 continue
             for client in self._registry.subscribers(channel) or ():
-                self.broker.presence_add(
+                self._presence.add(
                     channel, self.client_id(client), client.user, self.presence_ttl_s
                 )
 
@@ -137,6 +142,6 @@ class NodePresence:
             try:
                 channels = self._presence_channels()
                 if channels:
-                    self.broker.presence_heartbeat(channels, self.presence_ttl_s)
+                    self._presence.heartbeat(channels, self.presence_ttl_s)
             except Exception:
                 logger.exception("the presence heartbeat failed; it runs again")
