@@ -49,6 +49,7 @@ from cpu_per_delivery import cpu_s
 from history import HISTORY, publish_run, redis_cpu_s
 from targets import bench, hubs, redis_server, server_rss, urls
 
+from hub.brokers import BrokerOptions
 from hub.brokers.redis import RedisBroker
 from hub.core.envelope import encode_envelope
 
@@ -145,7 +146,7 @@ async def redis_out_run(url: str, subscribers: int, n: int, rate: float = 0) -> 
         while got < n * frame:
             got += len(await reader.read(1 << 20))
 
-    broker = RedisBroker(url=url, prefix="")
+    broker = RedisBroker(url=url, options=BrokerOptions(prefix=""))
     await broker.start(_Sink())
     while not broker.is_ready:  # noqa: ASYNC110 - a benchmark polls, on purpose
         await asyncio.sleep(0.01)

@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from targets import bench, hubs, max_sustained, redis_server, urls
 
+from hub.brokers import BrokerOptions
 from hub.brokers.redis import RedisBroker
 from hub.core.envelope import encode_envelope
 from hub.core.namespaces import ChannelOptions
@@ -52,7 +53,7 @@ def redis_cpu_s(client: redis.Redis) -> float:
 
 
 async def publish_run(url: str, n: int, history: ChannelOptions | None) -> dict[str, Any]:
-    broker = RedisBroker(url=url, prefix=f"bench{time.monotonic_ns()}:")
+    broker = RedisBroker(url=url, options=BrokerOptions(prefix=f"bench{time.monotonic_ns()}:"))
     await broker.start(_Sink())
     while not broker.is_ready:  # noqa: ASYNC110 - a benchmark polls, on purpose
         await asyncio.sleep(0.01)

@@ -12,8 +12,8 @@ from typing import Any
 
 import uvloop
 
-from hub.brokers import Broker, create_broker
-from hub.brokers.clients import subscribed_channels
+from hub.brokers import Broker, BrokerOptions, create_engines
+from hub.brokers.redispy import subscribed_channels
 from hub.core.addresses import is_loopback
 from hub.core.auth import Authenticator
 from hub.core.config import Settings
@@ -56,10 +56,22 @@ class App:
         self.metrics = WorkerMetrics(
             worker=worker, read=self._figures, broker=redact_url(settings.redis_url)
         )
-        self.broker = _broker(settings, self.metrics)
+        engines = create_engines(
+            settings.redis_url or None,
+            BrokerOptions(
+                prefix=settings.channel_prefix,
+                publish_buffer_messages=settings.publish_buffer_messages,
+                publish_buffer_bytes=settings.publish_buffer_bytes,
+                probe_interval_s=settings.probe_interval_s,
+                probe_timeout_s=settings.probe_timeout_s,
+                on_roundtrip=self.metrics.observe_roundtrip,
+                on_probe_latency=self.metrics.observe_probe_latency,
+            ),
+        )
+        self.broker: Broker = engines.broker
         self.node = Node(
             broker=self.broker,
-            presence=_BrokerPresence(self.broker),
+            presence=engines.presence,
             max_buffered_bytes=settings.max_buffered_bytes,
             unsubscribe_delay_s=settings.unsubscribe_delay_s,
             rules=settings.channel_rules(),
@@ -185,29 +197,6 @@ class App:
             self.metrics.sync()  # the last counts, for the workers that outlive this one
         except Exception:
             logger.exception("the last metrics sync failed")
-
-
-def _broker(settings: Settings, metrics: WorkerMetrics) -> Broker:
-    if not settings.redis_url:
-        return create_broker(None)
-    return create_broker(
-        settings.redis_url,
-        prefix=settings.channel_prefix,
-        publish_buffer_messages=settings.publish_buffer_messages,
-        publish_buffer_bytes=settings.publish_buffer_bytes,
-        probe_interval_s=settings.probe_interval_s,
-        probe_timeout_s=settings.probe_timeout_s,
-        on_roundtrip=metrics.observe_roundtrip,
-        on_probe_latency=metrics.observe_probe_latency,
-    )
-
-
-class _BrokerPresence:
-    def __init__(self, broker: Broker) -> None:
-        self.add = broker.presence_add
-        self.remove = broker.presence_remove
-        self.heartbeat = broker.presence_heartbeat
-        self.read = broker.read_presence
 
 
 def _api(settings: Settings, node: Node, authenticator: Authenticator | None) -> PublishApi | None:

@@ -1,18 +1,23 @@
-"""Brokers, chosen by URL scheme; concrete classes are imported lazily."""
+"""Engines, chosen by URL scheme: a broker and the presence manager beside it. Concrete
+classes are imported lazily."""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
-from hub.brokers.base import Broker, BrokerEventHandler, BrokerStats
+from hub.brokers.base import Broker, BrokerEventHandler, BrokerStats, PresenceManager
+from hub.brokers.options import BrokerOptions
 from hub.core.errors import ConfigError, redact_url
 
 __all__ = [
     "Broker",
     "BrokerEventHandler",
+    "BrokerOptions",
     "BrokerStats",
+    "Engines",
+    "PresenceManager",
     "check_broker_url",
-    "create_broker",
+    "create_engines",
 ]
 
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+sentinel://")
@@ -57,22 +62,33 @@ def _check_broker_url(url: str) -> None:
     )
 
 
-def create_broker(url: str | None, **options: Any) -> Broker:
-    """``None`` or ``memory://``: MemoryBroker; ``redis://``, ``rediss://``, ``unix://``, and
-    ``redis+sentinel://`` (the master found through Redis Sentinel): Redis;
+@dataclass(frozen=True)
+class Engines:
+    """What the node runs on: the message broker, and presence beside it."""
+
+    broker: Broker
+    presence: PresenceManager
+
+
+def create_engines(url: str | None, options: BrokerOptions | None = None) -> Engines:
+    """``None`` or ``memory://``: the memory engine; ``redis://``, ``rediss://``, ``unix://``,
+    and ``redis+sentinel://`` (the master found through Redis Sentinel): Redis;
     ``redis+cluster://`` and ``rediss+cluster://``: Redis Cluster, with sharded pub/sub.
 
-    ``options`` are passed to RedisBroker (prefix, buffer bounds, probe timings).
+    ``options`` (prefix, buffer bounds, probe timings) are for Redis and Redis Cluster; the
+    memory engine needs none. Raises ConfigError for a URL that no engine takes.
     """
     check_broker_url(url)
     if url is None or url == "memory://":
-        from hub.brokers.memory import MemoryBroker
+        from hub.brokers.memory import MemoryBroker, MemoryPresence
 
-        return MemoryBroker()
+        return Engines(MemoryBroker(), MemoryPresence())
     if url.startswith(CLUSTER_SCHEMES):
         from hub.brokers.cluster.broker import ClusterBroker
 
-        return ClusterBroker(url=url, **options)
+        cluster = ClusterBroker(url=url, options=options)
+        return Engines(cluster, cluster.presence())
     from hub.brokers.redis import RedisBroker
 
-    return RedisBroker(url=url, **options)
+    redis = RedisBroker(url=url, options=options)
+    return Engines(redis, redis.presence())

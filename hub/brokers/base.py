@@ -98,28 +98,10 @@ class Broker(Protocol):
         """
         ...
 
-    # Presence: who is subscribed to a channel, cluster-wide.
-
-    def presence_add(self, channel: str, client: str, user: str | None, ttl_s: float) -> None:
-        """Record that ``client`` (of ``user``) is subscribed to ``channel``, from this process."""
-        ...
-
-    def presence_remove(self, channel: str, client: str) -> None: ...
-
-    def presence_heartbeat(self, channels: Sequence[str], ttl_s: float) -> None:
-        """This process still holds its clients of ``channels`` (one write per channel,
-        whatever its number of members); without it they expire after ``ttl_s``."""
-        ...
-
-    async def read_presence(self, channel: str) -> list[tuple[str, str | None]]:
-        """(client, user) of everyone subscribed, less those of processes that stopped
-        heartbeating. Raises BrokerUnavailable."""
-        ...
-
 
 class PresenceManager(Protocol):
-    """Who is subscribed to a channel, cluster-wide: kept apart from the broker, as
-    centrifuge keeps its PresenceManager beside its Broker."""
+    """Presence: who is subscribed to a channel, cluster-wide. Each engine has its own,
+    beside its broker (``hub.brokers.create_engines`` makes the pair)."""
 
     def add(self, channel: str, client: str, user: str | None, ttl_s: float) -> None:
         """Record that ``client`` (of ``user``) is subscribed to ``channel``, from this process."""

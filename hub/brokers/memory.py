@@ -1,4 +1,5 @@
-"""The memory broker: one process, no Redis. History channels keep their history here too."""
+"""The memory engine: one process, no Redis. History channels keep their history here too,
+and presence is a dict (``MemoryPresence``)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from hub.core.envelope import decode_envelope, encode_positioned
 from hub.core.namespaces import ChannelOptions
 from hub.core.sequence import HistoryPage
 
-__all__ = ["MemoryBroker"]
+__all__ = ["MemoryBroker", "MemoryPresence"]
 
 
 class _History:
@@ -45,7 +46,6 @@ class MemoryBroker:
         self._pending: list[tuple[str, bytes]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._histories: dict[str, _History] = {}
-        self._presence: dict[str, dict[str, str | None]] = {}
 
     @property
     def is_ready(self) -> bool:
@@ -104,24 +104,31 @@ class MemoryBroker:
             messages.append(m)
         return HistoryPage(h.epoch, h.top, messages)
 
-    def presence_add(self, channel: str, client: str, user: str | None, ttl_s: float) -> None:
-        self._presence.setdefault(channel, {})[client] = user
-
-    def presence_remove(self, channel: str, client: str) -> None:
-        members = self._presence.get(channel)
-        if members is not None:
-            members.pop(client, None)
-            if not members:
-                del self._presence[channel]
-
-    def presence_heartbeat(self, channels: Sequence[str], ttl_s: float) -> None:
-        pass  # one process: its clients cannot outlive it
-
-    async def read_presence(self, channel: str) -> list[tuple[str, str | None]]:
-        return list(self._presence.get(channel, {}).items())
-
     def _flush(self) -> None:
         batch, self._pending = self._pending, []
         if self._handler is not None:
             channels = self._channels
             self._handler.on_messages([m for m in batch if m[0] in channels])
+
+
+class MemoryPresence:
+    """Presence within one process: channel → {client: user}."""
+
+    def __init__(self) -> None:
+        self._members: dict[str, dict[str, str | None]] = {}
+
+    def add(self, channel: str, client: str, user: str | None, ttl_s: float) -> None:
+        self._members.setdefault(channel, {})[client] = user
+
+    def remove(self, channel: str, client: str) -> None:
+        members = self._members.get(channel)
+        if members is not None:
+            members.pop(client, None)
+            if not members:
+                del self._members[channel]
+
+    def heartbeat(self, channels: Sequence[str], ttl_s: float) -> None:
+        pass  # one process: its clients cannot outlive it
+
+    async def read(self, channel: str) -> list[tuple[str, str | None]]:
+        return list(self._members.get(channel, {}).items())

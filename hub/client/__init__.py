@@ -8,7 +8,8 @@
 
 from __future__ import annotations
 
-from hub.client.client import Client, Subscription, TokenSource
+from hub.client.client import Client
+from hub.client.connection import TokenSource
 from hub.client.errors import (
     ClientClosed,
     ClientError,
@@ -21,6 +22,7 @@ from hub.client.errors import (
 )
 from hub.client.message import Message
 from hub.client.publisher import Published, Publisher
+from hub.client.subscription import Subscription
 from hub.core.sequence import Position
 
 __all__ = [

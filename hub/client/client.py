@@ -1,10 +1,10 @@
 """The hub.v1 client: one WebSocket, reconnecting on its own, every subscription resumed from
 its last position.
 
-It is written on websockets' asyncio client (a dependency hub already has). The connection
-loop is hand-written because the reconnect rules are hub's own: each close code's rule from
-``hub.core.errors.CLOSE_CODES``, a token refresh on 4001, failover over several URLs, and
-recovery of every history channel from the position the application last received.
+This module is the application's side: subscribe, unsubscribe, publish, start and close. The
+connection loop (failover, backoff, token refresh, close codes) is ``connection.py``; the
+requests and what answers them, ``requests.py``; a subscription and its bounded buffer,
+``subscription.py``.
 """
 
 from __future__ import annotations
@@ -12,126 +12,31 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import inspect
 import logging
-import random
 import urllib.parse
-from collections import deque
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from typing import Any, Final
+from collections.abc import Awaitable, Sequence
+from typing import Final, TypeVar
 
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
 
-from hub.client.errors import (
-    ClientClosed,
-    Gap,
-    NotConnected,
-    NotRecovered,
-    PublishFailed,
-    RequestRefused,
-)
-from hub.client.message import Message, message_from_frame, parse_frame
-from hub.core.backoff import backoff
+from hub.client.connection import Reconnecting, TokenSource
+from hub.client.errors import ClientClosed, NotConnected, PublishFailed, RequestRefused
+from hub.client.message import Frame
+from hub.client.requests import Requests
+from hub.client.subscription import End, Subscription
 from hub.core.channels import validate
-from hub.core.errors import CloseCode
-from hub.core.jsontext import dump_json
-from hub.core.protocol import SUBPROTOCOL, UNAVAILABLE
 from hub.core.sequence import Position
 
 __all__ = ["Client", "Subscription", "TokenSource"]
 
 logger = logging.getLogger(__name__)
 
-#: A callable that returns a fresh JWT, plain or as a coroutine.
-TokenSource = Callable[[], "str | Awaitable[str]"]
-
-_UNSET: Final[Any] = object()
-#: Consecutive 1008 closes after which the client stops: the hub keeps refusing what it does.
-_MAX_POLICY_CLOSES: Final = 3
-#: Handshake statuses that no retry can fix (401 is retried once with a fresh token).
-_REFUSED: Final = frozenset({400, 401, 403, 404})
+_T = TypeVar("_T")
+_UNSET: Final = object()
 
 
-class _End(Exception):
-    """Marks a subscription's end in its buffer: iteration stops without an error."""
-
-
-class _Buffer:
-    """A subscription's deliveries, bounded: a full buffer stops the socket's reader, so a
-    slow application slows its own connection (and the hub, past its limit, closes it with
-    4008; the client then recovers from its position) instead of growing memory."""
-
-    def __init__(self, size: int) -> None:
-        self._items: deque[Message | BaseException] = deque()
-        self._size = size
-        self._readable = asyncio.Event()
-        self._writable = asyncio.Event()
-        self._writable.set()
-
-    async def put(self, item: Message | BaseException) -> None:
-        while len(self._items) >= self._size:
-            self._writable.clear()
-            await self._writable.wait()
-        self.put_now(item)
-
-    def put_now(self, item: Message | BaseException) -> None:
-        """Past the bound: for the few control items (an end, an error)."""
-        self._items.append(item)
-        self._readable.set()
-
-    async def get(self) -> Message | BaseException:
-        while not self._items:
-            self._readable.clear()
-            await self._readable.wait()
-        item = self._items.popleft()
-        self._writable.set()
-        return item
-
-
-class Subscription:
-    """One channel's deliveries, in order; iterate it with ``async for``.
-
-    Iteration raises :class:`~hub.client.errors.NotRecovered` or
-    :class:`~hub.client.errors.Gap` where messages may be missing, and then goes on: catch
-    it, resync, iterate again. It stops after ``unsubscribe()`` or ``close()``, and raises
-    :class:`~hub.client.errors.ClientClosed` when the client stopped for good.
-    """
-
-    def __init__(self, channel: str, *, recover: bool, since: Position | None, size: int) -> None:
-        self.channel = channel
-        #: Recover from :attr:`position` on every resubscribe (history channels).
-        self.recover = recover
-        #: The last position received (history channels only): epoch and offset.
-        self.position = since
-        self._buffer = _Buffer(size)
-        self._end: BaseException | None = None
-        self._sent_on: ClientConnection | None = None
-        self._ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    def __aiter__(self) -> Subscription:
-        return self
-
-    async def __anext__(self) -> Message:
-        item = await self._buffer.get()
-        if isinstance(item, Message):
-            return item
-        if item is self._end:
-            self._buffer.put_now(item)  # iterating again ends the same way
-            if isinstance(item, _End):
-                raise StopAsyncIteration
-        raise item
-
-    def _finish(self, end: BaseException) -> None:
-        if self._end is None:
-            self._end = end
-            self._buffer.put_now(end)
-        if not self._ready.done():
-            self._ready.set_exception(end if not isinstance(end, _End) else ClientClosed("closed"))
-            self._ready.exception()  # retrieved: a subscribe() that gave up is not an error
-
-
-class Client:
+class Client(Reconnecting, Requests):
     """A hub.v1 client that reconnects and resumes; use it as ``async with Client(url)``.
 
     ``url`` is one ``ws://``/``wss://`` URL or a list of them: on a failed connect the client
@@ -190,7 +95,7 @@ class Client:
         self._ping_interval_s = ping_interval_s
 
         self._subs: dict[str, Subscription] = {}
-        self._pending: dict[int, tuple[asyncio.Future[dict[str, Any]], Subscription | None]] = {}
+        self._pending: dict[int, tuple[asyncio.Future[Frame], Subscription | None]] = {}
         self._next_id = 0
         self._ws: ClientConnection | None = None
         self._connected: asyncio.Event | None = None
@@ -233,7 +138,7 @@ class Client:
     async def close(self) -> None:
         """Close the connection and stop; open subscriptions end their iteration."""
         if self._stopped is None:
-            self._stop(_End(), ClientClosed("the client was closed"))
+            self._stop(End(), ClientClosed("the client was closed"))
         ws = self._ws
         if self._task is not None:
             # First, so that a reader held by a full subscription buffer is not waited for.
@@ -273,11 +178,11 @@ class Client:
         sub = self._subs.pop(channel, None)
         if sub is None:
             return
-        sub._finish(_End())
+        sub._finish(End())
         ws = self._ws
         if ws is not None and self.is_connected:
             with contextlib.suppress(ConnectionClosed):
-                await ws.send(self._request({"op": "unsubscribe", "channels": [channel]}, None)[1])
+                await ws.send(self._request({"op": "unsubscribe", "channels": [channel]}, None)[2])
 
     # Publishing
 
@@ -285,7 +190,7 @@ class Client:
         self,
         channel: str,
         *,
-        data: Any = _UNSET,
+        data: object = _UNSET,
         text: str | None = None,
         binary: bytes | None = None,
     ) -> None:
@@ -294,7 +199,7 @@ class Client:
         given = [data is not _UNSET, text is not None, binary is not None]
         if sum(given) != 1:
             raise ValueError("publish exactly one of data=, text= or binary=")
-        body: dict[str, Any] = {"op": "publish", "channel": validate(channel)}
+        body: Frame = {"op": "publish", "channel": validate(channel)}
         if data is not _UNSET:
             body["data"] = data
         elif text is not None:
@@ -303,7 +208,7 @@ class Client:
             assert binary is not None
             body["binary"] = base64.b64encode(binary).decode()
         ws = await self._connection_for_publish()
-        future, frame = self._request(body, None)
+        request_id, future, frame = self._request(body, None)
         try:
             await ws.send(frame)
             reply = await future
@@ -312,7 +217,7 @@ class Client:
                 f"the connection closed before the publish was sent: {exc}"
             ) from None
         finally:
-            self._pending.pop(int(body["id"]), None)
+            self._pending.pop(request_id, None)
         if reply.get("type") == "error":
             raise RequestRefused(str(reply.get("code")), str(reply.get("message")))
 
@@ -344,7 +249,7 @@ class Client:
         if self._task is None:
             raise RuntimeError("use 'async with Client(...)' or call start() first")
 
-    async def _race(self, waiting: Awaitable[Any]) -> Any:
+    async def _race(self, waiting: Awaitable[_T]) -> _T:
         """Await ``waiting``, or raise ClientClosed as soon as the client stops."""
         assert self._task is not None
         task = asyncio.ensure_future(waiting)
@@ -354,230 +259,6 @@ class Client:
         task.cancel()
         raise self._stopped or ClientClosed("the client stopped")
 
-    def _request(
-        self, body: dict[str, Any], sub: Subscription | None
-    ) -> tuple[asyncio.Future[dict[str, Any]], str]:
-        self._next_id += 1
-        body["id"] = self._next_id
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._pending[self._next_id] = (future, sub)
-        return future, dump_json(body).decode()
-
-    async def _send_subscribe(self, ws: ClientConnection, sub: Subscription) -> None:
-        if sub._sent_on is ws:
-            return
-        sub._sent_on = ws
-        body: dict[str, Any] = {"op": "subscribe", "channel": sub.channel}
-        if sub.recover and sub.position is not None:
-            position = {"epoch": sub.position.epoch, "offset": sub.position.offset}
-            body["recover"] = {sub.channel: position}
-        _, frame = self._request(body, sub)
-        await ws.send(frame)
-
-    def _delays(self) -> Iterator[float]:
-        return backoff(initial_s=self._backoff_initial_s, max_s=self._backoff_max_s)
-
-    async def _refresh_token(self) -> bool:
-        if self._get_token is None:
-            return False
-        delays = self._delays()
-        while True:  # an auth service that is down for a moment is waited for, with backoff
-            try:
-                token = self._get_token()
-                if inspect.isawaitable(token):
-                    token = await token
-                if not isinstance(token, str) or not token:
-                    raise TypeError(f"get_token returned {type(token).__name__}, not a JWT")
-                break
-            except Exception as exc:
-                logger.warning("hub.client: get_token failed (%r); trying again", exc)
-                await asyncio.sleep(next(delays))
-        self.token = token
-        self.num_token_refreshes += 1
-        return True
-
-    async def _run(self) -> None:
-        try:
-            await self._connect_loop()
-        except asyncio.CancelledError:
-            raise
-        except ClientClosed as exc:
-            self._stop(exc, exc)
-        except Exception as exc:  # a bug here must reach the application, not vanish
-            logger.exception("hub.client stopped on an unexpected error")
-            self._stop(ClientClosed(f"unexpected error: {exc!r}"), None)
-
-    async def _connect_loop(self) -> None:
-        delays = self._delays()
-        index = 0
-        policy_closes = 0
-        refreshed = False
-        if self.token is None and self._get_token is not None:
-            await self._refresh_token()
-        while True:
-            url = self.urls[index % len(self.urls)]
-            headers = {"Authorization": f"Bearer {self.token}"} if self.token else None
-            try:
-                ws = await connect(
-                    url,
-                    subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
-                    additional_headers=headers,
-                    open_timeout=self._connect_timeout_s,
-                    max_size=self._max_message_bytes,
-                    ping_interval=self._ping_interval_s or None,
-                )
-            except InvalidStatus as exc:
-                status = exc.response.status_code
-                if status == 401 and not refreshed and await self._refresh_token():
-                    refreshed = True
-                    continue
-                if status in _REFUSED:
-                    raise ClientClosed(f"{url} refused the handshake", status) from None
-                logger.info("hub.client: %s answered %d; trying again", url, status)
-            except (OSError, InvalidHandshake, TimeoutError) as exc:
-                logger.debug("hub.client: cannot connect to %s: %r", url, exc)
-            else:
-                refreshed = False
-                code, was_useful = await self._session(url, ws)
-                logger.info("hub.client: the connection to %s closed (%d)", url, code)
-                if was_useful:
-                    delays = self._delays()
-                    policy_closes = 0
-                if code == CloseCode.TOKEN_EXPIRED:
-                    if not await self._refresh_token():
-                        raise ClientClosed("the token expired; pass get_token= to renew it", code)
-                    continue
-                if code == CloseCode.NORMAL:
-                    raise ClientClosed("the hub closed the connection normally", code)
-                if code == CloseCode.POLICY_VIOLATION:
-                    policy_closes += 1
-                    if policy_closes >= _MAX_POLICY_CLOSES:
-                        raise ClientClosed("the hub refused this client's frames again", code)
-                    await asyncio.sleep(self._backoff_max_s)
-                    continue
-                await asyncio.sleep(next(delays))
-                continue  # the same URL first: a hub that only restarted comes back there
-            index += 1
-            await asyncio.sleep(next(delays))
-
-    async def _session(self, url: str, ws: ClientConnection) -> tuple[int, bool]:
-        """Resubscribe, then read until the connection closes: (close code, whether the hub
-        acknowledged anything, so the backoff starts over)."""
-        assert self._connected is not None
-        self.num_connects += 1
-        was_useful = False
-        try:
-            # Until every subscription went out on this socket, subscribe() calls made
-            # meanwhile included: no await sits between the last check and "connected".
-            while todo := [s for s in self._subs.values() if s._sent_on is not ws]:
-                for sub in todo:
-                    await self._send_subscribe(ws, sub)
-            self._ws, self.url = ws, url
-            self._connected.set()
-            async for raw in ws:
-                try:
-                    frame = parse_frame(raw)
-                    was_useful |= await self._dispatch(frame)
-                except (ValueError, KeyError, TypeError, AttributeError) as exc:
-                    logger.warning("hub.client: ignored a malformed frame from %s: %s", url, exc)
-        except ConnectionClosed:
-            pass
-        finally:
-            self._connected.clear()
-            self._ws = self.url = None
-            for sub in self._subs.values():
-                sub._sent_on = None
-        code = ws.close_code if ws.close_code is not None else 1006
-        self._fail_pending(code)
-        return code, was_useful
-
-    def _fail_pending(self, code: int) -> None:
-        reasons: dict[int, str] = {
-            CloseCode.MESSAGE_TOO_BIG: "the hub closed the connection: a frame was too big (1009)",
-            CloseCode.POLICY_VIOLATION: "the hub refused a frame (1008)",
-        }
-        why = reasons.get(code, f"the connection closed ({code}) before the hub acknowledged it")
-        for future, _ in self._pending.values():
-            if not future.done():
-                future.set_exception(PublishFailed(why))
-                future.exception()
-        self._pending.clear()
-
-    async def _dispatch(self, frame: dict[str, Any]) -> bool:
-        kind = frame.get("type")
-        if kind == "message":
-            sub = self._subs.get(frame["channel"])
-            if sub is not None:
-                await self._deliver(sub, frame)
-            return False
-        if kind == "gap":
-            sub = self._subs.get(frame["channel"])
-            if sub is not None:
-                sub.position = Position(str(frame["epoch"]), int(frame["offset"]))
-                await sub._buffer.put(Gap(sub.channel, sub.position.epoch, sub.position.offset))
-            return False
-        if kind in ("ack", "error"):
-            entry = self._pending.pop(frame.get("id"), None)  # type: ignore[arg-type]
-            if entry is None:
-                if kind == "error":
-                    logger.warning("hub.client: the hub answered %s", frame)
-                return bool(kind == "ack")
-            future, sub = entry
-            if sub is not None:
-                await self._on_subscribe_reply(sub, frame)
-            elif not future.done():
-                future.set_result(frame)
-            return bool(kind == "ack")
-        return False  # join/leave and later frame types: nothing to do
-
-    async def _deliver(self, sub: Subscription, frame: dict[str, Any]) -> None:
-        position = sub.position
-        offset = frame.get("offset", 0)
-        if offset and position is not None:
-            if offset <= position.offset:
-                return  # already delivered: a replay that overlaps what came live
-            sub.position = Position(position.epoch, offset)
-        await sub._buffer.put(message_from_frame(frame, position.epoch if position else ""))
-
-    async def _on_subscribe_reply(self, sub: Subscription, frame: dict[str, Any]) -> None:
-        if self._subs.get(sub.channel) is not sub:
-            return  # unsubscribed meanwhile
-        if frame.get("type") == "error":
-            refused = RequestRefused(str(frame.get("code")), str(frame.get("message")))
-            if refused.code == UNAVAILABLE:  # Redis cannot answer the history read right now
-                sub._sent_on = None
-                self._retry_later(sub)
-                return
-            del self._subs[sub.channel]
-            sub._finish(refused)
-            return
-        asked = sub.recover and sub.position is not None
-        ack = _ack_position(frame, sub.channel)
-        if ack is not None:
-            top, recovered = ack
-            if not asked:
-                sub.position = top
-            elif not recovered:
-                sub.position = top
-                await sub._buffer.put(NotRecovered(sub.channel, top.epoch, top.offset))
-        if not sub._ready.done():
-            sub._ready.set_result(None)
-
-    def _retry_later(self, sub: Subscription) -> None:
-        """Send ``sub``'s subscribe again on this connection after a pause (a later
-        connection sends it anyway)."""
-
-        async def resend() -> None:
-            await asyncio.sleep(self._backoff_max_s * random.random() + self._backoff_initial_s)
-            ws = self._ws
-            if ws is not None and self._subs.get(sub.channel) is sub and self.is_connected:
-                with contextlib.suppress(ConnectionClosed):
-                    await self._send_subscribe(ws, sub)
-
-        task = asyncio.create_task(resend())
-        self._retries.add(task)
-        task.add_done_callback(self._retries.discard)
-
     def _stop(self, end: BaseException, error: ClientClosed | None) -> None:
         self._stopped = error or ClientClosed("the client stopped")
         for task in self._retries:
@@ -585,22 +266,4 @@ class Client:
         for sub in self._subs.values():
             sub._finish(end)
         self._subs.clear()
-        for future, _ in self._pending.values():
-            if not future.done():
-                future.set_exception(self._stopped)
-                future.exception()
-        self._pending.clear()
-
-
-def _ack_position(frame: dict[str, Any], channel: str) -> tuple[Position, bool] | None:
-    """(the channel's top, whether the hub recovered) from a subscribe ack; None when the ack
-    has no well-formed position for it (a channel without history)."""
-    positions = frame.get("positions")
-    entry = positions.get(channel) if isinstance(positions, dict) else None
-    if not isinstance(entry, dict):
-        return None
-    epoch, offset = entry.get("epoch"), entry.get("offset")
-    if not isinstance(epoch, str) or isinstance(offset, bool) or not isinstance(offset, int):
-        logger.warning("hub.client: ignored a malformed position in %s", str(frame)[:200])
-        return None
-    return Position(epoch, offset), entry.get("recovered") is True
+        self._fail_requests(self._stopped)

@@ -8,7 +8,10 @@ from typing import Any
 
 from hub.core.jsontext import parse_json
 
-__all__ = ["Message", "message_from_frame", "parse_frame"]
+__all__ = ["Frame", "Message", "message_from_frame", "parse_frame"]
+
+#: A hub.v1 frame, parsed: a JSON object.
+Frame = dict[str, object]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +37,7 @@ class Message:
         )
 
 
-def message_from_frame(frame: dict[str, Any], epoch: str) -> Message:
+def message_from_frame(frame: Frame, epoch: str) -> Message:
     """A ``{"type": "message", …}`` frame as a Message; raise ValueError when malformed."""
     channel = frame["channel"]
     offset = frame.get("offset", 0)
@@ -45,12 +48,15 @@ def message_from_frame(frame: dict[str, Any], epoch: str) -> Message:
     if "text" in frame:
         return Message(channel, "text", text=str(frame["text"]), offset=offset, epoch=epoch)
     if "binary" in frame:
-        raw = base64.b64decode(frame["binary"], validate=True)
+        encoded = frame["binary"]
+        if not isinstance(encoded, str):
+            raise ValueError(f"a binary delivery that is not base64 text: {str(frame)[:200]}")
+        raw = base64.b64decode(encoded, validate=True)
         return Message(channel, "binary", binary=raw, offset=offset, epoch=epoch)
     raise ValueError(f"a delivery without data, text or binary: {str(frame)[:200]}")
 
 
-def parse_frame(text: str | bytes) -> dict[str, Any]:
+def parse_frame(text: str | bytes) -> Frame:
     """One hub.v1 server frame; raise ValueError when it is not a JSON object."""
     frame = parse_json(text)
     if not isinstance(frame, dict):

@@ -20,8 +20,8 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from hub.brokers.clients import async_client, names_for, sync_client
 from hub.brokers.names import Names
+from hub.brokers.redispy import async_client, names_for, sync_client
 from hub.brokers.scripts import PUBLISH_SCRIPT, new_message_id, publish_args
 from hub.core.channels import validate
 from hub.core.config import Settings
@@ -32,7 +32,9 @@ from hub.core.protocol import message_from_body
 
 __all__ = ["Published", "Publisher"]
 
-_UNSET: Final[Any] = object()
+_UNSET: Final = object()
+#: The publish script as text, as redis-py's eval takes it (it encodes it back to the same bytes).
+_PUBLISH_SCRIPT_TEXT: Final = PUBLISH_SCRIPT.decode()
 #: Pauses between the tries of one publish whose connection failed (the last one raises).
 _RETRY_DELAYS_S: Final = (0.05, 0.2, 0.5)
 
@@ -48,7 +50,7 @@ class Published:
     receivers: int | None = None
 
 
-def encode_payload(data: Any, text: str | None, binary: bytes | None) -> tuple[bytes, int]:
+def encode_payload(data: object, text: str | None, binary: bytes | None) -> tuple[bytes, int]:
     """(payload, kind) of exactly one of data=, text= or binary=; raise ValueError."""
     if [data is not _UNSET, text is not None, binary is not None].count(True) != 1:
         raise ValueError("publish exactly one of data=, text= or binary=")
@@ -114,7 +116,7 @@ class Publisher:
         self,
         channel: str,
         *,
-        data: Any = _UNSET,
+        data: object = _UNSET,
         text: str | None = None,
         binary: bytes | None = None,
     ) -> Published:
@@ -141,9 +143,10 @@ class Publisher:
             return Published(channel, receivers=int(client.publish(key, envelope)))
         message_id = new_message_id()
         for attempt, delay in enumerate((*_RETRY_DELAYS_S, None)):
-            args = self._script_args(channel, envelope, options, message_id, attempt > 0)
+            numkeys, *args = self._script_args(channel, envelope, options, message_id, attempt > 0)
             try:
-                return Published(channel, offset=int(client.eval(PUBLISH_SCRIPT, *args)))  # type: ignore[arg-type]
+                offset = client.eval(_PUBLISH_SCRIPT_TEXT, int(numkeys), *args)
+                return Published(channel, offset=int(offset))
             except (redis.ConnectionError, redis.TimeoutError):
                 if delay is None:
                     raise
@@ -167,7 +170,7 @@ class Publisher:
         self,
         channel: str,
         *,
-        data: Any = _UNSET,
+        data: object = _UNSET,
         text: str | None = None,
         binary: bytes | None = None,
     ) -> Published:
@@ -194,9 +197,9 @@ class Publisher:
             return Published(channel, receivers=int(receivers))
         message_id = new_message_id()
         for attempt, delay in enumerate((*_RETRY_DELAYS_S, None)):
-            args = self._script_args(channel, envelope, options, message_id, attempt > 0)
+            numkeys, *args = self._script_args(channel, envelope, options, message_id, attempt > 0)
             try:
-                offset = await client.eval(PUBLISH_SCRIPT, *args)  # type: ignore[arg-type]
+                offset = await client.eval(_PUBLISH_SCRIPT_TEXT, int(numkeys), *args)
                 return Published(channel, offset=int(offset))
             except (redis.ConnectionError, redis.TimeoutError):
                 if delay is None:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import pytest
 from support import RedisServer, async_wait_until, free_port
 
-from hub.brokers import Broker, create_broker
+from hub.brokers import Broker, BrokerOptions, Engines, PresenceManager, create_engines
 from hub.brokers.redis import RedisBroker
 from hub.core.envelope import decode_envelope, encode_envelope
 from hub.core.errors import ConfigError
@@ -30,23 +30,28 @@ class Sink:
 
 
 @pytest.fixture(params=["memory", "redis"])
-async def make_broker(
+async def make_engines(
     request: pytest.FixtureRequest, redis_server: RedisServer
-) -> AsyncIterator[Callable[[], Broker]]:
+) -> AsyncIterator[Callable[[], Engines]]:
     brokers: list[Broker] = []
-    prefix = f"contract{free_port()}:"
+    options = BrokerOptions(prefix=f"contract{free_port()}:")
 
-    def make() -> Broker:
+    def make() -> Engines:
         if request.param == "memory":
-            broker = create_broker(None)
+            engines = create_engines(None)
         else:
-            broker = create_broker(redis_server.url, prefix=prefix)
-        brokers.append(broker)
-        return broker
+            engines = create_engines(redis_server.url, options)
+        brokers.append(engines.broker)
+        return engines
 
     yield make
     for b in brokers:
         await b.close()
+
+
+@pytest.fixture
+def make_broker(make_engines: Callable[[], Engines]) -> Callable[[], Broker]:
+    return lambda: make_engines().broker
 
 
 async def started(broker: Broker, sink: Sink) -> Broker:
@@ -85,7 +90,9 @@ async def test_redis_brokers_reach_each_other(redis_server: RedisServer) -> None
     """Two processes' brokers on one Redis: each hears the other's publishes."""
     prefix = f"pair{free_port()}:"
     sinks = [Sink(), Sink()]
-    brokers = [RedisBroker(url=redis_server.url, prefix=prefix) for _ in sinks]
+    brokers = [
+        RedisBroker(url=redis_server.url, options=BrokerOptions(prefix=prefix)) for _ in sinks
+    ]
     try:
         for b, s in zip(brokers, sinks, strict=True):
             await started(b, s)
@@ -101,7 +108,10 @@ async def test_redis_brokers_reach_each_other(redis_server: RedisServer) -> None
 
 async def test_outage_buffer_is_bounded_and_counted(own_redis: RedisServer) -> None:
     """While Redis is down, publishes beyond the bound are dropped and counted; the rest wait."""
-    broker = RedisBroker(url=own_redis.url, publish_buffer_messages=5, publish_buffer_bytes=1000)
+    broker = RedisBroker(
+        url=own_redis.url,
+        options=BrokerOptions(publish_buffer_messages=5, publish_buffer_bytes=1000),
+    )
     sink = Sink()
     try:
         await started(broker, sink)
@@ -117,8 +127,36 @@ async def test_outage_buffer_is_bounded_and_counted(own_redis: RedisServer) -> N
 
 def test_unknown_scheme_is_refused() -> None:
     with pytest.raises(ConfigError) as info:
-        create_broker("kafka://x")
+        create_engines("kafka://x")
     assert "HUB_REDIS_URL" in str(info.value)
+
+
+async def test_presence_lists_who_is_there(make_engines: Callable[[], Engines]) -> None:
+    """The presence manager beside each broker: added members are read back, removed ones
+    are gone, and the heartbeat keeps them."""
+    engines = make_engines()
+    await started(engines.broker, Sink())
+    presence: PresenceManager = engines.presence
+    presence.add("room", "c1", "alice", 30.0)
+    presence.add("room", "c2", None, 30.0)
+    presence.heartbeat(["room"], 30.0)
+
+    async def members() -> list[tuple[str, str | None]]:
+        return sorted(await presence.read("room"))
+
+    await until_read(members, [("c1", "alice"), ("c2", None)])
+    presence.remove("room", "c1")
+    await until_read(members, [("c2", None)])
+
+
+async def until_read(
+    read: Callable[[], Awaitable[object]], expected: object, timeout_s: float = 10
+) -> None:
+    """Until ``read()`` gives ``expected`` (presence writes are pipelined, reads are not)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while (got := await read()) != expected:
+        assert asyncio.get_running_loop().time() < deadline, f"{got!r} != {expected!r}"
+        await asyncio.sleep(0.02)
 
 
 HISTORY = ChannelOptions(history_size=5, history_ttl_s=60)
@@ -160,7 +198,7 @@ async def test_an_untouched_channel_gets_an_epoch_and_no_messages(
 async def test_a_lost_subscription_is_reported_once_it_is_back(redis_server: RedisServer) -> None:
     """After CLIENT KILL of its pub/sub connection, the broker resubscribes and says so."""
     sink = Sink()
-    broker = RedisBroker(url=redis_server.url, prefix=f"resub{free_port()}:")
+    broker = RedisBroker(url=redis_server.url, options=BrokerOptions(prefix=f"resub{free_port()}:"))
     try:
         await started(broker, sink)
         await broker.subscribe("r")
@@ -177,7 +215,7 @@ async def test_noscript_reloads_the_script_and_loses_nothing(own_redis: RedisSer
     """SCRIPT FLUSH empties the script cache mid-stream: history publishes are sent again
     after the reload, in order, with no offset skipped."""
     sink = Sink()
-    broker = RedisBroker(url=own_redis.url, prefix="noscript:")
+    broker = RedisBroker(url=own_redis.url, options=BrokerOptions(prefix="noscript:"))
     try:
         await started(broker, sink)
         await broker.subscribe("n")

@@ -85,12 +85,13 @@ def test_cluster_url_options_are_checked(url: str, says: str) -> None:
 
 
 def test_a_cluster_url_makes_a_cluster_broker_of_its_partitions() -> None:
-    """create_broker picks the cluster broker: one partition broker per partition, each
+    """create_engines picks the cluster broker: one partition broker per partition, each
     with its own probe channel in its partition's slot."""
-    from hub.brokers import create_broker
+    from hub.brokers import BrokerOptions, create_engines
     from hub.brokers.cluster.broker import ClusterBroker
 
-    broker = create_broker("redis+cluster://127.0.0.1:7001?partitions=8", prefix="x:")
+    url = "redis+cluster://127.0.0.1:7001?partitions=8"
+    broker = create_engines(url, BrokerOptions(prefix="x:")).broker
     assert isinstance(broker, ClusterBroker)
     assert len(broker.partitions) == 8
     pm = broker.map

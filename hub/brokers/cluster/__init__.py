@@ -1,5 +1,5 @@
 """Redis Cluster (``redis+cluster://``): the partition map for sharded pub/sub, the slot
-topology, and the broker (``broker.py``, imported lazily by ``hub.brokers.create_broker``)."""
+topology, and the broker (``broker.py``, imported lazily by ``hub.brokers.create_engines``)."""
 
 from __future__ import annotations
 

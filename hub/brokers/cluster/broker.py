@@ -22,16 +22,19 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
 
 from hub.brokers.base import BrokerEventHandler, BrokerStats
 from hub.brokers.cluster.mux import NodePool
 from hub.brokers.cluster.partitions import ClusterTarget, PartitionMap
+from hub.brokers.cluster.presence import ClusterPresence
 from hub.brokers.cluster.topology import ClusterTopology
+from hub.brokers.options import BrokerOptions
 from hub.brokers.redis import RedisBroker
+from hub.brokers.redis.entries import HeldBudget
 from hub.brokers.redis.link import LogGate, RedisLink
-from hub.brokers.redis.publisher import HeldBudget
 from hub.brokers.resp import Endpoint
 from hub.core.namespaces import ChannelOptions
 from hub.core.sequence import HistoryPage
@@ -58,24 +61,17 @@ class _SlotLocator:
 
 
 class ClusterBroker:
-    def __init__(
-        self,
-        *,
-        url: str,
-        prefix: str = "hub:",
-        name: str | None = None,
-        publish_buffer_messages: int = 10_000,
-        publish_buffer_bytes: int = 16 * 1024 * 1024,
-        **options: object,
-    ) -> None:
+    def __init__(self, *, url: str, options: BrokerOptions | None = None) -> None:
+        options = options or BrokerOptions()
         target = ClusterTarget.from_url(url)
         self.stats = BrokerStats()
-        self.map = PartitionMap(prefix=prefix, num_partitions=target.num_partitions)
+        self.map = PartitionMap(prefix=options.prefix, num_partitions=target.num_partitions)
         self._topology = ClusterTopology(target)
-        name = name or f"hub-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        name = options.name or f"hub-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        options = replace(options, name=name)
         placeholder = Endpoint(host=target.describe())
         # One bound for the process's held messages, and one line per event and node.
-        budget = HeldBudget(publish_buffer_messages, publish_buffer_bytes)
+        budget = HeldBudget(options.publish_buffer_messages, options.publish_buffer_bytes)
         gate = LogGate()
         self._pool = NodePool(name)
         self.partitions: list[RedisBroker] = []
@@ -86,12 +82,11 @@ class ClusterBroker:
             link = RedisLink(placeholder, f"{name}-p{i}", locate=locate, gate=gate, attach=attach)
             self.partitions.append(
                 RedisBroker(
+                    options=options,
                     link=link,
                     names=self.map.names(i),
                     stats=self.stats,
-                    name=name,
                     budget=budget,
-                    **options,  # type: ignore[arg-type]
                 )
             )
         self._route: Callable[[str], int] = self.map.partition
@@ -163,21 +158,6 @@ class ClusterBroker:
             channel, since=since, limit=limit, options=options
         )
 
-    def presence_add(self, channel: str, client: str, user: str | None, ttl_s: float) -> None:
-        self._of(channel).presence_add(channel, client, user, ttl_s)
-
-    def presence_remove(self, channel: str, client: str) -> None:
-        self._of(channel).presence_remove(channel, client)
-
-    def presence_heartbeat(self, channels: Sequence[str], ttl_s: float) -> None:
-        for index, group in self._group(channels).items():
-            self.partitions[index].presence_heartbeat(group, ttl_s)
-
-    async def read_presence(self, channel: str) -> list[tuple[str, str | None]]:
-        return await self._of(channel).read_presence(channel)
-
-    def _group(self, channels: Collection[str]) -> dict[int, list[str]]:
-        groups: dict[int, list[str]] = {}
-        for channel in channels:
-            groups.setdefault(self._route(channel), []).append(channel)
-        return groups
+    def presence(self) -> ClusterPresence:
+        """A presence manager on the partitions' connections, each channel's in its own."""
+        return ClusterPresence(self._route, [p.presence() for p in self.partitions])

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
+from typing import Unpack
 
 from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.cluster import RedisCluster as ClusterClient
 from redis.exceptions import RedisClusterException, RedisError
 
 from hub.brokers.cluster.partitions import ClusterTarget
+from hub.brokers.redis.client_options import AsyncOptions
 from hub.brokers.resp import Endpoint
 
 __all__ = ["ClusterTopology", "cluster_client"]
@@ -24,20 +26,17 @@ __all__ = ["ClusterTopology", "cluster_client"]
 _TIMEOUT_S = 2.0
 
 
-def cluster_client(target: ClusterTarget, **kwargs: object) -> ClusterClient:
+def cluster_client(target: ClusterTarget, **kwargs: Unpack[AsyncOptions]) -> ClusterClient:
     """redis-py's asyncio cluster client for the target (also serves the HTTP API)."""
-    options: dict[str, object] = {
-        "socket_timeout": _TIMEOUT_S,
-        "socket_connect_timeout": _TIMEOUT_S,
-        **kwargs,
-    }
     return ClusterClient(
         startup_nodes=[ClusterNode(host, port) for host, port in target.seeds],
         username=target.username,
         password=target.password,
         ssl=target.tls,
         require_full_coverage=False,  # a slot whose master is down does not stop the rest
-        **options,  # type: ignore[arg-type]
+        socket_timeout=kwargs.get("socket_timeout", _TIMEOUT_S),
+        socket_connect_timeout=kwargs.get("socket_connect_timeout", _TIMEOUT_S),
+        retry=kwargs.get("retry"),
     )
 
 

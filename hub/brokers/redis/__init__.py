@@ -1,6 +1,7 @@
-"""The Redis broker: per process, one pipelined publish connection (``publisher.py``), one
+"""The Redis broker: per process, one pipelined publish connection (``pipeline.py``), one
 pub/sub connection (``subscriber.py``) and one connection for history and presence reads
-(``reader.py``).
+(``reader.py``). Its presence (``presence.py``) writes through the pipeline and reads through
+the reader.
 
 A probe travels through this process's own publish → Redis → subscribe path; when it does not
 come back in time the process calls itself deaf, turns unready, and reconnects (the failure
@@ -14,45 +15,46 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from hub.brokers.base import BrokerEventHandler, BrokerStats
 from hub.brokers.names import FlatNames, Names
+from hub.brokers.options import BrokerOptions
+from hub.brokers.redis.entries import HeldBudget
 from hub.brokers.redis.link import RECONNECT_MAX_S, RedisLink
-from hub.brokers.redis.publisher import RESUBSCRIBE_GRACE_S, HeldBudget, RedisPublisher
+from hub.brokers.redis.pipeline import RESUBSCRIBE_GRACE_S, RedisPipeline
+from hub.brokers.redis.presence import RedisPresence
 from hub.brokers.redis.reader import RedisReader
 from hub.brokers.redis.sentinel import SentinelLocator, SentinelTarget, is_sentinel_url
 from hub.brokers.redis.subscriber import RedisSubscriber
 from hub.brokers.resp import Endpoint
-from hub.core.namespaces import ChannelOptions
-from hub.core.sequence import HistoryPage
 
-__all__ = ["RECONNECT_MAX_S", "RESUBSCRIBE_GRACE_S", "RedisBroker"]
+__all__ = ["RECONNECT_MAX_S", "RESUBSCRIBE_GRACE_S", "RedisBroker", "RedisPresence"]
 
 logger = logging.getLogger(__name__)
 
 
 class RedisBroker:
+    """A Broker. ``publish``, ``subscribe``, ``unsubscribe`` and ``read_history`` are its
+    parts' own methods, bound here: a publish goes from the node straight to the pipeline.
+
+    ``link``, ``names``, ``stats`` and ``budget`` are given by the cluster broker, whose
+    partitions are RedisBrokers; elsewhere ``url`` says where Redis is.
+    """
+
     def __init__(
         self,
         *,
         url: str | None = None,
+        options: BrokerOptions | None = None,
         link: RedisLink | None = None,
         names: Names | None = None,
         stats: BrokerStats | None = None,
         budget: HeldBudget | None = None,
-        prefix: str = "hub:",
-        publish_buffer_messages: int = 10_000,
-        publish_buffer_bytes: int = 16 * 1024 * 1024,
-        probe_interval_s: float = 1.0,
-        probe_timeout_s: float = 3.0,
-        name: str | None = None,
-        on_roundtrip: Callable[[float], None] | None = None,
-        on_probe_latency: Callable[[float], None] | None = None,
     ) -> None:
+        options = options or BrokerOptions()
         self.stats = stats or BrokerStats()
-        name = name or f"hub-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        name = options.name or f"hub-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._name = name.encode()
         self._locator: SentinelLocator | None = None
         if link is not None:
@@ -66,12 +68,13 @@ class RedisBroker:
             self._link = RedisLink(placeholder, name, locate=self._locator.locate)
         else:
             self._link = RedisLink(Endpoint.from_url(url), name)
-        layout: Names = names or FlatNames(prefix.encode())
+        layout: Names = names or FlatNames(options.prefix.encode())
+        self._names = layout
         self._probe_key = layout.probe(self._name)
-        self._probe_interval_s = probe_interval_s
-        self._probe_timeout_s = probe_timeout_s
+        self._probe_interval_s = options.probe_interval_s
+        self._probe_timeout_s = options.probe_timeout_s
         self._probe_sent_at: float | None = None
-        self._on_probe_latency = on_probe_latency
+        self._on_probe_latency = options.on_probe_latency
         self._is_deaf = False
         self._subscriber = RedisSubscriber(
             self._link,
@@ -80,18 +83,34 @@ class RedisBroker:
             probe_key=self._probe_key,
             on_probe=self._on_probe,
         )
-        self._publisher = RedisPublisher(
+        self._publisher = RedisPipeline(
             self._link,
             names=layout,
             stats=self.stats,
-            budget=budget or HeldBudget(publish_buffer_messages, publish_buffer_bytes),
+            budget=budget
+            or HeldBudget(options.publish_buffer_messages, options.publish_buffer_bytes),
             is_subscribed=self._subscriber.is_subscribed,
             untimed_key=self._probe_key,
-            on_roundtrip=on_roundtrip,
+            on_roundtrip=options.on_roundtrip,
             guard_key=self._probe_key if layout.sharded else None,
         )
         self._reader = RedisReader(self._link, names=layout)
         self._tasks: list[asyncio.Task[None]] = []
+        # The Broker interface, where it only forwards: the parts' methods themselves.
+        self.publish = self._publisher.publish
+        self.subscribe = self._subscriber.subscribe
+        self.unsubscribe = self._subscriber.unsubscribe
+        self.read_history = self._reader.read_history
+
+    def presence(self) -> RedisPresence:
+        """A presence manager on this broker's connections: it writes through the publish
+        pipeline and reads through the reader."""
+        return RedisPresence(
+            names=self._names,
+            name=self._name,
+            send=self._publisher.command,
+            run_script=self._reader.run_script,
+        )
 
     # Lifecycle
 
@@ -142,34 +161,6 @@ class RedisBroker:
         for part in (self._publisher, self._subscriber, self._reader):
             if part.conn is not None:
                 part.conn.close()
-
-    # The Broker interface
-
-    def publish(self, channel: str, payload: bytes, history: ChannelOptions | None = None) -> bool:
-        return self._publisher.publish(channel, payload, history)
-
-    async def subscribe(self, channel: str) -> None:
-        await self._subscriber.subscribe(channel)
-
-    async def unsubscribe(self, channel: str) -> None:
-        await self._subscriber.unsubscribe(channel)
-
-    async def read_history(
-        self, channel: str, *, since: int | None, limit: int, options: ChannelOptions
-    ) -> HistoryPage:
-        return await self._reader.read_history(channel, since=since, limit=limit, options=options)
-
-    def presence_add(self, channel: str, client: str, user: str | None, ttl_s: float) -> None:
-        self._publisher.presence_add(self._name, channel, client, user, ttl_s)
-
-    def presence_remove(self, channel: str, client: str) -> None:
-        self._publisher.presence_remove(channel, client)
-
-    def presence_heartbeat(self, channels: Sequence[str], ttl_s: float) -> None:
-        self._publisher.presence_heartbeat(self._name, channels, ttl_s)
-
-    async def read_presence(self, channel: str) -> list[tuple[str, str | None]]:
-        return await self._reader.read_presence(channel, time.time())
 
     # The probe
 

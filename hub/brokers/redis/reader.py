@@ -1,5 +1,6 @@
-"""The request side of the Redis broker: history and presence reads, on a connection of their
-own so that a read never waits behind the publish pipeline."""
+"""The request side of the Redis broker: history reads, and the scripts of presence reads
+(``presence.py``), on a connection of their own so that a read never waits behind the
+publish pipeline."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import hiredis
 
 from hub.brokers.names import Names
 from hub.brokers.redis.link import RedisLink
+from hub.brokers.redis.resend import MIGRATING, NO_SCRIPT, resend
 from hub.brokers.resp import Connection, Reply
 from hub.brokers.scripts import PRESENCE_SCRIPT, READ_SCRIPT, new_epoch, sha1
 from hub.core.envelope import decode_envelope
@@ -39,8 +41,9 @@ class RedisReader:
             await conn.lost
             self.conn = None
 
-    async def _eval(self, what: str, script: bytes, *args: bytes) -> Reply:
-        """EVALSHA, or EVAL when Redis lost its script cache; BrokerUnavailable on failure."""
+    async def run_script(self, what: str, script: bytes, *args: bytes) -> Reply:
+        """EVALSHA, or EVAL when Redis lost its script cache; BrokerUnavailable on failure
+        (``what``, the thing read, says what in its message)."""
         conn = self.conn
         if conn is None or not conn.is_open:
             raise BrokerUnavailable(f"Redis is unreachable: {what} cannot be read now")
@@ -49,15 +52,15 @@ class RedisReader:
                 try:
                     return await conn.command(b"EVALSHA", _SHAS[script], *args)
                 except hiredis.ReplyError as exc:
-                    text = str(exc)
-                    if text.startswith(("ASK", "TRYAGAIN")):
+                    decision = resend(exc)
+                    if decision is MIGRATING:
                         # The slot is migrating: it is served from its new owner soon.
                         await asyncio.sleep(pause)
                         continue
-                    if text.startswith(("MOVED", "READONLY", "CLUSTERDOWN")):
+                    if decision.wrong_server:
                         conn.close()  # connect again, to the slot's owner
                         raise
-                    if not text.startswith("NOSCRIPT"):
+                    if decision is not NO_SCRIPT:
                         raise
                     return await conn.command(b"EVAL", script, *args)
             raise hiredis.ReplyError("TRYAGAIN the slot is still migrating")
@@ -68,7 +71,7 @@ class RedisReader:
         self, channel: str, *, since: int | None, limit: int, options: ChannelOptions
     ) -> HistoryPage:
         stream, meta = self._names.history_keys(channel)
-        reply = await self._eval(
+        reply = await self.run_script(
             f"the history of {channel}",
             READ_SCRIPT,
             b"2",
@@ -80,17 +83,6 @@ class RedisReader:
             b"%d" % limit,
         )
         return _history_page(reply, newest_first=since is None)
-
-    async def read_presence(self, channel: str, now: float) -> list[tuple[str, str | None]]:
-        clients, processes = self._names.presence_keys(channel)
-        reply = await self._eval(
-            f"the presence of {channel}", PRESENCE_SCRIPT, b"2", clients, processes, b"%.3f" % now
-        )
-        members = []
-        for i in range(0, len(reply), 2):
-            user = reply[i + 1].partition(b"\n")[2].decode()
-            members.append((reply[i].decode(), user or None))
-        return members
 
 
 def _unexpected_reply(replies: list[Reply]) -> None:

@@ -20,7 +20,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Unpack
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis
@@ -29,6 +29,7 @@ import redis.asyncio.sentinel
 import redis.sentinel
 from redis.exceptions import RedisError
 
+from hub.brokers.redis.client_options import AsyncOptions, SyncOptions
 from hub.brokers.resp import Endpoint
 
 __all__ = [
@@ -168,7 +169,7 @@ class SentinelLocator:
             decode_responses=True,
         )
         try:
-            role = await master.execute_command("ROLE")  # type: ignore[no-untyped-call]
+            role = await master.role()
         except (RedisError, OSError) as exc:
             raise NoMaster(
                 f"the sentinels name {host}:{port}, which does not answer: {exc}"
@@ -234,7 +235,7 @@ class SentinelLocator:
                 await sentinel.aclose()
 
 
-def sync_client(url: str, **kwargs: Any) -> redis.Redis:
+def sync_client(url: str, **kwargs: Unpack[SyncOptions]) -> redis.Redis:
     """A redis-py client for ``url``; for a ``redis+sentinel://`` URL, one that finds the
     master through the sentinels (again after a failover)."""
     if not is_sentinel_url(url):
@@ -244,7 +245,7 @@ def sync_client(url: str, **kwargs: Any) -> redis.Redis:
     return manager.master_for(service, **master)  # type: ignore[no-untyped-call,no-any-return]
 
 
-def async_client(url: str, **kwargs: Any) -> aioredis.Redis:
+def async_client(url: str, **kwargs: Unpack[AsyncOptions]) -> aioredis.Redis:
     """As :func:`sync_client`, for asyncio."""
     if not is_sentinel_url(url):
         return aioredis.Redis.from_url(url, **kwargs)
@@ -253,8 +254,11 @@ def async_client(url: str, **kwargs: Any) -> aioredis.Redis:
     return manager.master_for(service, **master)  # type: ignore[no-any-return]
 
 
-def _sentinel_parts(url: str, kwargs: dict[str, Any]) -> tuple[dict[str, Any], str, dict[str, Any]]:
-    """redis-py's Sentinel arguments, the service, and ``master_for``'s arguments."""
+def _sentinel_parts(
+    url: str, kwargs: SyncOptions | AsyncOptions
+) -> tuple[dict[str, Any], str, dict[str, Any]]:
+    """redis-py's Sentinel arguments, the service, and ``master_for``'s arguments (which
+    redis-py takes as untyped ``**kwargs``)."""
     target = SentinelTarget.from_url(url)
     timeouts = {k: v for k, v in kwargs.items() if k.startswith("socket_")}
     sentinels = {

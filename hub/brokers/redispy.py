@@ -9,7 +9,7 @@ sharded ones, in the channel's partition, on a cluster.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Unpack
 
 import redis
 import redis.asyncio as aioredis
@@ -19,6 +19,7 @@ from redis.cluster import RedisCluster as SyncClusterClient
 from hub.brokers.cluster.partitions import ClusterTarget, PartitionMap, is_cluster_url
 from hub.brokers.names import FlatNames, Names
 from hub.brokers.redis import sentinel
+from hub.brokers.redis.client_options import AsyncOptions, SyncOptions
 
 __all__ = ["async_client", "names_for", "subscribed_channels", "sync_client"]
 
@@ -31,7 +32,7 @@ def names_for(url: str, prefix: str) -> Names:
     return FlatNames(prefix.encode())
 
 
-def sync_client(url: str, **kwargs: Any) -> redis.Redis | SyncClusterClient:
+def sync_client(url: str, **kwargs: Unpack[SyncOptions]) -> redis.Redis | SyncClusterClient:
     if not is_cluster_url(url):
         return sentinel.sync_client(url, **kwargs)
     target = ClusterTarget.from_url(url)
@@ -45,7 +46,9 @@ def sync_client(url: str, **kwargs: Any) -> redis.Redis | SyncClusterClient:
     )
 
 
-def async_client(url: str, **kwargs: Any) -> aioredis.Redis | aioredis.RedisCluster:
+def async_client(
+    url: str, **kwargs: Unpack[AsyncOptions]
+) -> aioredis.Redis | aioredis.RedisCluster:
     if not is_cluster_url(url):
         return sentinel.async_client(url, **kwargs)
     from hub.brokers.cluster.topology import cluster_client

@@ -1,0 +1,36 @@
+"""Presence on Redis Cluster: each channel's in its partition (whose keys share the slot of
+its sharded channel), through that partition's own connections."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from hub.brokers.redis.presence import RedisPresence
+
+__all__ = ["ClusterPresence"]
+
+
+class ClusterPresence:
+    def __init__(self, route: Callable[[str], int], partitions: Sequence[RedisPresence]) -> None:
+        self._route = route
+        self._partitions = partitions
+
+    def _of(self, channel: str) -> RedisPresence:
+        return self._partitions[self._route(channel)]
+
+    def add(self, channel: str, client: str, user: str | None, ttl_s: float) -> None:
+        self._of(channel).add(channel, client, user, ttl_s)
+
+    def remove(self, channel: str, client: str) -> None:
+        self._of(channel).remove(channel, client)
+
+    def heartbeat(self, channels: Sequence[str], ttl_s: float) -> None:
+        """One heartbeat per partition, of its channels."""
+        groups: dict[int, list[str]] = {}
+        for channel in channels:
+            groups.setdefault(self._route(channel), []).append(channel)
+        for index, group in groups.items():
+            self._partitions[index].heartbeat(group, ttl_s)
+
+    async def read(self, channel: str) -> list[tuple[str, str | None]]:
+        return await self._of(channel).read(channel)
