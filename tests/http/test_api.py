@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 import pytest
-from conftest import API_KEY, StartApi, token
+from api_in_process import API_KEY, StartApi, token
 
 from hub.brokers.memory import MemoryBroker
 from hub.core.namespaces import ChannelOptions

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from conftest import API_KEY, StartApi, token
+from api_in_process import API_KEY, StartApi, token
 from support import async_wait_until, t
 from support.sse import SseStream, open_sse
 
