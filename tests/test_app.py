@@ -37,8 +37,7 @@ async def test_without_api_port_there_is_no_http_api() -> None:
 
 
 async def test_the_http_api_takes_its_settings() -> None:
-    """With --api-port the API gets the key, the size bound, the origins, the SSE keepalive
-    and the slow-reader bound of the settings, and JWT auth when a secret is set."""
+    """With --api-port the API takes its key, bounds, origins, keepalive and JWT auth."""
     app = App(
         settings(
             api_port=free_port(),
@@ -60,8 +59,7 @@ async def test_the_http_api_takes_its_settings() -> None:
 
 
 async def test_the_broker_follows_the_redis_url() -> None:
-    """No Redis URL: the memory broker (and /stats says "memory"); with one, RedisBroker, the
-    API lists channels from that Redis under the prefix, and /stats hides the password."""
+    """No Redis URL: the memory broker; with one, RedisBroker, its channels, a hidden password."""
     assert isinstance(App(settings()).broker, MemoryBroker)
     assert App(settings()).metrics.broker == "memory"
     url = "redis://:s3cret@127.0.0.1:1/0"
@@ -84,8 +82,7 @@ def self_signed(tmp_path: Path) -> tuple[str, str]:
 
 
 async def test_tls_only_with_a_certificate_and_its_key(tmp_path: Path) -> None:
-    """--tls-cert and --tls-key give the server a TLS context; without, it has none; a file
-    that does not load fails the build, naming the setting."""
+    """A TLS context only with --tls-cert and --tls-key; files that do not load fail the build."""
     assert App(settings()).server.ssl_context is None
     cert, key = self_signed(tmp_path)
     context = App(settings(tls_cert=cert, tls_key=key)).server.ssl_context
@@ -116,8 +113,7 @@ async def test_the_figures_read_the_counters_they_name() -> None:
 
 
 async def test_a_run_serves_until_stopping_then_stops_cleanly() -> None:
-    """run() starts the worker, calls on_started with it, serves /stats (its busiest channels
-    first, at most STATS_CHANNELS) and the API, and returns once ``stopping`` is set."""
+    """run() serves (the busiest channels first in /stats) until stopping is set, then stops."""
     api_port = free_port()
     app = App(settings(api_port=api_port))
     started = asyncio.Event()

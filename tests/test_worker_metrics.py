@@ -83,8 +83,7 @@ def test_every_figure_lands_in_its_own_sample() -> None:
 
 
 def test_labels_are_the_worker_and_a_few_fixed_values() -> None:
-    """No series has a label but worker, a drop reason, or a bucket bound: nothing a client
-    controls (a channel name) can add series."""
+    """Series are labelled only by worker, drop reason and bucket bound: no channel adds one."""
     metrics = WorkerMetrics(worker=2, read=distinct)
     metrics.observe_fanout(0.001)
     metrics.observe_roundtrip(0.001)
@@ -100,8 +99,7 @@ def test_labels_are_the_worker_and_a_few_fixed_values() -> None:
 
 
 def test_counters_add_deltas_and_never_go_back() -> None:
-    """A counter follows its plain figure by deltas; a figure that went down (a counter
-    object replaced) lowers nothing, and what it counts next is added."""
+    """Counters add the figures' deltas; a figure that went down lowers nothing."""
     figures = Figures(received=5)
     metrics = WorkerMetrics(worker=0, read=lambda: figures)
     key = ("hub_messages_received_total", (("worker", "0"),))
@@ -133,8 +131,7 @@ def test_process_figures_are_per_worker() -> None:
 
 
 def test_stats_shape() -> None:
-    """/stats: who answered, the broker, the version, cumulative histogram buckets by their
-    /stats names, and the totals and per-worker rows of every figure."""
+    """/stats: who answered, broker, version, cumulative buckets, totals and per-worker rows."""
     figures = distinct()
     metrics = WorkerMetrics(worker=6, read=lambda: figures, broker="redis://:***@h:6379/0")
     metrics.observe_fanout(0.0002)

@@ -101,8 +101,7 @@ def run_on(loop: str, main: Callable[[], Coroutine[Any, Any, None]]) -> None:
 
 @pytest.mark.parametrize("loop", LOOPS)
 def test_http11_bytes_on_the_wire_are_the_chunks_in_order(loop: str) -> None:
-    """HTTP/1.1: the headers say chunked, then aiohttp's first chunk, the hand-framed
-    batches in order and the last chunk, exactly; the connection then serves a request."""
+    """HTTP/1.1: chunked headers, then exactly each chunk in order and the last; keep-alive holds"""
 
     async def main() -> None:
         seen: dict[str, Any] = {}
@@ -240,8 +239,7 @@ def bypasses_aiohttp(path: Path) -> list[str]:
 
 
 def test_only_stream_py_writes_to_aiohttps_transport_or_frames_chunks() -> None:
-    """No module of hub/ but hub/http/stream.py reads ``.transport`` where aiohttp is used
-    (hub/http, or a module importing aiohttp) or hand-writes chunk framing."""
+    """Only hub/http/stream.py reads .transport where aiohttp is used, or frames chunks by hand."""
     assert bypasses_aiohttp(OWNER), "the check no longer sees what stream.py does: fix it"
     for path in sorted((ROOT / "hub").rglob("*.py")):
         if path == OWNER:

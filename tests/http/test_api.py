@@ -61,8 +61,7 @@ async def test_each_refusal_has_its_status_and_stable_code(
     status: int,
     code: str,
 ) -> None:
-    """Every refusal is a JSON error with its status, its code and a message; a 401 says
-    how to authenticate; nothing refused is published."""
+    """Each refusal is a JSON error with its status and stable code, and publishes nothing."""
     served = await start_api()
     got, answer_headers, answer = await served.call(method, path, body, headers)
     assert (got, answer["error"]["code"]) == (status, code), answer
@@ -75,8 +74,7 @@ async def test_each_refusal_has_its_status_and_stable_code(
 
 
 async def test_a_batch_with_one_bad_message_publishes_none(start_api: StartApi) -> None:
-    """A batch is validated whole before any message is published: the bad message's index
-    is named, and the good ones before it were not sent."""
+    """One bad message refuses its whole batch, naming its index; none of the batch is published."""
     served = await start_api()
     good = {"channel": "news", "data": {"n": 1}}
     body = batch(good, good, {"channel": "news"})
@@ -118,8 +116,7 @@ class FullAfter(MemoryBroker):
 
 
 async def test_a_full_broker_is_429_with_how_many_were_published(start_api: StartApi) -> None:
-    """When the broker refuses, the answer is 429 publish_rejected, and a batch says how many
-    of its messages went out before, so a caller resends only the rest."""
+    """A full broker gives 429 publish_rejected with how many messages were published before."""
     served = await start_api(broker=FullAfter(2))
     body = batch(*[{"channel": "a", "data": n} for n in range(5)])
     status, _, answer = await served.call("POST", "/api/publish", body, AS_JSON)
@@ -148,8 +145,7 @@ async def test_channels_when_redis_is_unreachable_is_503(start_api: StartApi) ->
 
 
 async def test_cors_within_allowed_origins(start_api: StartApi) -> None:
-    """With allowed origins, a listed page's preflight and publish get its origin back (and
-    Vary: Origin); another page's get 403 forbidden, which its script may still read."""
+    """A listed origin gets itself back (Vary: Origin); another gets a readable 403 forbidden."""
     served = await start_api(allowed_origins=frozenset({"https://app.example.com"}))
     asks = {"Access-Control-Request-Method": "POST"}
     status, headers, _ = await served.call(
@@ -184,8 +180,7 @@ async def test_backend_endpoints_answer_no_cors(start_api: StartApi) -> None:
 async def test_without_an_api_key_a_backend_is_a_caller_without_a_token(
     start_api: StartApi,
 ) -> None:
-    """With no API key (a loopback API), a caller without a client token is a backend; one
-    that sends a token is a client, held to its claims and to the client endpoints."""
+    """Without an API key a caller with no token is a backend, one with a token a client."""
     served = await start_api(api_key=None)
     status, _, _ = await served.call("GET", "/api/channels")
     assert status == 200

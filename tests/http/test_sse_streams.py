@@ -25,9 +25,7 @@ async def opened(port: int, path: str, **headers: str) -> tuple[SseStream, dict[
 
 
 async def test_the_preamble_and_headers(start_api: StartApi) -> None:
-    """The stream is not cached nor buffered by proxies; its first event gives a retry within
-    RETRY_MS, and on a history channel the position as data and as the event's id, so a
-    reader that reconnects before any message resumes from there; elsewhere no position."""
+    """No cache nor proxy buffering; the first event has a retry, and a position on history."""
     served = await start_api()
     stream, info = await opened(served.port, f"/sse/news.1?token={READER}")
     assert stream.headers["cache-control"] == "no-store"
@@ -46,8 +44,7 @@ async def test_the_preamble_and_headers(start_api: StartApi) -> None:
 
 
 async def test_the_last_event_id_header_wins_over_the_query(start_api: StartApi) -> None:
-    """With both, the Last-Event-ID header is the position (a browser's EventSource sends it
-    on its own reconnects); the replay follows it and precedes live messages, once each."""
+    """Last-Event-ID wins over ?last_event_id; its replay precedes live messages, once each."""
     served = await start_api()
     for n in range(5):
         assert served.node.publish("news", b'{"n":%d}' % n, JSON)
@@ -65,8 +62,7 @@ async def test_the_last_event_id_header_wins_over_the_query(start_api: StartApi)
 
 
 async def test_expiry_is_not_held_back_by_the_keepalive(start_api: StartApi) -> None:
-    """At the token's exp the stream gets its `expired` event and its last chunk, even when
-    the next keepalive is far off; it then leaves its channel."""
+    """At exp the stream gets `expired` and its end, however far the keepalive, and leaves."""
     served = await start_api(sse_keepalive_s=60)
     short = token(subscribe="news", exp=int(time.time()) + 2)
     stream, _ = await opened(served.port, f"/sse/news?token={short}")
@@ -83,8 +79,7 @@ async def test_expiry_is_not_held_back_by_the_keepalive(start_api: StartApi) -> 
 
 
 async def test_a_reader_that_leaves_leaves_its_channel_at_once(start_api: StartApi) -> None:
-    """A stream whose reader closed leaves its channel when the reader goes, not at its next
-    write (there is none for a long while on an idle channel)."""
+    """A stream whose reader closed leaves its channel at once, not at its next write."""
     served = await start_api(sse_keepalive_s=60)
     stream, _ = await opened(served.port, f"/sse/idle?token={READER}")
     assert dict(served.node.channels()) == {"idle": 1}
@@ -94,8 +89,7 @@ async def test_a_reader_that_leaves_leaves_its_channel_at_once(start_api: StartA
 
 
 async def test_close_ends_every_stream_and_refuses_new_ones(start_api: StartApi) -> None:
-    """close() ends each open stream with its last chunk and waits for their handlers; a
-    stream asked for meanwhile gets 503 `unavailable`, to retry elsewhere."""
+    """close() ends every stream with its last chunk; a new one meanwhile gets 503 unavailable."""
     served = await start_api(sse_keepalive_s=60)
     streams = [(await opened(served.port, f"/sse/c{n}?token={READER}"))[0] for n in range(3)]
     async with asyncio.timeout(t(CLOSE_TIMEOUT_S)):
@@ -111,9 +105,7 @@ async def test_close_ends_every_stream_and_refuses_new_ones(start_api: StartApi)
 async def test_a_batch_of_presence_events_only_keeps_the_stream_framed(
     start_api: StartApi,
 ) -> None:
-    """Join and leave events reach a channel whose rules here have no join_leave (another
-    instance's config): SSE writes none of them, and the stream goes on to the next message
-    (it once wrote them as an empty chunk: the last chunk, ending the body)."""
+    """A batch of join/leave events only (unfiltered here) writes no chunk: the stream goes on."""
     served = await start_api()
     stream, _ = await opened(served.port, f"/sse/plain?token={READER}")
     served.broker.publish("plain", encode_event(True, b'{"client":"x","user":null}'))

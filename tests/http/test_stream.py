@@ -51,8 +51,7 @@ NEWS = [Envelope(b'{"n":1}', JSON, 7, "ep"), Envelope(b'{"n":2}', JSON, 8, "ep")
 
 
 async def test_a_batch_is_one_chunk_in_one_call() -> None:
-    """Chunked: each batch is one ``writelines`` of a hex size line, the data and CRLF, and
-    send_batch returns what the transport holds unsent."""
+    """Chunked: a batch is one writelines of size line, data and CRLF; returns the unsent bytes."""
     transport = FakeTransport(buffered=123)
     client = chunked(transport)
     assert client.send_batch(b"x" * 0x1AF) == 123
@@ -73,8 +72,7 @@ async def test_an_http10_stream_writes_the_bytes_unframed() -> None:
 
 
 async def test_an_empty_batch_writes_no_chunk() -> None:
-    """A batch with no bytes (a batch of join and leave events only: SSE leaves them out)
-    writes nothing: a chunk of size 0 would be the last chunk and end the body."""
+    """An empty batch writes nothing: a chunk of size 0 is the last chunk and would end the body."""
     transport = FakeTransport(buffered=5)
     client = chunked(transport)
     events = [Envelope(b'{"type":"join"}', EVENT)]
@@ -85,8 +83,7 @@ async def test_an_empty_batch_writes_no_chunk() -> None:
 
 
 async def test_an_ended_or_closing_stream_is_skipped_with_minus_one() -> None:
-    """send_batch returns -1 and writes nothing once the stream ended, once its transport
-    is closing, and without a transport."""
+    """Once ended, closing or without a transport, send_batch writes nothing and returns -1."""
     ended, closing = FakeTransport(), FakeTransport()
     client = chunked(ended)
     client.end("shutdown")
@@ -111,8 +108,7 @@ async def test_send_messages_writes_the_batch_as_sse_events() -> None:
 
 
 async def test_write_now_sends_the_replays_of_a_join_as_one_chunk() -> None:
-    """The replays of every channel of a join go out at once, in order, as one chunk; the
-    hub.v1 reply is not written (the preamble went first), and no replay writes nothing."""
+    """A join's replays go out as one chunk in order, without the reply; no replay, no write."""
     transport = FakeTransport()
     client = chunked(transport)
     older = [Envelope(b"old", offset=3, epoch="e")]
@@ -125,8 +121,7 @@ async def test_write_now_sends_the_replays_of_a_join_as_one_chunk() -> None:
 
 
 async def test_disconnect_ends_the_stream_and_aborts_its_connection() -> None:
-    """A slow reader is cut off: its stream ends with the reason and its transport is
-    aborted, so nothing more is written to it."""
+    """disconnect() ends the stream with its reason and aborts the transport; no more writes."""
     transport = FakeTransport()
     client = chunked(transport)
     assert client.is_open and not client.ended.done()
@@ -139,8 +134,7 @@ async def test_disconnect_ends_the_stream_and_aborts_its_connection() -> None:
 
 
 async def test_stream_client_frames_chunks_from_http11_on() -> None:
-    """A request's stream writes to the request's transport, chunked for HTTP/1.1 and
-    unframed for HTTP/1.0, as the JWT's ``sub``."""
+    """A request's stream uses its transport, chunked from HTTP/1.1 on, as the token's user."""
     for version, is_chunked in ((HttpVersion11, True), (HttpVersion10, False)):
         transport = FakeTransport()
         request = make_mocked_request("GET", "/sse/news", version=version, transport=transport)
