@@ -68,7 +68,8 @@ class SseClient:
         if self.ended.done() or transport is None or transport.is_closing():
             return -1
         if self.is_chunked:
-            transport.writelines((b"%x\r\n" % len(data), data, b"\r\n"))
+            if data:  # a chunk of size 0 is the last chunk: it would end the body
+                transport.writelines((b"%x\r\n" % len(data), data, b"\r\n"))
         else:
             transport.write(data)
         return transport.get_write_buffer_size()

@@ -1,0 +1,185 @@
+"""hub/metrics.py: the plain figures → Prometheus families, their labels, and /stats.
+
+(Not tests/test_metrics.py: tests/e2e/test_metrics.py has that basename, and pytest's import
+mode needs unique ones. The e2e file pins the exposed names over a live hub; this one pins
+where each figure lands, in one process, in memory mode.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Iterator
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from support import async_wait_until
+
+from hub import __version__
+from hub.core.config import METRICS_DIR_ENV
+from hub.metrics import Figures, WorkerMetrics
+
+#: Figures field → (sample name, its labels besides ``worker``).
+SAMPLES: dict[str, tuple[str, dict[str, str]]] = {
+    "connections": ("hub_ws_connections", {}),
+    "subscriptions": ("hub_ws_subscriptions", {}),
+    "channels": ("hub_channels_active", {}),
+    "broker_ready": ("hub_broker_ready", {}),
+    "sse_streams": ("hub_sse_streams", {}),
+    "connections_opened": ("hub_ws_connections_opened_total", {}),
+    "received": ("hub_messages_received_total", {}),
+    "published": ("hub_messages_published_total", {}),
+    "delivered": ("hub_messages_delivered_total", {}),
+    "dropped_publish_buffer_full": (
+        "hub_messages_dropped_total",
+        {"reason": "publish_buffer_full"},
+    ),
+    "dropped_rate_limited": ("hub_messages_dropped_total", {"reason": "rate_limited"}),
+    "slow_consumer_disconnects": ("hub_ws_slow_consumer_disconnects_total", {}),
+    "broker_reconnects": ("hub_broker_reconnects_total", {}),
+    "broker_publish_errors": ("hub_broker_publish_errors_total", {}),
+    "broker_gaps": ("hub_broker_gaps_total", {}),
+    "broker_probe_failures": ("hub_broker_probe_failures_total", {}),
+    "history_repaired": ("hub_history_repaired_total", {}),
+    "history_gaps": ("hub_history_gaps_total", {}),
+    "sse_streams_opened": ("hub_sse_streams_opened_total", {}),
+}
+
+#: /stats key of each Figures field (the two drop reasons are summed as ``dropped``).
+STATS_KEYS = {f: f for f in SAMPLES if not f.startswith("dropped_")} | {"dropped": "dropped"}
+
+
+@pytest.fixture(autouse=True)
+def in_memory(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Memory mode: no multiprocess directory from the environment."""
+    monkeypatch.delenv(METRICS_DIR_ENV, raising=False)
+    yield
+
+
+def distinct() -> Figures:
+    """A figure of its own for every field (broker_ready: True)."""
+    values = {f.name: 10 + n for n, f in enumerate(dataclasses.fields(Figures))}
+    return Figures(**{**values, "broker_ready": True})
+
+
+def samples(metrics: WorkerMetrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    body, _ = metrics.exposition()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(body.decode())
+        for s in family.samples
+    }
+
+
+def test_every_figure_lands_in_its_own_sample() -> None:
+    """Each field of Figures is one sample of its family, under the worker's label."""
+    assert {f.name for f in dataclasses.fields(Figures)} == set(SAMPLES)
+    figures = distinct()
+    got = samples(WorkerMetrics(worker=4, read=lambda: figures))
+    for field, (name, labels) in SAMPLES.items():
+        key = (name, tuple(sorted({"worker": "4", **labels}.items())))
+        assert got.get(key) == float(getattr(figures, field)), (field, key)
+
+
+def test_labels_are_the_worker_and_a_few_fixed_values() -> None:
+    """Series are labelled only by worker, drop reason and bucket bound: no channel adds one."""
+    metrics = WorkerMetrics(worker=2, read=distinct)
+    metrics.observe_fanout(0.001)
+    metrics.observe_roundtrip(0.001)
+    metrics.observe_probe_latency(0.001)
+    got = samples(metrics)
+    assert got
+    for name, labels in got:
+        label = dict(labels)
+        assert label.get("worker") == "2", name
+        assert set(label) <= {"worker", "reason", "le"}, name
+        assert label.get("reason") in (None, "publish_buffer_full", "rate_limited"), name
+        assert ("le" in label) == name.endswith("_bucket"), name
+
+
+def test_counters_add_deltas_and_never_go_back() -> None:
+    """Counters add the figures' deltas; a figure that went down lowers nothing."""
+    figures = Figures(received=5)
+    metrics = WorkerMetrics(worker=0, read=lambda: figures)
+    key = ("hub_messages_received_total", (("worker", "0"),))
+    assert samples(metrics)[key] == 5
+    figures = Figures(received=2)
+    assert samples(metrics)[key] == 5
+    figures = Figures(received=4)
+    assert samples(metrics)[key] == 7
+
+
+def test_gauges_are_levels() -> None:
+    """A gauge is the figure's current value, up or down."""
+    figures = Figures(connections=9, broker_ready=True)
+    metrics = WorkerMetrics(worker=0, read=lambda: figures)
+    metrics.sync()
+    figures = Figures(connections=3)
+    got = samples(metrics)
+    assert got[("hub_ws_connections", (("worker", "0"),))] == 3
+    assert got[("hub_broker_ready", (("worker", "0"),))] == 0
+
+
+def test_process_figures_are_per_worker() -> None:
+    """The worker's own file descriptors and limit are exported under its label."""
+    got = samples(WorkerMetrics(worker=1, read=Figures))
+    w1 = (("worker", "1"),)
+    assert 0 < got[("process_open_fds", w1)] <= got[("process_max_fds", w1)]
+    assert got[("process_resident_memory_bytes", w1)] > 0
+    assert ("process_cpu_seconds_total", w1) in got
+
+
+def test_stats_shape() -> None:
+    """/stats: who answered, broker, version, cumulative buckets, totals and per-worker rows."""
+    figures = distinct()
+    metrics = WorkerMetrics(worker=6, read=lambda: figures, broker="redis://:***@h:6379/0")
+    metrics.observe_fanout(0.0002)
+    metrics.observe_fanout(0.2)
+    doc = metrics.stats()
+    assert doc["answered_by"]["worker"] == 6 and isinstance(doc["answered_by"]["pid"], int)
+    assert doc["multiprocess"] is False and doc["uptime_s"] >= 0
+    assert (doc["broker"], doc["version"]) == ("redis://:***@h:6379/0", __version__)
+    assert set(doc["histograms"]) == {"fanout_s", "redis_roundtrip_s", "probe_latency_s"}
+    fanout = doc["histograms"]["fanout_s"]
+    bounds = [le for le, _ in fanout]
+    assert bounds == sorted(bounds) and bounds[-1] == float("inf")
+    assert dict(map(tuple, fanout))[0.00025] == 1 and fanout[-1][1] == 2
+    assert doc["histograms"]["redis_roundtrip_s"][-1][1] == 0
+    dropped = figures.dropped_publish_buffer_full + figures.dropped_rate_limited
+    expected = {
+        key: int(getattr(figures, key)) if key != "dropped" else dropped for key in STATS_KEYS
+    }
+    (row,) = doc["workers"]
+    assert row == {"worker": "6", "alive": True, **expected, "broker_ready": True}
+    del expected["broker_ready"]
+    assert doc["totals"] == {**expected, "workers": 1, "workers_ready": 1}
+
+
+async def test_run_syncs_on_and_survives_a_failing_read(caplog: pytest.LogCaptureFixture) -> None:
+    """run() syncs every interval; a read that fails is logged, and the next one counts."""
+    reads = iter([RuntimeError("a figure could not be read")])
+
+    def read() -> Figures:
+        error = next(reads, None)
+        if error is not None:
+            raise error
+        return Figures(received=3)
+
+    metrics = WorkerMetrics(worker=0, read=read)
+    task = asyncio.create_task(metrics.run(interval_s=0.01))
+    try:
+        await async_wait_until(
+            lambda: (
+                metrics.registry.get_sample_value("hub_messages_received_total", {"worker": "0"})
+                == 3
+            ),
+            5,
+            "a sync after the failed one",
+        )
+    finally:
+        task.cancel()
+    assert any(
+        r.levelno == logging.ERROR and "syncing the metrics failed" in r.getMessage()
+        for r in caplog.records
+    )
