@@ -14,9 +14,9 @@ import pytest
 from support import free_port, stats, t
 
 from hub.app import STATS_CHANNELS, App
-from hub.brokers.clients import subscribed_channels
 from hub.brokers.memory import MemoryBroker
 from hub.brokers.redis import RedisBroker
+from hub.brokers.redispy import subscribed_channels
 from hub.core.config import Settings
 from hub.core.errors import ConfigError
 from hub.http.api import PublishApi
