@@ -1,5 +1,5 @@
 """Bench sockets that speak a protocol adapter (``--protocol``, ``protocols/``): the same
-receivers and publishers as ``clients.py``, plus the adapter's join, its framing of each
+receivers and publishers as ``sockets.py``, plus the adapter's join, its framing of each
 message, and its answers (pongs) to the server.
 
 A message that starts with the bench header (a raw or Socket.IO binary frame) still goes
@@ -16,9 +16,9 @@ from typing import ClassVar
 from picows import WSFrame, WSMsgType, WSTransport
 
 from hub.bench import header as hdr
-from hub.bench.clients import LeanReceiver, PicowsReceiver, Publisher, Receiver
 from hub.bench.lean import Counters
 from hub.bench.protocols.base import OP_BINARY, Adapter, AdapterError, Envelope
+from hub.bench.sockets import LeanReceiver, PicowsReceiver, Publisher, Receiver
 from hub.bench.stats import StreamTracker
 
 __all__ = ["make_publisher", "make_receiver"]

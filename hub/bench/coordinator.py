@@ -17,9 +17,9 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from hub.bench.config import RunConfig
-from hub.bench.memory import server_rss
 from hub.bench.scenarios import scenario_for
 from hub.bench.scenarios.base import REPLY_GRACE_S
+from hub.bench.server_memory import server_rss
 from hub.bench.stats import merge_encoded
 from hub.bench.worker import run_worker
 

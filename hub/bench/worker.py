@@ -1,8 +1,8 @@
 """A worker process: it holds a share of the sockets and plays the scenario on them.
 
 The coordinator talks to it through a pipe (commands in) and a queue (events out); see
-``coordinator.py``. The sockets are ``clients.py``'s; what is done with them is the
-scenario's (``scenarios/``).
+``coordinator.py``. The sockets are ``sockets.py``'s (opened by ``connect.py``); what is done
+with them is the scenario's (``scenarios/``).
 """
 
 from __future__ import annotations
@@ -21,18 +21,14 @@ from typing import Any, Protocol
 import psutil
 
 from hub.bench.adapted import make_receiver
-from hub.bench.clients import (
-    Publisher,
-    Receiver,
-    Socket,
-    connect_all,
-)
 from hub.bench.config import RunConfig
+from hub.bench.connect import connect_all
 from hub.bench.lean import Counters
 from hub.bench.overhead import CpuMeter, LoopLag
 from hub.bench.protocols import AdapterError, adapter_for
 from hub.bench.scenarios import scenario_for
 from hub.bench.sizing import place, worker_indices
+from hub.bench.sockets import Publisher, Receiver, Socket
 from hub.bench.stats import LatencyRecorder, StreamTracker, Tally
 from hub.bench.target import channel_url
 from hub.core.limits import raise_open_file_limit

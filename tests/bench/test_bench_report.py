@@ -1,4 +1,4 @@
-"""Tests of hub.bench.report and hub.bench.memory: totals, exit status, RSS parsing."""
+"""Tests of hub.bench.report and hub.bench.thresholds: totals, exit status, thresholds."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 
 from hub.bench.config import RunConfig
-from hub.bench.memory import parse_resident_memory
 from hub.bench.report import assemble, exit_status
 from hub.bench.stats import LatencyRecorder
 from hub.bench.thresholds import ThresholdError, parse_threshold
@@ -94,21 +93,6 @@ def test_saturation_warning() -> None:
     report = fanout_report({0: worker_result(1000, 1000, cpu=97.0), 1: worker_result(1000, 1000)})
     assert report["client"]["saturated_workers"] == [0]
     assert any("bottleneck" in w for w in report["warnings"])
-
-
-def test_parse_resident_memory() -> None:
-    """All process_resident_memory_bytes samples are summed; other metrics are ignored."""
-    text = (
-        "# HELP process_resident_memory_bytes Resident memory size in bytes.\n"
-        "# TYPE process_resident_memory_bytes gauge\n"
-        'process_resident_memory_bytes{pid="1"} 1.5e+06\n'
-        'process_resident_memory_bytes{pid="2"} 500000.0\n'
-        "process_resident_memory_bytes_total 99\n"
-        "process_virtual_memory_bytes 1e9\n"
-    )
-    assert parse_resident_memory(text) == 2_000_000
-    assert parse_resident_memory("process_resident_memory_bytes 42\n") == 42
-    assert parse_resident_memory("up 1\n") is None
 
 
 def test_a_lagging_bench_loop_is_reported() -> None:

@@ -14,8 +14,8 @@ from hub.bench import header as hdr
 from hub.bench.config import RunConfig
 
 if TYPE_CHECKING:
-    from hub.bench.clients import Publisher, Receiver
     from hub.bench.coordinator import Coordinator
+    from hub.bench.sockets import Publisher, Receiver
     from hub.bench.worker import Worker
 
 __all__ = ["REPLY_GRACE_S", "Scenario"]

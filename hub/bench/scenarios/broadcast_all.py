@@ -14,8 +14,8 @@ from hub.bench.sizing import worker_indices
 from hub.bench.stats import merge_encoded, summarize
 
 if TYPE_CHECKING:
-    from hub.bench.clients import Receiver
     from hub.bench.coordinator import Coordinator
+    from hub.bench.sockets import Receiver
     from hub.bench.worker import Worker
 
 __all__ = ["BroadcastAll"]

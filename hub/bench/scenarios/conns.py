@@ -7,9 +7,9 @@ import contextlib
 import time
 from typing import TYPE_CHECKING, Any
 
-from hub.bench.clients import connect_all
-from hub.bench.memory import server_rss
+from hub.bench.connect import connect_all
 from hub.bench.scenarios.base import REPLY_GRACE_S, Scenario
+from hub.bench.server_memory import server_rss
 from hub.bench.stats import merge_encoded, new_histogram, summarize
 
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ from hub.bench import header as hdr
 from hub.bench.scenarios.base import Scenario
 
 if TYPE_CHECKING:
-    from hub.bench.clients import Receiver
+    from hub.bench.sockets import Receiver
     from hub.bench.worker import Worker
 
 __all__ = ["Echo"]

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 from hub.bench import header as hdr
 from hub.bench.adapted import make_publisher
-from hub.bench.clients import Publisher
 from hub.bench.scenarios.base import REPLY_GRACE_S, Scenario
 from hub.bench.sizing import place, worker_indices
+from hub.bench.sockets import Publisher
 from hub.bench.target import channel_url
 
 if TYPE_CHECKING:
