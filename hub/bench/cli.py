@@ -16,11 +16,14 @@ from rich.live import Live
 from rich.table import Table
 
 from hub import DISTRIBUTION
-from hub.bench.coordinator import BenchError, Coordinator, LiveState, ServerMemoryOptions
+from hub.bench.coordinator import BenchError, Coordinator, LiveState
 from hub.bench.export import live_openmetrics, openmetrics, write_atomically, write_html
 from hub.bench.options import build_parser, config_from_args
-from hub.bench.report import exit_status, print_report, write_plot
+from hub.bench.plot import write_plot
+from hub.bench.server_memory import ServerMemoryOptions
 from hub.bench.sizing import SizingError
+from hub.bench.table import print_report
+from hub.bench.verdict import exit_status
 
 __all__ = ["build_parser", "main"]
 

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any
 
 from hub.bench import header as hdr
+from hub.bench.messages import Start
 from hub.bench.scenarios.base import Scenario
-
-if TYPE_CHECKING:
-    from hub.bench.sockets import Receiver
-    from hub.bench.worker import Worker
+from hub.bench.scenarios.context import Outcome, WorkerSide
+from hub.bench.sockets import Receiver
 
 __all__ = ["Echo"]
 
@@ -23,11 +21,11 @@ class Echo(Scenario):
     def channel_of(self, index: int) -> str:
         return f"{self.config.channel}-echo-{index}"
 
-    async def play(self, worker: Worker) -> None:
+    async def play(self, worker: WorkerSide) -> None:
         config = self.config
-        start = await worker.expect("start")
+        start = await worker.expect(Start)
         stop_phase = worker.measure_phase()
-        deadline = start["t0_ns"] / 1e9 + config.duration_s
+        deadline = start.t0_ns / 1e9 + config.duration_s
         limit = config.messages if config.messages is not None else 1 << 62
         bodies = self.bodies()
         num_bodies = len(bodies)
@@ -73,5 +71,5 @@ class Echo(Scenario):
         await worker.drain(sum(sent.values()))
         stop_phase()
 
-    def expected(self, extra: dict[str, Any], sent: int, receivers: int) -> int:
+    def expected(self, outcome: Outcome, sent: int, receivers: int) -> int:
         return sent
