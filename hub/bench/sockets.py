@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from picows import WSFrame, WSListener, WSMsgType, WSTransport
 
@@ -24,6 +25,7 @@ __all__ = [
     "READ_BUFFER_INIT_BYTES",
     "BenchListener",
     "LeanReceiver",
+    "OnBench",
     "PicowsReceiver",
     "Publisher",
     "Receiver",
@@ -100,28 +102,39 @@ class BenchListener(WSListener):
             self.transport.disconnect(graceful=False)
 
 
+#: Called with (publisher id, sequence number) of each of this run's messages a receiver gets.
+OnBench = Callable[[int, int], None]
+
+
+class _RecordingSlots(Protocol):
+    tracker: StreamTracker
+    latency_append: Callable[[int], None]
+    on_bench: OnBench | None
+
+
 class _Recording:
     """What a receiver does with each bench message, on either client."""
 
     __slots__ = ()
     tracker: StreamTracker
     latency_append: Callable[[int], None]
-    on_bench: Callable[[Receiver, int, int], None] | None
+    #: A scenario's hook (echo, broadcast-all), or None.
+    on_bench: OnBench | None
 
     def _start_recording(
-        self, tracker: StreamTracker, latency_append: Callable[[int], None]
+        self: _RecordingSlots, tracker: StreamTracker, latency_append: Callable[[int], None]
     ) -> None:
         # The slots live on the concrete receivers; a mixin with slots of its own would
         # clash with picows' extension-type base.
-        self.tracker = tracker  # type: ignore[misc]
+        self.tracker = tracker
         self.latency_append = latency_append
-        self.on_bench = None  # type: ignore[misc]
+        self.on_bench = None
 
     def on_message(self, kind: int, pub_id: int, seq: int, sent_ns: int) -> None:
         self.latency_append((time.monotonic_ns() - sent_ns) // 1000)
         self.tracker.record(pub_id, seq)
         if self.on_bench is not None:
-            self.on_bench(self, pub_id, seq)  # type: ignore[arg-type]
+            self.on_bench(pub_id, seq)
 
 
 class PicowsReceiver(_Recording, BenchListener):

@@ -36,7 +36,7 @@ class BroadcastAll(Scenario):
     def prepare_receiver(self, worker: WorkerSide, receiver: Receiver) -> None:
         receiver.on_bench = self._on_arrival
 
-    def _on_arrival(self, receiver: Receiver, pub_id: int, seq: int) -> None:
+    def _on_arrival(self, pub_id: int, seq: int) -> None:
         self.round_counts[seq] += 1
         now = time.monotonic_ns()
         if now > self.round_last_ns.get(seq, 0):

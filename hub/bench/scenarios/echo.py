@@ -50,13 +50,13 @@ class Echo(Scenario):
                 + bodies[seq % num_bodies]
             )
 
-        def on_echo(receiver: Receiver, pub_id: int, seq: int) -> None:
-            if seq + 1 == sent.get(pub_id):  # its latest: send the next one
-                send_next(receiver, pub_id)
+        def on_echo(receiver: Receiver, client_id: int, seq: int) -> None:
+            if seq + 1 == sent.get(client_id):  # its latest: send the next one
+                send_next(receiver, client_id)
 
         for client_id, receiver in enumerate(worker.receivers):
             # Each echo client is the one publisher (id 0) of its own channel.
-            receiver.on_bench = lambda r, _pub, seq, cid=client_id: on_echo(r, cid, seq)
+            receiver.on_bench = lambda _pub, seq, r=receiver, cid=client_id: on_echo(r, cid, seq)
             if receiver.transport is not None:
                 active[0] += 1
         for client_id, receiver in enumerate(worker.receivers):
