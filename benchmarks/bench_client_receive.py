@@ -81,7 +81,7 @@ def serve(port: int, frames: int, size: int, ready: Any) -> None:
 async def receive(args: argparse.Namespace, port: int) -> dict[str, Any]:
     from picows import ws_connect
 
-    from hub.bench import clients as bw
+    from hub.bench import sockets as bw
     from hub.bench.lean import Counters
     from hub.bench.stats import LatencyRecorder, StreamTracker, Tally
     from hub.bench.wire import request_prefix

@@ -2,6 +2,29 @@
 
 It is a side layer: it speaks the wire protocol and never imports the server side of hub. It is
 installed as an extra, so a server's install carries none of what only it uses.
+
+Its modules, from the command line down:
+
+- ``cli.py``: ``hub bench`` (``python -m hub.bench``): parse, run, write the files, print.
+- ``options.py``: the parser, one subcommand per scenario; ``option_groups.py``: the argument
+  groups they share; ``from_args.py``: the checked :class:`~hub.bench.config.RunConfig` of
+  what was parsed; ``config.py``: that config, which every worker process gets.
+- ``coordinator.py``: starts the workers, paces the phases, gathers the results;
+  ``worker.py``: one worker process and its share of the sockets; ``messages.py``: the frozen
+  dataclasses they say to each other.
+- ``scenarios/``: one module per scenario, each with its coordinator half and its worker half;
+  ``scenarios/context.py``: the narrow sides of the coordinator and the worker that a scenario
+  sees, and the :class:`~hub.bench.scenarios.context.Outcome` it hands back.
+- ``sockets.py``: the receivers and publishers (picows or the lean client); ``connect.py``:
+  opening them; ``lean.py`` and ``wire.py``: the lean WebSocket client; ``adapted.py`` and
+  ``protocols/``: sockets that speak a ``--protocol``; ``header.py``: the bench header.
+- ``stats.py``: delivery and latency accounting; ``overhead.py``: the bench's own CPU and loop
+  lag; ``sizing.py``: processes, file descriptors, source addresses; ``ramp.py``: connection
+  ramps and rate phases; ``target.py``: URLs, handshake headers, TLS; ``server_memory.py``: the
+  server's RSS (``conns``).
+- ``report.py``: the JSON report (``schema.py``: its name and types); ``verdict.py`` and
+  ``thresholds.py``: its thresholds and the exit status; ``table.py``: the final table;
+  ``plot.py``: the PNG; ``export.py``: HTML and OpenMetrics.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Bench sockets that speak a protocol adapter (``--protocol``, ``protocols/``): the same
-receivers and publishers as ``clients.py``, plus the adapter's join, its framing of each
+receivers and publishers as ``sockets.py``, plus the adapter's join, its framing of each
 message, and its answers (pongs) to the server.
 
 A message that starts with the bench header (a raw or Socket.IO binary frame) still goes
@@ -11,20 +11,27 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import ClassVar
+from typing import ClassVar, Protocol
 
 from picows import WSFrame, WSMsgType, WSTransport
 
 from hub.bench import header as hdr
-from hub.bench.clients import LeanReceiver, PicowsReceiver, Publisher, Receiver
 from hub.bench.lean import Counters
 from hub.bench.protocols.base import OP_BINARY, Adapter, AdapterError, Envelope
+from hub.bench.sockets import BenchListener, LeanReceiver, PicowsReceiver, Publisher, Receiver
 from hub.bench.stats import StreamTracker
 
 __all__ = ["make_publisher", "make_receiver"]
 
 #: The most of a fragmented message the lean client keeps for an adapter to read.
 KEEP_BYTES = 1 << 20
+
+
+class _SpeakingSlots(Protocol):
+    adapter: Adapter
+    channel: str
+    envelope: Envelope
+    join_waiter: asyncio.Future[None] | None
 
 
 class _Speaking:
@@ -43,17 +50,20 @@ class _Speaking:
     on_message: Callable[[int, int, int, int], None]
     close: Callable[[], None]
 
-    def _speak(self, adapter: Adapter, channel: str) -> None:
-        self.adapter = adapter  # type: ignore[misc]
-        self.channel = channel  # type: ignore[misc]
-        self.envelope = adapter.envelope(channel)  # type: ignore[misc]
-        self.join_waiter = None  # type: ignore[misc]
+    def _speak(self: _SpeakingSlots, adapter: Adapter, channel: str) -> None:
+        self.adapter = adapter
+        self.channel = channel
+        self.envelope = adapter.envelope(channel)
+        self.join_waiter = None
 
     def _opened(self) -> None:
         if not self.adapter.joins_on_upgrade:
-            self.join_waiter = asyncio.get_running_loop().create_future()  # type: ignore[misc]
+            self._await_join()
         for opcode, payload in self.adapter.hello(self.channel):
             self.write_frame(opcode, payload)
+
+    def _await_join(self: _SpeakingSlots) -> None:
+        self.join_waiter = asyncio.get_running_loop().create_future()
 
     def send_bench(self, payload: bytes) -> None:
         envelope = self.envelope
@@ -120,15 +130,15 @@ class AdaptedLeanReceiver(_Speaking, LeanReceiver):
         self._gone()
 
 
-class _SpeakingPicows(_Speaking):
+class _SpeakingPicows(_Speaking, BenchListener):
     __slots__ = ()
 
     def on_ws_connected(self, transport: WSTransport) -> None:
-        super().on_ws_connected(transport)  # type: ignore[misc]
+        super().on_ws_connected(transport)
         self._opened()
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
-        super().on_ws_disconnected(transport)  # type: ignore[misc]
+        super().on_ws_disconnected(transport)
         self._gone()
 
 

@@ -6,9 +6,11 @@ runs it directly.
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
@@ -16,11 +18,17 @@ from rich.live import Live
 from rich.table import Table
 
 from hub import DISTRIBUTION
-from hub.bench.coordinator import BenchError, Coordinator, LiveState, ServerMemoryOptions
+from hub.bench.config import RunConfig
+from hub.bench.coordinator import BenchError, Coordinator, LiveState
 from hub.bench.export import live_openmetrics, openmetrics, write_atomically, write_html
-from hub.bench.options import build_parser, config_from_args
-from hub.bench.report import exit_status, print_report, write_plot
+from hub.bench.from_args import config_from_args
+from hub.bench.options import build_parser
+from hub.bench.plot import write_plot
+from hub.bench.schema import Report
+from hub.bench.server_memory import ServerMemoryOptions
 from hub.bench.sizing import SizingError
+from hub.bench.table import print_report
+from hub.bench.verdict import exit_status
 
 __all__ = ["build_parser", "main"]
 
@@ -64,7 +72,31 @@ def main(argv: list[str] | None = None) -> int:
     live = (
         Live(_live_table(LiveState()), console=console, refresh_per_second=4) if show_live else None
     )
+    update = _updater(args, config, live, err)
+    coordinator = Coordinator(config, memory=memory, on_update=update)
+    try:
+        if live is not None:
+            with live:
+                report = coordinator.run()
+        else:
+            report = coordinator.run()
+    except BenchError as exc:
+        err.print(f"hub bench: error: {exc}")
+        return 3
+    except KeyboardInterrupt:
+        err.print("hub bench: interrupted")
+        return 130
+    drawn = _write_files(args, report, coordinator.histograms, err)
+    if not args.quiet:
+        print_report(report, console)
+    return exit_status(report, strict=args.strict) or (0 if drawn else 1)
 
+
+def _updater(
+    args: argparse.Namespace, config: RunConfig, live: Live | None, err: Console
+) -> Callable[[LiveState], None]:
+    """What each progress update does: redraw the live view, and rewrite the --openmetrics
+    file about once a second."""
     written_at = [0.0]
 
     def update(state: LiveState) -> None:
@@ -89,53 +121,45 @@ def main(argv: list[str] | None = None) -> int:
             except OSError as exc:
                 err.print(f"hub bench: cannot write {args.openmetrics}: {exc}", markup=False)
 
-    coordinator = Coordinator(config, memory=memory, on_update=update)
-    try:
-        if live is not None:
-            with live:
-                report = coordinator.run()
-        else:
-            report = coordinator.run()
-    except BenchError as exc:
-        err.print(f"hub bench: error: {exc}")
-        return 3
-    except KeyboardInterrupt:
-        err.print("hub bench: interrupted")
-        return 130
+    return update
+
+
+def _write_files(
+    args: argparse.Namespace, report: Report, histograms: list[bytes], err: Console
+) -> bool:
+    """Write the --json, --plot, --openmetrics and --html files; False when a picture was asked
+    for and could not be drawn."""
     if args.json:
         with open(args.json, "w", encoding="utf-8") as file:
             json.dump(_jsonable(report), file, indent=2)
             file.write("\n")
-    drawn = True  # False when a picture was asked for and could not be drawn
+    drawn = True
     if args.plot:
         # Drawing takes seconds (tens of seconds on a busy machine): say so.
         err.print(f"hub bench: drawing the plots to {args.plot} ...", soft_wrap=True)
         try:
-            write_plot(report, coordinator.histograms, args.plot)
+            write_plot(report, histograms, args.plot)
             err.print(f"hub bench: wrote {args.plot}", soft_wrap=True)
         except ImportError:
-            # markup=False: rich would take "[plot]" for a style tag and drop it.
-            err.print(
-                f"hub bench: --plot needs matplotlib: pip install '{DISTRIBUTION}[plot]'",
-                markup=False,
-            )
-            drawn = False
+            drawn = _needs_matplotlib("--plot", err)
     if args.openmetrics:
         write_atomically(args.openmetrics, openmetrics(_jsonable(report)))
     if args.html:
         err.print(f"hub bench: writing the HTML report to {args.html} ...", soft_wrap=True)
         try:
-            write_html(_jsonable(report), coordinator.histograms, args.html)
+            write_html(_jsonable(report), histograms, args.html)
         except ImportError:
-            # markup=False: rich would take "[plot]" for a style tag and drop it.
-            err.print(
-                f"hub bench: --html needs matplotlib: pip install '{DISTRIBUTION}[plot]'",
-                markup=False,
-            )
-            drawn = False
-    if not args.quiet:
-        print_report(report, console)
-    return exit_status(report, strict=args.strict) or (0 if drawn else 1)
+            drawn = _needs_matplotlib("--html", err)
+    return drawn
+
+
+def _needs_matplotlib(option: str, err: Console) -> bool:
+    # markup=False: rich would take "[plot]" for a style tag and drop it.
+    err.print(
+        f"hub bench: {option} needs matplotlib: pip install '{DISTRIBUTION}[plot]'",
+        markup=False,
+    )
+    return False
 
 
 def _jsonable(value: Any) -> Any:

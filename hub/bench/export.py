@@ -13,7 +13,8 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+
+from hub.bench.schema import Report
 
 __all__ = ["live_openmetrics", "openmetrics", "write_atomically", "write_html"]
 
@@ -25,7 +26,7 @@ def _sample(name: str, value: float | None, labels: dict[str, str]) -> str | Non
     return f"hub_bench_{name}{{{text}}} {value}"
 
 
-def openmetrics(report: dict[str, Any]) -> str:
+def openmetrics(report: Report) -> str:
     """The run's totals as OpenMetrics text: gauges labelled with the scenario and run id."""
     labels = {"scenario": report["scenario"], "run_id": str(report["config"]["run_id"])}
     connections, messages = report["connections"], report["messages"]
@@ -144,10 +145,10 @@ def write_atomically(path: str, text: str) -> None:
         raise
 
 
-def write_html(report: dict[str, Any], histograms: list[bytes], path: str) -> None:
+def write_html(report: Report, histograms: list[bytes], path: str) -> None:
     """One HTML file, nothing to fetch: the plots as an inline PNG, the main figures as a
     table, the warnings and the full JSON report. Needs matplotlib, as --plot does."""
-    from hub.bench.report import plot_title, write_plot
+    from hub.bench.plot import plot_title, write_plot
 
     with tempfile.TemporaryDirectory() as folder:
         png = Path(folder) / "plot.png"

@@ -51,6 +51,10 @@ HEADER_SIZE = hdr.HEADER_SIZE
 MAGIC = hdr.MAGIC
 _unpack_header = hdr.HEADER.unpack_from
 
+# What LeanSocket._other_frame returns instead of where the next frame starts
+_WAIT = -1  # the frame is not all here yet
+_STOP = -2  # stop parsing
+
 # Socket states
 HANDSHAKE = 0
 OPEN = 1
@@ -242,42 +246,52 @@ class LeanSocket(asyncio.Protocol):
                     if self.state != OPEN:
                         return
                     continue
-            if b1 & 0x80 or b0 & 0x70:
-                self.fail("masked frame or reserved bits from the server")
-                return
-            if opcode >= 8:
-                if size > 125 or not b0 & 0x80 or opcode > OP_PONG:
-                    self.fail("bad control frame")
-                    return
-                if start + size > end:
+            # Off the fast path: a control frame, a fragment, an incomplete or a bad frame.
+            after = self._other_frame(data, b0, b1, start, size, end)
+            if after < 0:
+                if after == _WAIT:
                     break
-                pos = start + size
-                self.on_control(opcode, data[start:pos])
-                if self.state != OPEN:
-                    return
-                continue
-            # A data frame of a fragmented message, or one whose payload is not all here yet.
-            if opcode == OP_CONT:
-                if self._head is None:
-                    self.fail("continuation frame outside a message")
-                    return
-            elif opcode <= OP_BINARY:
-                if self._head is not None:
-                    self.fail("new message inside a fragmented one")
-                    return
-                self._head = b""
-                self._msg_len = 0
-            else:
-                self.fail(f"reserved opcode {opcode}")
                 return
-            self._msg_len += size
-            self._fin = bool(b0 & 0x80)
-            self._skip = size
-            pos = start + self._rest_of_payload(data, start)
-            if self._skip or self.state != OPEN:
-                return
+            pos = after
         if pos < end:
             self._buf = data[pos:]
+
+    def _other_frame(self, data: bytes, b0: int, b1: int, start: int, size: int, end: int) -> int:
+        """The frame whose payload (``size`` bytes) starts at ``start``, when it is not a whole
+        unfragmented data frame. Returns where the next frame starts; :data:`_WAIT` when the
+        frame is not all here yet; :data:`_STOP` when parsing must stop (the socket failed or
+        closed, or the rest of ``data`` went into a fragmented message's payload)."""
+        opcode = b0 & 0x0F
+        if b1 & 0x80 or b0 & 0x70:
+            self.fail("masked frame or reserved bits from the server")
+            return _STOP
+        if opcode >= 8:
+            if size > 125 or not b0 & 0x80 or opcode > OP_PONG:
+                self.fail("bad control frame")
+                return _STOP
+            if start + size > end:
+                return _WAIT
+            self.on_control(opcode, data[start : start + size])
+            return start + size if self.state == OPEN else _STOP
+        # A data frame of a fragmented message, or one whose payload is not all here yet.
+        if opcode == OP_CONT:
+            if self._head is None:
+                self.fail("continuation frame outside a message")
+                return _STOP
+        elif opcode <= OP_BINARY:
+            if self._head is not None:
+                self.fail("new message inside a fragmented one")
+                return _STOP
+            self._head = b""
+            self._msg_len = 0
+        else:
+            self.fail(f"reserved opcode {opcode}")
+            return _STOP
+        self._msg_len += size
+        self._fin = bool(b0 & 0x80)
+        self._skip = size
+        after = start + self._rest_of_payload(data, start)
+        return _STOP if self._skip or self.state != OPEN else after
 
     def _rest_of_payload(self, data: bytes, start: int) -> int:
         """Take what ``data[start:]`` has of the current payload; returns how many bytes."""

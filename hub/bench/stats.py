@@ -20,9 +20,10 @@ from __future__ import annotations
 from array import array
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
 
 from hdrh.histogram import HdrHistogram
+
+from hub.bench.schema import Section
 
 __all__ = [
     "HIGHEST_US",
@@ -130,14 +131,14 @@ def merge_encoded(encoded: list[bytes]) -> HdrHistogram:
     return merged
 
 
-def summarize(hist: HdrHistogram) -> dict[str, Any]:
+def summarize(hist: HdrHistogram) -> Section:
     """Count, min, mean, percentiles and max of a histogram, in microseconds."""
     count = hist.get_total_count()
     if count == 0:
         return {"count": 0, "min": None, "mean": None, "max": None} | {
             name: None for name, _ in PERCENTILES
         }
-    summary: dict[str, Any] = {
+    summary: Section = {
         "count": count,
         "min": hist.get_min_value(),
         "mean": round(hist.get_mean_value(), 1),

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+
+from hub.bench.schema import Report, Section
 
 __all__ = ["Threshold", "ThresholdError", "parse_threshold"]
 
@@ -56,7 +57,7 @@ class Threshold:
     limit: float
     percent_of_target: bool = False
 
-    def check(self, report: dict[str, Any]) -> dict[str, Any]:
+    def check(self, report: Report) -> Section:
         """The row of ``report["thresholds"]``: name, limit, measured value, failed."""
         value = self.measure(report)
         return {
@@ -67,7 +68,7 @@ class Threshold:
             "failed": value is None or not _OPS[self.op](value, self.limit),
         }
 
-    def measure(self, report: dict[str, Any]) -> float | None:
+    def measure(self, report: Report) -> float | None:
         messages = report.get("messages", {})
         connections = report.get("connections", {})
         metric = self.metric

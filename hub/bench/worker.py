@@ -1,38 +1,47 @@
 """A worker process: it holds a share of the sockets and plays the scenario on them.
 
 The coordinator talks to it through a pipe (commands in) and a queue (events out); see
-``coordinator.py``. The sockets are ``clients.py``'s; what is done with them is the
-scenario's (``scenarios/``).
+``coordinator.py``. The sockets are ``sockets.py``'s (opened by ``connect.py``); what is done
+with them is the scenario's (``scenarios/``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import resource
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from multiprocessing.connection import Connection
-from typing import Any, Protocol
+from typing import Protocol, TypeVar
 
 import psutil
 
 from hub.bench.adapted import make_receiver
-from hub.bench.clients import (
-    Publisher,
-    Receiver,
-    Socket,
-    connect_all,
-)
 from hub.bench.config import RunConfig
+from hub.bench.connect import connect_all
 from hub.bench.lean import Counters
+from hub.bench.messages import (
+    Command,
+    Connect,
+    Connected,
+    Event,
+    Failed,
+    Progress,
+    Ready,
+    Result,
+    Snapshot,
+    Stop,
+)
 from hub.bench.overhead import CpuMeter, LoopLag
 from hub.bench.protocols import AdapterError, adapter_for
 from hub.bench.scenarios import scenario_for
 from hub.bench.sizing import place, worker_indices
+from hub.bench.sockets import Publisher, Receiver, Socket
 from hub.bench.stats import LatencyRecorder, StreamTracker, Tally
 from hub.bench.target import channel_url
 from hub.runtime.limits import raise_open_file_limit
@@ -41,9 +50,11 @@ __all__ = ["EventQueue", "Worker", "run_worker"]
 
 logger = logging.getLogger(__name__)
 
+C = TypeVar("C", bound=Command)
+
 
 class EventQueue(Protocol):
-    def put(self, obj: Any) -> None: ...
+    def put(self, obj: Event) -> None: ...
 
 
 class Worker:
@@ -60,7 +71,7 @@ class Worker:
         self.receiver_indices: list[int] = []  # the socket numbers of ``receivers``
         self.num_failed = 0
         self.errors: Counter[str] = Counter()
-        self.inbox: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
+        self.inbox: asyncio.Queue[Command] = asyncio.Queue()
         self.process = psutil.Process()
         self.cpu = CpuMeter()
         self.loop_lag = LoopLag()
@@ -71,52 +82,53 @@ class Worker:
 
     # Plumbing
 
-    def emit(self, kind: str, **data: Any) -> None:
-        self.events.put((kind, self.index, data))
+    def emit(self, event: Event) -> None:
+        self.events.put(event)
 
     def start_command_reader(self, loop: asyncio.AbstractEventLoop) -> None:
         def read() -> None:
             while True:
                 try:
-                    message = self.commands.recv()
+                    command: Command = self.commands.recv()
                 except (EOFError, OSError):
-                    message = ("stop", {})
-                loop.call_soon_threadsafe(self.inbox.put_nowait, message)
-                if message[0] == "stop":
+                    command = Stop()
+                loop.call_soon_threadsafe(self.inbox.put_nowait, command)
+                if isinstance(command, Stop):
                     return
 
         threading.Thread(target=read, name="bench-commands", daemon=True).start()
 
-    async def expect(self, *kinds: str) -> dict[str, Any]:
+    async def expect(self, *kinds: type[C]) -> C:
+        """The next command of one of ``kinds``; a ``Stop`` ends the worker."""
         while True:
-            kind, data = await self.inbox.get()
-            if kind in kinds:
-                data["_kind"] = kind
-                return data
-            if kind == "stop":
+            command = await self.inbox.get()
+            if isinstance(command, kinds):
+                return command
+            if isinstance(command, Stop):
                 raise SystemExit(0)
 
     # Reporting
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> Snapshot:
         cpu = self.cpu.sample()
         if self.scenario.has_interval_latency:
             interval = self.recorder.flush()
         else:
             interval = LatencyRecorder().total
-        return {
-            "connected": self.num_connected(),
-            "failed": self.num_failed,
-            "disconnected": self.counters.disconnected,
-            "frames": self.counters.frames,
-            "bytes": self.counters.bytes,
-            "sent": self.counters.sent,
-            "unique": self.tally.unique,
-            "cpu_percent": cpu,
-            "loop_lag_ms": round(self.loop_lag.take_interval(), 3),
-            "interval_hist": interval.encode() if interval.get_total_count() else b"",
-            "t_ns": time.monotonic_ns(),
-        }
+        counters = self.counters
+        return Snapshot(
+            connected=self.num_connected(),
+            failed=self.num_failed,
+            disconnected=counters.disconnected,
+            frames=counters.frames,
+            payload_bytes=counters.bytes,
+            sent=counters.sent,
+            unique=self.tally.unique,
+            cpu_percent=cpu,
+            loop_lag_ms=round(self.loop_lag.take_interval(), 3),
+            interval_hist=interval.encode() if interval.get_total_count() else b"",
+            t_ns=time.monotonic_ns(),
+        )
 
     def num_receivers_connected(self) -> int:
         return sum(1 for r in self.receivers if r.transport is not None)
@@ -135,29 +147,31 @@ class Worker:
     async def ticker(self) -> None:
         while True:
             await asyncio.sleep(self.config.interval_s)
-            self.emit("progress", **self.snapshot())
+            self.emit(Progress(self.index, self.snapshot()))
 
-    def result(self) -> dict[str, Any]:
-        snap = self.snapshot()
-        rss = self.process.memory_info().rss
+    def result(self) -> Result:
+        snapshot = self.snapshot()
         usage = resource.getrusage(resource.RUSAGE_SELF)
         phase_percent = 100.0 * self.phase_cpu_s / self.phase_wall_s if self.phase_wall_s else 0.0
-        return snap | {
-            "tally": self.tally.as_dict(),
-            "other_frames": self.counters.other_frames,
-            "foreign": self.counters.foreign,
-            "errors": dict(self.errors),
-            "hist": self.recorder.total.encode() if self.recorder.total.get_total_count() else b"",
-            "pid": os.getpid(),
-            "rss_bytes": rss,
-            "cpu_s": usage.ru_utime + usage.ru_stime,
+        total = self.recorder.total
+        return Result(
+            worker=self.index,
+            snapshot=snapshot,
+            tally=dataclasses.replace(self.tally),
+            other_frames=self.counters.other_frames,
+            foreign=self.counters.foreign,
+            errors=dict(self.errors),
+            hist=total.encode() if total.get_total_count() else b"",
+            pid=os.getpid(),
+            rss_bytes=self.process.memory_info().rss,
+            cpu_s=usage.ru_utime + usage.ru_stime,
             # A run shorter than one interval has no interval sample: its phase is the best one.
-            "cpu_percent_max": self.cpu.max or phase_percent,
-            "cpu_percent_phase": phase_percent,
-            "loop_lag": self.loop_lag.summary(),
-            "receivers": len(self.receivers),
-            "receivers_connected": self.num_receivers_connected(),
-        }
+            cpu_percent_max=self.cpu.max or phase_percent,
+            cpu_percent_phase=phase_percent,
+            loop_lag=self.loop_lag.summary(),
+            receivers=len(self.receivers),
+            receivers_connected=self.num_receivers_connected(),
+        )
 
     def measure_phase(self) -> Callable[[], None]:
         """Start timing the measured phase; call the result to stop."""
@@ -172,9 +186,9 @@ class Worker:
     async def main(self) -> None:
         loop = asyncio.get_running_loop()
         self.start_command_reader(loop)
-        self.emit("ready", pid=os.getpid(), rss_bytes=self.process.memory_info().rss)
+        self.emit(Ready(self.index, pid=os.getpid(), rss_bytes=self.process.memory_info().rss))
         self.cpu = CpuMeter()
-        await self.expect("connect")
+        await self.expect(Connect)
         # Before build(): the per-socket figure includes the receiver objects themselves.
         rss_before = self.process.memory_info().rss
         listeners = self.build()
@@ -184,17 +198,19 @@ class Worker:
         try:
             await connect_all(self.config, listeners, self.on_connect_failure)
             self.emit(
-                "connected",
-                connected=self.num_connected(),
-                receivers_connected=self.num_receivers_connected(),
-                failed=self.num_failed,
-                connect_s=time.monotonic() - started,
-                rss_before=rss_before,
-                rss_after=self.process.memory_info().rss,
+                Connected(
+                    self.index,
+                    connected=self.num_connected(),
+                    receivers_connected=self.num_receivers_connected(),
+                    failed=self.num_failed,
+                    connect_s=time.monotonic() - started,
+                    rss_before=rss_before,
+                    rss_after=self.process.memory_info().rss,
+                )
             )
             await self.scenario.play(self)
-            self.emit("result", **self.result())
-            await self.expect("stop")
+            self.emit(self.result())
+            await self.expect(Stop)
         finally:
             ticker.cancel()
             lag_probe.cancel()
@@ -247,7 +263,7 @@ def run_worker(config: RunConfig, index: int, commands: Connection, events: Even
     try:
         import uvloop
 
-        runner: Callable[[Any], Any] = uvloop.run
+        runner: Callable[[Coroutine[None, None, None]], None] = uvloop.run
     except ImportError:  # pragma: no cover - uvloop is a dependency
         runner = asyncio.run
     worker = Worker(config, index, commands, events)
@@ -257,4 +273,4 @@ def run_worker(config: RunConfig, index: int, commands: Connection, events: Even
         pass
     except BaseException as exc:
         logger.exception("bench worker %d failed", index)
-        events.put(("error", index, {"message": f"{type(exc).__name__}: {exc}"}))
+        events.put(Failed(index, message=f"{type(exc).__name__}: {exc}"))

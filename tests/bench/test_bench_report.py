@@ -1,59 +1,75 @@
-"""Tests of hub.bench.report and hub.bench.memory: totals, exit status, RSS parsing."""
+"""Tests of hub.bench.report, hub.bench.verdict and hub.bench.thresholds: totals, exit status,
+thresholds."""
 
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from hub.bench.config import RunConfig
-from hub.bench.memory import parse_resident_memory
-from hub.bench.report import assemble, exit_status
-from hub.bench.stats import LatencyRecorder
+from hub.bench.messages import Connected, Ready, Result, Snapshot
+from hub.bench.report import Run, assemble
+from hub.bench.scenarios.context import Outcome
+from hub.bench.stats import LatencyRecorder, Tally
 from hub.bench.thresholds import ThresholdError, parse_threshold
+from hub.bench.verdict import exit_status
 
 
 def worker_result(
     received: int, unique: int, dups: int = 0, reordered: int = 0, cpu: float = 10.0
-) -> dict[str, Any]:
+) -> Result:
     recorder = LatencyRecorder()
     for value in range(1, received + 1):
         recorder.add(value)
     recorder.flush()
-    return {
-        "tally": {
-            "received": received,
-            "unique": unique,
-            "duplicates": dups,
-            "reordered": reordered,
-        },
-        "errors": {},
-        "disconnected": 0,
-        "sent": 0,
-        "other_frames": 0,
-        "frames": received,
-        "bytes": received * 64,
-        "hist": recorder.total.encode(),
-        "pid": 1,
-        "receivers": 10,
-        "cpu_s": 1.0,
-        "cpu_percent_phase": cpu,
-        "cpu_percent_max": cpu,
-        "rss_bytes": 1,
-    }
+    return Result(
+        worker=0,
+        snapshot=Snapshot(frames=received, payload_bytes=received * 64),
+        tally=Tally(received=received, unique=unique, duplicates=dups, reordered=reordered),
+        other_frames=0,
+        errors={},
+        hist=recorder.total.encode(),
+        pid=1,
+        rss_bytes=1,
+        cpu_s=1.0,
+        cpu_percent_max=cpu,
+        cpu_percent_phase=cpu,
+        receivers=10,
+    )
 
 
-def fanout_report(results: dict[int, dict[str, Any]], failed: int = 0) -> dict[str, Any]:
-    config = RunConfig(scenario="fanout", urls=["ws://x"], procs=2, num_sockets=20)
-    base = {
-        "scenario": "fanout",
-        "measured_s": 1.0,
-        "connections": {"target": 22, "connected": 22 - failed, "failed": failed},
+def fanout_report(results: dict[int, Result], failed: int = 0) -> dict[str, Any]:
+    """20 subscribers and 2 publishers over 2 workers, 22 - ``failed`` of them connected."""
+    config = RunConfig(
+        scenario="fanout", urls=["ws://x"], procs=2, num_sockets=20, num_publishers=2
+    )
+    connected = {
+        n: Connected(
+            worker=n,
+            connected=11 - (failed if n == 0 else 0),
+            receivers_connected=10,
+            failed=failed if n == 0 else 0,
+            connect_s=1.0,
+            rss_before=0,
+            rss_after=0,
+        )
+        for n in (0, 1)
     }
-    connected = {0: {"receivers_connected": 10}, 1: {"receivers_connected": 10}}
-    extra = {"sent_by_pub": {0: 50, 1: 50}, "send_s": 1.0}
-    return assemble(config, base, connected, results, extra, [])
+    run = Run(
+        started_at=0.0,
+        ready={n: Ready(worker=n, pid=1, rss_bytes=1) for n in (0, 1)},
+        connected=connected,
+        connect_s=1.0,
+        results=results,
+        measured_s=1.0,
+        outcome=Outcome(sent_by_pub={0: 50, 1: 50}, send_s=1.0),
+        timeline=[],
+        connections_timeline=[],
+    )
+    return assemble(config, run)
 
 
 def test_fanout_totals_clean() -> None:
@@ -96,25 +112,10 @@ def test_saturation_warning() -> None:
     assert any("bottleneck" in w for w in report["warnings"])
 
 
-def test_parse_resident_memory() -> None:
-    """All process_resident_memory_bytes samples are summed; other metrics are ignored."""
-    text = (
-        "# HELP process_resident_memory_bytes Resident memory size in bytes.\n"
-        "# TYPE process_resident_memory_bytes gauge\n"
-        'process_resident_memory_bytes{pid="1"} 1.5e+06\n'
-        'process_resident_memory_bytes{pid="2"} 500000.0\n'
-        "process_resident_memory_bytes_total 99\n"
-        "process_virtual_memory_bytes 1e9\n"
-    )
-    assert parse_resident_memory(text) == 2_000_000
-    assert parse_resident_memory("process_resident_memory_bytes 42\n") == 42
-    assert parse_resident_memory("up 1\n") is None
-
-
 def test_a_lagging_bench_loop_is_reported() -> None:
     """A worker whose loop ran late by more than 20 ms is named, with its lag."""
-    lagging = worker_result(1000, 1000) | {"loop_lag": {"max_ms": 35.0, "mean_ms": 0.4}}
-    calm = worker_result(1000, 1000) | {"loop_lag": {"max_ms": 3.0, "mean_ms": 0.1}}
+    lagging = replace(worker_result(1000, 1000), loop_lag={"max_ms": 35.0, "mean_ms": 0.4})
+    calm = replace(worker_result(1000, 1000), loop_lag={"max_ms": 3.0, "mean_ms": 0.1})
     report = fanout_report({0: lagging, 1: calm})
     assert report["client"]["procs"][0]["loop_lag_ms"] == {"max_ms": 35.0, "mean_ms": 0.4}
     assert [w for w in report["warnings"] if "event loop ran late" in w] == [

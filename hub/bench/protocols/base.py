@@ -1,7 +1,7 @@
 """What a protocol adapter is: how a bench socket joins its channel once the WebSocket is
 open, how a bench message is framed, and what an incoming frame that is not a bare bench
 message means. Pure: an adapter is shared by all sockets of a process and holds no socket
-state; the sockets (``clients.py``) do the I/O.
+state; the sockets (``sockets.py``) do the I/O.
 
 Each protocol's decisions are made once: :meth:`Adapter.envelope` is computed per channel when
 a socket is built, and a message that starts with the bench header is read by the clients'

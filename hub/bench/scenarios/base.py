@@ -1,6 +1,7 @@
 """What a scenario is: one class per scenario that holds both halves of it, the worker's
 (``play``: what each worker process does with its sockets) and the coordinator's
-(``coordinate``: how the run is paced and what it adds to the report).
+(``coordinate``: how the run is paced and what it adds to the report). Each half sees its
+process through ``context.py``'s narrow sides, never the coordinator or the worker themselves.
 
 A scenario object lives in each process: the coordinator makes one, and each worker makes
 its own, so worker-side state (what it sent, per-round arrivals) stays an attribute.
@@ -8,15 +9,13 @@ its own, so worker-side state (what it sent, per-round arrivals) stays an attrib
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import ClassVar
 
 from hub.bench import header as hdr
 from hub.bench.config import RunConfig
-
-if TYPE_CHECKING:
-    from hub.bench.clients import Publisher, Receiver
-    from hub.bench.coordinator import Coordinator
-    from hub.bench.worker import Worker
+from hub.bench.messages import Start
+from hub.bench.scenarios.context import CoordinatorSide, Outcome, WorkerSide
+from hub.bench.sockets import Publisher, Receiver
 
 __all__ = ["REPLY_GRACE_S", "Scenario"]
 
@@ -53,10 +52,10 @@ class Scenario:
         """How many publishers each receiver hears (numbered 0 .. n-1)."""
         return 1
 
-    def prepare_receiver(self, worker: Worker, receiver: Receiver) -> None:
+    def prepare_receiver(self, worker: WorkerSide, receiver: Receiver) -> None:
         """Called for each receiver before it connects."""
 
-    def publishers(self, worker: Worker) -> list[tuple[int, str, Publisher]]:
+    def publishers(self, worker: WorkerSide) -> list[tuple[int, str, Publisher]]:
         """(socket index, URL, publisher) of this worker's publishers."""
         return []
 
@@ -68,17 +67,17 @@ class Scenario:
         """Whether progress events carry the interval's latency histogram."""
         return True
 
-    async def play(self, worker: Worker) -> None:
+    async def play(self, worker: WorkerSide) -> None:
         """Run the scenario on the connected sockets, from ``start`` on."""
         raise NotImplementedError
 
     # The coordinator's half
 
-    def coordinate(self, coordinator: Coordinator, t0_ns: int) -> dict[str, Any]:
+    def coordinate(self, coordinator: CoordinatorSide, t0_ns: int) -> Outcome:
         """Pace the measured phase; return what it adds to the report."""
-        coordinator.send_all("start", t0_ns=t0_ns)
-        return {}
+        coordinator.send_all(Start(t0_ns))
+        return Outcome()
 
-    def expected(self, extra: dict[str, Any], sent: int, receivers: int) -> int:
+    def expected(self, outcome: Outcome, sent: int, receivers: int) -> int:
         """How many messages the receivers should get in all (0: none are counted)."""
         return 0

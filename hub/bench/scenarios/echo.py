@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any
 
 from hub.bench import header as hdr
+from hub.bench.messages import Start
 from hub.bench.scenarios.base import Scenario
-
-if TYPE_CHECKING:
-    from hub.bench.clients import Receiver
-    from hub.bench.worker import Worker
+from hub.bench.scenarios.context import Outcome, WorkerSide
+from hub.bench.sockets import Receiver
 
 __all__ = ["Echo"]
 
@@ -23,11 +21,11 @@ class Echo(Scenario):
     def channel_of(self, index: int) -> str:
         return f"{self.config.channel}-echo-{index}"
 
-    async def play(self, worker: Worker) -> None:
+    async def play(self, worker: WorkerSide) -> None:
         config = self.config
-        start = await worker.expect("start")
+        start = await worker.expect(Start)
         stop_phase = worker.measure_phase()
-        deadline = start["t0_ns"] / 1e9 + config.duration_s
+        deadline = start.t0_ns / 1e9 + config.duration_s
         limit = config.messages if config.messages is not None else 1 << 62
         bodies = self.bodies()
         num_bodies = len(bodies)
@@ -52,13 +50,13 @@ class Echo(Scenario):
                 + bodies[seq % num_bodies]
             )
 
-        def on_echo(receiver: Receiver, pub_id: int, seq: int) -> None:
-            if seq + 1 == sent.get(pub_id):  # its latest: send the next one
-                send_next(receiver, pub_id)
+        def on_echo(receiver: Receiver, client_id: int, seq: int) -> None:
+            if seq + 1 == sent.get(client_id):  # its latest: send the next one
+                send_next(receiver, client_id)
 
         for client_id, receiver in enumerate(worker.receivers):
             # Each echo client is the one publisher (id 0) of its own channel.
-            receiver.on_bench = lambda r, _pub, seq, cid=client_id: on_echo(r, cid, seq)
+            receiver.on_bench = lambda _pub, seq, r=receiver, cid=client_id: on_echo(r, cid, seq)
             if receiver.transport is not None:
                 active[0] += 1
         for client_id, receiver in enumerate(worker.receivers):
@@ -73,5 +71,5 @@ class Echo(Scenario):
         await worker.drain(sum(sent.values()))
         stop_phase()
 
-    def expected(self, extra: dict[str, Any], sent: int, receivers: int) -> int:
+    def expected(self, outcome: Outcome, sent: int, receivers: int) -> int:
         return sent

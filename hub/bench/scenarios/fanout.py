@@ -5,18 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any
 
 from hub.bench import header as hdr
 from hub.bench.adapted import make_publisher
-from hub.bench.clients import Publisher
+from hub.bench.config import RunConfig
+from hub.bench.messages import Drain, Sent, Start
 from hub.bench.scenarios.base import REPLY_GRACE_S, Scenario
+from hub.bench.scenarios.context import CoordinatorSide, Outcome, WorkerSide
 from hub.bench.sizing import place, worker_indices
+from hub.bench.sockets import Publisher
 from hub.bench.target import channel_url
-
-if TYPE_CHECKING:
-    from hub.bench.coordinator import Coordinator
-    from hub.bench.worker import Worker
 
 __all__ = ["Fanout"]
 
@@ -24,8 +22,8 @@ __all__ = ["Fanout"]
 class Fanout(Scenario):
     name = "fanout"
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, config: RunConfig) -> None:
+        super().__init__(config)
         #: Worker side: messages sent per publisher id.
         self.sent_by_pub: dict[int, int] = {}
         #: Worker side: messages sent in each rate phase, over this worker's publishers.
@@ -35,9 +33,9 @@ class Fanout(Scenario):
     def num_streams(self) -> int:
         return max(1, self.config.num_publishers)
 
-    def publishers(self, worker: Worker) -> list[tuple[int, str, Publisher]]:
+    def publishers(self, worker: WorkerSide) -> list[tuple[int, str, Publisher]]:
         config = self.config
-        out = []
+        out: list[tuple[int, str, Publisher]] = []
         for pub_id in worker_indices(config.num_publishers, worker.index, config.procs):
             publisher = make_publisher(worker.adapter, config.channel, worker.counters, pub_id)
             self._publishers.append(publisher)
@@ -49,9 +47,9 @@ class Fanout(Scenario):
             out.append((index, url, publisher))
         return out
 
-    async def play(self, worker: Worker) -> None:
+    async def play(self, worker: WorkerSide) -> None:
         config = self.config
-        start = await worker.expect("start")
+        start = await worker.expect(Start)
         stop_phase = worker.measure_phase()
         counts = [
             _share(config.messages, config.num_publishers, p.pub_id)
@@ -59,7 +57,7 @@ class Fanout(Scenario):
             else None
             for p in self._publishers
         ]
-        t0 = start["t0_ns"] / 1e9
+        t0 = start.t0_ns / 1e9
         deadline = t0 + config.duration_s
         await asyncio.gather(
             *(
@@ -68,12 +66,14 @@ class Fanout(Scenario):
             )
         )
         worker.emit(
-            "sent",
-            sent_by_pub={p.pub_id: self.sent_by_pub.get(p.pub_id, 0) for p in self._publishers},
-            sent_by_phase=self.sent_by_phase,
+            Sent(
+                worker=worker.index,
+                sent_by_pub={p.pub_id: self.sent_by_pub.get(p.pub_id, 0) for p in self._publishers},
+                sent_by_phase=self.sent_by_phase,
+            )
         )
-        drain = await worker.expect("drain")
-        await worker.drain(worker.num_receivers_connected() * int(drain["total_sent"]))
+        drain = await worker.expect(Drain)
+        await worker.drain(worker.num_receivers_connected() * drain.total_sent)
         stop_phase()
 
     def _segments(self, t0: float, deadline: float) -> list[tuple[float | None, float]]:
@@ -91,7 +91,7 @@ class Fanout(Scenario):
 
     async def _publish(
         self,
-        worker: Worker,
+        worker: WorkerSide,
         pub: Publisher,
         count: int | None,
         segments: list[tuple[float | None, float]],
@@ -159,29 +159,27 @@ class Fanout(Scenario):
             await asyncio.sleep(max(0.0, deadline - time.monotonic()))
         self.sent_by_pub[pub.pub_id] = seq
 
-    def coordinate(self, coordinator: Coordinator, t0_ns: int) -> dict[str, Any]:
-        coordinator.send_all("start", t0_ns=t0_ns)
-        sent = coordinator.gather("sent", self.config.duration_s + REPLY_GRACE_S)
+    def coordinate(self, coordinator: CoordinatorSide, t0_ns: int) -> Outcome:
+        coordinator.send_all(Start(t0_ns))
+        sent = coordinator.gather(Sent, self.config.duration_s + REPLY_GRACE_S)
         sent_by_pub: dict[int, int] = {}
-        for data in sent.values():
-            sent_by_pub.update({int(k): int(v) for k, v in data["sent_by_pub"].items()})
+        for event in sent.values():
+            sent_by_pub.update(event.sent_by_pub)
         send_s = coordinator.seconds_since_start()
         coordinator.set_phase("draining")
-        coordinator.send_all("drain", total_sent=sum(sent_by_pub.values()))
-        extra: dict[str, Any] = {"sent_by_pub": sent_by_pub, "send_s": send_s}
+        coordinator.send_all(Drain(total_sent=sum(sent_by_pub.values())))
+        sent_by_phase: list[int] = []
         if self.config.rate_phases:
-            extra["sent_by_phase"] = [
+            sent_by_phase = [
                 sum(by_phase)
                 for by_phase in zip(
-                    *(d["sent_by_phase"] for d in sent.values() if d["sent_by_phase"]),
-                    strict=True,
+                    *(e.sent_by_phase for e in sent.values() if e.sent_by_phase), strict=True
                 )
             ]
-        return extra
+        return Outcome(sent_by_pub=sent_by_pub, send_s=send_s, sent_by_phase=sent_by_phase)
 
-    def expected(self, extra: dict[str, Any], sent: int, receivers: int) -> int:
-        sent_by_pub: dict[int, int] = extra.get("sent_by_pub", {})
-        return sum(sent_by_pub.values()) * receivers
+    def expected(self, outcome: Outcome, sent: int, receivers: int) -> int:
+        return sum((outcome.sent_by_pub or {}).values()) * receivers
 
 
 def _share(total: int, parts: int, index: int) -> int:

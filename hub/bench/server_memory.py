@@ -1,12 +1,20 @@
-"""The server's resident memory, read from its pids (psutil) or its Prometheus ``/metrics``."""
+"""The server's resident memory, read from its pids (psutil) or its Prometheus ``/metrics``
+(``conns``: the server's memory per connection)."""
 
 from __future__ import annotations
 
 import urllib.request
+from dataclasses import dataclass, field
 
 import psutil
 
-__all__ = ["parse_resident_memory", "read_metrics_rss", "read_pids_rss", "server_rss"]
+__all__ = [
+    "ServerMemoryOptions",
+    "parse_resident_memory",
+    "read_metrics_rss",
+    "read_pids_rss",
+    "server_rss",
+]
 
 RSS_METRIC = "process_resident_memory_bytes"
 
@@ -73,3 +81,18 @@ def server_rss(
     if metrics_url:
         return read_metrics_rss(metrics_url), "metrics"
     return None, "none"
+
+
+@dataclass(frozen=True)
+class ServerMemoryOptions:
+    """Where the server's memory is read (--server-pid, --metrics-url) and when."""
+
+    pids: list[int] = field(default_factory=list)
+    include_children: bool = False
+    metrics_url: str | None = None
+    hold_s: float = 5.0
+    settle_s: float = 1.0
+
+    def read(self) -> tuple[int | None, str]:
+        """The server's RSS now, and where it was read (see :func:`server_rss`)."""
+        return server_rss(self.pids, self.include_children, self.metrics_url)
