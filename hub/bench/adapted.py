@@ -17,7 +17,7 @@ from picows import WSFrame, WSMsgType, WSTransport
 
 from hub.bench import header as hdr
 from hub.bench.lean import Counters
-from hub.bench.protocols.base import OP_BINARY, Adapter, AdapterError, Envelope
+from hub.bench.protocols.base import OP_BINARY, Adapter, AdapterError, Framing
 from hub.bench.sockets import BenchListener, LeanReceiver, PicowsReceiver, Publisher, Receiver
 from hub.bench.stats import StreamTracker
 
@@ -30,7 +30,7 @@ KEEP_BYTES = 1 << 20
 class _SpeakingSlots(Protocol):
     adapter: Adapter
     channel: str
-    envelope: Envelope
+    framing: Framing
     join_waiter: asyncio.Future[None] | None
 
 
@@ -41,7 +41,7 @@ class _Speaking:
     __slots__ = ()
     adapter: Adapter
     channel: str
-    envelope: Envelope
+    framing: Framing
     join_waiter: asyncio.Future[None] | None
     counters: Counters
     #: Whether the socket counts received frames (subscribers do, publishers do not).
@@ -53,7 +53,7 @@ class _Speaking:
     def _speak(self: _SpeakingSlots, adapter: Adapter, channel: str) -> None:
         self.adapter = adapter
         self.channel = channel
-        self.envelope = adapter.envelope(channel)
+        self.framing = adapter.framing(channel)
         self.join_waiter = None
 
     def _opened(self) -> None:
@@ -66,10 +66,10 @@ class _Speaking:
         self.join_waiter = asyncio.get_running_loop().create_future()
 
     def send_bench(self, payload: bytes) -> None:
-        envelope = self.envelope
-        for opcode, data in envelope.before:
+        framing = self.framing
+        for opcode, data in framing.before:
             self.write_frame(opcode, data)
-        self.write_frame(OP_BINARY, envelope.prefix + payload)
+        self.write_frame(OP_BINARY, framing.prefix + payload)
 
     def on_other(self, payload: bytes) -> None:
         seen = self.adapter.read(payload, self.channel)
@@ -119,7 +119,7 @@ class _Speaking:
 
 
 class AdaptedLeanReceiver(_Speaking, LeanReceiver):
-    __slots__ = ("adapter", "channel", "envelope", "join_waiter")
+    __slots__ = ("adapter", "channel", "framing", "join_waiter")
     keep = KEEP_BYTES
 
     def on_open(self) -> None:
@@ -143,11 +143,11 @@ class _SpeakingPicows(_Speaking, BenchListener):
 
 
 class AdaptedPicowsReceiver(_SpeakingPicows, PicowsReceiver):
-    __slots__ = ("adapter", "channel", "envelope", "join_waiter")
+    __slots__ = ("adapter", "channel", "framing", "join_waiter")
 
 
 class AdaptedPublisher(_SpeakingPicows, Publisher):
-    __slots__ = ("adapter", "channel", "envelope", "join_waiter")
+    __slots__ = ("adapter", "channel", "framing", "join_waiter")
     counts_frames = False
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:

@@ -1,4 +1,4 @@
-"""Each protocol adapter's framing, without I/O: the join, the envelope of a message, and
+"""Each protocol adapter's framing, without I/O: the join, the framing of a message, and
 what each incoming frame means."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 
 from hub.bench import header as hdr
 from hub.bench.protocols import PROTOCOLS, adapter_for
-from hub.bench.protocols.base import IGNORED, OP_TEXT, OTHER, Envelope, Seen
+from hub.bench.protocols.base import IGNORED, OP_TEXT, OTHER, Framing, Seen
 from hub.bench.target import with_default_path
 
 MESSAGE = hdr.encode(hdr.KIND_FANOUT, 3, 7, 123, size=64, run_id=9)
@@ -24,7 +24,7 @@ def test_raw_sends_the_message_as_is() -> None:
     raw = adapter_for("raw")
     assert raw.joins_on_upgrade
     assert raw.hello("room") == ()
-    assert raw.envelope("room") == Envelope((), b"")
+    assert raw.framing("room") == Framing((), b"")
     assert raw.read(b"hello", "room") is OTHER
 
 
@@ -35,7 +35,7 @@ def test_hubv1_subscribes_and_publishes_binary_frames() -> None:
     ((opcode, payload),) = v1.hello("chat.1")
     assert opcode == OP_TEXT
     assert json.loads(payload) == {"op": "subscribe", "channel": "chat.1", "id": "bench"}
-    assert v1.envelope("chat.1") == Envelope((), b"chat.1\n")
+    assert v1.framing("chat.1") == Framing((), b"chat.1\n")
 
 
 @pytest.mark.parametrize("size", [hdr.HEADER_SIZE, 29, 64, 4096])
@@ -82,7 +82,7 @@ def test_socketio_without_a_join_event_joins_at_connect() -> None:
 
 def test_socketio_binary_events_pings_and_refusals() -> None:
     sio = adapter_for("socketio", "msg")
-    before, prefix = sio.envelope("room")
+    before, prefix = sio.framing("room")
     assert before == ((OP_TEXT, b'451-["msg",{"_placeholder":true,"num":0}]'),)
     assert prefix == b""  # the binary attachment is the message itself, header first
     assert sio.read(b"2", "room").replies == ((OP_TEXT, b"3"),)

@@ -3,12 +3,12 @@ line here. See ``base.py`` for what an adapter answers."""
 
 from __future__ import annotations
 
-from hub.bench.protocols.base import Adapter, AdapterError, Envelope, Seen
+from hub.bench.protocols.base import Adapter, AdapterError, Framing, Seen
 from hub.bench.protocols.hubv1 import HubV1
 from hub.bench.protocols.raw import Raw
 from hub.bench.protocols.socketio import SocketIO
 
-__all__ = ["PROTOCOLS", "Adapter", "AdapterError", "Envelope", "Seen", "adapter_for"]
+__all__ = ["PROTOCOLS", "Adapter", "AdapterError", "Framing", "Seen", "adapter_for"]
 
 PROTOCOLS: dict[str, type[Adapter]] = {cls.name: cls for cls in (Raw, HubV1, SocketIO)}
 

@@ -3,7 +3,7 @@ open, how a bench message is framed, and what an incoming frame that is not a ba
 message means. Pure: an adapter is shared by all sockets of a process and holds no socket
 state; the sockets (``sockets.py``) do the I/O.
 
-Each protocol's decisions are made once: :meth:`Adapter.envelope` is computed per channel when
+Each protocol's decisions are made once: :meth:`Adapter.framing` is computed per channel when
 a socket is built, and a message that starts with the bench header is read by the clients'
 own fast path whatever the protocol, so only the protocol's other frames reach
 :meth:`Adapter.read`.
@@ -20,7 +20,7 @@ __all__ = [
     "OTHER",
     "Adapter",
     "AdapterError",
-    "Envelope",
+    "Framing",
     "Out",
     "Seen",
 ]
@@ -35,7 +35,7 @@ class AdapterError(ConnectionError):
     """The server did not speak the protocol: its message says what was expected."""
 
 
-class Envelope(NamedTuple):
+class Framing(NamedTuple):
     """How one bench message goes out on a channel: the frames ``before`` it (constant), then
     one binary frame of ``prefix`` + the message (header first, so it stays exact)."""
 
@@ -81,8 +81,8 @@ class Adapter:
         """Frames to send once the upgrade is done."""
         return ()
 
-    def envelope(self, channel: str) -> Envelope:
-        return Envelope()
+    def framing(self, channel: str) -> Framing:
+        return Framing()
 
     def read(self, payload: bytes, channel: str) -> Seen:
         """A frame that does not start with a bench header."""

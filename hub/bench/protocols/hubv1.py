@@ -10,7 +10,7 @@ import binascii
 import json
 import re
 
-from hub.bench.protocols.base import IGNORED, OP_TEXT, OTHER, Adapter, Envelope, Out, Seen
+from hub.bench.protocols.base import IGNORED, OP_TEXT, OTHER, Adapter, Framing, Out, Seen
 
 __all__ = ["HubV1"]
 
@@ -35,8 +35,8 @@ class HubV1(Adapter):
         request = {"op": "subscribe", "channel": channel, "id": "bench"}
         return ((OP_TEXT, json.dumps(request, separators=(",", ":")).encode()),)
 
-    def envelope(self, channel: str) -> Envelope:
-        return Envelope(prefix=channel.encode() + b"\n")
+    def framing(self, channel: str) -> Framing:
+        return Framing(prefix=channel.encode() + b"\n")
 
     def read(self, payload: bytes, channel: str) -> Seen:
         if payload.startswith(b'{"type":"message"'):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 
-from hub.bench.protocols.base import IGNORED, OP_TEXT, OTHER, Adapter, Envelope, Seen
+from hub.bench.protocols.base import IGNORED, OP_TEXT, OTHER, Adapter, Framing, Seen
 
 __all__ = ["SocketIO"]
 
@@ -52,8 +52,8 @@ class SocketIO(Adapter):
             )
         return "the Socket.IO open packet '0{...}' and connect '40'"
 
-    def envelope(self, channel: str) -> Envelope:
-        return Envelope(before=((OP_TEXT, self._binary_event),))
+    def framing(self, channel: str) -> Framing:
+        return Framing(before=((OP_TEXT, self._binary_event),))
 
     def read(self, payload: bytes, channel: str) -> Seen:
         first = payload[:1]
