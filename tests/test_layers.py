@@ -356,3 +356,14 @@ def test_brokers_never_import_websockets_or_aiohttp() -> None:
     for path in modules("brokers"):
         bad = {n for n in imports_of(path) if n.split(".")[0] in ("websockets", "aiohttp")}
         assert not bad, path
+
+
+def test_the_architecture_names_every_module() -> None:
+    """docs/architecture.md's tree names each module of hub/, so it cannot drift silently."""
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    unnamed = [
+        str(path.relative_to(HUB))
+        for path in sorted(HUB.rglob("*.py"))
+        if path.name not in ("__init__.py", "__main__.py") and path.name not in text
+    ]
+    assert not unnamed, f"docs/architecture.md does not name {unnamed}"
