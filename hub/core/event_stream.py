@@ -69,18 +69,23 @@ def sse_preamble(
     position: Position | None,
     recovered: bool | None,
     retry_ms: int,
+    *,
+    resume_at: Position | None = None,
 ) -> bytes:
     """The stream's first bytes: the reconnect delay, then ``event: subscribed``.
 
-    On a history channel the event carries the position as its ``id``, so a reader that
-    reconnects before any message still resumes from where it joined.
+    On a history channel the event carries the channel's position at the join (``epoch``,
+    ``offset``), and an ``id`` where a reader cut off right after this event must resume:
+    ``resume_at`` when a replay follows (the recovered position: the replay's events carry
+    their own ids), else the position. An id never runs ahead of what the reader received.
     """
     body: dict[str, object] = {"type": "subscribed", "channel": channel}
     head = b"retry: %d\nevent: subscribed\n" % retry_ms
     if position is not None:
         body["epoch"] = position.epoch
         body["offset"] = position.offset
-        head += b"id: %b:%d\n" % (position.epoch.encode(), position.offset)
+        at = resume_at or position
+        head += b"id: %b:%d\n" % (at.epoch.encode(), at.offset)
     if recovered is not None:
         body["recovered"] = recovered
     return head + b"data: " + dump_json(body) + b"\n\n"

@@ -66,6 +66,8 @@ HISTORY_OFF: Final = "history_off"
 PRESENCE_OFF: Final = "presence_off"
 UNRECOVERABLE_POSITION: Final = "unrecoverable_position"
 UNAVAILABLE: Final = "unavailable"
+#: An answer larger than the connection may have queued (--max-buffered-bytes).
+TOO_LARGE: Final = "too_large"
 
 ERROR_CODES: Final = (
     BAD_JSON,

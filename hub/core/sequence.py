@@ -71,6 +71,12 @@ def recover(since: Position, page: HistoryPage, max_messages: int) -> Recovery:
     return Recovery(True, page.position, wanted)
 
 
+def _in_page(m: Envelope, page: HistoryPage) -> bool:
+    """Whether a held message can be one the history script wrote: of the page's epoch, at
+    an offset the page reaches."""
+    return m.epoch == page.epoch and m.offset <= page.top
+
+
 def after(position: Position, live: list[Envelope]) -> list[Envelope]:
     """The live messages (buffered during a read) that follow ``position``, in order."""
     return [
@@ -86,7 +92,15 @@ class ChannelSequence:
     until ``repaired`` gets the history page (or ``give_up`` is called).
     """
 
-    __slots__ = ("_held", "epoch", "is_repairing", "num_from_history", "offset")
+    __slots__ = (
+        "_held",
+        "_num_suspects",
+        "epoch",
+        "is_repairing",
+        "num_forged",
+        "num_from_history",
+        "offset",
+    )
 
     def __init__(self, epoch: str = "", offset: int = 0) -> None:
         #: The position of the last message passed on; epoch "" until the first one.
@@ -96,6 +110,11 @@ class ChannelSequence:
         self._held: list[Envelope] = []
         #: Messages that the last repair took from the history (pub/sub had missed them).
         self.num_from_history = 0
+        #: Held messages that the last repair found the history never had: an offset that
+        #: only the history script may assign, written by someone else (a forged PUBLISH).
+        self.num_forged = 0
+        #: How many of the held messages had arrived when the history read was sent.
+        self._num_suspects = 0
 
     @property
     def position(self) -> Position:
@@ -136,19 +155,30 @@ class ChannelSequence:
     def _start_repair(self, held: list[Envelope]) -> Position:
         self.is_repairing = True
         self._held = list(held)
+        self._num_suspects = 0
         return self.position
+
+    def reading(self) -> None:
+        """The repair's history read is being sent now. A message held by then was published
+        before the read ran, and the history script writes the stream before it publishes:
+        if it is real, the page has it, or at least reaches its offset."""
+        self._num_suspects = len(self._held)
 
     @property
     def num_held(self) -> int:
         return len(self._held)
 
-    def repaired(self, page: HistoryPage) -> list[Envelope]:
-        """Merge the history page with what was held.
+    def repaired(self, page: HistoryPage) -> tuple[list[Envelope], Position | None]:
+        """Merge the history page with what was held; return what to deliver, and the
+        position to repair from again if a message that arrived after the read jumps ahead.
 
         The page was read after our position in our epoch or, when the epoch has changed,
-        from the start of the new one.
+        from the start of the new one. A message held before the read whose offset the page
+        does not reach (or of another epoch) was never written by the history script: it is
+        dropped and counted in ``num_forged``, and the channel keeps its real position.
         """
         held, self._held = self._held, []
+        suspects, later = held[: self._num_suspects], held[self._num_suspects :]
         self.is_repairing = False
         out: list[Envelope] = []
         if page.epoch != self.epoch:
@@ -156,11 +186,13 @@ class ChannelSequence:
             # epoch's history is read from its start, so its messages are all in the page.
             out.append(gap(page.epoch, 0))
             self.epoch, self.offset = page.epoch, 0
+        trusted = [m for m in suspects if not m.offset or _in_page(m, page)]
+        self.num_forged = len(suspects) - len(trusted)
         candidates = sorted(
-            (m for m in (*page.messages, *held) if m.offset and m.epoch == self.epoch),
+            (m for m in (*page.messages, *trusted) if m.offset and m.epoch == self.epoch),
             key=lambda m: m.offset,
         )
-        live = {id(m) for m in held}
+        live = {id(m) for m in trusted}
         self.num_from_history = 0
         for m in candidates:
             if m.offset <= self.offset:
@@ -170,9 +202,11 @@ class ChannelSequence:
             self.offset = m.offset
             out.append(m)
             self.num_from_history += id(m) not in live
-        # Plain publishes and stale-epoch messages that were held go out last, as they are.
-        out.extend(m for m in held if not m.offset)
-        return out
+        # Plain publishes that were held go out after the merge, as they are.
+        out.extend(m for m in trusted if not m.offset)
+        # What arrived after the read is checked like any live message: a jump is read again.
+        more, again = self.accept(later)
+        return out + more, again
 
     def give_up(self) -> list[Envelope]:
         """The history could not be read: tell of the loss, then pass on what was held."""

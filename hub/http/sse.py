@@ -106,7 +106,13 @@ class SseStreams:
             }
         )
         position, recovered = joining.positions.get(channel, (None, None))
-        preamble = sse_preamble(channel, position, recovered, random.randint(*RETRY_MS))
+        preamble = sse_preamble(
+            channel,
+            position,
+            recovered,
+            random.randint(*RETRY_MS),
+            resume_at=since if recovered else None,
+        )
         self.clients.add(client)
         finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._handlers.add(finished)

@@ -77,11 +77,16 @@ class SseClient:
     def send_messages(self, channel: str, messages: list[Envelope]) -> int:
         return self.send_batch(sse_events(channel, messages))
 
-    def write_now(self, reply: bytes | None, batches: list[tuple[str, list[Envelope]]]) -> None:
-        """The replays of a join (an SSE stream has no reply frame: its preamble went first)."""
+    def write_now(self, reply: bytes | None, batches: list[tuple[str, list[Envelope]]]) -> int:
+        """The replays of a join (an SSE stream has no reply frame: its preamble went first);
+        return the bytes now unsent, or -1 when the stream has ended."""
         data = b"".join([sse_events(channel, messages) for channel, messages in batches])
         if data:
-            self.send_batch(data)
+            return self.send_batch(data)
+        transport = self.transport
+        if self.ended.done() or transport is None or transport.is_closing():
+            return -1
+        return transport.get_write_buffer_size()
 
     def disconnect(self, code: int, reason: str) -> None:
         """A slow reader: cut it off now. What it has not read is lost to this stream only;

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -27,6 +28,9 @@ logger = logging.getLogger(__name__)
 
 #: Waits between tries to read a history that a gap repair needs (about 10 s in all).
 REPAIR_RETRY_DELAYS_S = (0.1, 0.2, 0.5, 1.0, 2.0, 2.0, 2.0, 2.0)
+
+#: At most one log line this often about dropped forged offsets.
+FORGED_LOG_INTERVAL_S = 10.0
 
 #: Hands a channel's messages to its local members (``Node.dispatch``).
 Dispatch = Callable[[str, list[Envelope], BrokerChannel], None]
@@ -59,6 +63,9 @@ class History:
         self.recovery_max_messages = recovery_max_messages
         #: History channels' messages that pub/sub missed and the history gave back.
         self.num_repaired = 0
+        #: Deliveries with an offset the history never assigned, dropped.
+        self.num_forged = 0
+        self._forged_logged_at = -FORGED_LOG_INTERVAL_S
         self._repairs: set[asyncio.Task[None]] = set()
 
     async def read(self, channel: str, since: Position | None, limit: int) -> HistoryPage:
@@ -130,10 +137,12 @@ class History:
             if not sequence.is_repairing:
                 return  # given up meanwhile: held messages passed the bound
             try:
+                sequence.reading()
                 page = await self._broker.read_history(
                     channel, since=since.offset, limit=options.history_size, options=options
                 )
                 if page.epoch != since.epoch:
+                    sequence.reading()
                     page = await self._broker.read_history(
                         channel, since=0, limit=options.history_size, options=options
                     )
@@ -143,14 +152,32 @@ class History:
                 await asyncio.sleep(delay)
         if not sequence.is_repairing:
             return
+        again = None
         if page is None:
             logger.warning("cannot repair a gap on %s: the history is unreachable", channel)
             messages = sequence.give_up()
         else:
-            messages = sequence.repaired(page)
+            messages, again = sequence.repaired(page)
             self.num_repaired += sequence.num_from_history
+            if sequence.num_forged:
+                self._forged(channel, sequence.num_forged)
         if messages:
             self._dispatch(channel, messages, state)
+        if again is not None:
+            self.start_repair(channel, state, again)
+
+    def _forged(self, channel: str, num: int) -> None:
+        self.num_forged += num
+        now = time.monotonic()
+        if now - self._forged_logged_at >= FORGED_LOG_INTERVAL_S:
+            self._forged_logged_at = now
+            logger.warning(
+                "dropped %d message(s) on %s whose offsets the history never assigned (a "
+                "PUBLISH into a history channel that did not go through hub?); %d so far",
+                num,
+                channel,
+                self.num_forged,
+            )
 
     def close(self) -> None:
         for task in list(self._repairs):

@@ -12,7 +12,15 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 
 from hub.brokers.base import Broker, PresenceManager
 from hub.core.delivery import deliver
-from hub.core.envelope import EVENT, GAP, TEXT, Envelope, decode_envelope, encode_envelope
+from hub.core.envelope import (
+    BINARY,
+    EVENT,
+    GAP,
+    TEXT,
+    Envelope,
+    decode_envelope,
+    encode_envelope,
+)
 from hub.core.errors import CloseCode
 from hub.core.namespaces import ChannelOptions, ChannelRules
 from hub.core.policy import BUFFER_FULL, PublishPolicy, Refusal
@@ -46,7 +54,9 @@ class Node:
     ) -> None:
         self.broker = broker
         self.rules = rules or ChannelRules((), ChannelOptions())
-        self._max_buffered_bytes = max_buffered_bytes
+        #: Unsent bytes past which a member is closed as a slow consumer (4008); a join's
+        #: replays are kept within it too.
+        self.max_buffered_bytes = max_buffered_bytes
         self._on_fanout = on_fanout
         self._registry: Registry[Member] = Registry()
         self.subscriptions = Subscriptions(
@@ -125,6 +135,7 @@ class Node:
         any failure every channel is rolled back and the error raised.
         """
         joining = Joining(self, member)
+        budget = self.max_buffered_bytes
         try:
             for channel in channels:
                 state = self.subscriptions.hold(channel)
@@ -135,11 +146,11 @@ class Node:
                 since = recover.get(channel) if recover else None
                 if state.options.has_history and (positioned or last or since is not None):
                     read = await self.history.read_for_join(channel, state.options, since, last)
-                    join.position, join.replay, join.recovered = (
-                        read.position,
-                        read.replay,
-                        read.recovered,
-                    )
+                    join.position, join.recovered = read.position, read.recovered
+                    join.replay, size = _within(channel, read.replay, budget, whole=bool(since))
+                    budget -= size
+                    if since is not None and len(join.replay) < len(read.replay):
+                        join.recovered = False  # never a replay in part
         except BaseException:
             joining.abort()
             raise
@@ -269,16 +280,16 @@ class Node:
 
     def dispatch(self, channel: str, messages: list[Envelope], state: BrokerChannel) -> None:
         """Hand ``messages`` to the channel's local members, and to its pending joins."""
-        if state.options.join_leave:
-            # Presence events reach only the members that asked for them.
-            events = [m for m in messages if m.kind == EVENT]
-            if events:
-                listeners = self.presence.listeners(channel)
-                if listeners:
-                    self._deliver(listeners, channel, events)
-                messages = [m for m in messages if m.kind != EVENT]
-                if not messages:
-                    return
+        # Presence events reach only the members that asked for them, and only where this
+        # process has join/leave events on: another hub sharing the Redis may publish them.
+        events = [m for m in messages if m.kind == EVENT]
+        if events:
+            listeners = self.presence.listeners(channel) if state.options.join_leave else None
+            if listeners:
+                self._deliver(listeners, channel, events)
+            messages = [m for m in messages if m.kind != EVENT]
+            if not messages:
+                return
         if state.sequence is not None:
             num_gaps = sum(1 for m in messages if m.kind == GAP)
             if num_gaps:
@@ -295,7 +306,7 @@ class Node:
 
     def _deliver(self, members: Collection[Member], channel: str, messages: list[Envelope]) -> None:
         slow: list[Member] = []
-        self.num_delivered += deliver(members, channel, messages, self._max_buffered_bytes, slow)
+        self.num_delivered += deliver(members, channel, messages, self.max_buffered_bytes, slow)
         for member in slow:
             self._evict_slow(member)
 
@@ -329,11 +340,40 @@ class Node:
         self.num_slow_consumers += 1
         logger.warning(
             "closing a slow consumer (unsent bytes passed %d; %d evicted so far)",
-            self._max_buffered_bytes,
+            self.max_buffered_bytes,
             self.num_slow_consumers,
         )
         self.leave_all(member)
         member.disconnect(CloseCode.SLOW_CONSUMER, "slow consumer")
+
+
+#: What a replayed message costs on the wire beyond its payload, at most: a hub.v1 frame's
+#: header, type, channel and offset fields.
+_FRAME_OVERHEAD_BYTES = 96
+
+
+def _within(
+    channel: str, replay: list[Envelope], budget: int, *, whole: bool
+) -> tuple[list[Envelope], int]:
+    """The part of ``replay`` that fits in ``budget`` bytes on the wire, and its size: all of
+    it or none when ``whole`` (a recovery never replays in part), else its newest messages
+    (a backlog). A join's replays so stay within the member's bound, and the hub holds no
+    more for it than it may queue."""
+    overhead = _FRAME_OVERHEAD_BYTES + len(channel)
+    sizes = [
+        (len(m.payload) * 4 // 3 if m.kind == BINARY else len(m.payload)) + overhead  # base64
+        for m in replay
+    ]
+    total = sum(sizes)
+    if total <= budget:
+        return replay, total
+    if whole:
+        return [], 0
+    kept, start = 0, len(replay)
+    while start > 0 and kept + sizes[start - 1] <= budget:
+        start -= 1
+        kept += sizes[start]
+    return replay[start:], kept
 
 
 class Joining:
@@ -361,7 +401,11 @@ class Joining:
         }
 
     def commit(self, reply: bytes | None) -> None:
-        """Join every channel now; write ``reply`` and then each channel's replay, at once."""
+        """Join every channel now; write ``reply`` and then each channel's replay, at once.
+
+        What that queues counts toward the member's bound like any delivery: past it, the
+        member is closed as a slow consumer (4008).
+        """
         batches = []
         for join in self.pending:
             replay = self.node._commit(join)
@@ -369,7 +413,8 @@ class Joining:
                 batches.append((join.channel, replay))
         self.pending = []
         if reply is not None or batches:
-            self.member.write_now(reply, batches)
+            if self.member.write_now(reply, batches) > self.node.max_buffered_bytes:
+                self.node._evict_slow(self.member)
 
     def abort(self) -> None:
         for join in self.pending:

@@ -22,9 +22,10 @@ class Member(Subscriber, Protocol):
     #: The JWT ``sub``; None without authentication.
     user: str | None
 
-    def write_now(self, reply: bytes | None, batches: list[tuple[str, list[Envelope]]]) -> None:
+    def write_now(self, reply: bytes | None, batches: list[tuple[str, list[Envelope]]]) -> int:
         """Write ``reply`` (a text frame; None: nothing) and then each channel's messages,
-        in this subscriber's format, before returning: nothing live can slip in between."""
+        in this subscriber's format, before returning: nothing live can slip in between.
+        Return the bytes now unsent, or -1 when the connection is closed."""
         ...
 
     def disconnect(self, code: int, reason: str) -> None:

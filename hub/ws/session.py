@@ -18,6 +18,7 @@ from hub.core.jsontext import dump_json
 from hub.core.policy import PublishPolicy
 from hub.core.protocol import (
     FORBIDDEN,
+    TOO_LARGE,
     TOO_MANY_SUBSCRIPTIONS,
     UNAVAILABLE,
     Request,
@@ -161,7 +162,17 @@ class V1Session:
             page = await self.node.history.read(channel, request.since, request.limit)
         except ProtocolError as exc:
             raise ProtocolError(exc.code, exc.message, request.id) from None
-        return history_frame(dump_json(request.id), channel, page).decode()
+        answer = history_frame(dump_json(request.id), channel, page)
+        if len(answer) > self.node.max_buffered_bytes:
+            # Every byte queued for a client counts toward its bound, answers included.
+            raise ProtocolError(
+                TOO_LARGE,
+                f"the answer would be {len(answer)} bytes, more than this connection may have "
+                f"queued ({self.node.max_buffered_bytes}, --max-buffered-bytes): ask for fewer "
+                "messages with 'limit'",
+                request.id,
+            )
+        return answer.decode()
 
     def publish(self, request: Request) -> None:
         refusal = self.node.publish_from(

@@ -52,24 +52,27 @@ class RawClient:
         size: int = self.transport.get_write_buffer_size()
         return size
 
-    def write_now(self, reply: bytes | None, batches: list[tuple[str, list[Envelope]]]) -> None:
-        """Write a reply (a text frame; hub.v1 only) and then replayed messages, at once.
+    def write_now(self, reply: bytes | None, batches: list[tuple[str, list[Envelope]]]) -> int:
+        """Write a reply (a text frame; hub.v1 only) and then replayed messages, at once;
+        return the bytes now unsent, or -1 when the connection is closed.
 
         Nothing awaits in between, so no live delivery can slip ahead of them.
         """
         if self.protocol.state is not OPEN:
-            return
+            return -1
         if self.format == PER_CONNECTION:
             if reply is not None:
                 self.protocol.send_text(reply)
                 self.ws.flush()
             for channel, messages in batches:
                 self.send_messages(channel, messages)
-            return
-        encode = ENCODERS[self.format]
-        parts = [] if reply is None else [encode_frame(OP_TEXT, reply)]
-        parts += [encode(channel, messages) for channel, messages in batches if messages]
-        self.transport.write(b"".join(parts))
+        else:
+            encode = ENCODERS[self.format]
+            parts = [] if reply is None else [encode_frame(OP_TEXT, reply)]
+            parts += [encode(channel, messages) for channel, messages in batches if messages]
+            self.transport.write(b"".join(parts))
+        size: int = self.transport.get_write_buffer_size()
+        return size
 
     def disconnect(self, code: int, reason: str) -> None:
         if code == CloseCode.SLOW_CONSUMER:

@@ -72,16 +72,21 @@ def test_repair_never_leaves_a_gap_or_a_duplicate(
             if wait == 0:
                 # The read sees what is published by now, maybe more than arrived live.
                 published = max(published, min(n, published + delays[step + 1]))
-                out += seq.repaired(read(since))
+                seq.reading()
+                merged, again = seq.repaired(read(since))
+                assert again is None and seq.num_forged == 0
+                out += merged
                 pending = None
             else:
                 pending = (since, wait - 1)
     published = n
     if pending is not None:
-        out += seq.repaired(read(pending[0]))
+        seq.reading()
+        out += seq.repaired(read(pending[0]))[0]
     repair = seq.begin_repair()  # the end of the stream: fetch what pub/sub never brought
     if repair is not None:
-        out += seq.repaired(read(repair))
+        seq.reading()
+        out += seq.repaired(read(repair))[0]
     assert all(m.kind != GAP for m in out)
     assert offsets(out) == list(range(1, n + 1))
 
@@ -91,7 +96,9 @@ def test_a_trimmed_range_becomes_one_gap_marker() -> None:
     seq = ChannelSequence(EPOCH, 0)
     delivered, repair = seq.accept([msg(1), msg(2), msg(7), msg(8)])
     assert offsets(delivered) == [1, 2] and repair == Position(EPOCH, 2)
-    out = seq.repaired(HistoryPage(EPOCH, 8, [msg(5), msg(6), msg(7), msg(8)]))
+    seq.reading()
+    out, again = seq.repaired(HistoryPage(EPOCH, 8, [msg(5), msg(6), msg(7), msg(8)]))
+    assert again is None
     assert [(m.kind == GAP, m.offset) for m in out] == [
         (True, 4),
         (False, 5),
@@ -108,9 +115,50 @@ def test_a_new_epoch_is_a_gap_then_its_messages_from_the_start() -> None:
     seq.accept([msg(1), msg(2)])
     delivered, repair = seq.accept([msg(3, "e2")])
     assert delivered == [] and repair == Position(EPOCH, 2)
-    out = seq.repaired(HistoryPage("e2", 3, [msg(1, "e2"), msg(2, "e2"), msg(3, "e2")]))
+    seq.reading()
+    out, _ = seq.repaired(HistoryPage("e2", 3, [msg(1, "e2"), msg(2, "e2"), msg(3, "e2")]))
     assert out[0].kind == GAP and (out[0].epoch, out[0].offset) == ("e2", 0)
     assert offsets(out) == [1, 2, 3] and seq.position == Position("e2", 3)
+
+
+def test_a_forged_offset_is_dropped_and_the_channel_keeps_flowing() -> None:
+    """A message held before the read whose offset the history never reached is dropped and
+    counted; the real position stays, and the next real message is delivered."""
+    seq = ChannelSequence(EPOCH, 0)
+    seq.accept([msg(1), msg(2)])
+    delivered, repair = seq.accept([msg(1_000_000)])
+    assert delivered == [] and repair == Position(EPOCH, 2)
+    seq.reading()
+    out, again = seq.repaired(HistoryPage(EPOCH, 2, []))
+    assert out == [] and again is None and seq.num_forged == 1
+    assert seq.position == Position(EPOCH, 2)
+    assert offsets(seq.accept([msg(3)])[0]) == [3]
+
+
+def test_a_forged_offset_of_another_epoch_is_dropped() -> None:
+    """An offset in an epoch the history does not have is not trusted either."""
+    seq = ChannelSequence(EPOCH, 0)
+    seq.accept([msg(1)])
+    _, repair = seq.accept([msg(5, "made-up")])
+    assert repair is not None
+    seq.reading()
+    out, again = seq.repaired(HistoryPage(EPOCH, 1, []))
+    assert out == [] and again is None and seq.num_forged == 1
+
+
+def test_a_jump_that_arrives_during_the_read_is_read_again() -> None:
+    """A message that came after the read was sent is not judged by that read: a jump
+    among those starts another repair, which the next read then settles."""
+    seq = ChannelSequence(EPOCH, 0)
+    seq.accept([msg(1)])
+    _, repair = seq.accept([msg(3)])
+    seq.reading()
+    seq.accept([msg(9)])  # held, after the read went out
+    out, again = seq.repaired(HistoryPage(EPOCH, 3, [msg(2), msg(3)]))
+    assert offsets(out) == [2, 3] and again == Position(EPOCH, 3) and seq.num_forged == 0
+    seq.reading()
+    out, again = seq.repaired(HistoryPage(EPOCH, 3, []))
+    assert out == [] and again is None and seq.num_forged == 1
 
 
 def test_give_up_tells_of_the_loss_and_passes_on_what_was_held() -> None:

@@ -58,8 +58,9 @@ class FakeMember:
     def send_messages(self, channel: str, messages: list[Envelope]) -> int:
         raise AssertionError("a RAW client is sent shared bytes")
 
-    def write_now(self, reply: bytes | None, batches: list[tuple[str, list[Envelope]]]) -> None:
+    def write_now(self, reply: bytes | None, batches: list[tuple[str, list[Envelope]]]) -> int:
         self.written.append((reply, batches))
+        return 0
 
     def disconnect(self, code: int, reason: str) -> None:
         self.closed = (code, reason)
