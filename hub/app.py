@@ -135,6 +135,7 @@ class App:
             broker_probe_failures=stats.num_probe_failures,
             history_repaired=node.history.num_repaired,
             history_gaps=node.num_unrepaired_gaps,
+            history_forged=node.history.num_forged,
             sse_streams=len(self.api.sse.clients) if self.api else 0,
             sse_streams_opened=self.api.sse.num_streams_total if self.api else 0,
         )

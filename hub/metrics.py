@@ -111,6 +111,7 @@ class Figures:
     broker_probe_failures: int = 0
     history_repaired: int = 0
     history_gaps: int = 0
+    history_forged: int = 0
     sse_streams_opened: int = 0
 
 
@@ -159,6 +160,10 @@ _COUNTERS: dict[str, tuple[str, str]] = {
     "history_gaps": (
         "hub_history_gaps",
         "losses on history channels that could not be repaired (each sent as a gap frame)",
+    ),
+    "history_forged": (
+        "hub_history_forged",
+        "deliveries on history channels with an offset the history never assigned, dropped",
     ),
     "sse_streams_opened": (
         "hub_sse_streams_opened",

@@ -43,6 +43,7 @@ SAMPLES: dict[str, tuple[str, dict[str, str]]] = {
     "broker_probe_failures": ("hub_broker_probe_failures_total", {}),
     "history_repaired": ("hub_history_repaired_total", {}),
     "history_gaps": ("hub_history_gaps_total", {}),
+    "history_forged": ("hub_history_forged_total", {}),
     "sse_streams_opened": ("hub_sse_streams_opened_total", {}),
 }
 

@@ -151,7 +151,7 @@ def test_a_jump_that_arrives_during_the_read_is_read_again() -> None:
     among those starts another repair, which the next read then settles."""
     seq = ChannelSequence(EPOCH, 0)
     seq.accept([msg(1)])
-    _, repair = seq.accept([msg(3)])
+    seq.accept([msg(3)])
     seq.reading()
     seq.accept([msg(9)])  # held, after the read went out
     out, again = seq.repaired(HistoryPage(EPOCH, 3, [msg(2), msg(3)]))
