@@ -12,7 +12,13 @@ fault interval, the next fault of the cycle hits:
 
 1. ``CLIENT KILL TYPE pubsub``: every hub's subscription drops (server-side gap repair);
 2. a SIGKILL of one of A's workers (the supervisor restarts it; its clients recover);
-3. a redis-server kill and restart (the hubs buffer, reconnect, repair; clients recover).
+3. a redis-server kill and restart (the hubs buffer, reconnect, repair; clients recover);
+4. a subscribe storm on B, where the publishers publish: clients subscribe to and leave
+   hundreds of presence channels with join/leave events, over and over; nobody else's
+   publish may be rejected for it;
+5. replays to readers that never read: raw sockets with a 4 KB receive buffer recover every
+   channel from offset 0 on A and read nothing; the hub must hold no more for them than
+   ``--max-buffered-bytes`` each, and drop them.
 
 At the end it prints, per reader, the messages lost, duplicated and reordered, and the RSS of
 every hub process over time, as JSON.
@@ -22,9 +28,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import contextlib
 import json
 import os
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
@@ -35,6 +44,97 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from support.counting import Reader, count, publish_numbered  # noqa: E402
 from support.processes import HubProcess, RedisServer  # noqa: E402
+from websockets.asyncio.client import connect  # noqa: E402
+
+#: Presence channels of the storm: every join and leave is written and announced.
+STORM_CONFIG = """
+[[namespaces]]
+pattern = "storm.*"
+presence = true
+join_leave = true
+"""
+
+
+async def subscribe_storm(url: str, clients: int = 10, channels: int = 300, rounds: int = 3) -> int:
+    """Clients that subscribe to ``channels`` presence channels with join/leave and leave them
+    again, ``rounds`` times; return the refusals they were answered (rate limits count)."""
+
+    async def one(i: int) -> int:
+        refused = 0
+        names = [f"storm.{i}.{c}" for c in range(channels)]
+        async with connect(url, subprotocols=["hub.v1"], max_size=None) as ws:
+            for r in range(rounds):
+                for op in ("subscribe", "unsubscribe"):
+                    frame = {"op": op, "channels": names, "id": r, "join_leave": True}
+                    await ws.send(json.dumps(frame))
+                    while True:
+                        answer = json.loads(await asyncio.wait_for(ws.recv(), 30))
+                        if answer.get("type") in ("ack", "error"):
+                            refused += answer["type"] == "error"
+                            break
+        return refused
+
+    return sum(await asyncio.gather(*(one(i) for i in range(clients))))
+
+
+def never_reading(port: int, frame: dict[str, Any]) -> socket.socket:
+    """A hub.v1 client with a 4 KB receive buffer that sends one subscribe, then reads nothing."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(10)
+    sock.connect(("127.0.0.1", port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        (
+            f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+            "Sec-WebSocket-Protocol: hub.v1\r\n\r\n"
+        ).encode()
+    )
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(1)
+    payload = json.dumps(frame).encode()
+    mask = os.urandom(4)
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    sock.sendall(bytes([0x81, 0x80 | 126]) + len(payload).to_bytes(2, "big") + mask + masked)
+    return sock
+
+
+async def replay_hogs(port: int, names: list[str], epochs: dict[str, str], n: int = 6) -> None:
+    """``n`` readers that recover every channel from offset 0 and never read, for 20 s."""
+    recover = {c: {"epoch": epochs[c], "offset": 0} for c in names}
+    frame = {"op": "subscribe", "id": 1, "channels": names, "recover": recover}
+    socks = [await asyncio.to_thread(never_reading, port, frame) for _ in range(n)]
+    await asyncio.sleep(20)
+    for sock in socks:
+        with contextlib.suppress(OSError):
+            sock.close()
+
+
+async def epochs_of(url: str, names: list[str]) -> dict[str, str]:
+    async with connect(url, subprotocols=["hub.v1"]) as ws:
+        await ws.send(json.dumps({"op": "subscribe", "channels": names, "id": 1}))
+        while True:
+            answer = json.loads(await ws.recv())
+            if answer.get("type") == "ack":
+                return {c: p["epoch"] for c, p in answer["positions"].items()}
+
+
+def _write_config(logs: Path) -> Path:
+    logs.mkdir(parents=True, exist_ok=True)
+    config = logs / "soak.toml"
+    config.write_text(STORM_CONFIG)
+    return config
+
+
+FAULTS = (
+    "client-kill-pubsub",
+    "worker-sigkill",
+    "redis-restart",
+    "subscribe-storm",
+    "replay-to-never-readers",
+)
 
 
 def rss(pid: int) -> int:
@@ -76,8 +176,12 @@ async def soak(
     history = ("--history-size", str(total + 10), "--history-ttl-s", "3600")
     recovery = ("--recovery-max-messages", str(total + 10))
     with RedisServer.running("--appendonly", "yes", "--appendfsync", "always") as redis:
-        common = ("--redis", redis.url, "--channel-prefix", "soak:", *history, *recovery)
         logs = Path(os.environ.get("SOAK_LOG_DIR", "/tmp/hub-soak-logs"))
+        config = _write_config(logs)
+        common = (
+            "--redis", redis.url, "--channel-prefix", "soak:", *history, *recovery,
+            "--config", str(config),
+        )  # fmt: skip
         with (
             HubProcess(*common, "--workers", "2", log_dir=logs) as a,
             HubProcess(*common, "--workers", "1", log_dir=logs) as b,
@@ -99,6 +203,8 @@ async def soak(
                 asyncio.create_task(publish_numbered(b.url(), name, range(total), rate=rate))
                 for name in names
             ]
+            epochs = await epochs_of(a.url(), names)
+            side_tasks: list[asyncio.Task[Any]] = []
             samples: list[dict[str, Any]] = []
             faults: list[dict[str, Any]] = []
             started = time.monotonic()
@@ -115,22 +221,27 @@ async def soak(
                         }
                     )
                 if now >= next_fault:
-                    kind = ("client-kill-pubsub", "worker-sigkill", "redis-restart")[cycle % 3]
+                    kind = FAULTS[cycle % len(FAULTS)]
                     if kind == "client-kill-pubsub":
                         redis.client().client_kill_filter(_type="pubsub")
                     elif kind == "worker-sigkill":
                         workers = [p for p in hub_pids(a) if _is_worker(p)]
                         if workers:
                             os.kill(workers[(cycle // 3) % len(workers)], signal.SIGKILL)
-                    else:
+                    elif kind == "redis-restart":
                         redis.stop()
                         await asyncio.sleep(1)
                         redis.start()
+                    elif kind == "subscribe-storm":
+                        side_tasks.append(asyncio.create_task(subscribe_storm(b.url())))
+                    else:
+                        side_tasks.append(asyncio.create_task(replay_hogs(a.port, names, epochs)))
                     faults.append({"t_s": round(now - started), "fault": kind})
                     cycle += 1
                     next_fault = now + fault_s
             await asyncio.gather(*publishers)
             await asyncio.wait_for(asyncio.gather(*tasks), 120)
+            side = await asyncio.gather(*side_tasks, return_exceptions=True)
             results = []
             for r in subs:
                 c = count(r.numbers, range(total))
@@ -151,6 +262,8 @@ async def soak(
                 "channels": channels,
                 "readers": results,
                 "faults": faults,
+                "storm_refusals": [r for r in side if isinstance(r, int)],
+                "side_errors": [repr(r) for r in side if isinstance(r, BaseException)],
                 "rss_samples": samples,
             }
 
