@@ -25,7 +25,7 @@ from hub.core.backoff import backoff
 from hub.core.errors import CloseCode
 from hub.core.protocol import SUBPROTOCOL
 
-__all__ = ["Reconnecting", "TokenSource"]
+__all__ = ["STABLE_CONNECTION_S", "Reconnecting", "TokenSource"]
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +36,10 @@ TokenSource = Callable[[], "str | Awaitable[str]"]
 _MAX_POLICY_CLOSES: Final = 3
 #: Handshake statuses that no retry can fix (401 is retried once with a fresh token).
 _REFUSED: Final = frozenset({400, 401, 403, 404})
+#: Seconds a connection must stay open before its close starts the backoff over: a hub that
+#: acknowledges the subscribe and then closes (1011, in a loop) is retried with a growing
+#: delay, not at once after every ack.
+STABLE_CONNECTION_S: Final = 5.0
 
 
 class Reconnecting:
@@ -127,10 +131,13 @@ class Reconnecting:
                 logger.debug("hub.client: cannot connect to %s: %r", url, exc)
             else:
                 refreshed = False
+                opened_at = asyncio.get_running_loop().time()
                 code, was_useful = await self._session(url, ws)
+                lasted_s = asyncio.get_running_loop().time() - opened_at
                 logger.info("hub.client: the connection to %s closed (%d)", url, code)
-                if was_useful:
+                if lasted_s >= STABLE_CONNECTION_S:
                     delays = self._delays()
+                if was_useful:
                     policy_closes = 0
                 if code == CloseCode.TOKEN_EXPIRED:
                     if not await self._refresh_token():
@@ -151,7 +158,7 @@ class Reconnecting:
 
     async def _session(self, url: str, ws: ClientConnection) -> tuple[int, bool]:
         """Resubscribe, then read until the connection closes: (close code, whether the hub
-        acknowledged anything, so the backoff starts over)."""
+        acknowledged anything, which clears the count of 1008 closes)."""
         assert self._connected is not None
         self.num_connects += 1
         was_useful = False

@@ -41,6 +41,9 @@ EXPIRED: Final = (
 #: Longest Last-Event-ID accepted (an epoch of 64 characters, a colon, 20 digits).
 MAX_EVENT_ID_CHARS: Final = 86
 
+#: Offsets are 64-bit signed in Redis and in hub.v1 positions.
+_MAX_OFFSET: Final = 2**63 - 1
+
 
 def sse_events(channel: str, messages: list[Envelope]) -> bytes:
     """The events of one channel's batch, joined so that each reader gets one write.
@@ -93,10 +96,13 @@ def sse_preamble(
 
 def parse_event_id(value: str) -> Position | None:
     """A ``Last-Event-ID`` of ``<epoch>:<offset>`` as a Position; None for anything else
-    (an empty id, or one the hub did not write: the reader then joins at the top)."""
+    (an empty id, or one the hub did not write: the reader then joins at the top).
+    Raise ValueError for an offset no position can have (2**63 or more)."""
     if not value or len(value) > MAX_EVENT_ID_CHARS:
         return None
     epoch, _, offset = value.rpartition(":")
     if not epoch or not offset.isdigit() or not offset.isascii():
         return None
+    if int(offset) > _MAX_OFFSET:
+        raise ValueError(f"the offset {offset} is past any position (at most 2**63 - 1)")
     return Position(epoch, int(offset))

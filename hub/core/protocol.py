@@ -14,7 +14,7 @@ from typing import Final
 from hub.core.channels import MAX_CHANNEL_LENGTH, RULE, validate
 from hub.core.envelope import BINARY, JSON, TEXT, Envelope
 from hub.core.errors import InvalidChannel, ProtocolError
-from hub.core.jsontext import dump_json, parse_json
+from hub.core.jsontext import NonFiniteNumber, dump_json, parse_json
 from hub.core.sequence import Position
 
 __all__ = [
@@ -208,10 +208,13 @@ def message_from_fields(obj: dict[str, object], request_id: RequestId = None) ->
 
 def message_from_body(body: bytes, kind: int) -> Envelope:
     """A message of ``kind`` from a request body (HTTP, ``hub publish``), validated once:
-    JSON must parse (it is stored compact), text must be UTF-8; raise ProtocolError."""
+    JSON must parse (it is stored compact, its numbers as written), text must be UTF-8;
+    raise ProtocolError."""
     if kind == JSON:
         try:
-            return Envelope(dump_json(parse_json(body)), JSON)
+            return Envelope(dump_json(parse_json(body, exact=True)), JSON)
+        except NonFiniteNumber as exc:
+            raise _error(BAD_FIELD, f"the body: {exc}") from None
         except (ValueError, UnicodeDecodeError) as exc:
             raise _error(BAD_JSON, f"the body is not valid JSON: {exc}") from None
     if kind == TEXT:
@@ -225,7 +228,9 @@ def message_from_body(body: bytes, kind: int) -> Envelope:
 def decode_request(data: str | bytes) -> Request:
     """Decode a hub.v1 text frame; raise ProtocolError (carrying the id, once known)."""
     try:
-        obj = parse_json(data)
+        obj = parse_json(data, exact=True)
+    except NonFiniteNumber as exc:
+        raise _error(BAD_FIELD, str(exc)) from None
     except ValueError as exc:
         raise _error(BAD_JSON, f"a request must be a JSON object: {exc}") from None
     if not isinstance(obj, dict):

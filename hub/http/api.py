@@ -15,7 +15,7 @@ from __future__ import annotations
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Final
 
 from aiohttp import web
 
@@ -24,7 +24,7 @@ from hub.core.channels import validate
 from hub.core.envelope import BINARY, JSON, TEXT, Envelope
 from hub.core.errors import InvalidChannel, ProtocolError
 from hub.core.frames import history_frame
-from hub.core.jsontext import parse_json
+from hub.core.jsontext import NonFiniteNumber, parse_json
 from hub.core.origins import normalize_origin
 from hub.core.protocol import (
     BAD_CHANNEL,
@@ -43,6 +43,7 @@ from hub.core.protocol import (
     message_from_fields,
     position_from,
 )
+from hub.http.guard import AuthThrottle, runner
 from hub.http.sse import SseStreams, client_grant
 from hub.node import Node
 
@@ -111,6 +112,8 @@ class PublishApi:
         #: Every channel some process subscribes to in Redis, with their number.
         self.list_channels = list_channels
         self.runner: web.AppRunner | None = None
+        #: Refused credentials per address: past a few, 429 (``hub.http.guard``).
+        self.throttle = AuthThrottle()
 
     def build(self) -> web.Application:
         app = web.Application(
@@ -133,7 +136,8 @@ class PublishApi:
 
     async def start(self, host: str, port: int, *, reuse_port: bool = False) -> None:
         # A stream whose reader left must leave its channel at once, not at its next write.
-        self.runner = web.AppRunner(self.build(), access_log=None, handler_cancellation=True)
+        # No access log (a query may hold a token); malformed requests answered quietly.
+        self.runner = runner(self.build(), access_log=None, handler_cancellation=True)
         await self.runner.setup()
         site = web.TCPSite(self.runner, host, port, reuse_port=reuse_port or None)
         await site.start()
@@ -144,11 +148,14 @@ class PublishApi:
             await self.runner.cleanup()
 
     def _is_backend(self, request: web.Request) -> bool:
-        """The request carries the API key (or none is set and it carries no client token)."""
+        """The request carries the API key (or none is set and it carries no client token).
+        From an address that the throttle blocks, no key is compared, so none is taken."""
         scheme, _, key = request.headers.get("Authorization", "").partition(" ")
         is_bearer = scheme.lower() == "bearer"
         if self.api_key is None:
             return not (self.authenticator and (is_bearer or "token" in request.query))
+        if request.get(_BLOCKED):
+            return False
         return is_bearer and hmac.compare_digest(key.strip().encode(), self.api_key.encode())
 
     def _cors_headers(self, request: web.Request) -> dict[str, str]:
@@ -169,6 +176,18 @@ class PublishApi:
             self.publish_one,
             self.preflight,
         )
+        address = request.remote or "unknown"
+        retry_after = self.throttle.retry_after(address)
+        if retry_after is not None:
+            if not is_client_route:
+                response = _error(
+                    429,
+                    "too_many_failures",
+                    f"too many refused credentials from {address}; retry after {retry_after} s",
+                )
+                response.headers["Retry-After"] = str(retry_after)
+                return response
+            request[_BLOCKED] = True  # a client token still verifies; the key is not taken
         if not is_client_route and not self._is_backend(request):
             response = _error(
                 401,
@@ -177,12 +196,16 @@ class PublishApi:
                 "taken only by GET /sse/<channel> and POST /api/publish/<channel>)",
             )
             response.headers["WWW-Authenticate"] = "Bearer"
+            if _has_credential(request):
+                self.throttle.refused(address, "a wrong API key")
             return response
         try:
             return await handler(request)
         except AuthError as exc:
             response = _error(401, "unauthorized", str(exc))
             response.headers["WWW-Authenticate"] = "Bearer"
+            if _has_credential(request) and not _is_expiry(exc):
+                self.throttle.refused(address, "an invalid key or token")
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
@@ -250,7 +273,9 @@ class PublishApi:
     async def publish_batch(self, request: web.Request) -> web.Response:
         body = await request.read()
         try:
-            obj = parse_json(body)
+            obj = parse_json(body, exact=True)
+        except NonFiniteNumber as exc:
+            raise ProtocolError(BAD_FIELD, str(exc)) from None
         except (ValueError, UnicodeDecodeError) as exc:
             raise ProtocolError(BAD_JSON, f"the body is not valid JSON: {exc}") from None
         items = obj.get("messages") if isinstance(obj, dict) else None
@@ -336,6 +361,20 @@ class PublishApi:
                 "local_subscribers: clients of the worker that answered",
             }
         )
+
+
+#: Set on a request from an address that the throttle blocks.
+_BLOCKED: Final = "hub.blocked"
+
+
+def _is_expiry(exc: AuthError) -> bool:
+    """An expired token: a client's ordinary renewal, not a guess (it does not count)."""
+    return str(exc).startswith("the token has expired")
+
+
+def _has_credential(request: web.Request) -> bool:
+    """The request presents a key or a token (a refusal of one counts toward 429)."""
+    return "Authorization" in request.headers or "token" in request.query
 
 
 def _kind_of(content_type: str) -> int | None:

@@ -25,7 +25,7 @@ from aiohttp import web
 from hub.core.auth import Authenticator, AuthError, Grant, token_from_request
 from hub.core.errors import BrokerUnavailable, ProtocolError
 from hub.core.event_stream import EXPIRED, KEEPALIVE, parse_event_id, sse_preamble
-from hub.core.protocol import FORBIDDEN, UNAVAILABLE
+from hub.core.protocol import BAD_FIELD, FORBIDDEN, UNAVAILABLE
 from hub.core.sequence import Position
 from hub.http.stream import SseClient, open_body, stream_client
 from hub.node import Node
@@ -85,7 +85,10 @@ class SseStreams:
         if grant is not None and not grant.can_subscribe(channel):
             raise ProtocolError(FORBIDDEN, f"the token may not subscribe to {channel}")
         last_id = request.headers.get("Last-Event-ID", request.query.get("last_event_id"))
-        since = parse_event_id(last_id) if last_id else None
+        try:
+            since = parse_event_id(last_id) if last_id else None
+        except ValueError as exc:
+            raise ProtocolError(BAD_FIELD, f"Last-Event-ID: {exc}") from None
         if last_id and since is None:
             # An id the hub never wrote: recovery cannot hold, and the reader must be told.
             since = Position("", 0)

@@ -68,3 +68,27 @@ async def test_malformed_frames_are_ignored_not_fatal() -> None:
             assert client.num_connects == 1
     finally:
         server.close()
+
+
+async def test_a_hub_that_acks_then_closes_1011_is_retried_with_backoff() -> None:
+    """An ack does not start the backoff over; only a connection that stayed open
+    STABLE_CONNECTION_S does. So a hub that acks the subscribe and closes with 1011, again
+    and again, gets a few connections in 4 s, not one per round trip (70 before the fix).
+    Twelve is far above what full jitter draws with ceilings 0.1, 0.2, ... 5 s (about 7)."""
+    opened: list[int] = []
+
+    async def handler(ws: ServerConnection) -> None:
+        opened.append(1)
+        request = json.loads(await ws.recv())
+        await ws.send(json.dumps({"type": "ack", "op": "subscribe", "id": request["id"]}))
+        await ws.close(1011, "a server bug")
+
+    server = await serve(handler, "127.0.0.1", 0, subprotocols=["hub.v1"])  # type: ignore[list-item]
+    port = next(iter(server.sockets)).getsockname()[1]
+    try:
+        async with Client(f"ws://127.0.0.1:{port}", backoff_initial_s=0.1) as client:
+            await asyncio.wait_for(client.subscribe("news"), t(5))
+            await asyncio.sleep(4)
+    finally:
+        server.close()
+    assert 1 <= len(opened) <= 12, len(opened)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from hub.core.envelope import EVENT, GAP, JSON, TEXT, Envelope
 from hub.core.event_stream import parse_event_id, sse_events, sse_preamble
 from hub.core.sequence import Position
@@ -47,3 +49,11 @@ def test_event_ids_parse_or_are_refused() -> None:
     assert parse_event_id("a:b:41") == Position("a:b", 41)
     for bad in ("", "41", ":41", "e1:", "e1:-1", "e" * 100 + ":1"):
         assert parse_event_id(bad) is None, bad
+
+
+def test_an_offset_past_any_position_raises() -> None:
+    """2**63 and more is no position (the API answers 400): not silently a fresh join."""
+    assert parse_event_id(f"e1:{2**63 - 1}") == Position("e1", 2**63 - 1)
+    for offset in (2**63, 2**64, 10**20 - 1):
+        with pytest.raises(ValueError, match="past any position"):
+            parse_event_id(f"e1:{offset}")

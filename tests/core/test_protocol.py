@@ -121,6 +121,8 @@ def test_text_round_trips(text: str) -> None:
         ('{"op": "publish", "channel": "a", "text": "x", "data": 1}', protocol.BAD_REQUEST),
         ('{"op": "publish", "channel": "a", "binary": "!!"}', protocol.BAD_FIELD),
         ('{"op": "ping", "id": [1]}', protocol.BAD_FIELD),
+        ('{"op": "publish", "channel": "a", "data": 1e999}', protocol.BAD_FIELD),
+        ('{"op": "publish", "channel": "a", "data": {"x": [-1e400]}}', protocol.BAD_FIELD),
     ],
 )
 def test_request_errors_have_stable_codes(frame: str, code: str) -> None:
@@ -156,3 +158,15 @@ def test_every_error_code_is_documented() -> None:
     documented = set(re.findall(r"`([a-z_]+)`", text))
     missing = [code for code in ERROR_CODES if code not in documented]
     assert not missing, f"undocumented error codes: {missing}"
+
+
+def test_published_numbers_are_kept_as_written() -> None:
+    """A publish's data, from a frame or an HTTP body, keeps each number's text."""
+    data = '{"a":1E2,"b":-0,"c":1.50,"d":[0.5,7]}'
+    request = decode_request('{"op": "publish", "channel": "c", "data": ' + data + "}")
+    assert request.payload == data.encode()
+    body = data.replace(",", ", ").encode()
+    assert protocol.message_from_body(body, JSON).payload == data.encode()
+    with pytest.raises(ProtocolError) as info:
+        protocol.message_from_body(b"[1e999]", JSON)
+    assert info.value.code == protocol.BAD_FIELD and "Infinity" in info.value.message
