@@ -147,10 +147,10 @@ class Node:
                 if state.options.has_history and (positioned or last or since is not None):
                     read = await self.history.read_for_join(channel, state.options, since, last)
                     join.position, join.recovered = read.position, read.recovered
-                    join.replay, size = _within(channel, read.replay, budget, whole=bool(since))
+                    join.replay, size = _within(channel, read.replay, budget, oldest=bool(since))
                     budget -= size
                     if since is not None and len(join.replay) < len(read.replay):
-                        join.recovered = False  # never a replay in part
+                        joining.is_partial = True
         except BaseException:
             joining.abort()
             raise
@@ -337,6 +337,9 @@ class Node:
     def _evict_slow(self, member: Member) -> None:
         if not member.channels:
             return  # already evicted by an earlier channel in this batch
+        self._close_slow(member)
+
+    def _close_slow(self, member: Member) -> None:
         self.num_slow_consumers += 1
         logger.warning(
             "closing a slow consumer (unsent bytes passed %d; %d evicted so far)",
@@ -353,12 +356,12 @@ _FRAME_OVERHEAD_BYTES = 96
 
 
 def _within(
-    channel: str, replay: list[Envelope], budget: int, *, whole: bool
+    channel: str, replay: list[Envelope], budget: int, *, oldest: bool
 ) -> tuple[list[Envelope], int]:
-    """The part of ``replay`` that fits in ``budget`` bytes on the wire, and its size: all of
-    it or none when ``whole`` (a recovery never replays in part), else its newest messages
-    (a backlog). A join's replays so stay within the member's bound, and the hub holds no
-    more for it than it may queue."""
+    """The part of ``replay`` that fits in ``budget`` bytes on the wire, and its size: its
+    oldest messages for a recovery (the rest follows in the next round), its newest for a
+    backlog. A join's replays so stay within the member's bound, and the hub holds no more
+    for it than it may queue."""
     overhead = _FRAME_OVERHEAD_BYTES + len(channel)
     sizes = [
         (len(m.payload) * 4 // 3 if m.kind == BINARY else len(m.payload)) + overhead  # base64
@@ -367,13 +370,13 @@ def _within(
     total = sum(sizes)
     if total <= budget:
         return replay, total
-    if whole:
-        return [], 0
-    kept, start = 0, len(replay)
-    while start > 0 and kept + sizes[start - 1] <= budget:
-        start -= 1
-        kept += sizes[start]
-    return replay[start:], kept
+    kept, count = 0, 0
+    for size in sizes if oldest else reversed(sizes):
+        if kept + size > budget:
+            break
+        kept += size
+        count += 1
+    return (replay[:count] if oldest else replay[len(replay) - count :]), kept
 
 
 class Joining:
@@ -384,12 +387,15 @@ class Joining:
     the replays in one synchronous step, so no live message can slip ahead of them.
     """
 
-    __slots__ = ("member", "node", "pending")
+    __slots__ = ("is_partial", "member", "node", "pending")
 
     def __init__(self, node: Node, member: Member) -> None:
         self.node = node
         self.member = member
         self.pending: list[PendingJoin] = []
+        #: A recovery's replay did not fit in the member's bound: only its oldest part is
+        #: written, and the member is then closed to come back for the rest.
+        self.is_partial = False
 
     @property
     def positions(self) -> dict[str, tuple[Position, bool | None]]:
@@ -404,8 +410,17 @@ class Joining:
         """Join every channel now; write ``reply`` and then each channel's replay, at once.
 
         What that queues counts toward the member's bound like any delivery: past it, the
-        member is closed as a slow consumer (4008).
+        member is closed as a slow consumer (4008). A recovery too large for the bound goes
+        in rounds: this round writes the reply and what fits, in order, joins nothing, and
+        closes the member (4008), which recovers the rest from where it got to; no live
+        message is ever written after a partial replay, so no gap can hide.
         """
+        if self.is_partial:
+            batches = [(j.channel, j.replay) for j in self.pending if j.replay]
+            self.abort()
+            self.member.write_now(reply, batches)
+            self.node._close_slow(self.member)
+            return
         batches = []
         for join in self.pending:
             replay = self.node._commit(join)
