@@ -6,6 +6,8 @@ import asyncio
 import logging
 import os
 import signal
+import sys
+import threading
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -22,13 +24,14 @@ from hub.http.api import PublishApi
 from hub.metrics import Figures, WorkerMetrics
 from hub.node import Node
 from hub.runtime.limits import raise_open_file_limit
+from hub.runtime.ports import EXIT_CANNOT_LISTEN, CannotListen, listeners
 from hub.runtime.tls import server_tls_context
 from hub.ws.connection import HubConnection
 from hub.ws.handler import WebSocketHandler
 from hub.ws.routes import AdminGuard, Routes
 from hub.ws.server import WebSocketServer, add_health_routes
 
-__all__ = ["App", "run_worker"]
+__all__ = ["SHUTDOWN_DEADLINE_S", "App", "run_worker"]
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +39,10 @@ logger = logging.getLogger(__name__)
 RESERVED_FILES = 64
 #: The busiest channels of the answering worker that /stats lists.
 STATS_CHANNELS = 50
+#: How long a worker may take to exit once it is told to stop (or its start fails).
+SHUTDOWN_DEADLINE_S = 4.5
+#: How long a stopping worker waits for its broker to close.
+BROKER_CLOSE_TIMEOUT_S = 1.0
 
 
 class App:
@@ -104,6 +111,8 @@ class App:
         self.api = _api(settings, self.node, authenticator)
         self.server = _server(settings, self.handler)
         self.stopping = asyncio.Event()
+        #: The process's exit status once run() returns or raises.
+        self.exit_status = 0
         self._metrics_task: asyncio.Task[None] | None = None
 
     def _stats(self) -> dict[str, Any]:
@@ -141,13 +150,21 @@ class App:
         )
 
     async def start(self) -> None:
+        """Start the broker, then listen; a port that cannot be bound raises CannotListen."""
         s = self.settings
         capacity = raise_open_file_limit() - RESERVED_FILES
         await self.node.start()
         self._metrics_task = asyncio.create_task(self.metrics.run())
-        await self.server.start(s.host, s.port, reuse_port=self.reuse_port)
+        ws, api = listeners(s)[0], listeners(s)[1:]
+        try:
+            await self.server.start(s.host, s.port, reuse_port=self.reuse_port)
+        except OSError as exc:
+            raise CannotListen(ws, exc, reuse_port=s.reuse_port) from None
         if self.api is not None:
-            await self.api.start(s.api_host, s.api_port, reuse_port=self.reuse_port)
+            try:
+                await self.api.start(s.api_host, s.api_port, reuse_port=self.reuse_port)
+            except OSError as exc:
+                raise CannotListen(api[0], exc, reuse_port=s.reuse_port) from None
         logger.info(
             "worker %d serving %s://%s:%d (broker %s, capacity %d connections: the open-file "
             "limit; run more workers for more)",
@@ -164,17 +181,37 @@ class App:
         return self.server.port
 
     async def run(self, *, on_started: Callable[[App], None] | None = None) -> None:
+        """Start, serve until SIGTERM or SIGINT, and stop. A signal during start-up (the broker
+        still connecting) stops it too; a start that fails (CannotListen) stops what it had
+        started before it raises."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
-        await self.start()
-        if on_started is not None:
-            on_started(self)
-        watcher = asyncio.create_task(self._watch_parent()) if self.supervised else None
-        await self.stopping.wait()
-        if watcher is not None:
-            watcher.cancel()
-        await self.stop()
+        starting = asyncio.create_task(self.start())
+        told = asyncio.create_task(self.stopping.wait())
+        watcher: asyncio.Task[None] | None = None
+        try:
+            await asyncio.wait({starting, told}, return_when=asyncio.FIRST_COMPLETED)
+            if not starting.done():
+                logger.info("worker %d told to stop while it was starting", self.worker)
+                return
+            starting.result()
+            if on_started is not None:
+                on_started(self)
+            if self.supervised:
+                watcher = asyncio.create_task(self._watch_parent())
+            await told
+        except CannotListen as exc:
+            logger.error("%s", exc)  # now: the shutdown that follows may be cut short
+            self.exit_status = EXIT_CANNOT_LISTEN
+            raise
+        finally:
+            self.stopping.set()  # for whoever waits on it, e.g. run_worker's deadline
+            for task in (starting, told, watcher):
+                if task is not None:
+                    task.cancel()
+            await asyncio.wait({starting}, timeout=1.0)  # a start cut short winds down first
+            await self.stop()
 
     async def _watch_parent(self) -> None:
         """A worker whose supervisor died stops too, instead of serving on unsupervised."""
@@ -191,7 +228,12 @@ class App:
         await self.server.stop()
         if self.api is not None:
             await self.api.stop()
-        await self.node.close()
+        try:
+            await asyncio.wait_for(self.node.close(), BROKER_CLOSE_TIMEOUT_S)
+        except TimeoutError:
+            logger.warning(
+                "the broker did not close within %.1fs; leaving it", BROKER_CLOSE_TIMEOUT_S
+            )
         if self._metrics_task is not None:
             self._metrics_task.cancel()
         try:
@@ -237,11 +279,76 @@ def _server(settings: Settings, handler: WebSocketHandler) -> WebSocketServer:
 
 def run_worker(
     settings: Settings, *, worker: int = 0, reuse_port: bool = False, supervised: bool = False
-) -> None:
-    """Run one worker on uvloop until SIGTERM or SIGINT."""
+) -> int:
+    """Run one worker on uvloop until SIGTERM or SIGINT; its exit status: 0, or
+    EXIT_CANNOT_LISTEN (after one logged line that says why) when a port cannot be bound.
+
+    Once it is told to stop, or its start fails, the process has SHUTDOWN_DEADLINE_S to wind
+    down; past that it exits anyway, so that nothing (a task that will not be cancelled, a
+    broker that does not answer) keeps a stopping hub alive."""
+    deadline: list[threading.Timer] = []
 
     async def main() -> None:
         app = App(settings, worker=worker, reuse_port=reuse_port, supervised=supervised)
-        await app.run()
 
-    uvloop.run(main())
+        def arm(_: object = None) -> None:
+            if not deadline:
+                deadline.append(_exit_after(SHUTDOWN_DEADLINE_S, app.exit_status, worker))
+
+        told = asyncio.create_task(app.stopping.wait())
+        told.add_done_callback(arm)
+        try:
+            await app.run()
+        finally:
+            arm()  # and the loop's own teardown (cancelling what is left) is bounded too
+            await _end_leftovers(app.exit_status, worker)
+
+    try:
+        uvloop.run(main())
+    except CannotListen:  # App.run logged why
+        return EXIT_CANNOT_LISTEN
+    finally:
+        for timer in deadline:
+            timer.cancel()
+    return 0
+
+
+async def _end_leftovers(status: int, worker: int) -> None:
+    """Cancel the tasks still running once the worker has stopped; if some will not end (a
+    broker task that ignores its cancellation), exit now instead of waiting for them."""
+    rest = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+    for task in rest:
+        task.cancel()
+    if rest:
+        _, pending = await asyncio.wait(rest, timeout=0.5)
+        if pending:
+            logger.warning(
+                "worker %d: %d tasks did not end when cancelled; exiting anyway",
+                worker,
+                len(pending),
+            )
+            _flush_and_exit(status)
+
+
+def _flush_and_exit(status: int) -> None:
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
+def _exit_after(seconds: float, status: int, worker: int) -> threading.Timer:
+    """A daemon timer that ends the process with ``status`` after ``seconds``."""
+
+    def exit_now() -> None:
+        logger.error(
+            "worker %d did not stop within %.1fs; exiting without waiting for the rest",
+            worker,
+            seconds,
+        )
+        _flush_and_exit(status or 1)  # 1: it was told to stop, and did not in time
+
+    timer = threading.Timer(seconds, exit_now)
+    timer.daemon = True
+    timer.start()
+    return timer

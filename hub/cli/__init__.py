@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Sequence
+from types import FrameType
 from typing import Any
 
 from hub import DISTRIBUTION, __version__
@@ -183,6 +185,7 @@ def _settings_from_args(args: argparse.Namespace) -> Settings:
 
 def _worker_main(settings: Settings, index: int) -> None:
     """Entry point of a spawned worker process."""
+    exit_on_signals()
     import multiprocessing
 
     from hub.cli.orphans import die_with_parent
@@ -195,34 +198,55 @@ def _worker_main(settings: Settings, index: int) -> None:
     from hub.cli.logs import configure_logging
 
     configure_logging(settings.log_level, settings.log_format, worker=index)
-    run_worker(settings, worker=index, reuse_port=True, supervised=True)
+    sys.exit(run_worker(settings, worker=index, reuse_port=True, supervised=True))
+
+
+def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM or SIGINT before the worker's event loop (or the supervisor) takes them over:
+    exit 0 at once, without a traceback."""
+    raise SystemExit(0)
+
+
+def exit_on_signals() -> None:
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _exit_on_signal)
 
 
 def serve(settings: Settings) -> int:
+    """``hub serve``: check the settings and the ports, then run one worker here, or N under a
+    supervisor. Every listener sets SO_REUSEPORT (the workers share the port); the ports are
+    checked first, so another process on one is refused (hub.runtime.ports)."""
     from hub.cli.check import validate_runtime
     from hub.cli.logs import configure_logging
+    from hub.runtime.ports import EXIT_CANNOT_LISTEN, CannotListen, claim_ports
 
+    exit_on_signals()
     try:
         validate_runtime(settings)
     except ConfigError as exc:
         print(f"hub: bad setting {exc}", file=sys.stderr)
         return 2
-
-    if settings.num_workers == 1:
-        from hub.app import run_worker
-
-        configure_logging(settings.log_level, settings.log_format, worker=0)
-        run_worker(settings)
-        return 0
-    from hub.cli.embedded_redis import RedisNotInstalled
-    from hub.cli.supervisor import Supervisor
-
-    configure_logging(settings.log_level, settings.log_format)
     try:
-        return Supervisor(settings, _worker_main).run()
-    except RedisNotInstalled as exc:
+        claim = claim_ports(settings)
+    except CannotListen as exc:
         print(f"hub: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_CANNOT_LISTEN
+
+    with claim:
+        if settings.num_workers == 1:
+            from hub.app import run_worker
+
+            configure_logging(settings.log_level, settings.log_format, worker=0)
+            return run_worker(settings, reuse_port=True)
+        from hub.cli.embedded_redis import RedisNotInstalled
+        from hub.cli.supervisor import Supervisor
+
+        configure_logging(settings.log_level, settings.log_format)
+        try:
+            return Supervisor(settings, _worker_main).run()
+        except RedisNotInstalled as exc:
+            print(f"hub: {exc}", file=sys.stderr)
+            return 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:

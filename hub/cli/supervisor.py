@@ -18,6 +18,7 @@ from hub.cli.embedded_redis import EmbeddedRedis
 from hub.cli.orphans import make_owned_dir, remove_stale_dirs
 from hub.core.backoff import backoff
 from hub.core.config import METRICS_DIR_ENV, Settings
+from hub.runtime.ports import EXIT_CANNOT_LISTEN
 
 __all__ = ["Supervisor"]
 
@@ -27,8 +28,9 @@ logger = logging.getLogger(__name__)
 STABLE_AFTER_S = 5.0
 #: Where prometheus_client, on import, looks for multiprocess metric files (hub.metrics).
 #: Named here so that the supervisor itself never imports prometheus_client.
-#: How long workers get to close their connections with 1001 before they are killed.
-STOP_TIMEOUT_S = 8.0
+#: How long workers get to close their connections with 1001 before they are killed (each
+#: also ends itself after hub.app.SHUTDOWN_DEADLINE_S).
+STOP_TIMEOUT_S = 5.0
 
 WorkerTarget = Callable[[Settings, int], None]
 
@@ -43,6 +45,7 @@ class Supervisor:
         self._started_at: dict[int, float] = {}
         self._delays = {i: backoff(initial_s=0.5, max_s=10.0) for i in range(settings.num_workers)}
         self._stopping = False
+        self._status = 0
         self.metrics_dir: str | None = None
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
@@ -77,14 +80,15 @@ class Supervisor:
             n = self.settings.num_workers
             logger.info("starting %d workers on %s:%d", n, self.settings.host, self.settings.port)
             for index in range(n):
-                self._spawn(index)
+                if not self._stopping:
+                    self._spawn(index)
             self._watch()
         finally:
             self._stop_all()
             if self.embedded is not None:
                 self.embedded.stop()
             self._remove_metrics_dir()
-        return 0
+        return self._status
 
     def _create_metrics_dir(self) -> None:
         """Give the workers a fresh directory for their metric files, so that whichever
@@ -136,6 +140,13 @@ class Supervisor:
                 if proc.is_alive() or index in restart_at:
                     continue
                 self._mark_dead(proc)
+                if proc.exitcode == EXIT_CANNOT_LISTEN:
+                    # It said why (a port taken since the supervisor checked it): another
+                    # worker would fail alike, so the hub stops, with the worker's status.
+                    logger.error("worker %d cannot listen; stopping the hub", index)
+                    self._status = EXIT_CANNOT_LISTEN
+                    self._stopping = True
+                    return
                 lived = now - self._started_at[index]
                 if lived > STABLE_AFTER_S:
                     self._delays[index] = backoff(initial_s=0.5, max_s=10.0)

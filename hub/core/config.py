@@ -56,6 +56,11 @@ class Settings:
         "worker processes sharing the port via SO_REUSEPORT (0: one per CPU); each holds "
         "at most ~19,000 sockets because of the per-process open-file limit",
     )
+    reuse_port: bool = _opt(
+        False,
+        "share --port (and --api-port) with other hub processes, e.g. a blue/green switch; "
+        "without it hub refuses to start on a port that another process holds",
+    )
     # Broker
     redis_url: str | None = _opt(
         None,
