@@ -1,0 +1,131 @@
+"""One client's presence, subscribe churn or history subscriptions cost no one else anything,
+and an odd Redis costs the log no traceback: reproductions of an adversarial pass, over
+real processes. Each is bounded in count and time, and checks the hub's log for tracebacks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+
+from support import HubProcess, RedisServer, free_port, t
+from websockets.asyncio.client import ClientConnection, connect
+
+StartHub = Callable[..., HubProcess]
+
+#: The publish budget, scaled down with the storms (the finding used the default 10,000 with
+#: storms 10 and 3 times larger): what a subscribe storm could take of it is what matters.
+BUDGET = ("--publish-buffer-messages", "1000")
+
+
+def assert_no_traceback(hub: HubProcess) -> None:
+    assert "Traceback" not in hub.output(), hub.output()[-3000:]
+
+
+def presence_hub(start_hub: StartHub, redis: RedisServer, *extra: str) -> HubProcess:
+    return start_hub(
+        "--redis",
+        redis.url,
+        "--workers",
+        "1",
+        "--channel-prefix",
+        f"iso{free_port()}:",
+        "--presence",
+        "--join-leave",
+        *BUDGET,
+        *extra,
+    )
+
+
+async def v1(hub: HubProcess) -> ClientConnection:
+    return await connect(hub.url(), subprotocols=["hub.v1"], max_size=None)  # type: ignore[list-item]
+
+
+async def request(ws: ClientConnection, body: dict[str, object]) -> dict[str, object]:
+    """Send one request and read frames until its answer (join/leave events are skipped)."""
+    await ws.send(json.dumps(body))
+    while True:
+        frame = json.loads(await asyncio.wait_for(ws.recv(), t(20)))
+        if frame.get("id") == body["id"]:
+            return frame  # type: ignore[no-any-return]
+
+
+async def victim_publishes(hub: HubProcess, count: int, start: asyncio.Event) -> int:
+    """Publish ``count`` messages as fast as the hub takes them; how many it rejected."""
+    async with await v1(hub) as ws:
+        await start.wait()
+        # In bursts, spread over the storm: a publish is rejected while the storm holds the
+        # budget, whenever that is.
+        for i in range(count):
+            await ws.send(json.dumps({"op": "publish", "channel": "victim", "data": i, "id": i}))
+            if i % 20 == 19:
+                await asyncio.sleep(0.005)
+        rejected = answered = 0
+        while answered < count:
+            frame = json.loads(await asyncio.wait_for(ws.recv(), t(20)))
+            if frame.get("type") in ("ack", "error"):
+                answered += 1
+                rejected += frame.get("code") == "publish_rejected"
+        return rejected
+
+
+async def test_a_subscribe_storm_with_presence_rejects_no_one_elses_publish(
+    redis_server: RedisServer, start_hub: StartHub
+) -> None:
+    """10 clients subscribing to 300 presence channels each, with join/leave events, while
+    another client publishes 1,000 messages: none of those is rejected (Redis is up)."""
+    hub = presence_hub(start_hub, redis_server)
+    storm = [await v1(hub) for _ in range(10)]
+    start = asyncio.Event()
+    victim = asyncio.create_task(victim_publishes(hub, 1000, start))
+
+    async def subscribe(n: int, ws: ClientConnection) -> None:
+        channels = [f"room.{n}.{i}" for i in range(300)]
+        await ws.send(
+            json.dumps({"op": "subscribe", "channels": channels, "join_leave": True, "id": 1})
+        )
+
+    await asyncio.sleep(0.2)
+    start.set()
+    await asyncio.gather(*(subscribe(n, ws) for n, ws in enumerate(storm)))
+    rejected = await victim
+    for ws in storm:
+        await ws.close()
+    assert rejected == 0, f"victim publishes rejected: {rejected}/1000"
+    assert_no_traceback(hub)
+
+
+async def churn(ws: ClientConnection, pairs: int) -> list[dict[str, object]]:
+    """``pairs`` subscribe/unsubscribe pairs on one channel, sent at once; the errors."""
+    for i in range(pairs):
+        for op in ("subscribe", "unsubscribe"):
+            body = {"op": op, "channel": "room.churn", "join_leave": True, "id": f"{op}{i}"}
+            if op == "unsubscribe":
+                del body["join_leave"]
+            await ws.send(json.dumps(body))
+    errors, answered = [], 0
+    while answered < 2 * pairs:
+        frame = json.loads(await asyncio.wait_for(ws.recv(), t(20)))
+        if frame.get("type") in ("ack", "error"):
+            answered += 1
+            if frame["type"] == "error":
+                errors.append(frame)
+    return errors
+
+
+async def test_subscribe_churn_rejects_no_one_elses_publish(
+    redis_server: RedisServer, start_hub: StartHub
+) -> None:
+    """1,000 subscribe/unsubscribe pairs on one presence channel from one client, while
+    another publishes 600: none of the 600 is rejected."""
+    hub = presence_hub(start_hub, redis_server)
+    start = asyncio.Event()
+    victim = asyncio.create_task(victim_publishes(hub, 600, start))
+    async with await v1(hub) as attacker:
+        await asyncio.sleep(0.2)
+        start.set()
+        await churn(attacker, 1000)
+    rejected = await victim
+    assert rejected == 0, f"victim publishes rejected: {rejected}/600"
+    assert_no_traceback(hub)
