@@ -143,6 +143,11 @@ class PresenceManager(Protocol):
         heartbeating. Raises BrokerUnavailable."""
         ...
 
+    def take_dropped(self) -> Collection[str]:
+        """The channels whose writes were dropped (a full queue) since the last call: the
+        node writes their local members again."""
+        ...
+
 
 def presence_event(is_join: bool, client: str, user: str | None) -> bytes:
     """The envelope of a join or leave event, as every engine publishes it."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 from hub.brokers.base import BrokerEventHandler, BrokerStats, presence_event
 from hub.brokers.scripts import new_epoch
@@ -141,6 +141,9 @@ class MemoryPresence:
 
     def heartbeat(self, channels: Sequence[str], ttl_s: float) -> None:
         pass  # one process: its clients cannot outlive it
+
+    def take_dropped(self) -> Collection[str]:
+        return ()  # nothing is queued
 
     async def read(self, channel: str) -> list[tuple[str, str | None]]:
         return list(self._members.get(channel, {}).items())

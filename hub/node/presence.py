@@ -156,5 +156,7 @@ class Presence:
                 ]
                 if channels:
                     store.heartbeat(channels, self.ttl_s)
+                # A storm filled the store's queue: what it dropped is written again.
+                self.rewrite(store.take_dropped())
             except Exception:
                 logger.exception("the presence heartbeat failed; it runs again")

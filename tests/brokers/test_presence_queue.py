@@ -36,7 +36,9 @@ async def start(broker: RedisBroker) -> Events:
 
 @pytest.fixture
 async def broker(redis_server: RedisServer) -> AsyncIterator[tuple[RedisBroker, Events]]:
-    options = BrokerOptions(prefix=f"pq{free_port()}:", publish_buffer_messages=50)
+    options = BrokerOptions(
+        prefix=f"pq{free_port()}:", publish_buffer_messages=50, presence_buffer_entries=50
+    )
     broker = RedisBroker(url=redis_server.url, options=options)
     handler = await start(broker)
     await broker.subscribe("room")
@@ -70,13 +72,15 @@ async def test_a_join_and_leave_that_meet_unwritten_cancel_out(
 async def test_presence_has_its_own_bound_and_takes_nothing_of_the_publish_budget(
     broker: tuple[RedisBroker, Events],
 ) -> None:
-    """Far more joins than the publish buffer holds, in one turn: the presence queue drops
-    what passes its own bound (counted), and every publish of that turn is accepted."""
+    """Far more joins than either buffer holds, in one turn: the presence queue drops what
+    passes its own bound (counted, and its channel handed back to be written again), and
+    every publish of that turn is accepted."""
     broker, handler = broker
     presence = broker.presence()
     for i in range(200):
         presence.add("room", f"c{i}", None, 30.0, announce=True)
     assert broker.stats.num_presence_dropped == 150
+    assert presence.take_dropped() == {"room"} and presence.take_dropped() == set()
     assert all(broker.publish("room", b"m%d" % i) for i in range(50))
     assert broker.stats.num_dropped == 0
     await async_wait_until(lambda: len(handler.got) == 50, 10, "the 50 joins it kept")

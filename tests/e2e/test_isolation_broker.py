@@ -80,18 +80,17 @@ async def test_a_subscribe_storm_with_presence_rejects_no_one_elses_publish(
     start = asyncio.Event()
     victim = asyncio.create_task(victim_publishes(hub, 1000, start))
 
-    async def subscribe(n: int, ws: ClientConnection) -> None:
+    async def subscribe(n: int, ws: ClientConnection) -> str:
         channels = [f"room.{n}.{i}" for i in range(300)]
-        await ws.send(
-            json.dumps({"op": "subscribe", "channels": channels, "join_leave": True, "id": 1})
-        )
+        body = {"op": "subscribe", "channels": channels, "join_leave": True, "id": 1}
+        return str((await request(ws, body))["type"])
 
     await asyncio.sleep(0.2)
     start.set()
-    await asyncio.gather(*(subscribe(n, ws) for n, ws in enumerate(storm)))
+    acks = await asyncio.gather(*(subscribe(n, ws) for n, ws in enumerate(storm)))
     rejected = await victim
-    for ws in storm:
-        await ws.close()
+    await asyncio.gather(*(ws.close() for ws in storm))
+    assert acks == ["ack"] * 10
     assert rejected == 0, f"victim publishes rejected: {rejected}/1000"
     assert_no_traceback(hub)
 
@@ -128,4 +127,28 @@ async def test_subscribe_churn_rejects_no_one_elses_publish(
         await churn(attacker, 1000)
     rejected = await victim
     assert rejected == 0, f"victim publishes rejected: {rejected}/600"
+    assert_no_traceback(hub)
+
+
+async def test_subscribe_churn_past_the_limit_is_answered_and_the_connection_stays(
+    redis_server: RedisServer, start_hub: StartHub
+) -> None:
+    """300 subscribe/unsubscribe pairs against --subscribe-rate 50 --subscribe-burst 100:
+    the subscribes past the burst get a subscribe_rate_limited error that says how long to
+    wait; the connection stays open, and a subscribe after that wait succeeds."""
+    hub = presence_hub(
+        start_hub, redis_server, "--subscribe-rate", "50", "--subscribe-burst", "100"
+    )
+    async with await v1(hub) as ws:
+        errors = await churn(ws, 300)
+        assert 150 <= len(errors) <= 200, len(errors)
+        assert {e["code"] for e in errors} == {"subscribe_rate_limited"}
+        message = str(errors[-1]["message"])
+        assert "nothing was subscribed" in message and "--subscribe-rate" in message
+        wait_s = float(message.split("wait ")[1].split("s,")[0])
+        assert 0 < wait_s <= 1
+        assert (await request(ws, {"op": "ping", "id": "p"}))["type"] == "ack"
+        await asyncio.sleep(1.0)  # the last error's wait held then; a later subscribe took more
+        ack = await request(ws, {"op": "subscribe", "channel": "room.after", "id": "after"})
+        assert ack["type"] == "ack", ack
     assert_no_traceback(hub)

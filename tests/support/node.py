@@ -4,7 +4,7 @@ keeps what it is sent, and a presence store that records its writes."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 from hub.brokers.base import presence_event
 from hub.brokers.memory import MemoryBroker
@@ -105,6 +105,9 @@ class FakeStore:
 
     def heartbeat(self, channels: Sequence[str], ttl_s: float) -> None:
         self.heartbeats.append(list(channels))
+
+    def take_dropped(self) -> Collection[str]:
+        return ()
 
     async def read(self, channel: str) -> list[tuple[str, str | None]]:
         from hub.core.errors import BrokerUnavailable

@@ -4,7 +4,7 @@ of one connection per master), never through its publish pipeline."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 from hub.brokers.redis.presence import RedisPresence
 
@@ -39,3 +39,6 @@ class ClusterPresence:
 
     async def read(self, channel: str) -> list[tuple[str, str | None]]:
         return await self._of(channel).read(channel)
+
+    def take_dropped(self) -> Collection[str]:
+        return [c for partition in self._partitions for c in partition.take_dropped()]

@@ -96,14 +96,13 @@ class RedisBroker:
             guard_key=self._probe_key if layout.sharded else None,
         )
         self._reader = RedisReader(self._link, names=layout)
-        # Its own bound, as large as the publish buffer's: a member costs one entry.
         self._presence = RedisPresence(
             self._link,
             names=layout,
             name=self._name,
             stats=self.stats,
             run_script=self._reader.run_script,
-            max_pending=options.publish_buffer_messages,
+            max_pending=options.presence_buffer_entries,
         )
         self._tasks: list[asyncio.Task[None]] = []
         # The Broker interface, where it only forwards: the parts' methods themselves.

@@ -7,7 +7,8 @@ budget with presence writes, and other clients' publishes were refused as if Red
 down. The queue holds one entry per (channel, client), the latest word on it, so a storm
 costs at most one entry per member however much it churns; a join and a leave that meet
 there cancel out (nobody is told of a member that came and went unwritten). It is bounded:
-past ``max_pending`` new entries are dropped and counted (``num_presence_dropped``). While
+past ``max_pending`` new entries are dropped and counted (``num_presence_dropped``), and
+their channels are handed to the node's next heartbeat to write again (``take_dropped``). While
 Redis is unreachable the queue holds what arrives and writes it once the connection is back;
 a write whose reply was lost is written again (presence writes are idempotent; its event is
 not sent twice).
@@ -22,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Collection, Sequence
 from typing import Protocol
 
 import hiredis
@@ -87,6 +88,7 @@ class RedisPresence:
         self._publish_command = b"SPUBLISH" if names.sharded else b"PUBLISH"
         self._pending: dict[tuple[str, str], _Word] = {}
         self._beats: dict[str, float] = {}  # channel → TTL, of heartbeats not yet written
+        self._dropped: set[str] = set()
         # The batch written and not yet answered in full, to write again if it is lost.
         self._sent: dict[tuple[str, str], _Word] = {}
         self._awaiting = 0
@@ -143,7 +145,7 @@ class RedisPresence:
         word = self._pending.get(key)
         if word is None:
             if len(self._pending) >= self._max_pending:
-                self._drop()
+                self._drop(channel)
                 return None
             word = self._pending[key] = _Word(present, user, ttl_s)
             self._schedule()
@@ -153,7 +155,12 @@ class RedisPresence:
                 word.user, word.ttl_s = user, ttl_s
         return word
 
-    def _drop(self) -> None:
+    def take_dropped(self) -> Collection[str]:
+        dropped, self._dropped = self._dropped, set()
+        return dropped
+
+    def _drop(self, channel: str) -> None:
+        self._dropped.add(channel)
         self._stats.num_presence_dropped += 1
         if self._drop_log.allow("dropped", ""):
             logger.warning(
