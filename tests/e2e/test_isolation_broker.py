@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+import socket
+import struct
+import threading
+from collections.abc import Callable, Iterator
 
-from support import HubProcess, RedisServer, free_port, t
+import pytest
+from support import HubProcess, RedisServer, free_port, t, wait_until
 from websockets.asyncio.client import ClientConnection, connect
 
 StartHub = Callable[..., HubProcess]
@@ -151,4 +155,48 @@ async def test_subscribe_churn_past_the_limit_is_answered_and_the_connection_sta
         await asyncio.sleep(1.0)  # the last error's wait held then; a later subscribe took more
         ack = await request(ws, {"op": "subscribe", "channel": "room.after", "id": "after"})
         assert ack["type"] == "ack", ack
+    assert_no_traceback(hub)
+
+
+@pytest.fixture
+def resetting_listener() -> Iterator[int]:
+    """A TCP listener on a free loopback port that accepts and resets at once (SO_LINGER 0):
+    the hub's Redis connections are torn down during their handshake."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield server.getsockname()[1]
+    stop.set()
+    thread.join(5)
+    server.close()
+
+
+def test_a_redis_that_resets_every_connection_logs_a_warning_not_a_traceback(
+    start_hub: StartHub, resetting_listener: int
+) -> None:
+    """Reconnects to a listener that resets each connection at once: the hub logs one
+    warning line per attempt (with backoff), never a crashed task's traceback."""
+    hub = start_hub(
+        "--redis", f"redis://127.0.0.1:{resetting_listener}/0", "--workers", "1", wait=False
+    )
+    hub.wait_serving()
+
+    def warned() -> bool:
+        return "cannot connect" in hub.output() and "reset" in hub.output()
+
+    wait_until(warned, 10, "the reconnect warning")
+    wait_until(lambda: hub.output().count("cannot connect") >= 8, 15, "several attempts")
+    assert "task crashed" not in hub.output(), hub.output()[-3000:]
     assert_no_traceback(hub)
