@@ -105,7 +105,9 @@ class Broker(Protocol):
         """The channel's epoch and top offset, and up to ``limit`` messages with offsets
         above ``since`` (None: the last ``limit``), oldest first.
 
-        A channel with no history yet gets its epoch here. Raises BrokerUnavailable.
+        A channel with no history yet gets its epoch here; on Redis, its meta then lives
+        an hour after the last such read until the first publish (``hub.brokers.scripts``).
+        Raises BrokerUnavailable.
         """
         ...
 

@@ -200,3 +200,71 @@ def test_a_redis_that_resets_every_connection_logs_a_warning_not_a_traceback(
     wait_until(lambda: hub.output().count("cannot connect") >= 8, 15, "several attempts")
     assert "task crashed" not in hub.output(), hub.output()[-3000:]
     assert_no_traceback(hub)
+
+
+HISTORY = ("--history-size", "10", "--history-ttl-s", "60")
+
+
+async def test_subscribing_alone_leaves_only_short_lived_history_keys(
+    redis_server: RedisServer, start_hub: StartHub
+) -> None:
+    """Subscribing to 300 history channels that nobody publishes on leaves no key that
+    outlives an hour (the epoch a subscriber was given lives that long, refreshed by every
+    later subscribe); the first publish makes the meta last --history-meta-ttl-s."""
+    prefix = f"meta{free_port()}:"
+    hub = start_hub(
+        "--redis", redis_server.url, "--workers", "1", "--channel-prefix", prefix, *HISTORY
+    )
+    async with await v1(hub) as ws:
+        channels = [f"quiet.{i}" for i in range(300)]
+        ack = await request(ws, {"op": "subscribe", "channels": channels, "id": 1})
+        assert ack["type"] == "ack", ack
+    client = redis_server.client()
+    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    ttls = [client.ttl(key) for key in keys]
+    assert ttls and max(ttls) <= 3600 and min(ttls) > 0, (len(keys), max(ttls))
+    async with await v1(hub) as ws:
+        await request(ws, {"op": "publish", "channel": "quiet.0", "data": 1, "id": 1})
+    assert client.ttl(f"{prefix}{{quiet.0}}:meta") > 3600
+    assert_no_traceback(hub)
+
+
+async def test_a_position_taken_before_the_first_publish_recovers_across_it(
+    redis_server: RedisServer, start_hub: StartHub
+) -> None:
+    """A subscriber given epoch E, offset 0 on a channel with no history yet leaves; three
+    messages are published (the channel's first); it comes back with E:0 and recovers
+    exactly those three. One connected across the first publish gets it live."""
+    hub = start_hub(
+        "--redis",
+        redis_server.url,
+        "--workers",
+        "1",
+        "--channel-prefix",
+        f"rec{free_port()}:",
+        *HISTORY,
+    )
+    async with await v1(hub) as early, await v1(hub) as live:
+        ack = await request(early, {"op": "subscribe", "channel": "fresh", "id": 1})
+        position = ack["positions"]["fresh"]  # type: ignore[index]
+        assert position["offset"] == 0
+        await request(live, {"op": "subscribe", "channel": "fresh", "id": 1})
+    async with await v1(hub) as live, await v1(hub) as publisher:
+        ack = await request(live, {"op": "subscribe", "channel": "fresh", "id": 1})
+        assert ack["positions"]["fresh"]["epoch"] == position["epoch"]  # type: ignore[index]
+        for i in range(3):
+            await request(publisher, {"op": "publish", "channel": "fresh", "data": i, "id": i})
+        got = [json.loads(await asyncio.wait_for(live.recv(), t(5))) for _ in range(3)]
+        assert [(m["data"], m["offset"]) for m in got] == [(0, 1), (1, 2), (2, 3)]
+    async with await v1(hub) as back:
+        recover = {"fresh": position}
+        body = {"op": "subscribe", "channel": "fresh", "recover": recover, "id": 9}
+        ack = await request(back, body)
+        assert ack["positions"]["fresh"] == {  # type: ignore[index]
+            "epoch": position["epoch"],
+            "offset": 3,
+            "recovered": True,
+        }
+        replay = [json.loads(await asyncio.wait_for(back.recv(), t(5))) for _ in range(3)]
+        assert [m["data"] for m in replay] == [0, 1, 2]
+    assert_no_traceback(hub)
