@@ -27,19 +27,14 @@ def assert_no_traceback(hub: HubProcess) -> None:
     assert "Traceback" not in hub.output(), hub.output()[-3000:]
 
 
+def hub_on(start_hub: StartHub, redis: RedisServer, prefix: str, *extra: str) -> HubProcess:
+    """One worker on ``redis``, its names under ``prefix``."""
+    return start_hub("--redis", redis.url, "--workers", "1", "--channel-prefix", prefix, *extra)
+
+
 def presence_hub(start_hub: StartHub, redis: RedisServer, *extra: str) -> HubProcess:
-    return start_hub(
-        "--redis",
-        redis.url,
-        "--workers",
-        "1",
-        "--channel-prefix",
-        f"iso{free_port()}:",
-        "--presence",
-        "--join-leave",
-        *BUDGET,
-        *extra,
-    )
+    prefix = f"iso{free_port()}:"
+    return hub_on(start_hub, redis, prefix, "--presence", "--join-leave", *BUDGET, *extra)
 
 
 async def v1(hub: HubProcess) -> ClientConnection:
@@ -212,9 +207,7 @@ async def test_subscribing_alone_leaves_only_short_lived_history_keys(
     outlives an hour (the epoch a subscriber was given lives that long, refreshed by every
     later subscribe); the first publish makes the meta last --history-meta-ttl-s."""
     prefix = f"meta{free_port()}:"
-    hub = start_hub(
-        "--redis", redis_server.url, "--workers", "1", "--channel-prefix", prefix, *HISTORY
-    )
+    hub = hub_on(start_hub, redis_server, prefix, *HISTORY)
     async with await v1(hub) as ws:
         channels = [f"quiet.{i}" for i in range(300)]
         ack = await request(ws, {"op": "subscribe", "channels": channels, "id": 1})
@@ -235,20 +228,11 @@ async def test_a_position_taken_before_the_first_publish_recovers_across_it(
     """A subscriber given epoch E, offset 0 on a channel with no history yet leaves; three
     messages are published (the channel's first); it comes back with E:0 and recovers
     exactly those three. One connected across the first publish gets it live."""
-    hub = start_hub(
-        "--redis",
-        redis_server.url,
-        "--workers",
-        "1",
-        "--channel-prefix",
-        f"rec{free_port()}:",
-        *HISTORY,
-    )
-    async with await v1(hub) as early, await v1(hub) as live:
+    hub = hub_on(start_hub, redis_server, f"rec{free_port()}:", *HISTORY)
+    async with await v1(hub) as early:
         ack = await request(early, {"op": "subscribe", "channel": "fresh", "id": 1})
         position = ack["positions"]["fresh"]  # type: ignore[index]
         assert position["offset"] == 0
-        await request(live, {"op": "subscribe", "channel": "fresh", "id": 1})
     async with await v1(hub) as live, await v1(hub) as publisher:
         ack = await request(live, {"op": "subscribe", "channel": "fresh", "id": 1})
         assert ack["positions"]["fresh"]["epoch"] == position["epoch"]  # type: ignore[index]
