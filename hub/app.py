@@ -107,6 +107,8 @@ class App:
             max_subscriptions=settings.max_subscriptions,
             publish_rate=settings.publish_rate,
             publish_burst=settings.publish_burst,
+            subscribe_rate=settings.subscribe_rate,
+            subscribe_burst=settings.subscribe_burst,
         )
         self.api = _api(settings, self.node, authenticator)
         self.server = _server(settings, self.handler)

@@ -82,7 +82,8 @@ def create_engines(url: str | None, options: BrokerOptions | None = None) -> Eng
     if url is None or url == "memory://":
         from hub.brokers.memory import MemoryBroker, MemoryPresence
 
-        return Engines(MemoryBroker(), MemoryPresence())
+        memory = MemoryBroker()
+        return Engines(memory, MemoryPresence(memory.publish))
     if url.startswith(CLUSTER_SCHEMES):
         from hub.brokers.cluster.broker import ClusterBroker
 

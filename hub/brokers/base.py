@@ -22,11 +22,20 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from hub.core.envelope import encode_event
 from hub.core.errors import BrokerUnavailable
+from hub.core.jsontext import dump_json
 from hub.core.namespaces import ChannelOptions
 from hub.core.sequence import HistoryPage
 
-__all__ = ["Broker", "BrokerEventHandler", "BrokerStats", "BrokerUnavailable", "PresenceManager"]
+__all__ = [
+    "Broker",
+    "BrokerEventHandler",
+    "BrokerStats",
+    "BrokerUnavailable",
+    "PresenceManager",
+    "presence_event",
+]
 
 
 class BrokerEventHandler(Protocol):
@@ -55,6 +64,8 @@ class BrokerStats:
     num_reconnects: int = 0
     num_gaps: int = 0
     num_probe_failures: int = 0
+    #: Presence writes and join/leave events dropped because the presence queue was full.
+    num_presence_dropped: int = 0
 
 
 class Broker(Protocol):
@@ -94,20 +105,35 @@ class Broker(Protocol):
         """The channel's epoch and top offset, and up to ``limit`` messages with offsets
         above ``since`` (None: the last ``limit``), oldest first.
 
-        A channel with no history yet gets its epoch here. Raises BrokerUnavailable.
+        A channel with no history yet gets its epoch here; on Redis, its meta then lives
+        an hour after the last such read until the first publish (``hub.brokers.scripts``).
+        Raises BrokerUnavailable.
         """
         ...
 
 
 class PresenceManager(Protocol):
     """Presence: who is subscribed to a channel, cluster-wide. Each engine has its own,
-    beside its broker (``hub.brokers.create_engines`` makes the pair)."""
+    beside its broker (``hub.brokers.create_engines`` makes the pair).
 
-    def add(self, channel: str, client: str, user: str | None, ttl_s: float) -> None:
-        """Record that ``client`` (of ``user``) is subscribed to ``channel``, from this process."""
+    Its writes and its join/leave events never take from the broker's publish buffer: a
+    subscribe storm must not cost anyone's message. They may be coalesced: a join and a
+    leave of one client on one channel that meet before they are written cancel out.
+    """
+
+    def add(
+        self, channel: str, client: str, user: str | None, ttl_s: float, *, announce: bool = False
+    ) -> None:
+        """Record that ``client`` (of ``user``) is subscribed to ``channel``, from this
+        process; with ``announce``, publish its join event to the channel too."""
         ...
 
-    def remove(self, channel: str, client: str) -> None: ...
+    def remove(
+        self, channel: str, client: str, user: str | None = None, *, announce: bool = False
+    ) -> None:
+        """``client`` (of ``user``) left ``channel``; with ``announce``, publish its leave
+        event."""
+        ...
 
     def heartbeat(self, channels: Sequence[str], ttl_s: float) -> None:
         """This process still holds its clients of ``channels`` (one write per channel,
@@ -118,3 +144,13 @@ class PresenceManager(Protocol):
         """(client, user) of everyone subscribed, less those of processes that stopped
         heartbeating. Raises BrokerUnavailable."""
         ...
+
+    def take_dropped(self) -> Collection[str]:
+        """The channels whose writes were dropped (a full queue) since the last call: the
+        node writes their local members again."""
+        ...
+
+
+def presence_event(is_join: bool, client: str, user: str | None) -> bytes:
+    """The envelope of a join or leave event, as every engine publishes it."""
+    return encode_event(is_join, dump_json({"client": client, "user": user}))

@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 
-from hub.brokers.base import BrokerEventHandler, BrokerStats
+from hub.brokers.base import BrokerEventHandler, BrokerStats, presence_event
 from hub.brokers.scripts import new_epoch
 from hub.core.envelope import decode_envelope, encode_positioned
 from hub.core.namespaces import ChannelOptions
@@ -112,23 +112,38 @@ class MemoryBroker:
 
 
 class MemoryPresence:
-    """Presence within one process: channel → {client: user}."""
+    """Presence within one process: channel → {client: user}. Join and leave events go
+    through ``publish`` (the memory broker's: it holds nothing, so it has no budget to
+    share)."""
 
-    def __init__(self) -> None:
+    def __init__(self, publish: Callable[[str, bytes], bool] | None = None) -> None:
         self._members: dict[str, dict[str, str | None]] = {}
+        self._publish = publish
 
-    def add(self, channel: str, client: str, user: str | None, ttl_s: float) -> None:
-        self._members.setdefault(channel, {})[client] = user
+    def add(
+        self, channel: str, client: str, user: str | None, ttl_s: float, *, announce: bool = False
+    ) -> None:
+        members = self._members.setdefault(channel, {})
+        members[client] = user
+        if announce and self._publish is not None:
+            self._publish(channel, presence_event(True, client, user))
 
-    def remove(self, channel: str, client: str) -> None:
+    def remove(
+        self, channel: str, client: str, user: str | None = None, *, announce: bool = False
+    ) -> None:
         members = self._members.get(channel)
         if members is not None:
             members.pop(client, None)
             if not members:
                 del self._members[channel]
+        if announce and self._publish is not None:
+            self._publish(channel, presence_event(False, client, user))
 
     def heartbeat(self, channels: Sequence[str], ttl_s: float) -> None:
         pass  # one process: its clients cannot outlive it
+
+    def take_dropped(self) -> Collection[str]:
+        return ()  # nothing is queued
 
     async def read(self, channel: str) -> list[tuple[str, str | None]]:
         return list(self._members.get(channel, {}).items())

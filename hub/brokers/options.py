@@ -17,6 +17,10 @@ class BrokerOptions:
     #: The bounds of what the process holds unanswered (while Redis is away, or slow).
     publish_buffer_messages: int = 10_000
     publish_buffer_bytes: int = 16 * 1024 * 1024
+    #: The bound of the presence queue, apart from the publish buffer's: clients (per
+    #: channel) whose presence write waits for Redis. A storm past it drops writes, and the
+    #: node writes those channels' members again at its next heartbeat.
+    presence_buffer_entries: int = 100_000
     #: How often the probe goes round this process's publish → Redis → subscribe path, and
     #: after how long without it coming back the process calls itself deaf.
     probe_interval_s: float = 1.0

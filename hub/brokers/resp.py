@@ -161,6 +161,10 @@ class RespConnection(asyncio.Protocol):
     async def command(self, *args: bytes, timeout_s: float = 5.0) -> Reply:
         """Send one command and await its reply; raise on an error reply."""
         assert self.transport is not None
+        if self.lost.done():
+            # Reset before this command (a server that accepts and resets at once): an
+            # ordinary lost connection, not uvloop's RuntimeError of a closed transport.
+            raise ConnectionError("connection to Redis lost (reset by the server)")
         waiter: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         self.transport.write(encode_command(*args))

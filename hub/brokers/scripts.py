@@ -24,12 +24,18 @@ __all__ = [
     "PRESENCE_SCRIPT",
     "PUBLISH_SCRIPT",
     "READ_SCRIPT",
+    "UNPUBLISHED_META_TTL_S",
     "new_epoch",
     "new_message_id",
     "publish_args",
     "run_id",
     "sha1",
+    "unpublished_meta_ttl",
 ]
+
+#: How long the meta of a channel that nothing was published on yet lives after its last
+#: read (at most the channel's meta TTL): see READ_SCRIPT.
+UNPUBLISHED_META_TTL_S = 3600
 
 # KEYS: stream, meta. ARGV: envelope, history size, history TTL (ms), meta TTL (s),
 # a fresh epoch (taken if the channel has none), the pub/sub channel, the message's id,
@@ -84,13 +90,26 @@ redis.call(ARGV[10], ARGV[6], '\\255hbo' .. offset .. ':' .. epoch .. '\\n' .. A
 return offset
 """
 
-# KEYS: stream, meta. ARGV: a fresh epoch, meta TTL (s), the first stream id to read
-# ("<offset>-0"; empty: the last ARGV[4] messages), the most messages to return.
+# KEYS: stream, meta. ARGV: a fresh epoch, the TTL (s) of a meta that nothing was published
+# on yet, the first stream id to read ("<offset>-0"; empty: the last ARGV[4] messages), the
+# most messages to return.
+#
+# A channel with no history yet gets its epoch here, and the meta that keeps it lives only
+# UNPUBLISHED_META_TTL_S until its first publish (which makes it live the meta TTL); every
+# read until then starts that time again. Subscribing alone to many names so leaves nothing
+# that outlives an hour. The epoch must still be written now, not at the first publish:
+# clients keep the epoch of their subscribe's ack (deliveries carry only offsets), so an
+# epoch made later would turn every position taken before it into another epoch's, and
+# recovery from it into recovered: false. A first publish after the meta expired does start
+# a new epoch: a client that was given the old one then gets recovered: false once
+# (a false alarm, never a silent loss).
 READ_SCRIPT = b"""
 local epoch = redis.call('hget', KEYS[2], 'e')
 if not epoch then
   epoch = ARGV[1]
   redis.call('hset', KEYS[2], 'e', epoch)
+  redis.call('expire', KEYS[2], ARGV[2])
+elseif redis.call('hexists', KEYS[2], 's') == 0 then
   redis.call('expire', KEYS[2], ARGV[2])
 end
 local top = tonumber(redis.call('hget', KEYS[2], 's') or '0')
@@ -159,6 +178,11 @@ def publish_args(
         writer,
         b"spublish" if names.sharded else b"publish",
     )
+
+
+def unpublished_meta_ttl(options: ChannelOptions) -> bytes:
+    """The read script's TTL argument: that of a meta nothing was published on yet."""
+    return b"%d" % max(1, int(min(options.history_meta_ttl_s, UNPUBLISHED_META_TTL_S)))
 
 
 def run_id(info: object) -> bytes:

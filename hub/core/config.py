@@ -167,6 +167,19 @@ class Settings:
     publish_burst: int = _opt(
         0, "publishes allowed in a burst above the rate (0: the rate, at least 1)", group="limits"
     )
+    subscribe_rate: float = _opt(
+        100.0,
+        "channels per second each hub.v1 connection may subscribe to, after a burst (0: "
+        "unlimited); beyond it a subscribe is answered with a subscribe_rate_limited error, "
+        "nothing is subscribed and the connection stays open",
+        group="limits",
+    )
+    subscribe_burst: int = _opt(
+        0,
+        "channels a hub.v1 connection may subscribe to in a burst above the rate (0: twice "
+        "--max-subscriptions)",
+        group="limits",
+    )
     # Access control
     jwt_secret: str | None = _opt(
         None, "HS256 secret: require a JWT at the handshake (unset: auth off)", group="auth"

@@ -32,6 +32,7 @@ __all__ = [
     "PUBLISH_REJECTED",
     "RATE_LIMITED",
     "SUBPROTOCOL",
+    "SUBSCRIBE_RATE_LIMITED",
     "TOO_MANY_SUBSCRIPTIONS",
     "UNAVAILABLE",
     "UNKNOWN_OP",
@@ -61,6 +62,7 @@ BAD_BINARY_FRAME: Final = "bad_binary_frame"
 TOO_MANY_SUBSCRIPTIONS: Final = "too_many_subscriptions"
 FORBIDDEN: Final = "forbidden"
 RATE_LIMITED: Final = "rate_limited"
+SUBSCRIBE_RATE_LIMITED: Final = "subscribe_rate_limited"
 PUBLISH_REJECTED: Final = "publish_rejected"
 HISTORY_OFF: Final = "history_off"
 PRESENCE_OFF: Final = "presence_off"
@@ -80,6 +82,7 @@ ERROR_CODES: Final = (
     TOO_MANY_SUBSCRIPTIONS,
     FORBIDDEN,
     RATE_LIMITED,
+    SUBSCRIBE_RATE_LIMITED,
     PUBLISH_REJECTED,
     HISTORY_OFF,
     PRESENCE_OFF,

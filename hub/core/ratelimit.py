@@ -1,4 +1,5 @@
-"""A token bucket for the per-connection publish rate limit. Pure: the caller passes the time."""
+"""A token bucket for the per-connection rate limits (publishes, subscribed channels). Pure:
+the caller passes the time."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ __all__ = ["TokenBucket"]
 
 
 class TokenBucket:
-    """``rate`` tokens per second, holding at most ``burst``; each publish takes one."""
+    """``rate`` tokens per second, holding at most ``burst``; each publish takes one, a
+    subscribe one per channel."""
 
     __slots__ = ("_last", "_tokens", "burst", "rate")
 
@@ -18,11 +20,18 @@ class TokenBucket:
         self._tokens = self.burst
         self._last = now
 
-    def allow(self, now: float) -> bool:
+    def allow(self, now: float, cost: float = 1.0) -> bool:
+        """Take ``cost`` tokens if there are as many; False (taking none) otherwise. A cost
+        over the burst costs the burst: it would never pass otherwise."""
+        cost = min(cost, self.burst)
         tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
         self._last = now
-        if tokens >= 1.0:
-            self._tokens = tokens - 1.0
+        if tokens >= cost:
+            self._tokens = tokens - cost
             return True
         self._tokens = tokens
         return False
+
+    def wait_s(self, cost: float) -> float:
+        """How long until ``cost`` tokens are there, from the last ``allow``."""
+        return max(0.0, min(cost, self.burst) - self._tokens) / self.rate

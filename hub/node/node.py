@@ -72,7 +72,6 @@ class Node:
             presence,
             self.rules,
             registry=self._registry,
-            publish=broker.publish,
             ttl_s=presence_ttl_s,
         )
         # Plain counters on the hot path; metrics read them at scrape time.

@@ -8,8 +8,9 @@ as a channel of one. A crashed process's members are dropped by the next read af
 expiry.
 
 ``Presence`` owns the listeners of join/leave events, the heartbeat and the numbering of
-members; it is handed the store (``PresenceManager``), a way to publish events, and the
-registry to read who is local.
+members; it is handed the store (``PresenceManager``) and the registry to read who is local.
+The store publishes the join and leave events itself, beside its writes: they never take
+from the publish path's budget, and a join and leave that meet unwritten cancel out there.
 """
 
 from __future__ import annotations
@@ -19,13 +20,11 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from typing import TypedDict
 
 from hub.brokers.base import PresenceManager
-from hub.core.envelope import encode_event
 from hub.core.errors import BrokerUnavailable, ProtocolError
-from hub.core.jsontext import dump_json
 from hub.core.namespaces import ChannelRules
 from hub.core.protocol import PRESENCE_OFF, UNAVAILABLE
 from hub.core.registry import Registry
@@ -34,9 +33,6 @@ from hub.node.state import Member
 __all__ = ["Presence", "PresenceAnswer"]
 
 logger = logging.getLogger(__name__)
-
-#: Publishes an event's envelope on a channel (``Broker.publish``).
-PublishEvent = Callable[[str, bytes], bool]
 
 
 class PresenceAnswer(TypedDict):
@@ -57,13 +53,11 @@ class Presence:
         rules: ChannelRules,
         *,
         registry: Registry[Member],
-        publish: PublishEvent,
         ttl_s: float,
     ) -> None:
         self._store = store
         self._rules = rules
         self._registry = registry
-        self._publish = publish
         self.ttl_s = ttl_s
         #: This process's name in presence lists: client ids are ``<name>.<number>``.
         self.name = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
@@ -90,9 +84,13 @@ class Presence:
     def joined(self, channel: str, member: Member) -> None:
         options = self._rules.options_for(channel)
         if options.presence and self._store is not None:
-            self._store.add(channel, self.client_id(member), member.user, self.ttl_s)
-            if options.join_leave:
-                self._announce(channel, member, is_join=True)
+            self._store.add(
+                channel,
+                self.client_id(member),
+                member.user,
+                self.ttl_s,
+                announce=options.join_leave,
+            )
 
     def left(self, channel: str, member: Member) -> None:
         listeners = self._listeners.get(channel)
@@ -102,13 +100,9 @@ class Presence:
                 del self._listeners[channel]
         options = self._rules.options_for(channel)
         if options.presence and self._store is not None:
-            self._store.remove(channel, self.client_id(member))
-            if options.join_leave:
-                self._announce(channel, member, is_join=False)
-
-    def _announce(self, channel: str, member: Member, *, is_join: bool) -> None:
-        body = dump_json({"client": self.client_id(member), "user": member.user})
-        self._publish(channel, encode_event(is_join, body))
+            self._store.remove(
+                channel, self.client_id(member), member.user, announce=options.join_leave
+            )
 
     def listen(self, channel: str, member: Member) -> bool:
         """Send ``member`` the join and leave events of ``channel``; False if it has none."""
@@ -162,5 +156,7 @@ class Presence:
                 ]
                 if channels:
                     store.heartbeat(channels, self.ttl_s)
+                # A storm filled the store's queue: what it dropped is written again.
+                self.rewrite(store.take_dropped())
             except Exception:
                 logger.exception("the presence heartbeat failed; it runs again")

@@ -20,6 +20,7 @@ from hub.core.errors import BrokerUnavailable, CloseCode, InvalidChannel
 from hub.core.origins import normalize_origin
 from hub.core.policy import BUFFER_FULL, PublishPolicy
 from hub.core.protocol import MAX_HISTORY_LIMIT, SUBPROTOCOL
+from hub.core.ratelimit import TokenBucket
 from hub.node import Node
 from hub.ws.connection import Handshake, HubConnection, MessageCallback
 from hub.ws.routes import Routes, is_upgrade, text_response
@@ -66,6 +67,8 @@ class WebSocketHandler:
         max_subscriptions: int = 1000,
         publish_rate: float = 0.0,
         publish_burst: int = 0,
+        subscribe_rate: float = 0.0,
+        subscribe_burst: int = 0,
     ) -> None:
         self.node = node
         self.routes = routes
@@ -75,6 +78,8 @@ class WebSocketHandler:
         self.max_subscriptions = max_subscriptions
         self.publish_rate = publish_rate
         self.publish_burst = publish_burst
+        self.subscribe_rate = subscribe_rate
+        self.subscribe_burst = subscribe_burst or 2 * max_subscriptions
         self.num_connections = 0
         self.num_opened = 0
 
@@ -195,6 +200,7 @@ class WebSocketHandler:
                     grant=grant,
                     policy=self._policy(grant),
                     max_subscriptions=self.max_subscriptions,
+                    subscribe_bucket=self._subscribe_bucket(),
                 )
                 await session.run()
                 return
@@ -216,6 +222,12 @@ class WebSocketHandler:
                 expiry.cancel()
             self.num_connections -= 1
             node.leave_all(client)
+
+    def _subscribe_bucket(self) -> TokenBucket | None:
+        """A hub.v1 connection's bound on subscribe churn (a channel per token), or None."""
+        if not self.subscribe_rate:
+            return None
+        return TokenBucket(self.subscribe_rate, self.subscribe_burst, time.monotonic())
 
     def _policy(self, grant: Grant | None) -> PublishPolicy:
         return PublishPolicy.create(

@@ -7,6 +7,7 @@ Deliveries do not pass through here: the fan-out writes them straight to the tra
 from __future__ import annotations
 
 import logging
+import time
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
@@ -18,6 +19,7 @@ from hub.core.jsontext import dump_json
 from hub.core.policy import PublishPolicy
 from hub.core.protocol import (
     FORBIDDEN,
+    SUBSCRIBE_RATE_LIMITED,
     TOO_LARGE,
     TOO_MANY_SUBSCRIPTIONS,
     UNAVAILABLE,
@@ -27,6 +29,7 @@ from hub.core.protocol import (
     decode_request,
     error_frame,
 )
+from hub.core.ratelimit import TokenBucket
 from hub.node import Node
 from hub.ws.subscribers import V1Client
 
@@ -47,6 +50,7 @@ class V1Session:
         grant: Grant | None,
         policy: PublishPolicy,
         max_subscriptions: int,
+        subscribe_bucket: TokenBucket | None = None,
     ) -> None:
         self.ws = ws
         self.client = client
@@ -54,6 +58,9 @@ class V1Session:
         self.grant = grant
         self.policy = policy
         self.max_subscriptions = max_subscriptions
+        # Each channel subscribed costs presence writes, join/leave events and a history
+        # read: a connection that churns is slowed here, with an answer, never silently.
+        self.subscribe_bucket = subscribe_bucket
 
     async def run(self) -> None:
         """Serve requests until the connection ends; an ordinary end (a reset, the client's
@@ -116,6 +123,15 @@ class V1Session:
                 f"this connection has {len(client.channels)} subscriptions and asked for "
                 f"{len(new)} more; the limit is {self.max_subscriptions} (--max-subscriptions): "
                 "unsubscribe from some first",
+                request.id,
+            )
+        bucket = self.subscribe_bucket
+        if new and bucket is not None and not bucket.allow(time.monotonic(), len(new)):
+            raise ProtocolError(
+                SUBSCRIBE_RATE_LIMITED,
+                f"subscribe rate limit exceeded ({bucket.rate:g} channels/s, burst "
+                f"{bucket.burst:g}; --subscribe-rate): nothing was subscribed; wait "
+                f"{max(0.01, bucket.wait_s(len(new))):.2f}s, then subscribe again",
                 request.id,
             )
         node = self.node

@@ -90,8 +90,9 @@ RULES = ChannelRules(
 
 @pytest.fixture
 async def ruled() -> AsyncIterator[tuple[Node, FakeStore]]:
-    store = FakeStore()
-    node = Node(broker=RecordingBroker(), presence=store, max_buffered_bytes=1 << 20, rules=RULES)
+    broker = RecordingBroker()
+    store = FakeStore(broker.publish)
+    node = Node(broker=broker, presence=store, max_buffered_bytes=1 << 20, rules=RULES)
     await node.start()
     yield node, store
     await node.close()

@@ -28,13 +28,11 @@ RULES = ChannelRules(
 def presence(
     store: FakeStore | None, published: list[tuple[str, bytes]], ttl_s: float = 60.0
 ) -> tuple[Presence, Registry[Member]]:
+    """A Presence on ``store``, whose events land in ``published``."""
     registry: Registry[Member] = Registry()
-
-    def publish(channel: str, payload: bytes) -> bool:
-        published.append((channel, payload))
-        return True
-
-    return Presence(store, RULES, registry=registry, publish=publish, ttl_s=ttl_s), registry
+    if store is not None:
+        store.events = published
+    return Presence(store, RULES, registry=registry, ttl_s=ttl_s), registry
 
 
 def test_a_join_and_leave_are_written_and_announced() -> None:

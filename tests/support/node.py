@@ -4,8 +4,9 @@ keeps what it is sent, and a presence store that records its writes."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 
+from hub.brokers.base import presence_event
 from hub.brokers.memory import MemoryBroker
 from hub.core.envelope import Envelope
 from hub.core.formats import RAW, V1
@@ -73,21 +74,41 @@ class V1Member(FakeMember):
 
 
 class FakeStore:
-    """A presence store that records its writes and answers reads from them."""
+    """A presence store that records its writes and answers reads from them; its join and
+    leave events are recorded, and published through ``publish`` when given."""
 
-    def __init__(self) -> None:
+    def __init__(self, publish: Callable[[str, bytes], bool] | None = None) -> None:
+        self._publish = publish
         self.members: dict[str, dict[str, str | None]] = {}
         self.heartbeats: list[list[str]] = []
         self.is_down = False
+        #: The join and leave events it published: (channel, envelope).
+        self.events: list[tuple[str, bytes]] = []
 
-    def add(self, channel: str, client: str, user: str | None, ttl_s: float) -> None:
+    def add(
+        self, channel: str, client: str, user: str | None, ttl_s: float, *, announce: bool = False
+    ) -> None:
         self.members.setdefault(channel, {})[client] = user
+        if announce:
+            self._announce(channel, presence_event(True, client, user))
 
-    def remove(self, channel: str, client: str) -> None:
+    def remove(
+        self, channel: str, client: str, user: str | None = None, *, announce: bool = False
+    ) -> None:
         self.members.get(channel, {}).pop(client, None)
+        if announce:
+            self._announce(channel, presence_event(False, client, user))
+
+    def _announce(self, channel: str, event: bytes) -> None:
+        self.events.append((channel, event))
+        if self._publish is not None:
+            self._publish(channel, event)
 
     def heartbeat(self, channels: Sequence[str], ttl_s: float) -> None:
         self.heartbeats.append(list(channels))
+
+    def take_dropped(self) -> Collection[str]:
+        return ()
 
     async def read(self, channel: str) -> list[tuple[str, str | None]]:
         from hub.core.errors import BrokerUnavailable

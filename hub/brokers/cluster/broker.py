@@ -4,7 +4,8 @@ Every channel belongs to one of N partitions (``partitions.py``), and every part
 the standalone Redis broker's loops (``hub.brokers.redis``): a pipelined publisher, an
 SSUBSCRIBE subscriber and a reader, and a probe through the partition's own slot. Their
 connections are shares of one connection per master and role (``mux.py``): 3 per master
-for the process, whatever N is. A partition follows its slot on its own: MOVED or a
+for the process, whatever N is (4 once presence is written: its writes never share the
+publisher's). A partition follows its slot on its own: MOVED or a
 server-sent ``sunsubscribe`` (a resharding, a failover) ends only that partition's shares,
 which ask the topology where the slot lives now, attach there and resubscribe, and its
 history channels repair what they missed. The other partitions never notice.

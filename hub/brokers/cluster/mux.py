@@ -5,10 +5,10 @@ subscriber, reader), each on a :class:`Share`: the partition's part of one conne
 node that owns its slot. What the shares of one turn of the event loop write leaves in one
 write, and replies go back to the share that asked (pipelined replies in order, pub/sub
 pushes by the hash tag of their channel, pongs in order). So a process holds 3 connections
-per master whatever the number of partitions, and a busy loop turn costs one write per node,
-not one per partition: with a connection per partition, a load spread over 200 channels ran
-at half the round trips per second of one Redis, its hub CPU per round trip doubled by the
-writes alone (docs/benchmarks.md, Redis Cluster).
+per master (4 with presence writes) whatever the number of partitions, and a busy loop
+turn costs one write per node, not one per partition: with a connection per partition, a
+load spread over 200 channels ran at half the round trips per second of one Redis, its hub
+CPU per round trip doubled by the writes alone (docs/benchmarks.md, Redis Cluster).
 
 A partition whose slot moves closes its share and opens one on the new owner; the node's
 connection stays up for the others. A lost or deaf connection ends every share on it.

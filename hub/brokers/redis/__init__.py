@@ -1,7 +1,8 @@
 """The Redis broker: per process, one pipelined publish connection (``pipeline.py``), one
 pub/sub connection (``subscriber.py``) and one connection for history and presence reads
-(``reader.py``). Its presence (``presence.py``) writes through the pipeline and reads through
-the reader.
+(``reader.py``). Its presence (``presence.py``) writes through a bounded queue and a
+connection of its own (opened on first use), so that presence never takes from the budget
+that holds clients' publishes, and reads through the reader.
 
 A probe travels through this process's own publish → Redis → subscribe path; when it does not
 come back in time the process calls itself deaf, turns unready, and reconnects (the failure
@@ -95,6 +96,14 @@ class RedisBroker:
             guard_key=self._probe_key if layout.sharded else None,
         )
         self._reader = RedisReader(self._link, names=layout)
+        self._presence = RedisPresence(
+            self._link,
+            names=layout,
+            name=self._name,
+            stats=self.stats,
+            run_script=self._reader.run_script,
+            max_pending=options.presence_buffer_entries,
+        )
         self._tasks: list[asyncio.Task[None]] = []
         # The Broker interface, where it only forwards: the parts' methods themselves.
         self.publish = self._publisher.publish
@@ -103,14 +112,9 @@ class RedisBroker:
         self.read_history = self._reader.read_history
 
     def presence(self) -> RedisPresence:
-        """A presence manager on this broker's connections: it writes through the publish
-        pipeline and reads through the reader."""
-        return RedisPresence(
-            names=self._names,
-            name=self._name,
-            send=self._publisher.command,
-            run_script=self._reader.run_script,
-        )
+        """The presence manager beside this broker: it writes on a connection of its own and
+        reads through the reader."""
+        return self._presence
 
     # Lifecycle
 
@@ -137,6 +141,7 @@ class RedisBroker:
             ),
             asyncio.create_task(supervise("probe", self._run_probe)),
             asyncio.create_task(supervise("reader", self._reader.run)),
+            asyncio.create_task(supervise("presence", self._presence.run)),
         ]
         if self._locator is not None:
             watch = self._locator.watch
@@ -150,7 +155,7 @@ class RedisBroker:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._reconnect()
-        for part in (self._publisher, self._subscriber, self._reader):
+        for part in self._parts():
             part.conn = None
         if self._locator is not None:
             await self._locator.close()
@@ -158,9 +163,12 @@ class RedisBroker:
     def _reconnect(self) -> None:
         """Close every connection: while the broker runs, each reconnects (with Sentinel,
         asking where the master is now) and the subscriber resubscribes every channel."""
-        for part in (self._publisher, self._subscriber, self._reader):
+        for part in self._parts():
             if part.conn is not None:
                 part.conn.close()
+
+    def _parts(self) -> tuple[RedisPipeline | RedisSubscriber | RedisReader | RedisPresence, ...]:
+        return (self._publisher, self._subscriber, self._reader, self._presence)
 
     # The probe
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from hub.brokers.scripts import new_message_id
 from hub.core.namespaces import ChannelOptions
 
-__all__ = ["COMMAND", "EXEC", "GUARD", "MULTI", "Entry", "HeldBudget", "HistoryPublish", "Marker"]
+__all__ = ["EXEC", "GUARD", "MULTI", "Entry", "HeldBudget", "HistoryPublish", "Marker"]
 
 
 @dataclass
@@ -38,12 +38,6 @@ class HistoryPublish:
         self.is_resend = False
 
 
-class Command:
-    """The kind of an entry whose payload is a whole encoded command (presence writes)."""
-
-    __slots__ = ()
-
-
 class Marker:
     """The kind of the commands of the transaction around a write on Redis Cluster."""
 
@@ -54,8 +48,8 @@ class Marker:
 
 
 #: None: a PUBLISH (SPUBLISH) of ``payload`` to ``key``; a HistoryPublish: the history
-#: script; COMMAND: ``payload`` is the whole command; a Marker: MULTI, the guard, EXEC.
-Kind = HistoryPublish | Command | Marker | None
+#: script; a Marker: MULTI, the guard, EXEC.
+Kind = HistoryPublish | Marker | None
 
 
 class Entry:
@@ -71,6 +65,5 @@ class Entry:
         self.sent_at = 0.0
 
 
-COMMAND = Command()
 #: The transaction's own entries (never resent, never counted): shared, never changed.
 MULTI, GUARD, EXEC = (Entry(b"", b"", Marker(name)) for name in ("MULTI", "guard", "EXEC"))

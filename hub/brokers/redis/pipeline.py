@@ -5,7 +5,8 @@ unreachable, messages are held in a bounded buffer and published in order after 
 unanswered ones are sent again first, and so are those Redis answered with "not here, not
 now" (``resend.py``: NOSCRIPT, READONLY, MOVED …). History channels go through the history
 script (EVALSHA, reloaded after a reconnect), whose message id makes such a resend a no-op
-when the first one went through. Presence writes share the pipeline (``presence.py``).
+when the first one went through. Presence has a queue and a connection of its own
+(``presence.py``): nothing but publishes (and the probe) takes from the held budget.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import hiredis
 from hub.brokers.base import BrokerStats
 from hub.brokers.names import Names
 from hub.brokers.redis.entries import (
-    COMMAND,
     EXEC,
     GUARD,
     MULTI,
@@ -32,7 +32,7 @@ from hub.brokers.redis.entries import (
     Kind,
     Marker,
 )
-from hub.brokers.redis.link import RECONNECT_MAX_S, RedisLink
+from hub.brokers.redis.link import RECONNECT_MAX_S, LogGate, RedisLink
 from hub.brokers.redis.resend import resend
 from hub.brokers.resp import Connection, Reply, encode_command, publish_header
 from hub.brokers.scripts import (
@@ -91,7 +91,7 @@ class RedisPipeline:
         self._resend: list[Entry] = []
         self.conn: Connection | None = None
         self._flush_scheduled = False
-        self._last_drop_log = 0.0
+        self._drop_log = LogGate()
         # The slot moved or is moving: pause before connecting again, shorten the grace.
         self._redirected = False
         # On Redis Cluster, each write is one transaction that starts with a write to a
@@ -128,17 +128,9 @@ class RedisPipeline:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
 
-    def command(self, *args: bytes) -> None:
-        """Queue a whole command (presence writes); skipped while Redis is unreachable (the
-        node writes its presence again once it is back)."""
-        if self.conn is not None:
-            self.enqueue(b"", encode_command(*args), COMMAND)
-
     def _drop(self) -> None:
         self.stats.num_dropped += 1
-        now = time.monotonic()
-        if now - self._last_drop_log > 5.0:
-            self._last_drop_log = now
+        if self._drop_log.allow("dropped", ""):
             logger.warning(
                 "publish buffer full (%d messages, %d bytes held while Redis is unreachable "
                 "or slow); dropping messages (%d dropped so far)",
@@ -172,8 +164,6 @@ class RedisPipeline:
                 parts.append(b"\r\n")
             elif isinstance(kind, HistoryPublish):
                 parts.append(self._history_publish(entry.payload, kind))
-            else:
-                parts.append(entry.payload)
             entry.sent_at = sent_at
             sent_at = 0.0
             inflight.append(entry)
@@ -245,10 +235,7 @@ class RedisPipeline:
             return
         self.budget.messages -= 1
         self.budget.bytes -= len(entry.payload)
-        if entry.kind is COMMAND:
-            if is_error:
-                logger.warning("redis refused a presence write: %s", reply)
-        elif is_error:
+        if is_error:
             self.stats.num_publish_errors += 1
             logger.warning("redis refused a PUBLISH: %s", reply)
         elif entry.key is not self._untimed_key:

@@ -13,7 +13,13 @@ from hub.brokers.names import Names
 from hub.brokers.redis.link import RedisLink
 from hub.brokers.redis.resend import MIGRATING, NO_SCRIPT, resend
 from hub.brokers.resp import Connection, Reply
-from hub.brokers.scripts import PRESENCE_SCRIPT, READ_SCRIPT, new_epoch, sha1
+from hub.brokers.scripts import (
+    PRESENCE_SCRIPT,
+    READ_SCRIPT,
+    new_epoch,
+    sha1,
+    unpublished_meta_ttl,
+)
 from hub.core.envelope import decode_envelope
 from hub.core.errors import BrokerUnavailable
 from hub.core.namespaces import ChannelOptions
@@ -78,7 +84,7 @@ class RedisReader:
             stream,
             meta,
             new_epoch(),
-            b"%d" % max(1, int(options.history_meta_ttl_s)),
+            unpublished_meta_ttl(options),
             b"" if since is None else b"%d-0" % (since + 1),
             b"%d" % limit,
         )
