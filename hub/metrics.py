@@ -33,6 +33,7 @@ import heapq
 import logging
 import math
 import os
+import struct
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -44,6 +45,7 @@ import orjson
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
 
 from hub import __version__
 from hub.core.config import METRICS_DIR_ENV
@@ -211,9 +213,9 @@ def merge_history(
         for sample in ring:
             if previous is not None:
                 begin, end = math.floor(previous.t) + 1, math.floor(sample.t)
-                if end < begin:
-                    continue  # a second sample within one second: the next one covers it
                 dt = sample.t - previous.t
+                if end < begin or dt < SYNC_INTERVAL_S / 2:
+                    continue  # samples too close for a rate: the next one covers both
                 received = max(0, sample.received - previous.received) / dt
                 delivered = max(0, sample.delivered - previous.delivered) / dt
                 for key in range(max(begin, first), min(end, last) + 1):
@@ -482,7 +484,10 @@ class WorkerMetrics:
         fatal. The samples fall on the clock's whole intervals, so that every worker's
         samples line up, second by second."""
         while True:
-            await asyncio.sleep(interval_s - time.time() % interval_s)
+            delay = interval_s - time.time() % interval_s
+            if time.time() + delay - self._sampled_at < interval_s / 2:
+                delay += interval_s  # woken just before a whole second: not two samples in it
+            await asyncio.sleep(delay)
             try:
                 self.sync()
                 self.sample()
@@ -593,10 +598,24 @@ class WorkerMetrics:
         MultiProcessCollector(registry, path=self.multiprocess_dir)  # type: ignore[no-untyped-call]
         return registry
 
+    def _collect(self) -> list[Any]:
+        """Every metric family of every worker. A worker creating a metric file leaves it
+        empty for an instant, and prometheus-client fails to read it (struct.error): read
+        again then."""
+        for _ in range(_COLLECT_ATTEMPTS - 1):
+            try:
+                return list(self._exposition_registry().collect())
+            except struct.error:
+                time.sleep(0.005)
+        return list(self._exposition_registry().collect())
+
     def exposition(self) -> tuple[bytes, str]:
         """The Prometheus text exposition covering every worker, and its content type."""
         self.sync()
-        body = prometheus_client.generate_latest(self._exposition_registry())
+        families = self._collect()
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_Collected(families))
+        body = prometheus_client.generate_latest(registry)
         return body, prometheus_client.CONTENT_TYPE_LATEST
 
     def stats(self) -> dict[str, Any]:
@@ -606,7 +625,7 @@ class WorkerMetrics:
         self.sync()
         workers: dict[str, dict[str, float]] = {}
         buckets: dict[str, dict[float, float]] = {name: {} for name in _STATS_HISTOGRAMS.values()}
-        for family in self._exposition_registry().collect():
+        for family in self._collect():
             for sample in family.samples:
                 histogram = _STATS_HISTOGRAMS.get(sample.name.removesuffix("_bucket"))
                 if histogram is not None and sample.name.endswith("_bucket"):
@@ -674,6 +693,20 @@ class WorkerMetrics:
             ),
             "redis": redis,
         }
+
+
+#: Reads of the multiprocess files, at most, before a failure is an error.
+_COLLECT_ATTEMPTS = 3
+
+
+class _Collected(Collector):
+    """Families already collected, for generate_latest."""
+
+    def __init__(self, families: list[Any]) -> None:
+        self.families = families
+
+    def collect(self) -> Iterable[Any]:
+        return self.families
 
 
 def _merge_channels(

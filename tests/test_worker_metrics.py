@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 from support import async_wait_until
 
@@ -275,3 +277,17 @@ def test_stats_has_the_history_and_no_redis_on_the_memory_broker() -> None:
     doc = metrics.stats()
     assert doc["redis"] is None and doc["channels"] == [] and doc["num_channels"] == 0
     assert set(doc["history"]) >= {"t", "connections", "received_per_s", "fanout_p99_s"}
+
+
+def test_a_metric_file_being_created_is_read_again(tmp_path: Path) -> None:
+    """A worker creating its file leaves it empty for an instant; the scrape reads again."""
+    metrics = WorkerMetrics(worker=0, read=lambda: Figures(received=3))
+    registry = metrics._exposition_registry
+    empty = tmp_path / "counter_1.db"
+    empty.touch()
+    failing = CollectorRegistry()
+    MultiProcessCollector(failing, path=str(tmp_path))  # type: ignore[no-untyped-call]
+    answers = iter([failing, failing])
+    metrics._exposition_registry = lambda: next(answers, None) or registry()  # type: ignore[method-assign]
+    body, _ = metrics.exposition()
+    assert b'hub_messages_received_total{worker="0"} 3.0' in body
