@@ -15,7 +15,7 @@ from typing import Any
 import uvloop
 
 from hub.brokers import Broker, BrokerOptions, create_engines
-from hub.brokers.redispy import subscribed_channels
+from hub.brokers.redispy import async_client, subscribed_channels
 from hub.core.addresses import is_loopback
 from hub.core.auth import Authenticator
 from hub.core.config import Settings
@@ -43,6 +43,15 @@ STATS_CHANNELS = 50
 SHUTDOWN_DEADLINE_S = 4.5
 #: How long a stopping worker waits for its broker to close.
 BROKER_CLOSE_TIMEOUT_S = 1.0
+#: The fields of Redis' INFO memory and INFO clients that /stats shows.
+REDIS_INFO_FIELDS = (
+    "used_memory",
+    "used_memory_peak",
+    "maxmemory",
+    "connected_clients",
+    "blocked_clients",
+    "pubsub_clients",
+)
 
 
 class App:
@@ -61,7 +70,16 @@ class App:
         self.reuse_port = reuse_port
         self.supervised = supervised
         self.metrics = WorkerMetrics(
-            worker=worker, read=self._figures, broker=redact_url(settings.redis_url)
+            worker=worker,
+            read=self._figures,
+            broker=redact_url(settings.redis_url),
+            channels=lambda: self.node.channels(),
+            take_channel_messages=lambda: self.node.take_channel_messages(),
+            redis_info=(
+                partial(redis_figures, settings.redis_url, settings.channel_prefix)
+                if settings.redis_url
+                else None
+            ),
         )
         engines = create_engines(
             settings.redis_url or None,
@@ -118,12 +136,9 @@ class App:
         self._metrics_task: asyncio.Task[None] | None = None
 
     def _stats(self) -> dict[str, Any]:
-        """/stats: the metrics of every worker, and this worker's busiest channels."""
-        channels = sorted(self.node.channels(), key=lambda item: (-item[1], item[0]))
-        return self.metrics.stats() | {
-            "channels": [{"channel": c, "subscribers": n} for c, n in channels[:STATS_CHANNELS]],
-            "num_channels_here": len(channels),
-        }
+        """/stats: the figures of every worker, their busiest channels and last minutes, and
+        Redis' memory and clients (``WorkerMetrics.stats``)."""
+        return self.metrics.stats()
 
     def _figures(self) -> Figures:
         """The plain counters of the node, the broker and the handler, for the metrics."""
@@ -261,6 +276,28 @@ def _api(settings: Settings, node: Node, authenticator: Authenticator | None) ->
         sse_keepalive_s=settings.sse_keepalive_s,
         max_buffered_bytes=settings.max_buffered_bytes,
     )
+
+
+async def redis_figures(url: str, prefix: str) -> dict[str, Any]:
+    """Redis' memory and clients (INFO memory, INFO clients: summed over the nodes of a
+    cluster), and every channel under ``prefix`` that a hub process of any instance
+    subscribes to, with how many (``subscribed_channels``); through short-lived clients."""
+    client = async_client(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+    try:
+        sections = [await client.info("memory"), await client.info("clients")]
+    finally:
+        await client.aclose()
+    figures: dict[str, Any] = {}  # only the fields this Redis has (pubsub_clients: 7.4)
+    for info in sections:
+        # A cluster client answers {node: {field: value}}; a plain one {field: value}.
+        nodes = list(info.values()) if all(isinstance(v, dict) for v in info.values()) else [info]
+        figures["nodes"] = len(nodes)
+        for node in nodes:
+            for name in REDIS_INFO_FIELDS:
+                if name in node:
+                    figures[name] = figures.get(name, 0) + int(node[name])
+    channels = await subscribed_channels(url, prefix)
+    return figures | {"channels": len(channels), "channel_processes": channels}
 
 
 def _server(settings: Settings, handler: WebSocketHandler) -> WebSocketServer:

@@ -11,6 +11,7 @@ setup_system_packages() {
             nginx-light) cmd=nginx ;;
             docker-compose) cmd=docker-compose ;;
             systemd) cmd=systemd-analyze ;;
+            prometheus) cmd=promtool ;;
             *) cmd="$pkg" ;;
         esac
         command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || missing+=("$pkg")

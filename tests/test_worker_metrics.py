@@ -11,14 +11,24 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 from support import async_wait_until
 
 from hub import __version__
 from hub.core.config import METRICS_DIR_ENV
-from hub.metrics import Figures, WorkerMetrics
+from hub.metrics import (
+    FANOUT_BUCKETS_S,
+    Figures,
+    Sample,
+    WorkerMetrics,
+    _merge_channels,
+    merge_history,
+)
 
 #: Figures field → (sample name, its labels besides ``worker``).
 SAMPLES: dict[str, tuple[str, dict[str, str]]] = {
@@ -184,3 +194,100 @@ async def test_run_syncs_on_and_survives_a_failing_read(caplog: pytest.LogCaptur
         r.levelno == logging.ERROR and "syncing the metrics failed" in r.getMessage()
         for r in caplog.records
     )
+
+
+def sample(t: float, connections: int = 0, received: int = 0, fanout: int = 0) -> Sample:
+    buckets = [0] * (len(FANOUT_BUCKETS_S) + 1)
+    buckets[2] = fanout  # 0.25 ms
+    return Sample(t, connections, received, 2 * received, 0, tuple(buckets))
+
+
+def test_history_sums_the_workers_second_by_second() -> None:
+    """Two workers' rings: rates from consecutive samples, summed per second; a skipped
+    second still counts the worker; nothing after the last second every worker sampled."""
+    zero = sample(100.02, connections=1, received=0)
+    one = [zero, sample(101.02, 1, 100, 1), sample(102.03, 2, 200, 1), sample(103.01, 2, 300, 1)]
+    # The other worker sampled late once and skipped second 102.
+    two = [sample(100.05, 3, 0), sample(101.05, 3, 50), sample(103.05, 3, 150, 4)]
+    doc = merge_history([one, two], since=0, until=103.5)
+    assert doc["t"] == [101, 102, 103]
+    assert doc["connections"] == [1 + 3, 2 + 3, 2 + 3]
+    received = doc["received_per_s"]
+    assert received[0] == pytest.approx(100 + 50, rel=0.02)
+    assert received[1] == pytest.approx(100 / 1.01 + 50, rel=0.02)  # 50/s over 2 s
+    assert doc["delivered_per_s"][0] == pytest.approx(2 * received[0], rel=0.01)
+    assert doc["fanout_p99_s"] == [0.00025, None, 0.00025]
+    assert merge_history([one, two], since=101.5, until=102.5)["t"] == [102]
+
+
+def test_channels_over_workers_sum_subscribers_and_keep_the_rate() -> None:
+    """One channel on two workers: subscribers summed, rate the highest seen, shown once."""
+    docs = [
+        {"num_channels": 2, "channels": [["news", 5, 499.0], ["quiet", 1, 0.0]]},
+        {"num_channels": 1, "channels": [["news", 2, 501.0]]},
+    ]
+    rows, distinct, complete = _merge_channels(docs, {"news": 3})
+    assert (distinct, complete) == (2, True)
+    assert rows[0] == {
+        "channel": "news",
+        "subscribers": 7,
+        "messages_per_s": 501.0,
+        "workers": 2,
+        "processes": 3,
+    }
+    assert rows[1]["channel"] == "quiet" and rows[1]["processes"] is None
+    docs[1]["num_channels"] = 9  # that worker shared only its busiest
+    assert _merge_channels(docs, {})[1:] == (9, False)
+
+
+def test_samples_channel_rates_and_the_shared_file(tmp_path: Path) -> None:
+    """A sample takes the figures into the history and the channels' messages into rates;
+    with a multiprocess directory, it writes them whole for the other workers."""
+    figures = Figures(connections=2, received=10, channels=1)
+    messages = {"news": 50}
+    metrics = WorkerMetrics(
+        worker=1,
+        read=lambda: figures,
+        channels=lambda: [("news", 2)],
+        take_channel_messages=lambda: messages,
+    )
+    metrics.multiprocess_dir = str(tmp_path)
+    metrics.observe_fanout(0.0002)
+    metrics.sync()
+    metrics.sample()
+    assert metrics.channel_rates["news"] > 0
+    (first,) = metrics.history
+    assert (first.connections, first.received) == (2, 10) and sum(first.fanout) == 1
+    other = WorkerMetrics(worker=0, read=Figures)
+    other.multiprocess_dir = str(tmp_path)
+    (shared,) = other._read_shared()
+    assert shared["worker"] == "1" and shared["num_channels"] == 1
+    assert shared["channels"][0][:2] == ["news", 2]
+    kept = [Sample.from_json(row) for row in shared["history"]]
+    assert kept == [dataclasses.replace(first, t=round(first.t, 3))]
+    assert [p.name for p in tmp_path.iterdir()] == ["hub-stats-1.json"]
+
+
+def test_stats_has_the_history_and_no_redis_on_the_memory_broker() -> None:
+    """/stats carries the merged history, the channels and, without Redis, redis: null."""
+    metrics = WorkerMetrics(worker=0, read=lambda: Figures(connections=4))
+    for _ in range(3):
+        metrics.sync()
+        metrics.sample()
+    doc = metrics.stats()
+    assert doc["redis"] is None and doc["channels"] == [] and doc["num_channels"] == 0
+    assert set(doc["history"]) >= {"t", "connections", "received_per_s", "fanout_p99_s"}
+
+
+def test_a_metric_file_being_created_is_read_again(tmp_path: Path) -> None:
+    """A worker creating its file leaves it empty for an instant; the scrape reads again."""
+    metrics = WorkerMetrics(worker=0, read=lambda: Figures(received=3))
+    registry = metrics._exposition_registry
+    empty = tmp_path / "counter_1.db"
+    empty.touch()
+    failing = CollectorRegistry()
+    MultiProcessCollector(failing, path=str(tmp_path))  # type: ignore[no-untyped-call]
+    answers = iter([failing, failing])
+    metrics._exposition_registry = lambda: next(answers, None) or registry()  # type: ignore[method-assign]
+    body, _ = metrics.exposition()
+    assert b'hub_messages_received_total{worker="0"} 3.0' in body

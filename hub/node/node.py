@@ -80,6 +80,8 @@ class Node:
         self.num_slow_consumers = 0
         #: Client publishes refused by the per-connection rate limit (both modes).
         self.num_rate_limited = 0
+        #: Messages fanned out per channel since the metrics last took them.
+        self.channel_messages: dict[str, int] = {}
         #: Gaps that could not be repaired (trimmed, expired, or a lost epoch): each reached
         #: the channel's hub.v1 subscribers as a gap frame.
         self.num_unrepaired_gaps = 0
@@ -275,10 +277,19 @@ class Node:
                 self.history.repair_after_resubscribe(channel, state)
         self.presence.rewrite(channels)
 
+    def take_channel_messages(self) -> dict[str, int]:
+        """The per-channel message counts since the last call (and start again)."""
+        counts, self.channel_messages = self.channel_messages, {}
+        return counts
+
     # The fan-out
 
     def dispatch(self, channel: str, messages: list[Envelope], state: BrokerChannel) -> None:
         """Hand ``messages`` to the channel's local members, and to its pending joins."""
+        # One dict update per channel per batch, for /stats' channel rates; the metrics take
+        # the counts once a second, so the dict holds only the last second's channels.
+        counts = self.channel_messages
+        counts[channel] = counts.get(channel, 0) + len(messages)
         # Presence events reach only the members that asked for them, and only where this
         # process has join/leave events on: another hub sharing the Redis may publish them.
         events = [m for m in messages if m.kind == EVENT]

@@ -4,11 +4,26 @@
 
 const POLL_INTERVAL_MS = 1000;
 const MAX_LOG_LINES = 200;
-const CHART_POINTS = 300; // five minutes of polls
+const CHART_SPAN_S = 300; // the charts show the last five minutes of /stats' history
 const LOG_FLUSH_MS = 100; // the log is drawn at most ten times a second, however busy
 
 const $ = (id) => document.getElementById(id);
 const fmt = (n) => (n === undefined || n === null ? "–" : Math.round(n).toLocaleString("en"));
+// 1234 → "1.2k", for axis labels.
+function short(n) {
+  const a = Math.abs(n);
+  if (a >= 1e9) return `${+(n / 1e9).toFixed(1)}G`;
+  if (a >= 1e6) return `${+(n / 1e6).toFixed(1)}M`;
+  if (a >= 1e3) return `${+(n / 1e3).toFixed(1)}k`;
+  return `${+n.toFixed(a < 10 ? 2 : 0)}`;
+}
+function bytes(n) {
+  if (n === undefined || n === null) return "–";
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; i += 1; }
+  return `${n.toFixed(i ? 1 : 0)} ${units[i]}`;
+}
 
 // Live figures
 
@@ -23,17 +38,26 @@ function rate(now, before, key, dt) {
   return delta >= 0 ? delta / dt : null; // a negative delta: a restarted single worker
 }
 
+function last(values) {
+  for (let i = values.length - 1; i >= 0; i -= 1) if (values[i] !== null) return values[i];
+  return null;
+}
+
 function render(stats) {
   const t = stats.totals;
+  const h = stats.history;
   const dt = previous ? stats.time - previous.time : 0;
   $("connections").textContent = fmt(t.connections);
-  $("channels").textContent = fmt(t.channels);
+  // Distinct channels over every worker ("≥" when some worker has more than it shares).
+  $("channels").textContent = (stats.channels_complete === false ? "≥ " : "") + fmt(t.channels);
   $("received").textContent = fmt(t.received);
+  $("slow-closes").textContent = fmt(t.slow_consumer_disconnects);
+  const recent = h.slow_consumer_closes.reduce((a, b) => a + b, 0);
+  $("slow-closes-recent").textContent = `${fmt(recent)} in the last 5 min`;
   $("workers-ready").textContent = `${t.workers_ready} / ${t.workers}`;
-  const inRate = rate(t, previous && previous.totals, "received", dt);
-  const outRate = rate(t, previous && previous.totals, "delivered", dt);
-  if (inRate !== null) $("received-rate").textContent = fmt(inRate);
-  if (outRate !== null) $("delivered-rate").textContent = fmt(outRate);
+  // The rates of the last whole second every worker has sampled: the charts' last points.
+  $("received-rate").textContent = fmt(last(h.received_per_s));
+  $("delivered-rate").textContent = fmt(last(h.delivered_per_s));
 
   const before = new Map(previous ? previous.workers.map((w) => [w.worker, w]) : []);
   const rows = stats.workers.map((w) => {
@@ -62,7 +86,7 @@ function render(stats) {
   $("workers").tBodies[0].replaceChildren(...rows);
   renderRedis(stats, dt);
   renderChannels(stats);
-  record(stats, inRate, outRate);
+  renderCharts(stats);
   previous = stats;
 }
 
@@ -97,16 +121,36 @@ function renderRedis(stats, dt) {
   }
   $("redis-reconnects").textContent = fmt(t.broker_reconnects);
   $("redis-probe-failures").textContent = fmt(t.broker_probe_failures);
+  const r = stats.redis;
+  if (!r) {
+    for (const id of ["redis-memory", "redis-clients", "redis-channels"]) {
+      $(id).textContent = "– (memory broker: no Redis)";
+    }
+  } else if (r.error) {
+    $("redis-memory").textContent = `cannot ask Redis: ${r.error}`;
+    $("redis-memory").className = "bad";
+  } else if (!r.pending) {
+    const limit = r.maxmemory ? `of ${bytes(r.maxmemory)} maxmemory` : "no maxmemory";
+    $("redis-memory").textContent = `${bytes(r.used_memory)} (${limit}; peak ${bytes(r.used_memory_peak)})`;
+    $("redis-memory").className = "";
+    const parts = [];
+    if (r.pubsub_clients !== undefined) parts.push(`${fmt(r.pubsub_clients)} pub/sub`);
+    if (r.blocked_clients !== undefined) parts.push(`${fmt(r.blocked_clients)} blocked`);
+    $("redis-clients").textContent =
+      `${fmt(r.connected_clients)} connected${parts.length ? ` (${parts.join(", ")})` : ""}`;
+    $("redis-channels").textContent = `${fmt(r.channels)} (as of ${Math.round(r.age_s)} s ago)`;
+  }
   const up = Math.round(stats.uptime_s);
   $("uptime").textContent = `${Math.floor(up / 3600)}h ${Math.floor((up % 3600) / 60)}m ${up % 60}s (worker ${stats.answered_by.worker})`;
   $("version").textContent = `v${stats.version}`;
 }
 
 function renderChannels(stats) {
-  const rows = (stats.channels || []).map(({ channel, subscribers }) => {
+  const rows = (stats.channels || []).map((c) => {
     const tr = document.createElement("tr");
-    tr.dataset.channel = channel;
-    for (const text of [channel, fmt(subscribers)]) {
+    tr.dataset.channel = c.channel;
+    const rateText = c.messages_per_s < 10 ? c.messages_per_s.toFixed(1) : fmt(c.messages_per_s);
+    for (const text of [c.channel, fmt(c.subscribers), rateText, fmt(c.workers), fmt(c.processes)]) {
       const td = document.createElement("td");
       td.textContent = text;
       tr.appendChild(td);
@@ -114,57 +158,118 @@ function renderChannels(stats) {
     return tr;
   });
   $("channel-list").tBodies[0].replaceChildren(...rows);
-  const shown = rows.length, all = stats.num_channels_here || 0;
+  const shown = rows.length, all = stats.num_channels || 0;
+  const scope = shown < all ? `the busiest ${shown} of ${stats.channels_complete ? "" : "at least "}${fmt(all)}` : `${fmt(all)}`;
   $("channels-scope").textContent =
-    `(worker ${stats.answered_by.worker}: ${shown < all ? `the busiest ${shown} of ${all}` : all})`;
+    `(${scope}, over all ${stats.totals.workers} workers; messages /s over the last second)`;
 }
 
-// Charts: the last CHART_POINTS polls of four series, drawn as sparklines.
+// Charts: the last CHART_SPAN_S seconds of /stats' history, with axes and units.
 
-const chartData = { connections: [], received: [], delivered: [], fanout: [] };
+// The series the charts draw, by name (also read by the browser tests).
+const chartData = { t: [], connections: [], received: [], delivered: [], fanout: [], slow: [] };
+const CHARTS = [
+  ["connections", ""],
+  ["received", "msg/s"],
+  ["delivered", "msg/s"],
+  ["fanout", "ms"],
+  ["slow", "/s"],
+];
 
-function record(stats, inRate, outRate) {
-  const h = stats.histograms || {};
-  const old = (previous && previous.histograms) || {};
-  const p99 = intervalQuantile(h.fanout_s, old.fanout_s, 0.99);
-  const points = {
-    connections: stats.totals.connections,
-    received: inRate,
-    delivered: outRate,
-    fanout: p99 === null || p99 === Infinity ? null : p99 * 1000,
-  };
-  for (const [name, value] of Object.entries(points)) {
-    const series = chartData[name];
-    series.push(value);
-    if (series.length > CHART_POINTS) series.shift();
-    draw(`chart-${name}`, series);
-  }
+function renderCharts(stats) {
+  const h = stats.history;
+  chartData.t = h.t;
+  chartData.connections = h.connections;
+  chartData.received = h.received_per_s;
+  chartData.delivered = h.delivered_per_s;
+  chartData.fanout = h.fanout_p99_s.map((v) => (v === null ? null : v * 1000));
+  chartData.slow = h.slow_consumer_closes;
+  const end = h.t.length ? h.t[h.t.length - 1] : stats.time;
+  for (const [name, unit] of CHARTS) draw(`chart-${name}`, chartData.t, chartData[name], unit, end);
 }
 
-function draw(id, series) {
+// The smallest of 1, 2, 5 × 10^k at or above v.
+function niceCeil(v) {
+  if (v <= 0) return 1;
+  const p = 10 ** Math.floor(Math.log10(v));
+  for (const m of [1, 2, 5, 10]) if (m * p >= v) return m * p;
+  return 10 * p;
+}
+
+function draw(id, times, series, unit, end) {
   const canvas = $(id);
+  const dpr = window.devicePixelRatio || 1;
+  const width = canvas.clientWidth || 300, height = canvas.clientHeight || 120;
+  if (canvas.width !== Math.round(width * dpr) || canvas.height !== Math.round(height * dpr)) {
+    canvas.width = Math.round(width * dpr);
+    canvas.height = Math.round(height * dpr);
+  }
   const ctx = canvas.getContext("2d");
-  const { width, height } = canvas;
+  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
   ctx.clearRect(0, 0, width, height);
+  const pad = { left: 52, right: 8, top: 8, bottom: 18 };
+  const w = width - pad.left - pad.right, h = height - pad.top - pad.bottom;
   const values = series.filter((v) => v !== null);
-  if (!values.length) return;
-  const top = Math.max(...values, 1);
+  const top = niceCeil(Math.max(...values, 0));
+  const start = end - CHART_SPAN_S;
+  const x = (t) => pad.left + ((t - start) / CHART_SPAN_S) * w;
+  const y = (v) => pad.top + h - (v / top) * h;
+  ctx.font = "10px system-ui, sans-serif";
+  ctx.lineWidth = 1;
+  // y axis: 0, half and top, with the unit on the top label
+  ctx.textAlign = "right";
+  ctx.textBaseline = "middle";
+  for (const v of [0, top / 2, top]) {
+    ctx.strokeStyle = v ? "#eceef3" : "#b8bfcc";
+    ctx.beginPath();
+    ctx.moveTo(pad.left, Math.round(y(v)) + 0.5);
+    ctx.lineTo(pad.left + w, Math.round(y(v)) + 0.5);
+    ctx.stroke();
+    ctx.fillStyle = "#6b7385";
+    ctx.fillText(v === top && unit ? `${short(v)} ${unit}` : short(v), pad.left - 4, y(v));
+  }
+  // x axis: a tick a minute, from -5 min to now
+  ctx.textAlign = "center";
+  ctx.textBaseline = "top";
+  for (let m = 5; m >= 0; m -= 1) {
+    const tx = x(end - m * 60);
+    ctx.strokeStyle = "#b8bfcc";
+    ctx.beginPath();
+    ctx.moveTo(Math.round(tx) + 0.5, pad.top + h);
+    ctx.lineTo(Math.round(tx) + 0.5, pad.top + h + 3);
+    ctx.stroke();
+    ctx.fillStyle = "#6b7385";
+    ctx.textAlign = m === 0 ? "right" : "center";
+    ctx.fillText(m ? `−${m}m` : "now", tx, pad.top + h + 4);
+  }
+  if (!values.length) {
+    ctx.textAlign = "center";
+    ctx.textBaseline = "middle";
+    ctx.fillText("no data yet", pad.left + w / 2, pad.top + h / 2);
+    return;
+  }
+  // the line, broken where a second is missing or has no value
   ctx.strokeStyle = "#2f6fd6";
   ctx.lineWidth = 1.5;
   ctx.beginPath();
-  let started = false;
+  let prev = null;
   series.forEach((v, i) => {
-    if (v === null) return;
-    const x = (i / (CHART_POINTS - 1)) * width;
-    const y = height - 4 - (v / top) * (height - 14);
-    if (started) ctx.lineTo(x, y);
-    else ctx.moveTo(x, y);
-    started = true;
+    const t = times[i];
+    if (v === null || t < start) {
+      prev = null;
+      return;
+    }
+    if (prev !== null && t - prev <= 2) ctx.lineTo(x(t), y(v));
+    else ctx.moveTo(x(t), y(v));
+    prev = t;
   });
   ctx.stroke();
-  ctx.fillStyle = "#6b7385";
-  ctx.font = "11px system-ui, sans-serif";
-  ctx.fillText(fmt(values[values.length - 1]), 4, 12);
+  // the latest value, top right
+  ctx.fillStyle = "#1d2330";
+  ctx.textAlign = "right";
+  ctx.textBaseline = "top";
+  const latest = values[values.length - 1];
+  ctx.fillText(`${latest < 10 ? +latest.toFixed(2) : fmt(latest)}${unit ? " " + unit : ""}`, pad.left + w, pad.top);
 }
 
 async function poll() {

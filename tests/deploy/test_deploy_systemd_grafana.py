@@ -79,6 +79,15 @@ METRICS = {
     "hub_broker_publish_errors_total",
     "hub_fanout_duration_seconds_bucket",
     "hub_broker_roundtrip_seconds_bucket",
+    "hub_sse_streams",
+    "hub_sse_streams_opened_total",
+    "hub_history_gaps_total",
+    "hub_history_repaired_total",
+    "hub_history_forged_total",
+    "hub_broker_gaps_total",
+    "hub_broker_ready",
+    "hub_broker_probe_failures_total",
+    "hub_probe_latency_seconds_bucket",
 }
 
 
@@ -125,3 +134,17 @@ def test_dashboard_queries_use_the_hub_metrics() -> None:
     assert re.search(r"histogram_quantile\(0\.99,.*hub_broker_roundtrip_seconds_bucket", joined)
     assert "sum by (reason)" in joined
     assert "worker" in joined, "per-worker panels"
+
+
+def test_dashboard_has_sse_and_history_gap_panels() -> None:
+    """SSE streams and history gaps each have a panel of their own."""
+    dash = json.loads(DASHBOARD.read_text())
+    by_title = {p["title"]: [tg["expr"] for tg in p.get("targets", [])] for p in panels(dash)}
+    sse = [q for title, qs in by_title.items() if "SSE" in title for q in qs]
+    assert any("hub_sse_streams{" in q for q in sse), sse
+    assert any("hub_sse_streams_opened_total" in q for q in sse), sse
+    gaps = [q for title, qs in by_title.items() if "History gaps" in title for q in qs]
+    assert any("increase(hub_history_gaps_total" in q for q in gaps), gaps
+    assert any("hub_history_repaired_total" in q for q in gaps), gaps
+    probe = "\n".join(q for qs in by_title.values() for q in qs)
+    assert re.search(r"histogram_quantile\(0\.99,.*hub_probe_latency_seconds_bucket", probe)

@@ -1,15 +1,28 @@
 """The dashboard: a plain GET of / serves the page, /stats its figures, and the page works in
-a real headless browser against two hub instances sharing one Redis."""
+a real headless browser against two hub instances sharing one Redis, and against one hub of
+two workers whose figures it must add up (checked against /metrics)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import statistics
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from playwright.async_api import Browser, Page, expect
-from support import HubProcess, RedisServer, http_get, stats, t
+from support import (
+    HubProcess,
+    RedisServer,
+    async_wait_until,
+    http_get,
+    scrape,
+    stats,
+    t,
+    total,
+    wait_workers_ready,
+)
 from support.browser import chromium
 from websockets.asyncio.client import ClientConnection, connect
 
@@ -131,6 +144,10 @@ async def test_the_operator_panels(two_hubs: list[HubProcess], browser: Browser)
             await expect(page.locator(f"#chart-{name}")).to_be_visible()
         await page.wait_for_function("chartData.connections.length >= 3", timeout=timeout_ms)
         assert await page.evaluate("chartData.connections.slice(-1)[0]") == 2
+        await expect(page.locator("#redis-memory")).to_contain_text("MiB", timeout=timeout_ms)
+        await expect(page.locator("#redis-clients")).to_contain_text("connected")
+        await expect(page.locator("#redis-channels")).to_contain_text("1")
+        await expect(page.locator("#slow-closes")).to_have_text("0")
 
 
 async def test_the_page_fits_a_phone_screen(two_hubs: list[HubProcess], browser: Browser) -> None:
@@ -182,3 +199,111 @@ async def _publish(ws: ClientConnection, count: int, *, rate: float, first: int 
         delay = start + (i + 1) / rate - loop.time()
         if delay > 0:
             await asyncio.sleep(delay)
+
+
+@pytest.fixture
+async def two_workers(tmp_path: Path, own_redis: RedisServer) -> AsyncIterator[HubProcess]:
+    hub = HubProcess("--workers", "2", "--redis", own_redis.url, log_dir=tmp_path / "logs")
+    try:
+        hub.wait_ready(20)
+        await wait_workers_ready(hub, 2)
+        yield hub
+    finally:
+        hub.stop()
+
+
+async def _by_worker(hub: HubProcess, name: str) -> dict[str, float]:
+    samples = await scrape(hub.port)
+    return {labels["worker"]: value for labels, value in samples.get(name, [])}
+
+
+async def _drain(ws: ClientConnection) -> None:
+    with contextlib.suppress(Exception):
+        async for _ in ws:
+            pass
+
+
+async def test_a_busy_channel_over_two_workers_adds_up(
+    two_workers: HubProcess, browser: Browser, tmp_path: Path
+) -> None:
+    """500 msg/s on one channel whose subscribers are spread over two workers: whichever
+    worker answers /stats, the page shows the channel once, with the subscribers of both
+    workers and its rate; the charts are filled from the hub's history the moment the page
+    opens; the figures agree with /metrics. A screenshot is left in the test's tmp dir."""
+    hub = two_workers
+    timeout_ms = t(20) * 1000
+    channel = "dash.rate-5c0"
+    clients: list[ClientConnection] = []
+    drains: list[asyncio.Task[None]] = []
+    try:
+        # SO_REUSEPORT spreads connections over the workers: open them until both have some.
+        per_worker: dict[str, float] = {}
+        for _ in range(10):
+            for _ in range(2):
+                ws = await connect(hub.url(channel))
+                clients.append(ws)
+                drains.append(asyncio.create_task(_drain(ws)))
+            await async_wait_until(
+                lambda: _equals(hub, "hub_ws_subscriptions", len(clients)), t(10), "subscriptions"
+            )
+            per_worker = await _by_worker(hub, "hub_ws_subscriptions")
+            if len(per_worker) == 2 and min(per_worker.values()) > 0:
+                break
+        assert sorted(per_worker) == ["0", "1"] and min(per_worker.values()) > 0, per_worker
+        subscribers = len(clients)
+
+        # A raw connection publishes to the channel of its path, and is subscribed to it.
+        sender = await connect(hub.url(channel))
+        clients.append(sender)
+        drains.append(asyncio.create_task(_drain(sender)))
+        subscribers += 1
+        publishing = asyncio.create_task(_publish(sender, 500 * 60, rate=500))
+        try:
+            await asyncio.sleep(t(6))  # seconds of history before the page opens
+            page = await _open(browser, hub)
+            # A freshly opened page shows the last seconds at once, not an empty chart.
+            points = await page.evaluate("chartData.received.filter((v) => v > 0).length")
+            assert points >= 3, points
+            row = page.locator(f'#channel-list tr[data-channel="{channel}"] td')
+            await expect(row.nth(1)).to_have_text(str(subscribers), timeout=timeout_ms)
+            await expect(row.nth(3)).to_have_text("2")  # both workers have subscribers
+            await expect(page.locator("#channels")).to_have_text("1")
+            await expect(page.locator("#connections")).to_have_text(str(subscribers))
+
+            # Against /metrics: the true totals over both workers.
+            by_worker = await _by_worker(hub, "hub_ws_subscriptions")
+            assert sum(by_worker.values()) == subscribers and len(by_worker) == 2
+            # hub_channels_active counts the channel once per worker: the page does not.
+            assert sum((await _by_worker(hub, "hub_channels_active")).values()) == 2
+
+            # The channel's rate, read from the page over a few seconds, and the hub's
+            # received rate from two scrapes over the same time.
+            before = total(await scrape(hub.port), "hub_messages_received_total")
+            started = asyncio.get_running_loop().time()
+            readings = []
+            for _ in range(5):
+                await page.wait_for_timeout(1000)
+                readings.append(float((await row.nth(2).inner_text()).replace(",", "")))
+            after = total(await scrape(hub.port), "hub_messages_received_total")
+            scraped = (after - before) / (asyncio.get_running_loop().time() - started)
+            assert 400 <= statistics.median(readings) <= 600, readings
+            assert 400 <= scraped <= 600, scraped
+            assert abs(statistics.median(readings) - scraped) <= 0.2 * scraped, (readings, scraped)
+            card = float((await page.locator("#received-rate").inner_text()).replace(",", ""))
+            assert 400 <= card <= 600, card
+            await page.set_viewport_size({"width": 1280, "height": 900})
+            await page.wait_for_timeout(1200)
+            await page.screenshot(path=str(tmp_path / "dashboard-500-msgs.png"), full_page=True)
+        finally:
+            publishing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await publishing
+    finally:
+        for ws in clients:
+            await ws.close()
+        for task in drains:
+            task.cancel()
+
+
+async def _equals(hub: HubProcess, name: str, expected: float) -> bool:
+    return total(await scrape(hub.port), name) == expected
