@@ -66,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         metrics_url=getattr(args, "metrics_url", None),
         hold_s=getattr(args, "hold", 0.0),
         settle_s=getattr(args, "settle", 1.0),
+        ca_file=config.handshake.ca_file,
+        insecure=config.handshake.insecure,
     )
     console = Console()
     show_live = console.is_terminal and not args.quiet
