@@ -78,9 +78,20 @@ def _echo(sub: Subparsers) -> None:
         "echo",
         help="each client times its own round trips",
         description="N clients, each on its own channel, each sending a message as soon as its "
-        "previous one came back. Reports the round-trip latency.",
+        "previous one came back, or at --rate messages/s over all clients. Reports the "
+        "round-trip latency.",
     )
     common(echo, sockets_help="clients", default_sockets=100)
+    echo.add_argument(
+        "-r",
+        "--rate",
+        type=rate,
+        default=None,
+        help="round trips started per second over all clients, as fanout's --rate is over all "
+        "publishers (each client sends rate / N, on its schedule, without waiting for its "
+        "previous message), or 'max': each client sends its next message as soon as its "
+        "previous one is back (default: max)",
+    )
     traffic(
         echo,
         messages_help="round trips per client (default: until --duration)",
