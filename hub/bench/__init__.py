@@ -1,11 +1,13 @@
-"""``hub bench``: a load tester for WebSocket broadcast servers (the hub, or any raw-mode server).
+"""``hub bench``: a load tester for WebSocket broadcast servers: the hub, or any server that
+speaks raw frames, hub.v1 or Socket.IO (``--protocol``).
 
 It is a side layer: it speaks the wire protocol and never imports the server side of hub. It is
 installed as an extra, so a server's install carries none of what only it uses.
 
 Its modules, from the command line down:
 
-- ``cli.py``: ``hub bench`` (``python -m hub.bench``): parse, run, write the files, print.
+- ``cli.py``: ``hub bench`` (``python -m hub.bench``): parse, run, write the files, print the
+  verdict; ``hub bench plot`` draws a saved ``--json`` report's pictures.
 - ``options.py``: the parser, one subcommand per scenario; ``option_groups.py``: the argument
   groups they share; ``from_args.py``: the checked :class:`~hub.bench.config.RunConfig` of
   what was parsed; ``config.py``: that config, which every worker process gets.

@@ -11,6 +11,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -24,13 +25,13 @@ from hub.bench.export import live_openmetrics, openmetrics, write_atomically, wr
 from hub.bench.from_args import config_from_args
 from hub.bench.options import build_parser
 from hub.bench.plot import write_plot
-from hub.bench.schema import Report
+from hub.bench.schema import SCHEMA, Report
 from hub.bench.server_memory import ServerMemoryOptions
 from hub.bench.sizing import SizingError
 from hub.bench.table import print_report
-from hub.bench.verdict import exit_status
+from hub.bench.verdict import exit_status, verdict_line
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "main", "plot_command"]
 
 
 def _live_table(state: LiveState) -> Table:
@@ -55,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     err = Console(stderr=True)
+    if args.scenario == "plot":
+        return plot_command(args.report, args.plot, args.html, err)
     try:
         config = config_from_args(args)
     except SizingError as exc:
@@ -66,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         metrics_url=getattr(args, "metrics_url", None),
         hold_s=getattr(args, "hold", 0.0),
         settle_s=getattr(args, "settle", 1.0),
+        ca_file=config.handshake.ca_file,
+        insecure=config.handshake.insecure,
     )
     console = Console()
     show_live = console.is_terminal and not args.quiet
@@ -86,10 +91,44 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err.print("hub bench: interrupted")
         return 130
-    drawn = _write_files(args, report, coordinator.histograms, err)
+    _write_files(args, report, err)
     if not args.quiet:
         print_report(report, console)
-    return exit_status(report, strict=args.strict) or (0 if drawn else 1)
+    # The verdict line comes even with -q: it is what a CI log shows of the run.
+    console.print(verdict_line(report, strict=args.strict), markup=False, soft_wrap=True)
+    # Files that could not be drawn do not change it: the run's exit status is its own.
+    return exit_status(report, strict=args.strict)
+
+
+def plot_command(path: str, png: str | None, page: str | None, err: Console) -> int:
+    """``hub bench plot RUN.json``: draw a --json report's pictures (--plot, by default next to
+    it, and --html), as the run would have with matplotlib installed."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            report = json.load(file)
+    except (OSError, ValueError) as exc:
+        err.print(f"hub bench plot: cannot read {path}: {exc}", markup=False, soft_wrap=True)
+        return 2
+    if not isinstance(report, dict) or report.get("schema") != SCHEMA:
+        err.print(
+            f"hub bench plot: {path} is not a hub bench --json report (schema {SCHEMA})",
+            markup=False,
+            soft_wrap=True,
+        )
+        return 2
+    if png is None and page is None:
+        png = str(Path(path).with_suffix(".png"))
+    if not _have_matplotlib():
+        err.print(
+            f"hub bench plot: drawing needs matplotlib: {_PIP_PLOT}", markup=False, soft_wrap=True
+        )
+        return 1
+    try:
+        _draw(report, png, page, err)
+    except OSError as exc:
+        err.print(f"hub bench plot: cannot write: {exc}", markup=False, soft_wrap=True)
+        return 1
+    return 0
 
 
 def _updater(
@@ -124,42 +163,74 @@ def _updater(
     return update
 
 
-def _write_files(
-    args: argparse.Namespace, report: Report, histograms: list[bytes], err: Console
-) -> bool:
-    """Write the --json, --plot, --openmetrics and --html files; False when a picture was asked
-    for and could not be drawn."""
+def _write_files(args: argparse.Namespace, report: Report, err: Console) -> None:
+    """Write the --json, --plot, --openmetrics and --html files. Without matplotlib, the
+    pictures are left to ``hub bench plot``: the JSON is written next to them, and one line
+    says how to draw them later."""
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as file:
-            json.dump(_jsonable(report), file, indent=2)
-            file.write("\n")
-    drawn = True
-    if args.plot:
-        # Drawing takes seconds (tens of seconds on a busy machine): say so.
-        err.print(f"hub bench: drawing the plots to {args.plot} ...", soft_wrap=True)
-        try:
-            write_plot(report, histograms, args.plot)
-            err.print(f"hub bench: wrote {args.plot}", soft_wrap=True)
-        except ImportError:
-            drawn = _needs_matplotlib("--plot", err)
+        _write_json(report, args.json)
     if args.openmetrics:
         write_atomically(args.openmetrics, openmetrics(_jsonable(report)))
-    if args.html:
-        err.print(f"hub bench: writing the HTML report to {args.html} ...", soft_wrap=True)
+    if not (args.plot or args.html):
+        return
+    if _have_matplotlib():
         try:
-            write_html(_jsonable(report), histograms, args.html)
-        except ImportError:
-            drawn = _needs_matplotlib("--html", err)
-    return drawn
-
-
-def _needs_matplotlib(option: str, err: Console) -> bool:
-    # markup=False: rich would take "[plot]" for a style tag and drop it.
+            _draw(report, args.plot, args.html, err)
+        except OSError as exc:  # a folder that is not there: the run's status stays its own
+            err.print(f"hub bench: cannot write the pictures: {exc}", markup=False, soft_wrap=True)
+        return
+    wanted = [(flag, path) for flag, path in (("--plot", args.plot), ("--html", args.html)) if path]
+    saved = args.json or _next_to(wanted[0][1])
+    if not args.json:
+        _write_json(report, saved)
+    flags = " and ".join(flag for flag, _ in wanted)
+    later = " ".join(f"{flag} {path}" for flag, path in wanted)
     err.print(
-        f"hub bench: {option} needs matplotlib: pip install '{DISTRIBUTION}[plot]'",
+        f"hub bench: {flags} {'needs' if len(wanted) == 1 else 'need'} matplotlib, not "
+        f"installed: the report is in {saved}; draw it later with 'hub bench plot {saved} "
+        f"{later}' once you {_PIP_PLOT}",
         markup=False,
+        soft_wrap=True,
     )
-    return False
+
+
+# markup=False wherever it is printed: rich would take "[plot]" for a style tag and drop it.
+_PIP_PLOT = f"pip install '{DISTRIBUTION}[plot]' (in a checkout: pip install -e '.[plot]')"
+
+
+def _have_matplotlib() -> bool:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _next_to(picture: str) -> str:
+    """Where the JSON of a run goes when only pictures were asked for: beside the first."""
+    path = Path(picture).with_suffix(".json")
+    return str(path) if str(path) != picture else picture + ".json"
+
+
+def _write_json(report: Report, path: str) -> None:
+    with open(path, "w", encoding="utf-8") as file:
+        json.dump(_jsonable(report), file, indent=2)
+        file.write("\n")
+
+
+def _draw(report: Report, png: str | None, page: str | None, err: Console) -> None:
+    """The --plot PNG and the --html page, from the report (its ``latency_histogram`` is the
+    histogram they draw)."""
+    histograms = [(report.get("latency_histogram") or "").encode("ascii")]
+    if png:
+        # Drawing takes seconds (tens of seconds on a busy machine): say so.
+        err.print(f"hub bench: drawing the plots to {png} ...", markup=False, soft_wrap=True)
+        write_plot(report, histograms, png)
+        err.print(f"hub bench: wrote {png}", markup=False, soft_wrap=True)
+    if page:
+        err.print(f"hub bench: writing the HTML report to {page} ...", markup=False, soft_wrap=True)
+        write_html(_jsonable(report), histograms, page)
+        err.print(f"hub bench: wrote {page}", markup=False, soft_wrap=True)
 
 
 def _jsonable(value: Any) -> Any:

@@ -31,7 +31,7 @@ class RunConfig:
     connect_timeout_s: float = 10.0
     # Traffic
     size: int = 64
-    rate: float | None = 1000.0  # messages/s over all publishers; None: --rate max
+    rate: float | None = 1000.0  # messages/s over all publishers (echo: clients); None: max
     window: int = 64
     messages: int | None = None  # fanout: in all; echo: per client
     duration_s: float = 10.0

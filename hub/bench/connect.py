@@ -90,6 +90,10 @@ class Connector:
                     await self.connect_picows(index, url, listener)
             await self.wait_joined(listener, deadline)
         except Exception as exc:  # every failure is counted, by type
+            joined: asyncio.Future[None] | None = getattr(listener, "join_waiter", None)
+            if joined is not None:
+                listener.close()  # before settling: closing fails a join still waited for
+                _settle(joined)
             self.on_failure(exc)
 
     async def wait_joined(self, listener: Socket, deadline: float) -> None:
@@ -166,8 +170,19 @@ class Connector:
                 )
             await waiter
         except BaseException:
-            listener.close()
+            listener.close()  # fails the waiter, when nothing else had ended it
             raise
+        finally:
+            _settle(waiter)
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    """Mark ``future``'s outcome as seen (or cancel it): a failed connection already counts as
+    one failure, and asyncio would print "Future exception was never retrieved" for each."""
+    if not future.done():
+        future.cancel()
+    elif not future.cancelled():
+        future.exception()
 
 
 def _bound_socket_factory(source_addr: str) -> Callable[[object], socket.socket]:

@@ -179,7 +179,12 @@ def _sockets(parser: argparse.ArgumentParser, *, sockets_help: str, default_sock
 
 
 def _thresholds(parser: argparse.ArgumentParser) -> None:
-    verdict = parser.add_argument_group("thresholds (exit status 1 when one is crossed)")
+    verdict = parser.add_argument_group(
+        "thresholds (exit status 1 when one is crossed)",
+        "By default a run fails when no socket connected, or when any expected delivery was "
+        "lost, duplicated or reordered; a threshold on loss, lost, duplicates or reordered "
+        "replaces that figure's default.",
+    )
     verdict.add_argument(
         "--max-p99-ms", type=float, metavar="MS", help="the largest acceptable p99 latency"
     )
@@ -187,7 +192,8 @@ def _thresholds(parser: argparse.ArgumentParser) -> None:
         "--max-loss",
         type=fraction,
         metavar="FRACTION",
-        help="the largest acceptable share of expected messages lost, e.g. 0.001",
+        help="the largest acceptable share of expected messages lost, e.g. 0.001 "
+        "(default: none may be lost)",
     )
     verdict.add_argument(
         "--min-connected",
@@ -204,7 +210,8 @@ def _thresholds(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="EXPR",
         help="any figure of the report, METRIC OP NUMBER[UNIT] (repeatable): 'p99<50ms', "
-        "'loss<=0.1%%', 'connected>=99%%', 'rate>=90000', 'duplicates<1'; metrics: "
+        "'loss<=0.1%%', 'connected>=99%%', 'rate>=90000', 'duplicates<10'; one on loss, lost, "
+        "duplicates or reordered replaces that figure's default of none; metrics: "
         + ", ".join(METRICS),
     )
 
@@ -240,8 +247,8 @@ def _output(parser: argparse.ArgumentParser) -> None:
     output.add_argument(
         "--strict",
         action="store_true",
-        help="exit with status 1 when any message is lost, duplicated or reordered, "
-        "or any socket failed to connect or was closed",
+        help="exit with status 1 also when any socket failed to connect or was closed, and "
+        "when any message is lost, duplicated or reordered even where a threshold allows it",
     )
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from hub import DISTRIBUTION
 from hub.bench.header import HEADER_SIZE
 from hub.bench.option_groups import common, positive_int, rate, traffic
 
@@ -18,15 +19,25 @@ def build_parser() -> argparse.ArgumentParser:
         prog="hub bench",
         description="Load tester for WebSocket broadcast servers: every frame a client sends "
         "goes to every client of its URL (or channel), sender included. A bare ws://HOST:PORT "
-        "is taken as hub's raw layout, ws://HOST:PORT/CHANNEL.",
+        "is taken as hub's raw layout, ws://HOST:PORT/CHANNEL. " + VERDICT,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    sub = parser.add_subparsers(dest="scenario", required=True, metavar="SCENARIO")
+    sub = parser.add_subparsers(dest="scenario", required=True, metavar="COMMAND")
     _fanout(sub)
     _echo(sub)
     _conns(sub)
     _broadcast_all(sub)
+    _plot(sub)
     return parser
+
+
+#: The default verdict, as --help says it (docs/bench.md, "Exit status and thresholds").
+VERDICT = (
+    "Exit status 1 when no socket connected, or when any expected delivery was lost, "
+    "duplicated or reordered: a threshold on the figure loosens that (--threshold "
+    "'loss<1%', 'duplicates<10', 'reordered<10', or --max-loss); --strict also fails on any "
+    "socket that failed to connect or was closed. One line gives the verdict, even with -q."
+)
 
 
 if TYPE_CHECKING:
@@ -78,9 +89,20 @@ def _echo(sub: Subparsers) -> None:
         "echo",
         help="each client times its own round trips",
         description="N clients, each on its own channel, each sending a message as soon as its "
-        "previous one came back. Reports the round-trip latency.",
+        "previous one came back, or at --rate messages/s over all clients. Reports the "
+        "round-trip latency.",
     )
     common(echo, sockets_help="clients", default_sockets=100)
+    echo.add_argument(
+        "-r",
+        "--rate",
+        type=rate,
+        default=None,
+        help="round trips started per second over all clients, as fanout's --rate is over all "
+        "publishers (each client sends rate / N, on its schedule, without waiting for its "
+        "previous message), or 'max': each client sends its next message as soon as its "
+        "previous one is back (default: max)",
+    )
     traffic(
         echo,
         messages_help="round trips per client (default: until --duration)",
@@ -182,4 +204,22 @@ def _broadcast_all(sub: Subparsers) -> None:
         type=int,
         default=64,
         help=f"message size in bytes; at least the {HEADER_SIZE}-byte header (default: 64)",
+    )
+
+
+def _plot(sub: Subparsers) -> None:
+    plot = sub.add_parser(
+        "plot",
+        help="draw the pictures of a --json report (--plot, --html)",
+        description="Draw the pictures of a run from its --json report, as --plot and --html "
+        "would have during the run: for a run on a machine without matplotlib. Without "
+        "--plot or --html, draws RUN.png next to RUN.json. Needs matplotlib: pip install "
+        f"'{DISTRIBUTION}[plot]'.",
+    )
+    plot.add_argument("report", metavar="RUN.json", help="a report written by --json")
+    plot.add_argument(
+        "--plot", metavar="FILE.png", help="draw latency over time and its histogram to FILE.png"
+    )
+    plot.add_argument(
+        "--html", metavar="FILE.html", help="write one self-contained HTML report with the plots"
     )

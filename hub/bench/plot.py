@@ -7,6 +7,7 @@ import math
 
 from hub.bench.schema import Report
 from hub.bench.stats import merge_encoded
+from hub.bench.verdict import plural
 
 __all__ = ["plot_title", "write_plot"]
 
@@ -18,18 +19,20 @@ def plot_title(report: Report) -> str:
     parts = [
         f"hub bench {report['scenario']}",
         ", ".join(config["urls"]),
-        f"{config['num_sockets']:,} sockets",
+        plural(config["num_sockets"], "socket"),
     ]
     if report["scenario"] == "fanout":
-        parts.append(f"{config['num_publishers']} publishers")
+        parts.append(plural(config["num_publishers"], "publisher"))
         if config.get("rate_phases"):
             steps = ", ".join(f"{r:,.0f}/s for {t:g} s" for r, t in config["rate_phases"])
             parts.append(f"rate phases {steps}")
         else:
             parts.append("rate max" if rate is None else f"{rate:,.0f} msg/s")
+    elif report["scenario"] == "echo":
+        parts.append("closed loop" if rate is None else f"{rate:,.0f} msg/s")
     if report["scenario"] != "conns":
         parts.append(f"{config['size']} B")
-    parts.append(f"{config['procs']} procs, {config['client']} client")
+    parts.append(f"{plural(config['procs'], 'proc')}, {config['client']} client")
     if config.get("protocol", "raw") != "raw":
         parts.append(f"protocol {config['protocol']}")
     return " | ".join(parts)

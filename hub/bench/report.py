@@ -18,7 +18,7 @@ from hub.bench.scenarios import scenario_for
 from hub.bench.scenarios.context import Outcome
 from hub.bench.schema import SCHEMA, Report, Section
 from hub.bench.stats import merge_encoded, summarize
-from hub.bench.verdict import exit_status, thresholds
+from hub.bench.verdict import exit_status, plural, thresholds
 
 __all__ = ["SCHEMA", "Run", "aggregate_timeline", "assemble", "rate_phase_rows"]
 
@@ -50,6 +50,7 @@ def assemble(config: RunConfig, run: Run) -> Report:
     errors: Counter[str] = Counter()
     for result in workers:
         errors.update(result.errors)
+    latency = merge_encoded([r.hist for r in workers])
     report: Report = {
         "schema": SCHEMA,
         "scenario": config.scenario,
@@ -60,7 +61,9 @@ def assemble(config: RunConfig, run: Run) -> Report:
         "connections_timeline": run.connections_timeline,
         "config": dataclasses.asdict(config),
         "messages": messages(config, run, workers),
-        "latency_us": summarize(merge_encoded([r.hist for r in workers])),
+        "latency_us": summarize(latency),
+        # The whole histogram, HdrHistogram-encoded: what 'hub bench plot' draws it from.
+        "latency_histogram": latency.encode().decode("ascii") if latency.get_total_count() else "",
         "timeline": aggregate_timeline(run.timeline, config.interval_s),
     }
     if config.rate_phases:
@@ -112,12 +115,15 @@ def messages(config: RunConfig, run: Run, workers: list[Result]) -> Section:
     expected = scenario_for(config).expected(outcome, sent, receivers_at_start)
     measured_s = round(run.measured_s, 4)
     send_s = outcome.send_s or measured_s
+    lost = max(0, expected - unique)
     section: Section = {
         "sent": sent,
         "expected": expected,
         "received": received,
         "unique": unique,
-        "lost": max(0, expected - unique),
+        "lost": lost,
+        # In percent of the expected deliveries: what --threshold 'loss<1%' checks.
+        "loss_percent": round(100 * lost / expected, 4) if expected else 0.0,
         "duplicates": sum(r.tally.duplicates for r in workers),
         "reordered": sum(r.tally.reordered for r in workers),
         "unexpected": max(0, unique - expected),
@@ -160,13 +166,14 @@ def client(run: Run, workers: list[Result]) -> Section:
 
 def warnings(config: RunConfig, report: Report, errors: Counter[str]) -> list[str]:
     """What a reader of the figures must know: the bench was the bottleneck, sockets failed,
-    messages went wrong."""
+    messages went wrong, the server's memory could not be read."""
     out = []
     saturated = report["client"]["saturated_workers"]
     if saturated:
+        workers = "worker " if len(saturated) == 1 else "workers "
         out.append(
-            f"worker(s) {saturated} passed {SATURATED_CPU_PERCENT:.0f}% of a core: "
-            "the bench may be the bottleneck; add --procs"
+            f"{workers}{', '.join(map(str, saturated))} passed {SATURATED_CPU_PERCENT:.0f}% of "
+            "a core: the bench may be the bottleneck; add --procs"
         )
     lagging = {
         p["worker"]: p["loop_lag_ms"]["max_ms"]
@@ -181,20 +188,35 @@ def warnings(config: RunConfig, report: Report, errors: Counter[str]) -> list[st
         )
     connections = report["connections"]
     if connections.get("failed"):
-        out.append(f"{connections['failed']} connection(s) failed: {dict(errors)}")
+        failed = connections["failed"]
+        line = f"{plural(failed, 'connection')} failed: {dict(errors)}"
+        if any(name.startswith("SSLCertVerificationError") for name in errors):
+            line += (
+                "; the server's certificate is not trusted: --ca-file PEM trusts its CA, "
+                "--insecure checks no certificate"
+            )
+        out.append(line)
     if report.get("churn", {}).get("failed"):
-        out.append(f"{report['churn']['failed']} churn reconnection(s) failed")
+        out.append(f"{plural(report['churn']['failed'], 'churn reconnection')} failed")
     if connections["disconnected"]:
-        out.append(f"{connections['disconnected']} socket(s) were closed during the run")
+        closed = connections["disconnected"]
+        out.append(f"{plural(closed, 'socket was', 'sockets were')} closed during the run")
     messages = report["messages"]
-    for name in ("lost", "duplicates", "reordered"):
+    for name, one, many in (
+        ("lost", "message lost", "messages lost"),
+        ("duplicates", "duplicate", "duplicates"),
+        ("reordered", "message reordered", "messages reordered"),
+    ):
         if messages[name]:
-            out.append(f"{messages[name]} message(s) {name}")
+            out.append(plural(messages[name], one, many))
     if messages["foreign"]:
         out.append(
-            f"{messages['foreign']} message(s) of another bench run on the same channels "
-            "(counted apart, not in this run's figures)"
+            f"{plural(messages['foreign'], 'message')} of another bench run on the same "
+            "channels (counted apart, not in this run's figures)"
         )
+    memory_error = report.get("server_memory", {}).get("error")
+    if memory_error:
+        out.append(f"the server's memory was not read: {memory_error}")
     return out
 
 

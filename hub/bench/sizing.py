@@ -54,7 +54,8 @@ def check_fd_limit(num_sockets: int, procs: int, fd_limit: int) -> None:
     if per_proc + FD_MARGIN > fd_limit:
         needed = math.ceil(num_sockets / max(1, fd_limit - FD_MARGIN))
         raise SizingError(
-            f"{num_sockets} sockets over {procs} process(es) is {per_proc} per process, "
+            f"{num_sockets} sockets over {procs} process{'' if procs == 1 else 'es'} is {per_proc} "
+            "per process, "
             f"which with a margin of {FD_MARGIN} passes the open-file limit of {fd_limit}; "
             f"use --procs {needed} or more"
         )

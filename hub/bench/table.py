@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from hub.bench.schema import Report
@@ -35,6 +36,8 @@ def print_report(report: Report, console: Console) -> None:
     if report["scenario"] != "conns":
         for name in ("sent", "expected", "received", "lost", "duplicates", "reordered", "foreign"):
             table.add_row(f"messages {name}", _fmt(messages[name]))
+            if name == "lost" and "loss_percent" in messages:
+                table.add_row("loss (of expected)", f"{messages['loss_percent']:g}%")
         table.add_row("receive rate", _fmt(messages["recv_per_s"], "/s"))
         lat = report["latency_us"]
         for name in ("p50", "p90", "p99", "p99_9", "max"):
@@ -81,8 +84,12 @@ def print_report(report: Report, console: Console) -> None:
         verdict = "[red]FAILED[/red]" if check["failed"] else "ok"
         table.add_row(
             f"threshold {check['name']} (limit {check['limit']})",
-            f"{_fmt(check['value'])} {verdict}",
+            # A share (0.0005) keeps its digits: one decimal would show it as 0.0.
+            f"{check['value']:,.6g} {verdict}"
+            if isinstance(check["value"], float)
+            else f"{_fmt(check['value'])} {verdict}",
         )
     console.print(table)
     for warning in report["warnings"]:
-        console.print(f"[yellow]warning:[/yellow] {warning}")
+        # One line each, as written: an error's "[SSL: ...]" is no markup.
+        console.print(f"[yellow]warning:[/yellow] {escape(warning)}", soft_wrap=True)

@@ -84,7 +84,11 @@ class Handshake:
 def ssl_context(handshake: Handshake) -> ssl.SSLContext:
     """The client TLS context: system trust store, plus ``--ca-file``; ``--insecure`` checks
     nothing (self-signed test servers)."""
-    context = ssl.create_default_context(cafile=handshake.ca_file)
+    # The system's store and --ca-file's: create_default_context(cafile=...) would load only
+    # the file, and so stop trusting public CAs.
+    context = ssl.create_default_context()
+    if handshake.ca_file:
+        context.load_verify_locations(cafile=handshake.ca_file)
     if handshake.insecure:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE

@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_client_commands(commands)
     commands.add_parser(
         "bench",
-        help="load-test any raw-mode WebSocket server (run 'hub bench --help')",
+        help="load-test any WebSocket server: raw frames, hub.v1 or Socket.IO ('hub bench -h')",
         add_help=False,
     )
     return parser

@@ -1,7 +1,8 @@
 """A minimal websockets echo server, not hub: each frame goes back to its sender. It appends
 the path (with query) and the Authorization header of each upgrade to --log, one JSON line
 per connection, so that tests see what the bench sent. With --cert/--key it serves wss://;
-with --close it closes each socket right after the upgrade."""
+with --close it closes each socket right after the upgrade; --twice sends each frame back
+twice (duplicates), --swap sends them back in pairs, the second first (reordering)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ async def main() -> None:
     parser.add_argument("--cert")
     parser.add_argument("--key")
     parser.add_argument("--close", action="store_true")
+    parser.add_argument("--twice", action="store_true")
+    parser.add_argument("--swap", action="store_true")
     args = parser.parse_args()
     context = None
     if args.cert:
@@ -36,8 +39,17 @@ async def main() -> None:
         if args.close:
             await ws.close()
             return
+        held = None
         async for message in ws:
+            if args.swap and held is None:
+                held = message
+                continue
             await ws.send(message)
+            if args.twice:
+                await ws.send(message)
+            if held is not None:
+                await ws.send(held)
+                held = None
 
     async with serve(echo, "127.0.0.1", args.port, ssl=context):
         await asyncio.Future()

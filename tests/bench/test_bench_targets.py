@@ -4,10 +4,14 @@ threshold that fails, and zero sockets connected, exit non-zero."""
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import json
 import os
+import ssl
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -146,6 +150,122 @@ def test_an_untrusted_certificate_connects_nothing_and_fails(
     }
 
 
+@pytest.mark.parametrize("client", ["lean", "picows"])
+def test_an_untrusted_certificate_gives_one_clear_warning(
+    tls_echo_server: tuple[str, Path], tmp_path: Path, client: str
+) -> None:
+    """Ten sockets fail their TLS handshake: the output says why and what to do, once, and
+    asyncio prints no "Future exception was never retrieved" for any of them."""
+    url, _log = tls_echo_server
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "hub", "bench", "conns", "--url", f"{url}/tls", "-n", "10"),
+            *("--procs", "1", "--hold", "0.2", "--client", client),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=t(120),
+    )
+    assert result.returncode == 1
+    assert "Future exception" not in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    warnings = [line for line in result.stdout.splitlines() if line.startswith("warning:")]
+    assert warnings == [
+        "warning: 10 connections failed: {'SSLCertVerificationError': 10}; the server's "
+        "certificate is not trusted: --ca-file PEM trusts its CA, --insecure checks no certificate"
+    ]
+
+
+def self_signed(folder: Path) -> tuple[Path, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"),
+            *("-addext", "subjectAltName=IP:127.0.0.1"),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=t(30),
+    )
+    return cert, key
+
+
+@contextlib.contextmanager
+def https_metrics(cert: Path, key: Path) -> Iterator[str]:
+    """A /metrics over https:// (in a thread of the test): two processes' RSS, 1,234 bytes."""
+    body = b'process_resident_memory_bytes 1000\nprocess_resident_memory_bytes{w="1"} 234\n'
+
+    class Metrics(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Metrics)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"https://127.0.0.1:{server.server_address[1]}/metrics"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_an_https_metrics_url_uses_the_runs_tls_settings(
+    tls_echo_server: tuple[str, Path], tmp_path: Path
+) -> None:
+    """conns --metrics-url https://...: --ca-file and --insecure hold for it as for the
+    sockets; a /metrics that cannot be read is one warning line, never a traceback."""
+    url, _log = tls_echo_server
+    ca = tmp_path / "cert.pem"  # the echo server's, made by the fixture
+
+    def conns(metrics: str, *trust: str) -> tuple[subprocess.CompletedProcess[str], Any]:
+        out = tmp_path / "conns.json"
+        result = subprocess.run(
+            [
+                *(sys.executable, "-m", "hub", "bench", "conns", "--url", f"{url}/m", "-n", "2"),
+                *("--procs", "1", "--hold", "0.3", "--settle", "0.1", "--metrics-url", metrics),
+                *(*trust, "--json", str(out)),
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=t(120),
+        )
+        assert "Traceback" not in result.stdout + result.stderr, result
+        return result, json.loads(out.read_text())
+
+    with https_metrics(ca, tmp_path / "key.pem") as metrics:
+        for trust in (("--ca-file", str(ca)), ("--insecure",)):
+            result, report = conns(metrics, *trust)
+            assert result.returncode == 0, result
+            assert report["server_memory"]["source"] == "metrics"
+            assert report["server_memory"]["rss_before_bytes"] == 1234
+            assert "error" not in report["server_memory"]
+    # The sockets' CA is trusted; a /metrics with another certificate is not.
+    with https_metrics(*self_signed(tmp_path / "other")) as metrics:
+        result, report = conns(metrics, "--ca-file", str(ca))
+    assert result.returncode == 0, result  # the sockets connected: the run itself passed
+    assert report["server_memory"]["rss_before_bytes"] is None
+    warnings = [line for line in result.stdout.splitlines() if "--metrics-url" in line]
+    assert len(warnings) == 1, result.stdout
+    assert warnings[0].startswith(
+        f"warning: the server's memory was not read: cannot read --metrics-url {metrics}: "
+        "[SSL: CERTIFICATE_VERIFY_FAILED]"
+    ), warnings
+    assert warnings[0].endswith("(--ca-file PEM trusts its CA, --insecure checks no certificate)")
+
+
 def test_a_crossed_threshold_fails_the_run(echo_server: tuple[str, Path], tmp_path: Path) -> None:
     url, _log = echo_server
     rc, report, _ = bench(
@@ -161,8 +281,11 @@ def test_a_crossed_threshold_fails_the_run(echo_server: tuple[str, Path], tmp_pa
     assert rc == 1
     assert_all_echoed(report)
     failed = {c["name"]: c["failed"] for c in report["thresholds"]}
+    # --max-loss replaces the default "lost = 0"; duplicates and reordering keep theirs.
     assert failed == {
         "connected > 0": False,
+        "duplicates = 0": False,
+        "reordered = 0": False,
         "min-connected": False,
         "max-loss": False,
         "max-p99-ms": True,
@@ -187,7 +310,8 @@ def test_generic_thresholds_check_any_figure(echo_server: tuple[str, Path], tmp_
     assert rc == 1
     assert_all_echoed(report)
     failed = {c["name"]: c["failed"] for c in report["thresholds"]}
-    assert failed == {"connected > 0": False, **expressions}
+    # 'loss<=0.1%' and 'duplicates<1' replace their defaults; reordering keeps its own.
+    assert failed == {"connected > 0": False, "reordered = 0": False, **expressions}
     bad = subprocess.run(
         [sys.executable, "-m", "hub.bench", "echo", "--url", url, "--threshold", "p99<fast"],
         capture_output=True,
@@ -385,28 +509,91 @@ def test_plot_draws_throughput_connections_and_latency(tmp_path: Path, reference
     assert received[0].labels["run_id"] == str(report["config"]["run_id"])
 
 
-def test_plot_without_matplotlib_fails_and_names_the_distribution(
-    echo_server: tuple[str, Path], tmp_path: Path
-) -> None:
-    url, _log = echo_server
+def hide_matplotlib(tmp_path: Path) -> dict[str, str]:
+    """An environment in which ``import matplotlib`` fails, as on a ./scripts/serve.sh
+    install (the bench extra, not the plot one)."""
     shim = tmp_path / "shim" / "matplotlib"
     shim.mkdir(parents=True)
     (shim / "__init__.py").write_text("raise ImportError('no matplotlib here')\n")
-    out = tmp_path / "r.json"
+    return os.environ | {"PYTHONPATH": f"{shim.parent}{os.pathsep}{ROOT}"}
+
+
+def test_plot_without_matplotlib_keeps_the_runs_status_and_says_how_to_draw_later(
+    reference_port: int, tmp_path: Path
+) -> None:
+    """The run passed, so it exits 0; its JSON lands next to the pictures asked for, and one
+    line gives the 'hub bench plot' command and the pip command. That command, once
+    matplotlib is there, draws the same pictures from the JSON."""
+    png, page = tmp_path / "run.png", tmp_path / "run.html"
     result = subprocess.run(
         [
-            *(sys.executable, "-m", "hub.bench", *echo_args(f"{url}/p", "lean"), "--quiet"),
-            *("--json", str(out), "--plot", str(tmp_path / "x.png")),
+            *(sys.executable, "-m", "hub", "bench", "fanout", "-n", "3", "-p", "1", "-q"),
+            *("--url", f"ws://127.0.0.1:{reference_port}", "--procs", "1", "-m", "100"),
+            *("--plot", str(png), "--html", str(page)),
         ],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=t(120),
-        env=os.environ | {"PYTHONPATH": f"{shim.parent}{os.pathsep}{ROOT}"},
+        env=hide_matplotlib(tmp_path),
     )
-    assert result.returncode == 1
-    assert f"pip install '{DISTRIBUTION}[plot]'" in result.stderr
-    assert json.loads(out.read_text())["messages"]["lost"] == 0
+    assert result.returncode == 0, result
+    saved = tmp_path / "run.json"
+    report = json.loads(saved.read_text())
+    assert report["messages"]["lost"] == 0 and report["latency_histogram"]
+    assert not png.exists() and not page.exists()
+    assert result.stderr.splitlines() == [
+        f"hub bench: --plot and --html need matplotlib, not installed: the report is in {saved}; "
+        f"draw it later with 'hub bench plot {saved} --plot {png} --html {page}' once you "
+        f"pip install '{DISTRIBUTION}[plot]' (in a checkout: pip install -e '.[plot]')"
+    ]
+    assert result.stdout.startswith("hub bench fanout: ok:"), result.stdout
+    # Still without matplotlib, 'hub bench plot' says what to install, and fails.
+    hidden = subprocess.run(
+        [sys.executable, "-m", "hub", "bench", "plot", str(saved)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=t(60),
+        env=hide_matplotlib(tmp_path / "again"),
+    )
+    assert hidden.returncode == 1
+    assert f"pip install '{DISTRIBUTION}[plot]'" in hidden.stderr
+    # With matplotlib: the command the line gave draws both.
+    later = subprocess.run(
+        [
+            *(sys.executable, "-m", "hub", "bench", "plot", str(saved)),
+            *("--plot", str(png), "--html", str(page)),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=t(120),
+    )
+    assert later.returncode == 0, later
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    html = page.read_text()
+    assert "data:image/png;base64," in html
+    # The title counts in proper English: one publisher, one proc.
+    assert "| 3 sockets | 1 publisher | 1,000 msg/s | 64 B | 1 proc, lean client" in html
+    # Without --plot or --html, it draws RUN.png next to RUN.json.
+    png.unlink()
+    bare = subprocess.run(
+        [sys.executable, "-m", "hub.bench", "plot", str(saved)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=t(120),
+    )
+    assert bare.returncode == 0 and png.exists(), bare
+    missing = subprocess.run(
+        [sys.executable, "-m", "hub.bench", "plot", str(tmp_path / "none.json")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=t(60),
+    )
+    assert missing.returncode == 2 and "cannot read" in missing.stderr, missing
 
 
 def test_openmetrics_is_written_while_the_run_goes_on(tmp_path: Path, reference_port: int) -> None:

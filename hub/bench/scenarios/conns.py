@@ -99,6 +99,8 @@ class Conns(Scenario):
             ),
         }
         churn = self.churn(coordinator) if self.config.churn_rate else None
+        if memory.errors:  # the first reason; the report warns once, not per read
+            server_memory["error"] = memory.errors[0]
         return Outcome(churn=churn, server_memory=server_memory)
 
     def churn(self, coordinator: CoordinatorSide) -> Section:
