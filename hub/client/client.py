@@ -13,6 +13,7 @@ import asyncio
 import base64
 import contextlib
 import logging
+import os
 import urllib.parse
 from collections.abc import Awaitable, Sequence
 from typing import Final, TypeVar
@@ -20,7 +21,7 @@ from typing import Final, TypeVar
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from hub.client.connection import Reconnecting, TokenSource
+from hub.client.connection import Reconnecting, TokenSource, tls_context
 from hub.client.errors import ClientClosed, NotConnected, PublishFailed, RequestRefused
 from hub.client.message import Frame
 from hub.client.requests import Requests
@@ -45,6 +46,12 @@ class Client(Reconnecting, Requests):
     ``backoff_max_s``), resubscribes every subscription and recovers each history channel
     from the last position it received.
 
+    ``wss://`` URLs verify the hub's certificate against the system's trust store
+    (``SSL_CERT_FILE`` names another bundle); ``ca_file`` adds the certificates of a PEM file
+    (a private CA, or a self-signed hub's own certificate); ``insecure=True`` verifies
+    nothing, for a test hub only. Why a connect failed is logged at WARNING, once per 5 s
+    per URL and reason.
+
     ``token`` is sent as ``Authorization: Bearer``. ``get_token`` (sync or async) is called
     for a fresh one when the hub closes the connection with 4001 (expired) or refuses the
     handshake with 401, and before the first connect when ``token`` is None.
@@ -62,6 +69,9 @@ class Client(Reconnecting, Requests):
         *,
         token: str | None = None,
         get_token: TokenSource | None = None,
+        # TLS (wss://)
+        ca_file: str | os.PathLike[str] | None = None,
+        insecure: bool = False,
         # Reconnecting
         backoff_initial_s: float = 0.1,
         backoff_max_s: float = 5.0,
@@ -85,6 +95,8 @@ class Client(Reconnecting, Requests):
             raise ValueError("need 0 < backoff_initial_s <= backoff_max_s")
         self.token = token
         self._get_token = get_token
+        self._tls = tls_context(ca_file, insecure)
+        self._insecure = insecure
         self._backoff_initial_s = backoff_initial_s
         self._backoff_max_s = backoff_max_s
         self._connect_timeout_s = connect_timeout_s
