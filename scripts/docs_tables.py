@@ -26,11 +26,15 @@ __all__ = ["GENERATED", "flags_table", "main", "replace_generated"]
 
 def flags_table() -> str:
     """The README's table of `hub serve` options, generated from OPTIONS."""
-    rows = ["| flag | environment variable | default | what it does |", "|---|---|---|---|"]
+    rows = [
+        "| flag | environment variable | TOML key (`--config`) | default | what it does |",
+        "|---|---|---|---|---|",
+    ]
     for o in OPTIONS:
         default = describe_default(o.default)
         shown = default if o.default is None or isinstance(o.default, bool) else f"`{default}`"
-        rows.append(f"| `{o.flag}` | `{o.env}` | {shown} | {o.help} |")
+        key = "(none: a file names no other)" if o.name == "config" else f"`{o.name}`"
+        rows.append(f"| `{o.flag}` | `{o.env}` | {key} | {shown} | {o.help} |")
     return "\n".join(rows) + "\n"
 
 

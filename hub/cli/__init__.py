@@ -12,7 +12,7 @@ from types import FrameType
 from typing import Any
 
 from hub import DISTRIBUTION, __version__
-from hub.core.config import OPTIONS, Settings, describe_default, parse_bytes
+from hub.core.config import OPTIONS, Settings, config_as_toml, describe_default, parse_bytes
 from hub.core.errors import ConfigError
 
 __all__ = ["build_parser", "main"]
@@ -57,9 +57,17 @@ def build_parser() -> argparse.ArgumentParser:
         "serve",
         help="accept WebSocket connections and fan messages out through Redis",
         description="Serve WebSocket clients at ws://HOST:PORT/<channel>. Every flag can also "
-        "be set by its HUB_* environment variable; a flag wins over the environment.",
+        "be set by its HUB_* environment variable, or in the --config file under its TOML key "
+        "(--print-config prints them all); a flag wins over the environment, which wins over "
+        "the file.",
     )
     add_settings_flags(serve)
+    serve.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print every setting as the config file's TOML (its key, its value now, where "
+        "that came from: flag, env, file or default, and its help) and exit without serving",
+    )
     publish = commands.add_parser(
         "publish",
         help="publish one message to a channel, through Redis, a hub's WebSocket or its API",
@@ -224,12 +232,11 @@ def serve(settings: Settings) -> int:
     try:
         validate_runtime(settings)
     except ConfigError as exc:
-        print(f"hub: bad setting {exc}", file=sys.stderr)
-        return 2
+        return refuse("serve", settings.relabel(exc))
     try:
         claim = claim_ports(settings)
     except CannotListen as exc:
-        print(f"hub: {exc}", file=sys.stderr)
+        print(f"{PREFIX_SERVE} {exc}", file=sys.stderr)
         return EXIT_CANNOT_LISTEN
 
     with claim:
@@ -245,8 +252,20 @@ def serve(settings: Settings) -> int:
         try:
             return Supervisor(settings, _worker_main).run()
         except RedisNotInstalled as exc:
-            print(f"hub: {exc}", file=sys.stderr)
+            print(f"{PREFIX_SERVE} {exc}", file=sys.stderr)
             return 2
+
+
+#: How every message of ``hub serve`` that stops it before it serves begins.
+PREFIX_SERVE = "hub serve:"
+
+
+def refuse(command: str, exc: ConfigError) -> int:
+    """Print why the configuration of ``hub COMMAND`` is refused, in one line; status 2.
+    ``exc`` names the flag, variable or file key that set the value."""
+    what = "invalid configuration:" if command == "check" else "bad setting"
+    print(f"hub {command}: {what} {exc}", file=sys.stderr)
+    return 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -274,10 +293,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = _settings_from_args(args)
     except ConfigError as exc:
-        what = "invalid configuration:" if args.command == "check" else "bad setting"
-        print(f"hub {args.command}: {what} {exc}", file=sys.stderr)
-        return 2
+        return refuse(args.command, exc)
     if args.command == "serve":
+        if args.print_config:
+            sys.stdout.write(config_as_toml(settings))
+            return 0
         return serve(settings)
     if args.command == "publish":
         from hub.cli.publish import publish_command

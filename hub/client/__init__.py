@@ -20,7 +20,7 @@ from hub.client.errors import (
     PublishFailed,
     RequestRefused,
 )
-from hub.client.message import Message
+from hub.client.message import History, Member, Message, Presence
 from hub.client.publisher import Published, Publisher
 from hub.client.subscription import Subscription
 from hub.core.sequence import Position
@@ -31,10 +31,13 @@ __all__ = [
     "ClientError",
     "Discontinuity",
     "Gap",
+    "History",
+    "Member",
     "Message",
     "NotConnected",
     "NotRecovered",
     "Position",
+    "Presence",
     "PublishFailed",
     "Published",
     "Publisher",

@@ -1,7 +1,8 @@
 """The hub.v1 client: one WebSocket, reconnecting on its own, every subscription resumed from
 its last position.
 
-This module is the application's side: subscribe, unsubscribe, publish, start and close. The
+This module is the application's side: subscribe, unsubscribe, publish, the history and
+presence reads, start and close. The
 connection loop (failover, backoff, token refresh, close codes) is ``connection.py``; the
 requests and what answers them, ``requests.py``; a subscription and its bounded buffer,
 ``subscription.py``.
@@ -13,6 +14,7 @@ import asyncio
 import base64
 import contextlib
 import logging
+import os
 import urllib.parse
 from collections.abc import Awaitable, Sequence
 from typing import Final, TypeVar
@@ -20,9 +22,15 @@ from typing import Final, TypeVar
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from hub.client.connection import Reconnecting, TokenSource
+from hub.client.connection import Reconnecting, TokenSource, tls_context
 from hub.client.errors import ClientClosed, NotConnected, PublishFailed, RequestRefused
-from hub.client.message import Frame
+from hub.client.message import (
+    Frame,
+    History,
+    Presence,
+    history_from_frame,
+    presence_from_frame,
+)
 from hub.client.requests import Requests
 from hub.client.subscription import End, Subscription
 from hub.core.channels import validate
@@ -45,6 +53,12 @@ class Client(Reconnecting, Requests):
     ``backoff_max_s``), resubscribes every subscription and recovers each history channel
     from the last position it received.
 
+    ``wss://`` URLs verify the hub's certificate against the system's trust store
+    (``SSL_CERT_FILE`` names another bundle); ``ca_file`` adds the certificates of a PEM file
+    (a private CA, or a self-signed hub's own certificate); ``insecure=True`` verifies
+    nothing, for a test hub only. Why a connect failed is logged at WARNING, once per 5 s
+    per URL and reason.
+
     ``token`` is sent as ``Authorization: Bearer``. ``get_token`` (sync or async) is called
     for a fresh one when the hub closes the connection with 4001 (expired) or refuses the
     handshake with 401, and before the first connect when ``token`` is None.
@@ -62,6 +76,9 @@ class Client(Reconnecting, Requests):
         *,
         token: str | None = None,
         get_token: TokenSource | None = None,
+        # TLS (wss://)
+        ca_file: str | os.PathLike[str] | None = None,
+        insecure: bool = False,
         # Reconnecting
         backoff_initial_s: float = 0.1,
         backoff_max_s: float = 5.0,
@@ -85,6 +102,8 @@ class Client(Reconnecting, Requests):
             raise ValueError("need 0 < backoff_initial_s <= backoff_max_s")
         self.token = token
         self._get_token = get_token
+        self._tls = tls_context(ca_file, insecure)
+        self._insecure = insecure
         self._backoff_initial_s = backoff_initial_s
         self._backoff_max_s = backoff_max_s
         self._connect_timeout_s = connect_timeout_s
@@ -208,18 +227,66 @@ class Client(Reconnecting, Requests):
             assert binary is not None
             body["binary"] = base64.b64encode(binary).decode()
         ws = await self._connection_for_publish()
-        request_id, future, frame = self._request(body, None)
         try:
-            await ws.send(frame)
-            reply = await future
+            reply = await self._exchange(ws, body)
         except ConnectionClosed as exc:
             raise PublishFailed(
                 f"the connection closed before the publish was sent: {exc}"
             ) from None
+        _raise_refused(reply)
+
+    # Reading
+
+    async def history(
+        self, channel: str, *, limit: int | None = None, since: Position | None = None
+    ) -> History:
+        """The messages a history channel keeps, oldest first: the last ``limit`` (the hub's
+        default 100, at most 1000), or up to ``limit`` after ``since``; and the channel's top.
+        Raise RequestRefused (``history_off``, ``unrecoverable_position`` for a ``since`` the
+        history no longer holds, ``forbidden``, ``too_large``, ``unavailable``) or
+        NotConnected."""
+        body: Frame = {"op": "history", "channel": validate(channel)}
+        if limit is not None:
+            body["limit"] = limit
+        if since is not None:
+            body["since"] = {"epoch": since.epoch, "offset": since.offset}
+        return history_from_frame(await self._read(body))
+
+    async def presence(self, channel: str) -> Presence:
+        """Who is subscribed to ``channel`` on every hub. Raise RequestRefused
+        (``presence_off``, ``forbidden``, ``unavailable``) or NotConnected."""
+        return presence_from_frame(
+            await self._read({"op": "presence", "channel": validate(channel)})
+        )
+
+    async def _read(self, body: Frame) -> Frame:
+        """The answer to a read; one whose connection drops is asked again on the next
+        (reading twice does no harm), all within ``publish_timeout_s``."""
+        try:
+            async with asyncio.timeout(self._publish_timeout_s):
+                while True:
+                    ws = await self._connection_for_publish()
+                    try:
+                        reply = await self._exchange(ws, dict(body))
+                        break
+                    except (ConnectionClosed, PublishFailed):
+                        await asyncio.sleep(self._backoff_initial_s)  # the drop is noticed
+        except TimeoutError:
+            raise NotConnected(
+                f"no answer from the hub within {self._publish_timeout_s}s"
+            ) from None
+        _raise_refused(reply)
+        return reply
+
+    async def _exchange(self, ws: ClientConnection, body: Frame) -> Frame:
+        """Send one request on ``ws`` and return the hub's answer, an error frame included;
+        ConnectionClosed, or PublishFailed when the connection closes before the answer."""
+        request_id, future, frame = self._request(body, None)
+        try:
+            await ws.send(frame)
+            return await future
         finally:
             self._pending.pop(request_id, None)
-        if reply.get("type") == "error":
-            raise RequestRefused(str(reply.get("code")), str(reply.get("message")))
 
     async def _connection_for_publish(self) -> ClientConnection:
         self._check_open()
@@ -267,3 +334,9 @@ class Client(Reconnecting, Requests):
             sub._finish(end)
         self._subs.clear()
         self._fail_requests(self._stopped)
+
+
+def _raise_refused(reply: Frame) -> None:
+    """RequestRefused for an error frame."""
+    if reply.get("type") == "error":
+        raise RequestRefused(str(reply.get("code")), str(reply.get("message")))

@@ -2,6 +2,9 @@
 refresh, each close code's rule (``hub.core.errors.CLOSE_CODES``), and one connection's
 session, which resubscribes everything and then reads until the connection closes.
 
+Why a connect failed is logged at WARNING, once per ``CONNECT_WARNING_INTERVAL_S`` per URL
+and reason (a hub whose certificate is not trusted is retried for ever, so it must say so).
+
 It is written on websockets' asyncio client (a dependency hub already has); the loop is
 hand-written because the reconnect rules are hub's own.
 """
@@ -11,8 +14,11 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import os
+import ssl
+import time
 from collections.abc import Awaitable, Callable, Iterator
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
@@ -25,7 +31,13 @@ from hub.core.backoff import backoff
 from hub.core.errors import CloseCode
 from hub.core.protocol import SUBPROTOCOL
 
-__all__ = ["STABLE_CONNECTION_S", "Reconnecting", "TokenSource"]
+__all__ = [
+    "CONNECT_WARNING_INTERVAL_S",
+    "STABLE_CONNECTION_S",
+    "Reconnecting",
+    "TokenSource",
+    "tls_context",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +52,64 @@ _REFUSED: Final = frozenset({400, 401, 403, 404})
 #: acknowledges the subscribe and then closes (1011, in a loop) is retried with a growing
 #: delay, not at once after every ack.
 STABLE_CONNECTION_S: Final = 5.0
+#: Seconds between two warnings of the same failure to connect to the same URL.
+CONNECT_WARNING_INTERVAL_S = 5.0
+
+
+def tls_context(ca_file: str | os.PathLike[str] | None, insecure: bool) -> ssl.SSLContext | None:
+    """The TLS context of wss:// connections: None for the system's trust store (which
+    ``SSL_CERT_FILE`` and ``SSL_CERT_DIR`` change); with ``ca_file``, that store plus the
+    certificates of that PEM file; ``insecure``: no verification at all. ValueError when
+    the file cannot be loaded, or when both are given."""
+    if ca_file is not None and insecure:
+        raise ValueError("pass ca_file= or insecure=True, not both")
+    if insecure:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    if ca_file is None:
+        return None
+    try:
+        return ssl.create_default_context(cafile=os.fspath(ca_file))
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(f"cannot load the CA file {os.fspath(ca_file)!r}: {exc}") from None
+
+
+def _why(exc: BaseException, connect_timeout_s: float) -> str:
+    """Why a connect failed, in words, with what to do where hub can tell."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return (
+            f"its TLS certificate is not trusted ({exc.verify_message}); pass ca_file= (the "
+            "hub's CA or certificate, PEM), or set SSL_CERT_FILE"
+        )
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS failed ({exc.reason or exc}); is it a wss:// hub?"
+    if isinstance(exc, TimeoutError):
+        return f"no handshake within connect_timeout_s={connect_timeout_s:g}"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, InvalidStatus):
+        return f"it answered HTTP {exc.response.status_code}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+class _FailureLog:
+    """WARNING for each reason a connect failed, at most once per
+    ``CONNECT_WARNING_INTERVAL_S`` per URL and reason, with how many were not logged."""
+
+    def __init__(self) -> None:
+        self._last: dict[tuple[str, str], tuple[float, int]] = {}
+
+    def failed(self, url: str, why: str) -> None:
+        now = time.monotonic()
+        last = self._last.get((url, why))
+        if last is not None and now - last[0] < CONNECT_WARNING_INTERVAL_S:
+            self._last[url, why] = (last[0], last[1] + 1)
+            return
+        self._last[url, why] = (now, 0)
+        again = f" ({last[1]} more failures like it since)" if last and last[1] else ""
+        logger.warning("hub.client: cannot connect to %s: %s; trying again%s", url, why, again)
 
 
 class Reconnecting:
@@ -56,6 +126,8 @@ class Reconnecting:
     _connect_timeout_s: float
     _max_message_bytes: int
     _ping_interval_s: float
+    _tls: ssl.SSLContext | None
+    _insecure: bool
     _subs: dict[str, Subscription]
     _ws: ClientConnection | None
     _connected: asyncio.Event | None
@@ -105,11 +177,18 @@ class Reconnecting:
         index = 0
         policy_closes = 0
         refreshed = False
+        failures = _FailureLog()
+        if self._insecure and any(url.startswith("wss://") for url in self.urls):
+            logger.warning(
+                "hub.client: insecure=True: the hub's TLS certificate is not verified, so "
+                "anyone on the path can read and change this connection; never in production"
+            )
         if self.token is None and self._get_token is not None:
             await self._refresh_token()
         while True:
             url = self.urls[index % len(self.urls)]
             headers = {"Authorization": f"Bearer {self.token}"} if self.token else None
+            tls: dict[str, Any] = {"ssl": self._tls} if self._tls and url.startswith("wss:") else {}
             try:
                 ws = await connect(
                     url,
@@ -118,6 +197,7 @@ class Reconnecting:
                     open_timeout=self._connect_timeout_s,
                     max_size=self._max_message_bytes,
                     ping_interval=self._ping_interval_s or None,
+                    **tls,
                 )
             except InvalidStatus as exc:
                 status = exc.response.status_code
@@ -126,9 +206,9 @@ class Reconnecting:
                     continue
                 if status in _REFUSED:
                     raise ClientClosed(f"{url} refused the handshake", status) from None
-                logger.info("hub.client: %s answered %d; trying again", url, status)
+                failures.failed(url, _why(exc, self._connect_timeout_s))
             except (OSError, InvalidHandshake, TimeoutError) as exc:
-                logger.debug("hub.client: cannot connect to %s: %r", url, exc)
+                failures.failed(url, _why(exc, self._connect_timeout_s))
             else:
                 refreshed = False
                 opened_at = asyncio.get_running_loop().time()

@@ -1,21 +1,27 @@
 """Settings: one frozen dataclass, read from ``HUB_*`` environment variables and CLI flags.
 
 Each field's metadata names its flag, its environment variable and its help text, so the CLI,
-the environment and the README are generated from one table and cannot drift apart.
-Precedence: flag > environment variable > default.
+the environment, the config file's keys and the README are generated from one table and cannot
+drift apart. Precedence: flag > environment variable > config file > default.
+
+``Settings.sources`` says where each value came from, so that an error names what the user
+wrote (``--config``, ``HUB_CONFIG``, or the file and its key), never a variable they did not
+set.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import textwrap
+import urllib.parse
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from hub.core.addresses import is_loopback
-from hub.core.config_file import parse_config
+from hub.core.config_file import namespaces_toml, parse_config, toml_value
 from hub.core.errors import ConfigError
 from hub.core.namespaces import ChannelOptions, ChannelRules, Namespace
 from hub.core.origins import normalize_origin
@@ -25,6 +31,8 @@ __all__ = [
     "OPTIONS",
     "Option",
     "Settings",
+    "Source",
+    "config_as_toml",
     "describe_default",
     "is_loopback",
     "parse_bytes",
@@ -38,6 +46,20 @@ METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 _T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a setting's value came from: ``kind`` is ``flag``, ``env``, ``file`` or
+    ``default``; ``where`` is what an error names (``--redis``, ``HUB_REDIS_URL``,
+    ``hub.toml: redis``, or for a default the flag)."""
+
+    kind: str
+    where: str
+
+    def describe(self) -> str:
+        """``flag --redis``, ``env HUB_REDIS_URL``, ``file hub.toml: redis`` or ``default``."""
+        return "default" if self.kind == "default" else f"{self.kind} {self.where}"
 
 
 def _opt(default: _T, help: str, *, flag: str | None = None, group: str = "server") -> _T:
@@ -133,12 +155,18 @@ class Settings:
     )
     config: str | None = _opt(
         None,
-        "a TOML file with any of these settings and [[namespaces]] of per-channel options "
+        "a TOML file with any of these settings (keys: their names, e.g. redis_url, "
+        "history_size; hub serve --print-config prints them all) and [[namespaces]] of "
+        "per-channel options "
         "(order: flag, then environment, then file, then default)",
         group="server",
     )
     #: Per-channel options from the config file's [[namespaces]]; not a flag.
     namespaces: tuple[Namespace, ...] = field(default=(), metadata={"option": False})
+    #: Setting name → where its value came from (``from_env`` fills it); not a flag.
+    sources: Mapping[str, Source] = field(
+        default_factory=dict, compare=False, repr=False, metadata={"option": False}
+    )
     # Limits
     max_message_bytes: int = _opt(
         MiB, "largest frame a client may send; a larger one closes it with 1009", group="limits"
@@ -234,53 +262,74 @@ class Settings:
     log_format: str = _opt("text", "text, or json for structured logs", group="logging")
 
     def __post_init__(self) -> None:
+        # Every error names the setting as the user gave it (self.where), and any other
+        # setting it depends on the same way.
+        where = self.where
         for opt in OPTIONS:
             value = getattr(self, opt.name)
             if opt.type in (int, float) and not isinstance(value, bool):
                 if value < 0:
-                    raise ConfigError(opt.env, value, "must not be negative")
+                    raise ConfigError(where(opt.name), value, "must not be negative")
         if not 1 <= self.port <= 65535 and self.port != 0:
-            raise ConfigError("HUB_PORT", self.port, "must be between 1 and 65535")
+            raise ConfigError(where("port"), self.port, "must be between 1 and 65535")
         if self.max_message_bytes < 1:
-            raise ConfigError("HUB_MAX_MESSAGE_BYTES", self.max_message_bytes, "must be >= 1")
+            raise ConfigError(where("max_message_bytes"), self.max_message_bytes, "must be >= 1")
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
-            raise ConfigError("HUB_LOG_LEVEL", self.log_level, "use debug, info, warning or error")
+            raise ConfigError(
+                where("log_level"), self.log_level, "use debug, info, warning or error"
+            )
         if self.log_format not in ("text", "json"):
-            raise ConfigError("HUB_LOG_FORMAT", self.log_format, "use text or json")
+            raise ConfigError(where("log_format"), self.log_format, "use text or json")
         if self.probe_timeout_s <= self.probe_interval_s:
             raise ConfigError(
-                "HUB_PROBE_TIMEOUT_S", self.probe_timeout_s, "must exceed HUB_PROBE_INTERVAL_S"
+                where("probe_timeout_s"),
+                self.probe_timeout_s,
+                f"must exceed {where('probe_interval_s')} ({self.probe_interval_s})",
             )
 
         problem = self.default_channel_options.problem()
         if problem is not None:
             key, value, reason = problem
-            raise ConfigError("HUB_" + key.upper(), value, reason)
+            raise ConfigError(where(key), value, reason)
         if self.presence_ttl_s < 1:
-            raise ConfigError("HUB_PRESENCE_TTL_S", self.presence_ttl_s, "must be >= 1")
+            raise ConfigError(where("presence_ttl_s"), self.presence_ttl_s, "must be >= 1")
 
         if bool(self.tls_cert) != bool(self.tls_key):
+            given, missing = ("tls_cert", "tls_key") if self.tls_cert else ("tls_key", "tls_cert")
             raise ConfigError(
-                "HUB_TLS_KEY" if self.tls_cert else "HUB_TLS_CERT",
-                None,
-                "TLS needs both --tls-cert and --tls-key",
+                where(missing), None, f"TLS needs both --tls-cert and --tls-key ({where(given)})"
             )
 
         if self.jwt_secret and self.jwt_public_key:
             raise ConfigError(
-                "HUB_JWT_PUBLIC_KEY", "(set)", "set HUB_JWT_SECRET or HUB_JWT_PUBLIC_KEY, not both"
+                where("jwt_public_key"),
+                "(set)",
+                f"set {where('jwt_secret')} or {where('jwt_public_key')}, not both",
             )
         if not 0 <= self.api_port <= 65535:
-            raise ConfigError("HUB_API_PORT", self.api_port, "must be between 0 and 65535")
+            raise ConfigError(where("api_port"), self.api_port, "must be between 0 and 65535")
         if self.api_port and self.api_port == self.port:
-            raise ConfigError("HUB_API_PORT", self.api_port, "must differ from HUB_PORT")
+            raise ConfigError(where("api_port"), self.api_port, f"must differ from {where('port')}")
         if self.api_port and not self.api_key and not is_loopback(self.api_host):
             raise ConfigError(
-                "HUB_API_KEY",
+                where("api_key"),
                 None,
                 f"the HTTP API listens on the non-loopback address {self.api_host}, so it needs "
-                "a key: set --api-key or HUB_API_KEY",
+                "a key: set --api-key, HUB_API_KEY or api_key in the config file",
             )
+
+    def source(self, name: str) -> Source:
+        """Where setting ``name`` came from (``default`` when nothing set it)."""
+        return self.sources.get(name) or Source("default", _BY_NAME[name].flag)
+
+    def where(self, name: str) -> str:
+        """What an error names for setting ``name``: its flag, its variable or the file's
+        key, whichever gave its value; the flag for a default."""
+        return self.source(name).where
+
+    def relabel(self, exc: ConfigError) -> ConfigError:
+        """``exc`` naming what set its setting (see ``relabel``)."""
+        return relabel(exc, self.sources)
 
     @property
     def origins(self) -> frozenset[str] | None:
@@ -320,14 +369,30 @@ class Settings:
         """
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
-        path = overrides.get("config") or env.get("HUB_CONFIG")
-        if path:
-            values, values["namespaces"] = read_config_file(path)
-        for opt in OPTIONS:
-            if opt.env in env:
-                values[opt.name] = parse_value(opt, env[opt.env])
-        values.update(overrides)
-        return cls(**values)
+        sources: dict[str, Source] = {}
+        for name in overrides:
+            if name in _BY_NAME:
+                sources[name] = Source("flag", _BY_NAME[name].flag)
+        if "config" not in overrides and env.get("HUB_CONFIG"):
+            sources["config"] = Source("env", "HUB_CONFIG")
+        try:
+            path = overrides.get("config") or env.get("HUB_CONFIG")
+            if path:
+                written: dict[str, str] = {}
+                values, values["namespaces"] = read_config_file(path, written=written)
+                for name, key in written.items():
+                    sources[name] = Source("file", f"{path}: {key}")
+            for opt in OPTIONS:
+                if opt.env in env:
+                    sources[opt.name] = Source("env", opt.env)
+                    values[opt.name] = parse_value(opt, env[opt.env])
+            values.update(overrides)
+            for name in overrides:  # a flag wins over the variable and the file
+                if name in _BY_NAME:
+                    sources[name] = Source("flag", _BY_NAME[name].flag)
+            return cls(**values, sources=sources)
+        except ConfigError as exc:
+            raise relabel(exc, sources) from None
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -364,18 +429,37 @@ def _options() -> Iterator[Option]:
 
 
 OPTIONS: tuple[Option, ...] = tuple(_options())
+_BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
+_BY_ENV: dict[str, Option] = {o.env: o for o in OPTIONS}
+
+
+def relabel(exc: ConfigError, sources: Mapping[str, Source]) -> ConfigError:
+    """``exc``, raised with a setting's HUB_* variable as its key (as hub's modules do), with
+    the key of what set it instead: ``--config``, ``HUB_CONFIG``, ``hub.toml: redis``, or the
+    flag for a default. Any other ``exc`` as it is."""
+    opt = _BY_ENV.get(exc.key)
+    if opt is None:
+        return exc
+    source = sources.get(opt.name) or Source("default", opt.flag)
+    if source.where == exc.key:
+        return exc
+    return ConfigError(source.where, exc.value, exc.reason)
+
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
 
-def read_config_file(path: str) -> tuple[dict[str, object], tuple[Namespace, ...]]:
-    """(setting name → value, namespaces) from the TOML file at ``path`` (HUB_CONFIG)."""
+def read_config_file(
+    path: str, *, written: dict[str, str] | None = None
+) -> tuple[dict[str, object], tuple[Namespace, ...]]:
+    """(setting name → value, namespaces) from the TOML file at ``path`` (HUB_CONFIG);
+    ``written`` receives each setting's key as the file spells it."""
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
         raise ConfigError("HUB_CONFIG", path, f"cannot read the config file: {exc}") from None
-    return parse_config(data, path, OPTIONS)
+    return parse_config(data, path, OPTIONS, written=written)
 
 
 def describe_default(value: object) -> str:
@@ -404,3 +488,50 @@ def parse_value(opt: Option, text: str) -> str | int | float | bool:
         return text
     except ValueError as exc:
         raise ConfigError(opt.env, text, f"expected {opt.type.__name__}: {exc}") from None
+
+
+#: Settings whose values are credentials: ``config_as_toml`` does not print them.
+SECRETS: frozenset[str] = frozenset({"jwt_secret", "api_key", "admin_token"})
+
+
+def config_as_toml(settings: Settings) -> str:
+    """``hub serve --print-config``: every setting as the config file's TOML, its value now,
+    each with its help, its flag, variable and default, and where its value came from. The
+    text is a config file that ``--config`` reads back; credentials (and a Redis URL with a
+    password) stay commented out, and so does an unset setting (TOML has no null)."""
+    out = [
+        "# hub serve's configuration as a config file (hub serve --config FILE reads it back).",
+        "# Order: a flag, then its HUB_* variable, then this file, then the default. Each key",
+        "# may also be spelled as its flag (redis = ... for redis_url; dashes or underscores).",
+        "",
+    ]
+    for opt in OPTIONS:
+        value = getattr(settings, opt.name)
+        out += [f"# {line}" for line in textwrap.wrap(opt.help, 94)]
+        alias = opt.flag.removeprefix("--").replace("-", "_")
+        key = opt.name if alias == opt.name else f"{opt.name} (or {alias})"
+        out.append(f"# key {key}, flag {opt.flag}, env {opt.env}")
+        out.append(
+            f"# default {describe_default(opt.default)}; "
+            f"now from {settings.source(opt.name).describe()}"
+        )
+        out.append(_toml_line(opt.name, value) + "\n")
+    if settings.namespaces:
+        out += [f"# [[namespaces]]: from {settings.config}", ""]
+        out.append(namespaces_toml(settings.namespaces))
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+def _toml_line(name: str, value: object) -> str:
+    """``name = value``, or a comment where the file cannot or should not hold the value."""
+    if value is None:
+        return f"# {name} = (unset)"
+    if name == "config":
+        return f"# {name} = {toml_value(value)}: a config file cannot name another"
+    if name in SECRETS:
+        return f"# {name} = (set, not printed)"
+    password = urllib.parse.urlsplit(str(value)).password if name == "redis_url" else None
+    if password:
+        masked = str(value).replace(f":{password}@", ":***@")
+        return f"# {name} = {toml_value(masked)} (its password is not printed)"
+    return f"{name} = {toml_value(value)}"

@@ -49,7 +49,7 @@ def test_it_prints_every_setting_with_its_source(
 @pytest.mark.parametrize(
     ("args", "env", "says"),
     [
-        (["--history-size", "10"], {}, "HUB_HISTORY_TTL_S"),
+        (["--history-size", "10"], {}, "--history-ttl-s=0.0"),
         ([], {"HUB_PORT": "http"}, "HUB_PORT"),
         (["--jwt-public-key", "/nonexistent.pem"], {}, "cannot read the PEM file"),
         (["--config", "/nonexistent.toml"], {}, "cannot read the config file"),

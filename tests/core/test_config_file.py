@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from support import run_python
+from support import ROOT, clean_env, run_python, t
 
 from hub.core.config import OPTIONS, Settings
 from hub.core.config_file import NAMESPACE_KEYS, parse_config
@@ -93,10 +95,64 @@ def test_a_file_that_is_not_toml_or_missing(tmp_path: Path) -> None:
 
 
 def test_history_needs_a_ttl_from_the_flags_too() -> None:
-    """History from the environment needs a TTL, as in the file."""
+    """History from the environment needs a TTL, as in the file; the TTL, never set, is
+    named by its flag (not by a variable the user did not set)."""
     with pytest.raises(ConfigError) as info:
         Settings.from_env({"HUB_HISTORY_SIZE": "10"})
-    assert info.value.key == "HUB_HISTORY_TTL_S"
+    assert info.value.key == "--history-ttl-s"
+
+
+def test_a_key_may_be_spelled_as_its_flag(tmp_path: Path) -> None:
+    """`redis = …` sets redis_url (the key of --redis), dashes or underscores, in namespaces
+    too; the same setting twice, or an unknown key, is refused saying what to write."""
+    text = (
+        'redis = "redis://127.0.0.1:6390/0"\nhistory-size = 5\nhistory_ttl_s = 9\n'
+        "[[namespaces]]\npattern = 'a.*'\nhistory-size = 3\nhistory-ttl-s = 4\n"
+    )
+    s = Settings.from_env({}, config=write(tmp_path, text))
+    assert s.redis_url == "redis://127.0.0.1:6390/0" and (s.history_size, s.history_ttl_s) == (5, 9)
+    assert s.channel_rules().options_for("a.1").history_size == 3
+    assert s.source("redis_url").where.endswith("hub.toml: redis")
+    with pytest.raises(ConfigError, match="redis_url sets the same setting already"):
+        Settings.from_env({}, config=write(tmp_path, "redis_url = 'a'\nredis = 'b'\n"))
+    with pytest.raises(ConfigError, match=r"did you mean redis_url\?") as info:
+        Settings.from_env({}, config=write(tmp_path, "redis_uri = 'x'\n"))
+    assert "hub serve --print-config" in info.value.reason
+
+
+def serve_error(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> str:
+    """The one line `hub serve ARGS` prints on stderr as it exits with status 2."""
+    out = subprocess.run(
+        [sys.executable, "-m", "hub", "serve", *args],
+        capture_output=True, text=True, timeout=t(20), cwd=ROOT, env=clean_env(**(env or {})),
+    )  # fmt: skip
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("hub serve: "), out.stderr
+    return lines[0]
+
+
+def test_hub_serve_names_where_the_bad_value_came_from(tmp_path: Path) -> None:
+    """The flag, the variable or the file and its key that set the value, never a HUB_*
+    variable that the user did not set; every message starts with `hub serve: `."""
+    missing = str(tmp_path / "bad.toml")
+    line = serve_error(tmp_path, "--config", missing)
+    assert f"--config={missing!r}: cannot read" in line and "HUB_" not in line
+    line = serve_error(tmp_path, env={"HUB_CONFIG": missing})
+    assert f"HUB_CONFIG={missing!r}" in line
+    path = write(tmp_path, "port = 70000\n")
+    assert f"{path}: port=70000: must be between" in serve_error(tmp_path, "--config", path)
+    path = write(tmp_path, 'redis = "foo://x"\n')  # refused after Settings, by the broker check
+    line = serve_error(tmp_path, "--config", path)
+    assert f"{path}: redis='foo://x': use redis://" in line and "HUB_" not in line
+    line = serve_error(tmp_path, "--redis", "foo://x")
+    assert "--redis='foo://x'" in line and "HUB_" not in line
+    line = serve_error(tmp_path, "--probe-interval-s", "5", env={"HUB_PROBE_TIMEOUT_S": "4"})
+    assert "HUB_PROBE_TIMEOUT_S=4.0: must exceed --probe-interval-s (5.0)" in line
+    line = serve_error(tmp_path, "--tls-cert", missing)
+    assert "--tls-key=None: TLS needs both --tls-cert and --tls-key (--tls-cert)" in line
+    line = serve_error(tmp_path, "--tls-cert", missing, "--tls-key", missing)
+    assert f"--tls-cert={missing!r}: cannot load it" in line
 
 
 def test_hub_serve_exits_2_on_a_bad_file(tmp_path: Path) -> None:
