@@ -101,7 +101,7 @@ class Requests:
                 sub.position = Position(str(frame["epoch"]), _to_int(frame["offset"]))
                 await sub._buffer.put(Gap(sub.channel, sub.position.epoch, sub.position.offset))
             return False
-        if kind in ("ack", "error"):
+        if kind in ("ack", "error", "rpc"):
             request_id = frame.get("id")
             entry = self._pending.pop(request_id, None) if isinstance(request_id, int) else None
             if entry is None:
@@ -113,7 +113,7 @@ class Requests:
                 await self._on_subscribe_reply(sub, frame)
             elif not future.done():
                 future.set_result(frame)
-            return kind == "ack"
+            return kind != "error"
         return False  # join/leave and later frame types: nothing to do
 
     async def _deliver(self, sub: Subscription, frame: Frame) -> None:
