@@ -20,6 +20,7 @@ from hub.core.addresses import is_loopback
 from hub.core.auth import Authenticator
 from hub.core.config import Settings
 from hub.core.errors import redact_url
+from hub.hooks import HookProxy, JwksKeys
 from hub.http.api import PublishApi
 from hub.metrics import Figures, WorkerMetrics
 from hub.node import Node
@@ -113,8 +114,29 @@ class App:
             metrics=self.metrics.exposition,
             stats=self._stats,
         )
-        authenticator = Authenticator.create(
-            secret=settings.jwt_secret, public_key=settings.jwt_public_key
+        #: The backend's hooks, only when some --proxy-*-url is set: otherwise no session,
+        #: and no check anywhere.
+        urls = settings.hook_urls
+        self.hooks = (
+            HookProxy(
+                urls,
+                timeout_s=settings.proxy_timeout_s,
+                on_latency=self.metrics.observe_hook_latency,
+            )
+            if urls
+            else None
+        )
+        self.jwks = (
+            JwksKeys(settings.jwt_jwks_url, timeout_s=settings.proxy_timeout_s)
+            if settings.jwt_jwks_url
+            else None
+        )
+        authenticator = (
+            Authenticator.with_key_set(self.jwks.lookup, self.jwks.refresh)
+            if self.jwks is not None
+            else Authenticator.create(
+                secret=settings.jwt_secret, public_key=settings.jwt_public_key
+            )
         )
         self.handler = WebSocketHandler(
             node=self.node,
@@ -127,8 +149,10 @@ class App:
             publish_burst=settings.publish_burst,
             subscribe_rate=settings.subscribe_rate,
             subscribe_burst=settings.subscribe_burst,
+            hooks=self.hooks,
+            forwarded_headers=settings.forwarded_headers,
         )
-        self.api = _api(settings, self.node, authenticator)
+        self.api = _api(settings, self.node, authenticator, self.hooks)
         self.server = _server(settings, self.handler)
         self.stopping = asyncio.Event()
         #: The process's exit status once run() returns or raises.
@@ -164,13 +188,24 @@ class App:
             history_forged=node.history.num_forged,
             sse_streams=len(self.api.sse.clients) if self.api else 0,
             sse_streams_opened=self.api.sse.num_streams_total if self.api else 0,
+            hook_calls=self._hook_figures("calls"),
+            hook_errors=self._hook_figures("errors"),
         )
+
+    def _hook_figures(self, kind: str) -> tuple[tuple[str, int], ...]:
+        hooks = self.hooks
+        if hooks is None:
+            return ()
+        counts = hooks.calls if kind == "calls" else hooks.errors
+        return tuple((hook, counts[hook]) for hook in hooks.urls)
 
     async def start(self) -> None:
         """Start the broker, then listen; a port that cannot be bound raises CannotListen."""
         s = self.settings
         capacity = raise_open_file_limit() - RESERVED_FILES
         await self.node.start()
+        if self.jwks is not None:
+            await self.jwks.start()  # a failure is logged; the first handshake tries again
         self._metrics_task = asyncio.create_task(self.metrics.run())
         ws, api = listeners(s)[0], listeners(s)[1:]
         try:
@@ -245,6 +280,9 @@ class App:
         await self.server.stop()
         if self.api is not None:
             await self.api.stop()
+        for closing in (self.hooks, self.jwks):
+            if closing is not None:
+                await closing.close()
         try:
             await asyncio.wait_for(self.node.close(), BROKER_CLOSE_TIMEOUT_S)
         except TimeoutError:
@@ -259,7 +297,12 @@ class App:
             logger.exception("the last metrics sync failed")
 
 
-def _api(settings: Settings, node: Node, authenticator: Authenticator | None) -> PublishApi | None:
+def _api(
+    settings: Settings,
+    node: Node,
+    authenticator: Authenticator | None,
+    hooks: HookProxy | None = None,
+) -> PublishApi | None:
     """The HTTP API and SSE listener, when --api-port is set."""
     if not settings.api_port:
         return None
@@ -275,6 +318,8 @@ def _api(settings: Settings, node: Node, authenticator: Authenticator | None) ->
         allowed_origins=settings.origins,
         sse_keepalive_s=settings.sse_keepalive_s,
         max_buffered_bytes=settings.max_buffered_bytes,
+        hooks=hooks,
+        forwarded_headers=settings.forwarded_headers,
     )
 
 

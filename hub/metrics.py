@@ -147,6 +147,9 @@ class Figures:
     history_gaps: int = 0
     history_forged: int = 0
     sse_streams_opened: int = 0
+    #: Backend hooks: (hook, calls) and (hook, failures), for the configured hooks only.
+    hook_calls: tuple[tuple[str, int], ...] = ()
+    hook_errors: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,6 +315,9 @@ _GAUGES: dict[str, tuple[str, str]] = {
     ),
     "sse_streams": ("hub_sse_streams", "open Server-Sent Events streams"),
 }
+#: A backend hook's call: milliseconds on a LAN, up to --proxy-timeout-s.
+HOOK_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
 #: Histograms whose buckets /stats carries, by the name /stats gives them.
 _STATS_HISTOGRAMS = {
     "hub_fanout_duration_seconds": "fanout_s",
@@ -442,6 +448,28 @@ class WorkerMetrics:
         ).labels(label)
         self.observe_probe_latency: Callable[[float], None] = self.probe_latency.observe
         self._sampled_at = self.started_at
+        # Backend hooks, by hook: series appear only for the hooks a worker calls.
+        self._hook_calls = Counter(
+            "hub_hook_calls",
+            "calls to the backend's hooks (--proxy-*-url), by hook",
+            ["worker", "hook"],
+            registry=self.registry,
+        )
+        self._hook_errors = Counter(
+            "hub_hook_errors",
+            "hook calls that failed (backend down, past --proxy-timeout-s, a 5xx, a bad "
+            "answer), by hook; a refusal is no error",
+            ["worker", "hook"],
+            registry=self.registry,
+        )
+        self._hook_duration = Histogram(
+            "hub_hook_duration_seconds",
+            "time of one call to a backend hook, by hook",
+            ["worker", "hook"],
+            buckets=HOOK_BUCKETS_S,
+            registry=self.registry,
+        )
+        self._hook_last: dict[tuple[str, str], int] = {}
         #: Hooks for Node(on_fanout=...) and RedisBroker(on_roundtrip=...).
         self.observe_fanout: Callable[[float], None] = self._observe_fanout
         self.observe_roundtrip: Callable[[float], None] = self.broker_roundtrip.observe
@@ -450,6 +478,10 @@ class WorkerMetrics:
         self.fanout_duration.observe(seconds)
         # The same buckets, counted here too: the history's p99 per second needs them.
         self._fanout_counts[bisect.bisect_left(FANOUT_BUCKETS_S, seconds)] += 1
+
+    def observe_hook_latency(self, hook: str, seconds: float) -> None:
+        """For HookProxy(on_latency=...): once per hook call."""
+        self._hook_duration.labels(str(self.worker), hook).observe(seconds)
 
     # Syncing
 
@@ -465,6 +497,15 @@ class WorkerMetrics:
             last[key] = value
         for key, gauge in self._gauges:
             gauge.set(float(getattr(figures, key)))
+        for kind, metric, pairs in (
+            ("calls", self._hook_calls, figures.hook_calls),
+            ("errors", self._hook_errors, figures.hook_errors),
+        ):
+            for hook, value in pairs:
+                delta = value - self._hook_last.get((kind, hook), 0)
+                if delta > 0:
+                    metric.labels(str(self.worker), hook).inc(delta)
+                self._hook_last[(kind, hook)] = value
         self._sync_process()
 
     def _sync_process(self) -> None:

@@ -8,7 +8,7 @@ source scripts/setup.sh
 setup_system_packages redis-server redis-tools openssl haproxy nginx-light chromium docker-compose systemd prometheus
 setup_venv test
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
-.venv/bin/ruff check hub tests benchmarks
-.venv/bin/ruff format --check hub tests benchmarks
+.venv/bin/ruff check hub tests benchmarks examples
+.venv/bin/ruff format --check hub tests benchmarks examples
 .venv/bin/mypy
 .venv/bin/python -m pytest "$@"

@@ -23,6 +23,7 @@ _GROUPS = {
     "history": "history, recovery and presence",
     "limits": "limits",
     "auth": "access control",
+    "hooks": "backend hooks",
     "api": "HTTP publish API",
     "ws": "WebSocket",
     "logging": "logging",
@@ -41,6 +42,8 @@ def add_settings_flags(parser: argparse.ArgumentParser) -> None:
         else:
             kwargs["type"] = parse_bytes if opt.name.endswith("_bytes") else opt.type
             kwargs["metavar"] = "URL" if opt.name == "redis_url" else opt.name.upper()
+        if opt.name == "proxy_headers":  # repeatable: joined with commas
+            kwargs.update(action="append", metavar="NAME")
         group.add_argument(opt.flag, **kwargs)
 
 
@@ -188,6 +191,8 @@ def _settings_from_args(args: argparse.Namespace) -> Settings:
         for opt in OPTIONS
         if getattr(args, opt.name, None) is not None
     }
+    if isinstance(overrides.get("proxy_headers"), list):
+        overrides["proxy_headers"] = ",".join(overrides["proxy_headers"])
     return Settings.from_env(os.environ, **overrides)
 
 

@@ -288,6 +288,25 @@ class Client(Reconnecting, Requests):
         finally:
             self._pending.pop(request_id, None)
 
+    async def rpc(self, method: str, params: object = None) -> object:
+        """Call ``method`` on the application's backend through the hub (``--proxy-rpc-url``)
+        and return its answer. Raise RequestRefused (``code`` "refused" when the backend said
+        no), NotConnected or PublishFailed (the connection closed before the answer)."""
+        ws = await self._connection_for_publish()
+        request_id, future, frame = self._request(
+            {"op": "rpc", "method": method, "params": params}, None
+        )
+        try:
+            await ws.send(frame)
+            reply = await future
+        except ConnectionClosed as exc:
+            raise PublishFailed(f"the connection closed before the rpc was sent: {exc}") from None
+        finally:
+            self._pending.pop(request_id, None)
+        if reply.get("type") == "error":
+            raise RequestRefused(str(reply.get("code")), str(reply.get("message")))
+        return reply.get("result")
+
     async def _connection_for_publish(self) -> ClientConnection:
         self._check_open()
         if self.is_connected and self._ws is not None:

@@ -12,7 +12,10 @@ hand-written because the reconnect rules are hub's own.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import inspect
+import json
 import logging
 import os
 import ssl
@@ -36,7 +39,9 @@ __all__ = [
     "STABLE_CONNECTION_S",
     "Reconnecting",
     "TokenSource",
+    "refresh_delay",
     "tls_context",
+    "token_exp",
 ]
 
 logger = logging.getLogger(__name__)
@@ -112,6 +117,30 @@ class _FailureLog:
         logger.warning("hub.client: cannot connect to %s: %s; trying again%s", url, why, again)
 
 
+#: How long before a token's ``exp`` the client sends a fresh one in band (or half the
+#: remaining lifetime, if that is shorter).
+REFRESH_AHEAD_S: Final = 30.0
+
+
+def token_exp(token: str) -> float | None:
+    """A JWT's ``exp``, read from its payload without verifying it (the hub verifies)."""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError, binascii.Error):
+        return None
+    exp = claims.get("exp") if isinstance(claims, dict) else None
+    if isinstance(exp, bool) or not isinstance(exp, int | float):
+        return None
+    return float(exp)
+
+
+def refresh_delay(exp: float, now: float) -> float:
+    """Seconds from ``now`` until a token expiring at ``exp`` should be replaced."""
+    left = exp - now
+    return max(0.0, left - min(REFRESH_AHEAD_S, left / 2))
+
+
 class Reconnecting:
     """Mixed into Client: connecting, reconnecting, and one connection's session."""
 
@@ -134,6 +163,9 @@ class Reconnecting:
 
     if TYPE_CHECKING:
 
+        def _request(
+            self, body: Frame, sub: Subscription | None
+        ) -> tuple[int, asyncio.Future[Frame], str]: ...
         def _stop(self, end: BaseException, error: ClientClosed | None) -> None: ...
         async def _send_subscribe(self, ws: ClientConnection, sub: Subscription) -> None: ...
         async def _dispatch(self, frame: Frame) -> bool: ...
@@ -160,6 +192,29 @@ class Reconnecting:
         self.token = token
         self.num_token_refreshes += 1
         return True
+
+    async def _refresh_in_band(self, ws: ClientConnection) -> None:
+        """Before the token expires, send a fresh one (``{"op":"refresh"}``): the connection
+        keeps its subscriptions, and the hub moves its expiry. A refresh that fails leaves
+        the 4001 close, and the reconnect with a fresh token, to happen as before."""
+        while True:
+            exp = token_exp(self.token) if self.token else None
+            if exp is None:
+                return
+            await asyncio.sleep(refresh_delay(exp, time.time()))
+            if not await self._refresh_token():
+                return
+            assert self.token is not None
+            _, answer, frame = self._request({"op": "refresh", "token": self.token}, None)
+            try:
+                await ws.send(frame)
+                reply = await answer
+            except Exception as exc:  # ConnectionClosed, or PublishFailed when it closes
+                logger.debug("hub.client: the in-band refresh did not complete: %r", exc)
+                return
+            if reply.get("type") != "ack":
+                logger.warning("hub.client: the hub refused the refreshed token: %s", reply)
+                return
 
     async def _run(self) -> None:
         try:
@@ -242,6 +297,7 @@ class Reconnecting:
         assert self._connected is not None
         self.num_connects += 1
         was_useful = False
+        refresher: asyncio.Task[None] | None = None
         try:
             # Until every subscription went out on this socket, subscribe() calls made
             # meanwhile included: no await sits between the last check and "connected".
@@ -250,6 +306,8 @@ class Reconnecting:
                     await self._send_subscribe(ws, sub)
             self._ws, self.url = ws, url
             self._connected.set()
+            if self._get_token is not None:
+                refresher = asyncio.create_task(self._refresh_in_band(ws))
             async for raw in ws:
                 try:
                     frame = parse_frame(raw)
@@ -259,6 +317,8 @@ class Reconnecting:
         except ConnectionClosed:
             pass
         finally:
+            if refresher is not None:
+                refresher.cancel()
             self._connected.clear()
             self._ws = self.url = None
             for sub in self._subs.values():

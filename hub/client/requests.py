@@ -101,7 +101,7 @@ class Requests:
                 sub.position = Position(str(frame["epoch"]), _to_int(frame["offset"]))
                 await sub._buffer.put(Gap(sub.channel, sub.position.epoch, sub.position.offset))
             return False
-        if kind in ("ack", "error", "history", "presence"):
+        if kind in ("ack", "error", "history", "presence", "rpc"):
             request_id = frame.get("id")
             entry = self._pending.pop(request_id, None) if isinstance(request_id, int) else None
             if entry is None:

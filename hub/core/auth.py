@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,7 +27,18 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
     from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
-__all__ = ["AuthError", "Authenticator", "Grant", "load_public_key", "token_from_request"]
+__all__ = [
+    "AuthError",
+    "Authenticator",
+    "Grant",
+    "KeyLookup",
+    "load_public_key",
+    "token_from_request",
+    "token_kid",
+]
+
+#: kid → (key, algorithm) from a key set (``hub.hooks.jwks``), or None when it is unknown.
+KeyLookup = Callable[[str | None], "tuple[object, str] | None"]
 
 
 class AuthError(HubError):
@@ -123,9 +134,28 @@ def load_public_key(value: str) -> str:
 class Authenticator:
     """Verifies tokens with an HS256 secret, or an RS256/ES256 public key."""
 
-    #: The HS256 secret, or the loaded public key.
-    key: str | RSAPublicKey | EllipticCurvePublicKey
+    #: The HS256 secret, or the loaded public key (None with a key set).
+    key: str | RSAPublicKey | EllipticCurvePublicKey | None
     algorithms: tuple[str, ...]
+    #: A key set's lookup by kid (--jwt-jwks-url); the I/O behind it is not core's.
+    keys: KeyLookup | None = None
+    #: Awaited with a token's kid before ``verify`` when the lookup does not know it: the
+    #: key set's refetch (rate-limited by its owner).
+    refresh_keys: Callable[[str | None], Awaitable[None]] | None = None
+
+    @classmethod
+    def with_key_set(
+        cls, keys: KeyLookup, refresh: Callable[[str | None], Awaitable[None]]
+    ) -> Authenticator:
+        return cls(None, ("RS256", "ES256"), keys, refresh)
+
+    async def prepare(self, token: str) -> None:
+        """Before ``verify``: fetch the key set again if it does not know the token's kid."""
+        if self.keys is None or self.refresh_keys is None:
+            return
+        kid = token_kid(token)
+        if self.keys(kid) is None:
+            await self.refresh_keys(kid)
 
     @classmethod
     def create(cls, *, secret: str | None, public_key: str | None) -> Authenticator | None:
@@ -155,11 +185,20 @@ class Authenticator:
         return None
 
     def verify(self, token: str) -> Grant:
+        key: object = self.key
+        algorithms = list(self.algorithms)
+        if self.keys is not None:
+            kid = token_kid(token)
+            found = self.keys(kid)
+            if found is None:
+                raise AuthError(f"invalid token: no key {str(kid)[:40]!r} in the key set")
+            key, algorithm = found
+            algorithms = [algorithm]
         try:
             claims = jwt.decode(
                 token,
-                self.key,
-                algorithms=list(self.algorithms),
+                key,  # type: ignore[arg-type]
+                algorithms=algorithms,
                 options={"verify_aud": False},
             )
         except jwt.ExpiredSignatureError:
@@ -172,6 +211,15 @@ class Authenticator:
         if not isinstance(claims, dict):
             raise AuthError("invalid token: the claims are not a JSON object")
         return Grant.from_claims(claims)
+
+
+def token_kid(token: str) -> str | None:
+    """The ``kid`` of a token's header, unverified (None when it has none or is malformed)."""
+    try:
+        kid = jwt.get_unverified_header(token).get("kid")
+    except jwt.PyJWTError:
+        return None
+    return kid if isinstance(kid, str) else None
 
 
 def token_from_request(authorization: str | None, query: str) -> str | None:

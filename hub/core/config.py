@@ -217,6 +217,13 @@ class Settings:
         "RS256/ES256 public key, as a PEM file path or PEM text: require a JWT at the handshake",
         group="auth",
     )
+    jwt_jwks_url: str | None = _opt(
+        None,
+        "URL of a JSON Web Key Set (RS256/ES256 keys by kid): require a JWT at the handshake, "
+        "verified with the key its kid names; an unknown kid refetches the set (at most once "
+        "per 10 s), and a failed fetch keeps the keys already known",
+        group="auth",
+    )
     allowed_origins: str | None = _opt(
         None,
         "comma-separated Origin values browsers may connect from, e.g. https://app.example.com "
@@ -235,6 +242,47 @@ class Settings:
         "bearer token the admin pages need on --port (the dashboard, /stats, /metrics; "
         "/healthz and /readyz stay open); unset on a non-loopback --host: they answer 403",
         group="auth",
+    )
+    # Backend hooks (docs/protocol.md, "Backend hooks")
+    proxy_connect_url: str | None = _opt(
+        None,
+        "backend URL asked at each handshake that brings no valid JWT: it answers who the "
+        "client is, its grants, its expiry and its server-side channels, or refuses",
+        group="hooks",
+    )
+    proxy_subscribe_url: str | None = _opt(
+        None,
+        "backend URL asked before each subscribe to a channel whose namespace has "
+        "proxy_subscribe = true",
+        group="hooks",
+    )
+    proxy_publish_url: str | None = _opt(
+        None,
+        "backend URL asked before each publish to a channel whose namespace has "
+        "proxy_publish = true; it may refuse it or replace its data",
+        group="hooks",
+    )
+    proxy_rpc_url: str | None = _opt(
+        None, "backend URL that hub.v1's rpc requests are forwarded to", group="hooks"
+    )
+    proxy_refresh_url: str | None = _opt(
+        None,
+        "backend URL asked to extend a connection whose connect-hook expire_at is near "
+        "(refused or failed: closed with 4001 at the expiry)",
+        group="hooks",
+    )
+    proxy_timeout_s: float = _opt(
+        3.0,
+        "how long one hook call may take; past it the call fails (a connect closes with 1013, "
+        "a request gets an unavailable error)",
+        group="hooks",
+    )
+    proxy_headers: str | None = _opt(
+        None,
+        "a handshake header to forward to the connect hook, e.g. Cookie or Authorization "
+        "(repeat the flag; comma-separated in HUB_PROXY_HEADER and the config file)",
+        flag="--proxy-header",
+        group="hooks",
     )
     # HTTP API
     api_port: int = _opt(0, "port of the HTTP publish API (0: off)", group="api")
@@ -306,6 +354,27 @@ class Settings:
                 "(set)",
                 f"set {where('jwt_secret')} or {where('jwt_public_key')}, not both",
             )
+        if self.jwt_jwks_url and (self.jwt_secret or self.jwt_public_key):
+            raise ConfigError(
+                "HUB_JWT_JWKS_URL",
+                self.jwt_jwks_url,
+                "set one of HUB_JWT_SECRET, HUB_JWT_PUBLIC_KEY or HUB_JWT_JWKS_URL",
+            )
+        if self.proxy_timeout_s <= 0:
+            raise ConfigError("HUB_PROXY_TIMEOUT_S", self.proxy_timeout_s, "must be > 0")
+        rules = self.channel_rules()
+        if rules.any_proxy_subscribe and not self.proxy_subscribe_url:
+            raise ConfigError(
+                "HUB_PROXY_SUBSCRIBE_URL",
+                None,
+                "a namespace has proxy_subscribe = true: set --proxy-subscribe-url",
+            )
+        if rules.any_proxy_publish and not self.proxy_publish_url:
+            raise ConfigError(
+                "HUB_PROXY_PUBLISH_URL",
+                None,
+                "a namespace has proxy_publish = true: set --proxy-publish-url",
+            )
         if not 0 <= self.api_port <= 65535:
             raise ConfigError(where("api_port"), self.api_port, "must be between 0 and 65535")
         if self.api_port and self.api_port == self.port:
@@ -353,6 +422,24 @@ class Settings:
             presence=self.presence,
             join_leave=self.join_leave,
         )
+
+    @property
+    def forwarded_headers(self) -> tuple[str, ...]:
+        """The handshake headers the connect hook gets (--proxy-header)."""
+        names = (self.proxy_headers or "").split(",")
+        return tuple(dict.fromkeys(n.strip() for n in names if n.strip()))
+
+    @property
+    def hook_urls(self) -> dict[str, str]:
+        """hook name → its backend URL, for the hooks that are configured."""
+        urls = {
+            "connect": self.proxy_connect_url,
+            "subscribe": self.proxy_subscribe_url,
+            "publish": self.proxy_publish_url,
+            "rpc": self.proxy_rpc_url,
+            "refresh": self.proxy_refresh_url,
+        }
+        return {hook: url for hook, url in urls.items() if url}
 
     def channel_rules(self) -> ChannelRules:
         return ChannelRules(self.namespaces, self.default_channel_options)

@@ -61,11 +61,13 @@ class InvalidChannel(HubError):
 class ProtocolError(HubError):
     """A client request that the server refuses; the connection stays open."""
 
-    def __init__(self, code: str, message: str, request_id: object = None) -> None:
+    def __init__(self, code: str, message: str, request_id: object = None, **extra: object) -> None:
         super().__init__(code, message)
         self.code = code
         self.message = message
         self.request_id = request_id
+        #: More fields of the error frame (``app_code`` of a hook's refusal).
+        self.extra = extra
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"
@@ -117,12 +119,14 @@ CLOSE_CODES: dict[CloseCode, CloseRule] = {
     ),
     CloseCode.INTERNAL_ERROR: CloseRule("a server bug", True, "yes, with backoff"),
     CloseCode.TRY_AGAIN_LATER: CloseRule(
-        "the server is overloaded, or cannot reach Redis for a history read",
+        "the server is overloaded, cannot reach Redis for a history read, or the backend's "
+        "connect hook failed (down, slow past `--proxy-timeout-s`, or a bad answer)",
         True,
         "yes, with backoff",
     ),
     CloseCode.TOKEN_EXPIRED: CloseRule(
-        "the JWT expired while connected (a timer fires at its `exp`)",
+        "the JWT expired while connected (a timer fires at its `exp`), or the connect "
+        "hook's `expire_at` passed and the refresh hook did not extend it",
         True,
         "fetch a fresh token, then reconnect",
     ),

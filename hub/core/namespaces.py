@@ -30,6 +30,10 @@ class ChannelOptions:
     presence: bool = False
     #: Whether subscribers that ask get join and leave events (needs presence).
     join_leave: bool = False
+    #: Whether the backend's subscribe hook decides who may subscribe (--proxy-subscribe-url).
+    proxy_subscribe: bool = False
+    #: Whether each publish goes through the backend's publish hook (--proxy-publish-url).
+    proxy_publish: bool = False
 
     @property
     def has_history(self) -> bool:
@@ -79,6 +83,16 @@ class ChannelRules:
     @property
     def any_history(self) -> bool:
         return self.default.has_history or any(n.options.has_history for n in self.namespaces)
+
+    @property
+    def any_proxy_subscribe(self) -> bool:
+        return self.default.proxy_subscribe or any(
+            n.options.proxy_subscribe for n in self.namespaces
+        )
+
+    @property
+    def any_proxy_publish(self) -> bool:
+        return self.default.proxy_publish or any(n.options.proxy_publish for n in self.namespaces)
 
     def options_for(self, channel: str) -> ChannelOptions:
         options = self._memo.get(channel)

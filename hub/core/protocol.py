@@ -23,6 +23,7 @@ __all__ = [
     "BAD_FIELD",
     "BAD_JSON",
     "BAD_REQUEST",
+    "BAD_TOKEN",
     "ERROR_CODES",
     "FORBIDDEN",
     "HISTORY_OFF",
@@ -31,6 +32,8 @@ __all__ = [
     "PRESENCE_OFF",
     "PUBLISH_REJECTED",
     "RATE_LIMITED",
+    "REFUSED",
+    "RPC_OFF",
     "SUBPROTOCOL",
     "SUBSCRIBE_RATE_LIMITED",
     "TOO_MANY_SUBSCRIPTIONS",
@@ -70,6 +73,12 @@ UNRECOVERABLE_POSITION: Final = "unrecoverable_position"
 UNAVAILABLE: Final = "unavailable"
 #: An answer larger than the connection may have queued (--max-buffered-bytes).
 TOO_LARGE: Final = "too_large"
+#: A backend hook refused the request; ``app_code`` carries the backend's own code.
+REFUSED: Final = "refused"
+#: An rpc while no --proxy-rpc-url is set.
+RPC_OFF: Final = "rpc_off"
+#: A refresh whose token is invalid, expired, or names another user.
+BAD_TOKEN: Final = "bad_token"
 
 ERROR_CODES: Final = (
     BAD_JSON,
@@ -88,9 +97,23 @@ ERROR_CODES: Final = (
     PRESENCE_OFF,
     UNRECOVERABLE_POSITION,
     UNAVAILABLE,
+    REFUSED,
+    RPC_OFF,
+    BAD_TOKEN,
 )
 
-OPS: Final = ("subscribe", "unsubscribe", "publish", "ping", "history", "presence")
+OPS: Final = (
+    "subscribe",
+    "unsubscribe",
+    "publish",
+    "ping",
+    "history",
+    "presence",
+    "rpc",
+    "refresh",
+)
+#: Longest RPC method name.
+MAX_METHOD_LENGTH: Final = 200
 #: Messages one history request may return, and its default.
 MAX_HISTORY_LIMIT: Final = 1000
 DEFAULT_HISTORY_LIMIT: Final = 100
@@ -124,6 +147,9 @@ class Request:
     since: Position | None = None
     limit: int = DEFAULT_HISTORY_LIMIT
     join_leave: bool = False
+    #: An rpc's method and params; a refresh's token (in ``method``).
+    method: str = ""
+    params: object = None
 
     @property
     def channel(self) -> str:
@@ -256,6 +282,20 @@ def decode_request(data: str | bytes) -> Request:
         return Request("publish", request_id, (channel,), message.payload, message.kind)
     if op == "history":
         return _history_request(obj, request_id)
+    if op == "rpc":
+        method = obj.get("method")
+        if not isinstance(method, str) or not 0 < len(method) <= MAX_METHOD_LENGTH:
+            raise _error(
+                MISSING_FIELD if method is None else BAD_FIELD,
+                f'rpc needs "method": a string of 1 to {MAX_METHOD_LENGTH} characters',
+                request_id,
+            )
+        return Request(op, request_id, method=method, params=obj.get("params"))
+    if op == "refresh":
+        token = obj.get("token")
+        if not isinstance(token, str) or not token:
+            raise _error(MISSING_FIELD, 'refresh needs "token": "<JWT>"', request_id)
+        return Request(op, request_id, method=token)
     if op == "presence":
         if "channel" not in obj:
             raise _error(MISSING_FIELD, 'presence needs "channel": "name"', request_id)
@@ -344,8 +384,8 @@ def ack_frame(op: str, request_id: RequestId, **extra: object) -> str:
     return json.dumps({"type": "ack", "op": op, "id": request_id, **extra}, separators=(",", ":"))
 
 
-def error_frame(code: str, message: str, request_id: RequestId = None) -> str:
+def error_frame(code: str, message: str, request_id: RequestId = None, **extra: object) -> str:
     return json.dumps(
-        {"type": "error", "id": request_id, "code": code, "message": message},
+        {"type": "error", "id": request_id, "code": code, "message": message, **extra},
         separators=(",", ":"),
     )

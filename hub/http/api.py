@@ -43,6 +43,7 @@ from hub.core.protocol import (
     message_from_fields,
     position_from,
 )
+from hub.hooks.proxy import HookProxy
 from hub.http.guard import AuthThrottle, runner
 from hub.http.sse import SseStreams, client_grant
 from hub.node import Node
@@ -95,6 +96,8 @@ class PublishApi:
         allowed_origins: frozenset[str] | None = None,
         sse_keepalive_s: float = 15.0,
         max_buffered_bytes: int = 4 * 1024 * 1024,
+        hooks: HookProxy | None = None,
+        forwarded_headers: tuple[str, ...] = (),
     ) -> None:
         self.node = node
         self.api_key = api_key
@@ -106,6 +109,8 @@ class PublishApi:
             keepalive_s=sse_keepalive_s,
             max_buffered_bytes=max_buffered_bytes,
             cors_headers=self._cors_headers,
+            hooks=hooks,
+            forwarded_headers=forwarded_headers,
         )
         self.max_message_bytes = max_message_bytes
         #: A short-lived redis-py asyncio client of the hubs' Redis (None: the memory broker).
@@ -247,6 +252,10 @@ class PublishApi:
             return None
         if self.authenticator is None:
             raise AuthError("send 'Authorization: Bearer <key>' with the API key")
+        if self.node.options_for(channel).proxy_publish:
+            raise ProtocolError(
+                FORBIDDEN, f"publishes to {channel} go through the backend's hook: use hub.v1"
+            )
         grant = client_grant(self.authenticator, request)
         if grant is not None and not grant.can_publish(channel):
             raise ProtocolError(FORBIDDEN, f"the token may not publish to {channel}")

@@ -25,8 +25,15 @@ from aiohttp import web
 from hub.core.auth import Authenticator, AuthError, Grant, token_from_request
 from hub.core.errors import BrokerUnavailable, ProtocolError
 from hub.core.event_stream import EXPIRED, KEEPALIVE, parse_event_id, sse_preamble
+from hub.core.hooks import (
+    UNAUTHORIZED_CODES,
+    HookRefused,
+    HookUnavailable,
+    connect_request,
+)
 from hub.core.protocol import BAD_FIELD, FORBIDDEN, UNAVAILABLE
 from hub.core.sequence import Position
+from hub.hooks.proxy import HookProxy
 from hub.http.stream import SseClient, open_body, stream_client
 from hub.node import Node
 
@@ -53,6 +60,14 @@ def client_grant(authenticator: Authenticator | None, request: web.Request) -> G
     return authenticator.verify(token)
 
 
+async def _prepare(authenticator: Authenticator | None, request: web.Request) -> None:
+    """A key set's refetch for a token whose kid it does not know (--jwt-jwks-url)."""
+    if authenticator is not None and authenticator.keys is not None:
+        token = token_from_request(request.headers.get("Authorization"), request.query_string)
+        if token is not None:
+            await authenticator.prepare(token)
+
+
 class SseStreams:
     """The ``/sse/<channel>`` endpoint and the streams it holds open."""
 
@@ -64,8 +79,13 @@ class SseStreams:
         keepalive_s: float,
         max_buffered_bytes: int,
         cors_headers: Callable[[web.Request], Mapping[str, str]],
+        hooks: HookProxy | None = None,
+        forwarded_headers: tuple[str, ...] = (),
     ) -> None:
         self.node = node
+        #: The backend's hooks (connect, subscribe); None when none is configured.
+        self.hooks = hooks
+        self.forwarded_headers = forwarded_headers
         self.max_buffered_bytes = max_buffered_bytes
         self.authenticator = authenticator
         self.keepalive_s = keepalive_s
@@ -81,9 +101,13 @@ class SseStreams:
         if self.is_closing:
             raise ProtocolError(UNAVAILABLE, "the hub is shutting down; reconnect")
         headers = self.cors_headers(request)
-        grant = client_grant(self.authenticator, request)
-        if grant is not None and not grant.can_subscribe(channel):
-            raise ProtocolError(FORBIDDEN, f"the token may not subscribe to {channel}")
+        if self.hooks is None:
+            await _prepare(self.authenticator, request)
+            grant = client_grant(self.authenticator, request)
+            if grant is not None and not grant.can_subscribe(channel):
+                raise ProtocolError(FORBIDDEN, f"the token may not subscribe to {channel}")
+        else:
+            grant = await self._hooked_grant(request, channel)
         last_id = request.headers.get("Last-Event-ID", request.query.get("last_event_id"))
         try:
             since = parse_event_id(last_id) if last_id else None
@@ -138,6 +162,48 @@ class SseStreams:
             finished.set_result(None)
             node.leave_all(client)
         return response
+
+    async def _hooked_grant(self, request: web.Request, channel: str) -> Grant | None:
+        """The grant of a valid JWT, else the connect hook's (transport ``sse``); then the
+        subscribe hook for a channel whose namespace asks. A refusal raises AuthError (401)
+        or ProtocolError (403); a failed hook, ProtocolError ``unavailable`` (503)."""
+        hooks = self.hooks
+        assert hooks is not None
+        grant: Grant | None = None
+        try:
+            await _prepare(self.authenticator, request)
+            grant = client_grant(self.authenticator, request)
+        except AuthError:
+            if not hooks.has("connect"):
+                raise
+        try:
+            if grant is None and hooks.has("connect"):
+                hooked = await hooks.connect(
+                    connect_request(
+                        transport="sse",
+                        target=request.path_qs,
+                        headers=request.headers.items(),
+                        forward=self.forwarded_headers,
+                        subprotocol=None,
+                        remote_addr=request.remote,
+                    )
+                )
+                grant = hooked.grant()
+            if self.node.options_for(channel).proxy_subscribe:
+                await hooks.subscribe(
+                    {"user": grant.sub if grant is not None else None, "channel": channel}
+                )
+            elif grant is not None and not grant.can_subscribe(channel):
+                raise ProtocolError(FORBIDDEN, f"the token may not subscribe to {channel}")
+        except HookRefused as exc:
+            if exc.hook == "connect" and exc.code in UNAUTHORIZED_CODES:
+                raise AuthError(f"the backend refused: {exc}") from None
+            raise ProtocolError(FORBIDDEN, f"the backend refused: {exc}") from None
+        except HookUnavailable as exc:
+            raise ProtocolError(
+                UNAVAILABLE, f"the backend is unavailable ({exc.cause}); retry later"
+            ) from None
+        return grant
 
     async def _hold(self, client: SseClient, exp: float | None) -> None:
         """Keep the stream open until it ends, with a comment whenever it was idle; at the

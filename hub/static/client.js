@@ -20,7 +20,7 @@
 // repair arrives as {type: "gap"}; neither is hidden. See docs/client.md.
 
 const DEFAULTS = {
-  getToken: null, // async () => JWT: before connecting, after a failed attempt, on 4001
+  getToken: null, // async () => JWT: before connecting, before its exp (sent in band), on 4001
   token: null, // a fixed JWT, when there is no getToken
   minDelayMs: 250, // backoff: the n-th retry waits random(0, min(maxDelayMs, minDelayMs * 2^n))
   maxDelayMs: 10000,
@@ -36,6 +36,19 @@ const POLICY = 1008;
 const TOO_BIG = 1009;
 const TOKEN_EXPIRED = 4001;
 const NORMAL = 1000;
+// A token is sent again in band this long before its exp (or at half its life, if shorter).
+const REFRESH_AHEAD_MS = 30000;
+
+// A JWT's exp (ms since the epoch), read without verifying it: the hub verifies.
+function tokenExpMs(token) {
+  try {
+    const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    const exp = JSON.parse(atob(part + "=".repeat((4 - (part.length % 4)) % 4))).exp;
+    return typeof exp === "number" ? exp * 1000 : null;
+  } catch {
+    return null;
+  }
+}
 
 export class HubError extends Error {
   constructor(code, message) {
@@ -77,12 +90,17 @@ export class HubClient {
     this.isClosed = false;
     this.timer = null;
     this.pingTimer = null;
+    this.refreshTimer = null;
+    this.serverChannels = new Set(); // channels the server subscribed this connection to
     this.token = this.options.token;
     this._connect();
   }
 
   // Events: "connected" {url}, "disconnected" {code, reason}, "error" {code, message},
-  // "unrecovered" and "gap" (also given to the subscription's onEvent), "closed" {code, reason}.
+  // "unrecovered" and "gap" (also given to the subscription's onEvent), "closed" {code, reason};
+  // with the backend's connect hook: "session" {user, data, expire_at} (the hub's first
+  // frame), "server-subscribed" {channels, positions} (channels the server subscribed this
+  // connection to) and "message" {channel, value, frame} for each message on those.
   on(name, fn) {
     if (!this.listeners.has(name)) this.listeners.set(name, new Set());
     this.listeners.get(name).add(fn);
@@ -108,6 +126,13 @@ export class HubClient {
 
   publishText(channel, text) {
     return this._request({ op: "publish", channel, text });
+  }
+
+  // The backend's answer to an RPC (--proxy-rpc-url); rejects with a HubError when refused
+  // (code "refused", the backend's own code in err.appCode) or unavailable.
+  async rpc(method, params) {
+    const frame = await this._request({ op: "rpc", method, params });
+    return frame.result;
   }
 
   close() {
@@ -209,6 +234,27 @@ export class HubClient {
     const queued = this.queue.splice(0);
     for (const item of queued) this._send(item);
     this._startPing();
+    this._scheduleRefresh(ws);
+  }
+
+  // Before the token's exp, send a fresh one from getToken in band ({op: "refresh"}): the
+  // connection keeps its subscriptions. If that fails, the 4001 at the exp reconnects.
+  _scheduleRefresh(ws) {
+    clearTimeout(this.refreshTimer);
+    const exp = this.options.getToken && this.token ? tokenExpMs(this.token) : null;
+    if (exp === null) return;
+    const left = exp - Date.now();
+    this.refreshTimer = setTimeout(async () => {
+      if (ws !== this.ws) return;
+      try {
+        const token = await this.options.getToken();
+        await this._request({ op: "refresh", token });
+        this.token = token;
+        this._scheduleRefresh(ws);
+      } catch (err) {
+        this._emit("error", { code: "refresh", message: `the token refresh failed: ${err}` });
+      }
+    }, Math.max(0, left - Math.min(REFRESH_AHEAD_MS, left / 2)));
   }
 
   _onFrame(text) {
@@ -221,11 +267,24 @@ export class HubClient {
     const type = frame.type;
     if (type === "message") return this._deliver(frame);
     if (type === "gap") return this._gap(frame);
-    if (type === "ack" || type === "error") return this._answer(frame);
+    if (type === "ack" || type === "error" || type === "rpc") return this._answer(frame);
+    if (type === "connected") {
+      return this._emit("session", { user: frame.user, data: frame.data, expire_at: frame.expire_at });
+    }
+    if (type === "subscribed" && frame.server) {
+      for (const channel of frame.channels) this.serverChannels.add(channel);
+      return this._emit("server-subscribed", { channels: frame.channels, positions: frame.positions });
+    }
   }
 
   _deliver(frame) {
     const sub = this.subscriptions.get(frame.channel);
+    if ((!sub || !sub.isActive) && this.serverChannels.has(frame.channel)) {
+      let value = frame.data;
+      if (frame.text !== undefined) value = frame.text;
+      else if (frame.binary !== undefined) value = base64Bytes(frame.binary);
+      return this._emit("message", { channel: frame.channel, value, frame });
+    }
     if (!sub || !sub.isActive) return;
     if (frame.offset !== undefined && sub.position) {
       if (frame.offset <= sub.position.offset) return; // already delivered: never twice
@@ -258,8 +317,11 @@ export class HubClient {
     }
     this.pending.delete(frame.id);
     if (waiter.sub) return this._subscribed(waiter.sub, frame);
-    if (frame.type === "error") waiter.reject(new HubError(frame.code, frame.message));
-    else waiter.resolve(frame);
+    if (frame.type === "error") {
+      const err = new HubError(frame.code, frame.message);
+      if (frame.app_code !== undefined) err.appCode = frame.app_code;
+      waiter.reject(err);
+    } else waiter.resolve(frame);
   }
 
   _subscribed(sub, frame) {
@@ -297,6 +359,8 @@ export class HubClient {
     this.isOpen = false;
     this.ws = null;
     this._stopPing();
+    clearTimeout(this.refreshTimer);
+    this.serverChannels.clear(); // a new connection's connect hook names them again
     // Sent but not acked: they may or may not have been published; they are not resent.
     for (const [id, waiter] of this.pending) {
       if (waiter.reject) {

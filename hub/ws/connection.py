@@ -26,6 +26,7 @@ from websockets.protocol import Event, State
 from hub.core.auth import Grant
 from hub.core.envelope import BINARY, TEXT
 from hub.core.errors import CloseCode
+from hub.core.hooks import ConnectResult
 
 __all__ = ["PRIVATE_INTERNALS", "Handshake", "HubConnection", "MessageCallback"]
 
@@ -67,6 +68,10 @@ class Handshake:
     grant: Grant | None
     #: Raw mode's ``?last=N``: past messages to send before the live ones.
     last: int = 0
+    #: The connect hook's answer, when the connection was let in by it (not by a JWT).
+    hooked: ConnectResult | None = None
+    #: Why the connect hook could not answer: the connection opens only to close with 1013.
+    unavailable: str | None = None
 
 
 class HubConnection(ServerConnection):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from urllib.parse import parse_qs
 
@@ -17,10 +17,18 @@ from websockets.typing import Subprotocol
 from hub.core.auth import Authenticator, AuthError, Grant, token_from_request
 from hub.core.channels import channel_from_path
 from hub.core.errors import BrokerUnavailable, CloseCode, InvalidChannel
+from hub.core.hooks import (
+    ConnectResult,
+    HookRefused,
+    HookUnavailable,
+    connect_request,
+    connect_status,
+)
 from hub.core.origins import normalize_origin
 from hub.core.policy import BUFFER_FULL, PublishPolicy
 from hub.core.protocol import MAX_HISTORY_LIMIT, SUBPROTOCOL
 from hub.core.ratelimit import TokenBucket
+from hub.hooks.proxy import HookProxy
 from hub.node import Node
 from hub.ws.connection import Handshake, HubConnection, MessageCallback
 from hub.ws.routes import Routes, is_upgrade, text_response
@@ -30,6 +38,10 @@ from hub.ws.subscribers import RawClient, V1Client
 __all__ = ["WebSocketHandler", "select_subprotocol"]
 
 logger = logging.getLogger(__name__)
+
+#: How long before a connect hook's ``expire_at`` the refresh hook is asked (or half the
+#: remaining lifetime, if shorter).
+REFRESH_AHEAD_S = 10.0
 
 #: Headers a handshake may carry once at most; a second one is refused with 400.
 _SINGLE_HEADERS = ("Upgrade", "Origin", "Authorization", "Host", "Sec-WebSocket-Key")
@@ -69,8 +81,13 @@ class WebSocketHandler:
         publish_burst: int = 0,
         subscribe_rate: float = 0.0,
         subscribe_burst: int = 0,
+        # Backend hooks (None: no hook configured, nothing is asked)
+        hooks: HookProxy | None = None,
+        forwarded_headers: tuple[str, ...] = (),
     ) -> None:
         self.node = node
+        self.hooks = hooks
+        self.forwarded_headers = forwarded_headers
         self.routes = routes
         self.authenticator = authenticator
         self.allowed_origins = allowed_origins
@@ -120,24 +137,68 @@ class WebSocketHandler:
             except InvalidChannel as exc:
                 return text_response(400, f"{exc}\n")
         grant: Grant | None = None
-        if self.authenticator is not None:
+        hooked: ConnectResult | None = None
+        hooks = self.hooks
+        connect_hook = hooks is not None and hooks.has("connect")
+        if self.authenticator is not None or connect_hook:
             query = request.path.partition("?")[2]
             token = token_from_request(request.headers.get("Authorization"), query)
+            refusal: str | None = None
             if token is None:
-                return text_response(
-                    401,
+                refusal = (
                     "a token is required: send 'Authorization: Bearer <JWT>' or "
-                    "?token=<JWT> in the URL\n",
+                    "?token=<JWT> in the URL"
                 )
-            try:
-                grant = self.authenticator.verify(token)
-            except AuthError as exc:
-                return text_response(401, f"{exc}\n")
-            if channel is not None:
-                if not grant.can_subscribe(channel):
-                    return text_response(
-                        403, f"the token may not subscribe to the channel {channel!r}\n"
+            elif self.authenticator is not None:
+                try:
+                    await self.authenticator.prepare(token)
+                    grant = self.authenticator.verify(token)
+                except AuthError as exc:
+                    refusal = str(exc)
+            else:
+                refusal = "this hub verifies no JWTs"
+            if grant is None and connect_hook:
+                # No valid JWT: the backend decides (a cookie, a session, ...).
+                assert hooks is not None
+                try:
+                    hooked = await hooks.connect(
+                        connect_request(
+                            transport="ws",
+                            target=request.path,
+                            headers=request.headers.raw_items(),
+                            forward=self.forwarded_headers,
+                            subprotocol=SUBPROTOCOL if offered else None,
+                            remote_addr=_remote(connection),
+                        )
                     )
+                except HookRefused as exc:
+                    return text_response(connect_status(exc), f"{exc}\n")
+                except HookUnavailable:
+                    # Browsers cannot read a handshake's status: open, then close with 1013.
+                    assert isinstance(connection, HubConnection)
+                    connection.hub_handshake = Handshake(
+                        channel, None, unavailable="the backend is unavailable; retry later"
+                    )
+                    return None
+                grant = hooked.grant()
+            elif grant is None:
+                return text_response(401, f"{refusal}\n")
+        if channel is not None and grant is not None:
+            if hooks is not None and self.node.options_for(channel).proxy_subscribe:
+                try:
+                    await hooks.subscribe({"user": grant.sub, "channel": channel})
+                except HookRefused as exc:
+                    return text_response(403, f"the backend refused the channel: {exc}\n")
+                except HookUnavailable:
+                    assert isinstance(connection, HubConnection)
+                    connection.hub_handshake = Handshake(
+                        channel, None, unavailable="the backend is unavailable; retry later"
+                    )
+                    return None
+            elif not grant.can_subscribe(channel):
+                return text_response(
+                    403, f"the token may not subscribe to the channel {channel!r}\n"
+                )
         last = 0
         if channel is not None and "last=" in request.path:
             last_or_refusal = self._last(channel, request.path)
@@ -145,7 +206,7 @@ class WebSocketHandler:
                 return last_or_refusal
             last = last_or_refusal
         assert isinstance(connection, HubConnection)
-        connection.hub_handshake = Handshake(channel, grant, last)
+        connection.hub_handshake = Handshake(channel, grant, last, hooked)
         if channel is not None:
             # Subscribed before the 101 goes out: a client whose connection is open hears its
             # channel from the first message on.
@@ -172,23 +233,24 @@ class WebSocketHandler:
     async def __call__(self, ws: ServerConnection) -> None:
         assert isinstance(ws, HubConnection) and ws.hub_handshake is not None
         handshake = ws.hub_handshake
+        if handshake.unavailable is not None:
+            ws.close_soon(CloseCode.TRY_AGAIN_LATER, handshake.unavailable)
+            await ws.wait_closed()
+            return
         channel = handshake.channel
         node = self.node
         user = handshake.grant.sub if handshake.grant is not None else None
         client: RawClient = RawClient(ws, user) if channel is not None else V1Client(ws, user)
         self.num_connections += 1
         self.num_opened += 1
-        loop = asyncio.get_running_loop()
-        expiry: asyncio.TimerHandle | None = None
         grant = handshake.grant
-        if grant is not None and grant.exp is not None:
-            # One timer per connection at the token's expiry; nothing polls.
-            expiry = loop.call_later(
-                max(0.0, grant.exp - time.time()),
-                client.disconnect,
-                CloseCode.TOKEN_EXPIRED,
-                "token expired",
-            )
+        refresh = None
+        if handshake.hooked is not None and self.hooks is not None and self.hooks.has("refresh"):
+            refresh = partial(self._refresh, self.hooks, user, "ws")
+        expiry: Expiry | None = None
+        if grant is not None:  # auth off: no expiry, and no object for one
+            expiry = Expiry(client, refresh)
+            expiry.set(grant.exp)
         try:
             if channel is None:
                 ws.release_handshake()
@@ -201,8 +263,12 @@ class WebSocketHandler:
                     policy=self._policy(grant),
                     max_subscriptions=self.max_subscriptions,
                     subscribe_bucket=self._subscribe_bucket(),
+                    hooks=self.hooks,
+                    authenticator=self.authenticator,
+                    make_policy=self._policy,
+                    on_grant=expiry.set_from if expiry is not None else None,
                 )
-                await session.run()
+                await session.run(handshake.hooked)
                 return
             # The channel was subscribed during the handshake, so joining does not wait for
             # a SUBSCRIBE; with ?last=N it reads the backlog, written before anything live.
@@ -229,6 +295,11 @@ class WebSocketHandler:
             return None
         return TokenBucket(self.subscribe_rate, self.subscribe_burst, time.monotonic())
 
+    @staticmethod
+    async def _refresh(hooks: HookProxy, user: str | None, transport: str, exp: float) -> float:
+        """The refresh hook's new expiry for a hook-connected connection."""
+        return await hooks.refresh({"user": user, "expire_at": exp, "transport": transport})
+
     def _policy(self, grant: Grant | None) -> PublishPolicy:
         return PublishPolicy.create(
             grant, rate=self.publish_rate, burst=self.publish_burst, now=time.monotonic()
@@ -244,6 +315,16 @@ class WebSocketHandler:
         """
         node = self.node
         publish = node.publish
+        if self.hooks is not None and node.options_for(channel).proxy_publish:
+
+            def refused(payload: bytes, kind: int) -> None:
+                ws.listen(_ignore)
+                ws.close_soon(
+                    CloseCode.POLICY_VIOLATION,
+                    "publishes here go through the backend's hook: publish with hub.v1",
+                )
+
+            return refused
         if not self.publish_rate and (grant is None or grant.can_publish(channel)):
             return partial(publish, channel)  # no Python frame of ours per message
         policy = self._policy(grant)
@@ -259,3 +340,79 @@ class WebSocketHandler:
 
 def _ignore(payload: bytes, kind: int) -> None:
     pass
+
+
+def _remote(connection: ServerConnection) -> str | None:
+    try:
+        address = connection.remote_address
+    except Exception:  # a transport already gone
+        return None
+    return str(address[0]) if address else None
+
+
+class Expiry:
+    """One timer per connection at its expiry (nothing polls). A JWT's expiry closes the
+    connection with 4001 then; a connect hook's is extended by ``refresh`` (the refresh
+    hook), asked a little before it, and closes with 4001 only if the hook does not extend
+    it. A refresh op (a new JWT) moves it with ``set_from``."""
+
+    __slots__ = ("_client", "_refresh", "_task", "_timer", "exp")
+
+    def __init__(
+        self, client: RawClient, refresh: Callable[[float], Awaitable[float]] | None
+    ) -> None:
+        self._client = client
+        self._refresh = refresh
+        self._timer: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.exp: float | None = None
+
+    def set_from(self, grant: Grant) -> None:
+        """A refresh op swapped the connection's JWT: its expiry, and no more hook refresh."""
+        self._refresh = None
+        self.set(grant.exp)
+
+    def set(self, exp: float | None) -> None:
+        self.cancel()
+        self.exp = exp
+        if exp is None:
+            return
+        loop = asyncio.get_running_loop()
+        left = max(0.0, exp - time.time())
+        if self._refresh is not None:
+            ahead = min(REFRESH_AHEAD_S, left / 2)
+            self._timer = loop.call_later(left - ahead, self._ask)
+        else:
+            self._timer = loop.call_later(left, self._expire)
+
+    def _expire(self) -> None:
+        self._client.disconnect(CloseCode.TOKEN_EXPIRED, "token expired")
+
+    def _ask(self) -> None:
+        self._task = asyncio.create_task(self._extend())
+
+    async def _extend(self) -> None:
+        exp = self.exp
+        assert exp is not None and self._refresh is not None
+        try:
+            new = await self._refresh(exp)
+        except (HookRefused, HookUnavailable) as exc:
+            logger.info("the connection's expiry was not extended: %s", exc)
+            new = exp
+        except Exception:
+            logger.exception("the refresh hook's call failed")
+            new = exp
+        self._task = None
+        if new > exp and new > time.time():
+            self.set(new)
+            return
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(max(0.0, exp - time.time()), self._expire)
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._task is not None and self._task is not asyncio.current_task():
+            self._task.cancel()
+            self._task = None
