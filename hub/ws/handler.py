@@ -14,13 +14,14 @@ from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
-from hub.core.auth import Authenticator, AuthError, Grant, token_from_request
+from hub.core.auth import Authenticator, AuthError, Grant, may_subscribe, token_from_request
 from hub.core.channels import channel_from_path
 from hub.core.errors import BrokerUnavailable, CloseCode, InvalidChannel
 from hub.core.origins import normalize_origin
 from hub.core.policy import BUFFER_FULL, PublishPolicy
 from hub.core.protocol import MAX_HISTORY_LIMIT, SUBPROTOCOL
 from hub.node import Node
+from hub.node.users import RAW, V1
 from hub.ws.connection import Handshake, HubConnection, MessageCallback
 from hub.ws.routes import Routes, is_upgrade, text_response
 from hub.ws.session import V1Session
@@ -128,11 +129,10 @@ class WebSocketHandler:
                 grant = self.authenticator.verify(token)
             except AuthError as exc:
                 return text_response(401, f"{exc}\n")
-            if channel is not None:
-                if not grant.can_subscribe(channel):
-                    return text_response(
-                        403, f"the token may not subscribe to the channel {channel!r}\n"
-                    )
+        if channel is not None and not may_subscribe(
+            grant, grant.sub if grant is not None else None, channel
+        ):
+            return text_response(403, f"the token may not subscribe to the channel {channel!r}\n")
         last = 0
         if channel is not None and "last=" in request.path:
             last_or_refusal = self._last(channel, request.path)
@@ -173,6 +173,7 @@ class WebSocketHandler:
         client: RawClient = RawClient(ws, user) if channel is not None else V1Client(ws, user)
         self.num_connections += 1
         self.num_opened += 1
+        node.users.connected(client, RAW if channel is not None else V1)
         loop = asyncio.get_running_loop()
         expiry: asyncio.TimerHandle | None = None
         grant = handshake.grant
@@ -215,6 +216,7 @@ class WebSocketHandler:
             if expiry is not None:
                 expiry.cancel()
             self.num_connections -= 1
+            node.users.disconnected(client)
             node.leave_all(client)
 
     def _policy(self, grant: Grant | None) -> PublishPolicy:

@@ -11,7 +11,7 @@ import logging
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from hub.core.auth import Grant
+from hub.core.auth import Grant, may_subscribe
 from hub.core.errors import BrokerUnavailable, ProtocolError
 from hub.core.frames import history_frame
 from hub.core.jsontext import dump_json
@@ -26,6 +26,7 @@ from hub.core.protocol import (
     decode_binary_publish,
     decode_request,
     error_frame,
+    positions_field,
 )
 from hub.node import Node
 from hub.ws.subscribers import V1Client
@@ -101,14 +102,14 @@ class V1Session:
         """Join each channel, then write the ack and, on history channels, the replays."""
         client = self.client
         grant = self.grant
-        if grant is not None:
-            denied = [c for c in request.channels if not grant.can_subscribe(c)]
-            if denied:
-                raise ProtocolError(
-                    FORBIDDEN,
-                    f"the token may not subscribe to {', '.join(denied[:5])}",
-                    request.id,
-                )
+        denied = [c for c in request.channels if not may_subscribe(grant, client.user, c)]
+        if denied:
+            raise ProtocolError(
+                FORBIDDEN,
+                f"this connection may not subscribe to {', '.join(denied[:5])} (its token's "
+                "grants; a personal channel name#user is its user's only)",
+                request.id,
+            )
         new = [c for c in request.channels if c not in client.channels]
         if len(client.channels) + len(new) > self.max_subscriptions:
             raise ProtocolError(
@@ -126,12 +127,7 @@ class V1Session:
                 UNAVAILABLE, f"{exc}; nothing was subscribed: retry later", request.id
             ) from None
         extra: dict[str, object] = {"channels": list(request.channels)}
-        positions: dict[str, dict[str, object]] = {}
-        for channel, (position, recovered) in joining.positions.items():
-            entry: dict[str, object] = {"epoch": position.epoch, "offset": position.offset}
-            if recovered is not None:
-                entry["recovered"] = recovered
-            positions[channel] = entry
+        positions = positions_field(joining.positions)
         if positions:
             extra["positions"] = positions
         # The ack, then the replays: written by the commit, before any live message.
@@ -142,7 +138,7 @@ class V1Session:
 
     async def presence(self, request: Request) -> str:
         channel = request.channel
-        if self.grant is not None and not self.grant.can_subscribe(channel):
+        if not may_subscribe(self.grant, self.client.user, channel):
             raise ProtocolError(
                 FORBIDDEN, f"the token may not see who is subscribed to {channel}", request.id
             )
@@ -154,7 +150,7 @@ class V1Session:
 
     async def history(self, request: Request) -> str:
         channel = request.channel
-        if self.grant is not None and not self.grant.can_subscribe(channel):
+        if not may_subscribe(self.grant, self.client.user, channel):
             raise ProtocolError(
                 FORBIDDEN, f"the token may not read the history of {channel}", request.id
             )

@@ -101,6 +101,7 @@ class RedisBroker:
         self.subscribe = self._subscriber.subscribe
         self.unsubscribe = self._subscriber.unsubscribe
         self.read_history = self._reader.read_history
+        self.delete_history = self._reader.delete_history
 
     def presence(self) -> RedisPresence:
         """A presence manager on this broker's connections: it writes through the publish

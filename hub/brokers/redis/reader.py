@@ -67,6 +67,30 @@ class RedisReader:
         except (TimeoutError, ConnectionError, hiredis.ReplyError) as exc:
             raise BrokerUnavailable(f"reading {what} failed: {exc}") from exc
 
+    async def delete_history(self, channel: str) -> bool:
+        """Delete the channel's stream and meta (one slot): the next publish starts a new
+        epoch at offset 1. True when there was something to delete. BrokerUnavailable."""
+        conn = self.conn
+        what = f"the history of {channel}"
+        if conn is None or not conn.is_open:
+            raise BrokerUnavailable(f"Redis is unreachable: {what} cannot be deleted now")
+        try:
+            for pause in _MIGRATING_PAUSES_S:
+                try:
+                    deleted = await conn.command(b"DEL", *self._names.history_keys(channel))
+                except hiredis.ReplyError as exc:
+                    decision = resend(exc)
+                    if decision is MIGRATING:
+                        await asyncio.sleep(pause)
+                        continue
+                    if decision.wrong_server:
+                        conn.close()
+                    raise
+                return bool(deleted)
+            raise hiredis.ReplyError("TRYAGAIN the slot is still migrating")
+        except (TimeoutError, ConnectionError, hiredis.ReplyError) as exc:
+            raise BrokerUnavailable(f"deleting {what} failed: {exc}") from exc
+
     async def read_history(
         self, channel: str, *, since: int | None, limit: int, options: ChannelOptions
     ) -> HistoryPage:
