@@ -145,6 +145,8 @@ class Reconnecting:
                     continue
                 if code == CloseCode.NORMAL:
                     raise ClientClosed("the hub closed the connection normally", code)
+                if code == CloseCode.DISCONNECTED:
+                    raise ClientClosed("a backend disconnected this user (4009)", code)
                 if code == CloseCode.POLICY_VIOLATION:
                     policy_closes += 1
                     if policy_closes >= _MAX_POLICY_CLOSES:

@@ -14,8 +14,8 @@ for the reply of every live instance, or ``timeout_s`` (1 s), whichever comes fi
 names those that did not answer.
 
 The live instances are a presence list of their own (``$instances``): each process adds
-itself with its version and start time, again every third of ``ttl_s``, and removes itself
-on close; a crashed process drops out after ``ttl_s`` (the presence store's expiry). None
+itself with its version and start time, again every ``HEARTBEAT_S``, and removes itself on
+close; a crashed process drops out after ``ttl_s`` (the presence store's expiry). None
 of this is on the fan-out path: the node hands it the messages of its two channels only.
 """
 
@@ -54,6 +54,9 @@ INSTANCES_CHANNEL = "$instances"
 TIMEOUT_S = 1.0
 #: A crashed instance leaves the list this long after its last heartbeat.
 INSTANCE_TTL_S = 15.0
+#: How often an instance writes itself into the list: often, since a write made before the
+#: broker is connected is lost (4 commands a second per instance; nothing per connection).
+HEARTBEAT_S = 1.0
 
 Command = dict[str, object]
 #: Carries out a command on this process; returns the reply's fields.
@@ -90,6 +93,7 @@ class Control:
         subscribe: Callable[[str], Awaitable[None]],
         store: PresenceManager | None,
         meta: Command,
+        is_ready: Callable[[], bool] = lambda: True,
         timeout_s: float = TIMEOUT_S,
         ttl_s: float = INSTANCE_TTL_S,
     ) -> None:
@@ -98,6 +102,7 @@ class Control:
         self._subscribe = subscribe
         self._store = store
         self._meta = dump_json(meta).decode()
+        self._is_ready = is_ready
         self.timeout_s = timeout_s
         self.ttl_s = ttl_s
         self.reply_channel = REPLY_PREFIX + name
@@ -108,6 +113,9 @@ class Control:
         self._waiting: dict[str, tuple[dict[str, Command], asyncio.Event]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._heartbeat: asyncio.Task[None] | None = None
+        #: This instance was read back from the list once: the others' commands expect its
+        #: reply from then on (the node is not ready before).
+        self.is_listed = store is None
 
     async def start(self) -> None:
         for channel in sorted(self.channels):
@@ -126,11 +134,20 @@ class Control:
 
     async def _run_heartbeat(self, store: PresenceManager) -> None:
         while True:
+            if not self._is_ready():
+                await asyncio.sleep(0.05)  # a write before the broker is up would be lost
+                continue
             try:
                 store.add(INSTANCES_CHANNEL, self.name, self._meta, self.ttl_s)
+                if not self.is_listed:
+                    listed = await store.read(INSTANCES_CHANNEL)
+                    self.is_listed = any(name == self.name for name, _ in listed)
+            except BrokerUnavailable as exc:
+                logger.debug("the instance list cannot be read yet: %s", exc)
             except Exception:
                 logger.exception("the instance heartbeat failed; it runs again")
-            await asyncio.sleep(self.ttl_s / 3)
+            # Until it is read back, a few times a second.
+            await asyncio.sleep(min(HEARTBEAT_S, self.ttl_s / 3) if self.is_listed else 0.05)
 
     async def instances(self) -> list[tuple[str, Command]]:
         """(name, metadata) of every live instance, this one included; BrokerUnavailable."""

@@ -88,6 +88,7 @@ class Node:
             subscribe=broker.subscribe,
             store=presence,
             meta={"version": version, "started_at": round(self.started_at, 3)},
+            is_ready=lambda: broker.is_ready,
         )
         self.users = Users(
             request=self.control.request,
@@ -123,7 +124,9 @@ class Node:
 
     @property
     def is_ready(self) -> bool:
-        return self.broker.is_ready
+        """The broker is up, and this instance is in the list that the server API's
+        commands wait on (so a command sent from anywhere reaches it)."""
+        return self.broker.is_ready and self.control.is_listed
 
     def options_for(self, channel: str) -> ChannelOptions:
         return self.rules.options_for(channel)

@@ -12,6 +12,10 @@
 //   });
 //   await hub.publish("news", { headline: "hi" });
 //
+// The server may subscribe the connection itself (POST /api/subscribe, a connect hook): the
+// onServerSubscribe option is called with each such Subscription (sub.server is true), and
+// returns the handler of its messages: onServerSubscribe: (sub) => (value, msg) => ....
+//
 // It speaks hub.v1 (docs/protocol.md). It reconnects with full-jitter backoff, failing over
 // to the next URL after each failed attempt, resubscribes every subscription, and recovers
 // each history channel from the last position it delivered: a message is handed to the
@@ -28,6 +32,9 @@ const DEFAULTS = {
   queueWhileDisconnected: true, // false: publish() rejects at once while disconnected
   pingIntervalMs: 25000, // an application ping; a missing answer means a dead connection
   pingTimeoutMs: 10000,
+  // (sub) => handler: a subscription the server made (sub.channel, sub.position); the
+  // handler it returns gets its messages; set sub.onEvent for its events. Unset: ignored.
+  onServerSubscribe: null,
   WebSocket: globalThis.WebSocket,
 };
 
@@ -36,6 +43,7 @@ const POLICY = 1008;
 const TOO_BIG = 1009;
 const TOKEN_EXPIRED = 4001;
 const NORMAL = 1000;
+const DISCONNECTED = 4009; // a backend disconnected this user (POST /api/disconnect)
 
 export class HubError extends Error {
   constructor(code, message) {
@@ -46,13 +54,16 @@ export class HubError extends Error {
 }
 
 class Subscription {
-  constructor(client, channel, handler, onEvent) {
+  constructor(client, channel, handler, onEvent, server = false) {
     this.client = client;
     this.channel = channel;
     this.handler = handler;
     this.onEvent = onEvent || (() => {});
     this.position = null; // {epoch, offset} of the last message delivered (history channels)
     this.isActive = true;
+    // Made by the server: never resubscribed by the client; after a reconnect it goes on
+    // only if the server subscribes the channel again.
+    this.server = server;
   }
 
   unsubscribe() {
@@ -82,7 +93,9 @@ export class HubClient {
   }
 
   // Events: "connected" {url}, "disconnected" {code, reason}, "error" {code, message},
-  // "unrecovered" and "gap" (also given to the subscription's onEvent), "closed" {code, reason}.
+  // "unrecovered" and "gap" (also given to the subscription's onEvent), "closed" {code, reason},
+  // "subscribed" {channel, server: true} when the server subscribed the connection, and
+  // "unsubscribed" {channel, server: true} when it unsubscribed it (also to onEvent).
   on(name, fn) {
     if (!this.listeners.has(name)) this.listeners.set(name, new Set());
     this.listeners.get(name).add(fn);
@@ -205,7 +218,7 @@ export class HubClient {
     url.searchParams.delete("token");
     this._emit("connected", { url: url.href });
     // Resubscribe first, so a queued publish to a subscribed channel comes back to us.
-    for (const sub of this.subscriptions.values()) this._sendSubscribe(sub);
+    for (const sub of this.subscriptions.values()) if (!sub.server) this._sendSubscribe(sub);
     const queued = this.queue.splice(0);
     for (const item of queued) this._send(item);
     this._startPing();
@@ -222,6 +235,52 @@ export class HubClient {
     if (type === "message") return this._deliver(frame);
     if (type === "gap") return this._gap(frame);
     if (type === "ack" || type === "error") return this._answer(frame);
+    if (type === "subscribed" && frame.server === true) return this._serverSubscribed(frame);
+    if (type === "unsubscribed" && frame.server === true) return this._serverUnsubscribed(frame);
+  }
+
+  _serverSubscribed(frame) {
+    for (const channel of frame.channels || []) {
+      let sub = this.subscriptions.get(channel);
+      if (sub && !sub.server) continue; // ours already
+      const position = (frame.positions || {})[channel];
+      const top = position ? { epoch: position.epoch, offset: position.offset } : null;
+      if (sub) {
+        // It outlived a reconnect: were messages published meanwhile?
+        const held = sub.position;
+        if (held && top && (held.epoch !== top.epoch || held.offset < top.offset)) {
+          const event = { type: "unrecovered", channel, from: held, ...top };
+          sub.onEvent(event);
+          this._emit("unrecovered", event);
+        }
+        sub.position = top || sub.position;
+        continue;
+      }
+      sub = new Subscription(this, channel, () => {}, null, true);
+      sub.position = top;
+      this.subscriptions.set(channel, sub);
+      if (this.options.onServerSubscribe) {
+        try {
+          const handler = this.options.onServerSubscribe(sub);
+          if (typeof handler === "function") sub.handler = handler;
+        } catch (err) {
+          console.error(err);
+        }
+      }
+      const event = { type: "subscribed", channel, server: true, ...(top || {}) };
+      sub.onEvent(event);
+      this._emit("subscribed", event);
+    }
+  }
+
+  _serverUnsubscribed(frame) {
+    const sub = this.subscriptions.get(frame.channel);
+    if (!sub) return;
+    sub.isActive = false;
+    this.subscriptions.delete(frame.channel);
+    const event = { type: "unsubscribed", channel: frame.channel, server: true };
+    sub.onEvent(event);
+    this._emit("unsubscribed", event);
   }
 
   _deliver(frame) {
@@ -306,7 +365,7 @@ export class HubClient {
     }
     if (this.isClosed) return;
     if (wasOpen) this._emit("disconnected", { code, reason });
-    if (code === NORMAL) {
+    if (code === NORMAL || code === DISCONNECTED) {
       this.isClosed = true;
       this._failAll("closed", `the hub closed the connection: ${reason}`);
       return this._emit("closed", { code, reason });

@@ -45,7 +45,7 @@ async def instance(bus: Bus, store: FakeStore, name: str, answer: bool = True) -
         name=name,
         publish=publish,  # type: ignore[arg-type]
         subscribe=subscribe,  # type: ignore[arg-type]
-        store=store,  # type: ignore[arg-type]
+        store=store,
         meta={"version": "t"},
         timeout_s=0.5,
     )

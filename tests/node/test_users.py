@@ -24,7 +24,7 @@ async def node() -> AsyncIterator[Node]:
     rules = ChannelRules((Namespace("h.*", HISTORY),), ChannelOptions())
     node = Node(
         broker=RecordingBroker(),
-        presence=FakeStore(),  # type: ignore[arg-type]
+        presence=FakeStore(),
         max_buffered_bytes=1 << 20,
         unsubscribe_delay_s=DELAY_S,
         rules=rules,
@@ -37,7 +37,7 @@ async def node() -> AsyncIterator[Node]:
 
 def of(user: str | None, cls: type[FakeMember] = V1Member) -> FakeMember:
     member = cls()
-    member.user = user  # type: ignore[assignment]
+    member.user = user
     return member
 
 
@@ -48,14 +48,14 @@ def frames(member: FakeMember) -> list[dict[str, object]]:
 async def test_disconnect_closes_every_connection_of_the_user_only(node: Node) -> None:
     alice1, alice2, bob, anonymous = of("alice"), of("alice", FakeMember), of("bob"), of(None)
     for member, transport in ((alice1, V1), (alice2, RAW), (bob, V1), (anonymous, V1)):
-        node.users.connected(member, transport)  # type: ignore[arg-type]
+        node.users.connected(member, transport)
     replies = await node.users.disconnect("alice", 4100, "bye")
     assert replies.count() == 2 and replies.missing == []
     assert alice1.closed == alice2.closed == (4100, "bye")
     assert bob.closed is None and anonymous.closed is None
     assert (await node.users.disconnect("nobody", 4009, "")).count() == 0
-    node.users.disconnected(alice1)  # type: ignore[arg-type]
-    node.users.disconnected(alice2)  # type: ignore[arg-type]
+    node.users.disconnected(alice1)
+    node.users.disconnected(alice2)
     assert node.users.local("alice") == {}
     assert node.users.num_connections == 2 and node.users.num_users == 1
 
@@ -64,9 +64,9 @@ async def test_a_server_side_subscribe_joins_and_tells_hub_v1_connections(node: 
     """Through the join routine: the frame carries a history channel's position, and the
     channel's messages follow; raw and SSE connections (one channel each) are not reached."""
     v1, raw, sse = of("alice"), of("alice", FakeMember), of("alice", FakeMember)
-    node.users.connected(v1, V1)  # type: ignore[arg-type]
-    node.users.connected(raw, RAW)  # type: ignore[arg-type]
-    node.users.connected(sse, SSE)  # type: ignore[arg-type]
+    node.users.connected(v1, V1)
+    node.users.connected(raw, RAW)
+    node.users.connected(sse, SSE)
     node.publish("h.1", b"before")
     await asyncio.sleep(DELAY_S)
     replies = await node.users.subscribe("alice", "h.1")
@@ -86,11 +86,11 @@ async def test_a_connection_that_closes_during_the_join_is_not_added(node: Node)
     broker = node.broker
     assert isinstance(broker, RecordingBroker)
     member = of("alice")
-    node.users.connected(member, V1)  # type: ignore[arg-type]
+    node.users.connected(member, V1)
     broker.gate = asyncio.Event()
     subscribing = asyncio.create_task(node.users.subscribe("alice", "news"))
     await asyncio.sleep(DELAY_S)
-    node.users.disconnected(member)  # type: ignore[arg-type]
+    node.users.disconnected(member)
     broker.gate.set()
     assert (await subscribing).count() == 0
     assert not member.channels and "news" not in dict(node.channels())
@@ -99,9 +99,9 @@ async def test_a_connection_that_closes_during_the_join_is_not_added(node: Node)
 async def test_unsubscribe_tells_hub_v1_and_closes_one_channel_connections(node: Node) -> None:
     v1, raw, other = of("alice"), of("alice", FakeMember), of("alice")
     for member, transport in ((v1, V1), (raw, RAW), (other, V1)):
-        node.users.connected(member, transport)  # type: ignore[arg-type]
-    await node.join("news", v1)  # type: ignore[arg-type]
-    await node.join("news", raw)  # type: ignore[arg-type]
+        node.users.connected(member, transport)
+    await node.join("news", v1)
+    await node.join("news", raw)
     assert (await node.users.unsubscribe("alice", "news")).count() == 2
     assert frames(v1) == [{"type": "unsubscribed", "channel": "news", "server": True}]
     assert not v1.channels and not raw.channels
@@ -111,14 +111,14 @@ async def test_unsubscribe_tells_hub_v1_and_closes_one_channel_connections(node:
 
 async def test_connections_and_info(node: Node) -> None:
     alice = of("alice")
-    node.users.connected(alice, V1)  # type: ignore[arg-type]
-    node.users.connected(of(None), V1)  # type: ignore[arg-type]
-    await node.join("news", alice)  # type: ignore[arg-type]
+    node.users.connected(alice, V1)
+    node.users.connected(of(None), V1)
+    await node.join("news", alice)
     replies = await node.users.connections("alice")
     [reply] = replies.replies
     assert reply["instance"] == node.presence.name and reply["count"] == 1
     assert reply["connections"] == [
-        {"client": node.presence.client_id(alice), "transport": "hub.v1", "channels": ["news"]}  # type: ignore[arg-type]
+        {"client": node.presence.client_id(alice), "transport": "hub.v1", "channels": ["news"]}
     ]
     [info] = (await node.users.info()).replies
     assert info["version"] == "9.9" and info["connections"] == 2 and info["users"] == 1
