@@ -9,6 +9,7 @@ import json
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import jwt
 import pytest
@@ -353,7 +354,7 @@ async def test_client_js_delivers_a_server_side_subscription(
         )
         headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
 
-        def call(path: str, body: object) -> tuple[int, object]:
+        def call(path: str, body: object) -> tuple[int, Any]:
             return http("POST", hub.api_url + path, json.dumps(body).encode(), headers)
 
         status, body = await asyncio.to_thread(
