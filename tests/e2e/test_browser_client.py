@@ -355,7 +355,10 @@ async def test_client_js_delivers_a_server_side_subscription(
         headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
 
         def call(path: str, body: object) -> tuple[int, Any]:
-            return http("POST", hub.api_url + path, json.dumps(body).encode(), headers)
+            answer: tuple[int, Any] = http(
+                "POST", hub.api_url + path, json.dumps(body).encode(), headers
+            )
+            return answer
 
         status, body = await asyncio.to_thread(
             call, "/api/subscribe", {"user": "alice", "channel": "inbox#alice"}
