@@ -14,6 +14,7 @@ from typing import Any
 
 import uvloop
 
+from hub import __version__
 from hub.brokers import Broker, BrokerOptions, create_engines
 from hub.brokers.redispy import async_client, subscribed_channels
 from hub.core.addresses import is_loopback
@@ -104,6 +105,7 @@ class App:
             recovery_max_messages=settings.recovery_max_messages,
             presence_ttl_s=settings.presence_ttl_s,
             on_fanout=self.metrics.observe_fanout,
+            version=__version__,
         )
         self.routes = Routes(
             AdminGuard(token=settings.admin_token or None, is_open=is_loopback(settings.host))

@@ -111,6 +111,11 @@ class Broker(Protocol):
         """
         ...
 
+    async def delete_history(self, channel: str) -> bool:
+        """Delete the channel's history, its epoch and top offset included: the next publish
+        starts a new epoch at offset 1. True when there was one. Raises BrokerUnavailable."""
+        ...
+
 
 class PresenceManager(Protocol):
     """Presence: who is subscribed to a channel, cluster-wide. Each engine has its own,

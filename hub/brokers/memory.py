@@ -104,6 +104,9 @@ class MemoryBroker:
             messages.append(m)
         return HistoryPage(h.epoch, h.top, messages)
 
+    async def delete_history(self, channel: str) -> bool:
+        return self._histories.pop(channel, None) is not None
+
     def _flush(self) -> None:
         batch, self._pending = self._pending, []
         if self._handler is not None:

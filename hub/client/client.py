@@ -16,7 +16,7 @@ import contextlib
 import logging
 import os
 import urllib.parse
-from collections.abc import Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Final, TypeVar
 
 from websockets.asyncio.client import ClientConnection
@@ -122,6 +122,10 @@ class Client(Reconnecting, Requests):
         self._task: asyncio.Task[None] | None = None
         self._stopped: ClientClosed | None = None
         self._retries: set[asyncio.Task[None]] = set()
+        #: Server-side subscriptions not yet taken by ``server_subscriptions``, and the
+        #: callbacks of ``on_server_subscription``.
+        self._server_subs: asyncio.Queue[Subscription | None] = asyncio.Queue()
+        self._server_callbacks: list[Callable[[Subscription], None]] = []
         #: The URL of the current connection (None while disconnected).
         self.url: str | None = None
         #: How many connections were opened, and how many times get_token was called.
@@ -202,6 +206,36 @@ class Client(Reconnecting, Requests):
         if ws is not None and self.is_connected:
             with contextlib.suppress(ConnectionClosed):
                 await ws.send(self._request({"op": "unsubscribe", "channels": [channel]}, None)[2])
+
+    # Server-side subscriptions
+
+    def server_subscriptions(self) -> AsyncIterator[Subscription]:
+        """Each subscription the server makes for this connection (``POST /api/subscribe``,
+        a connect hook's channels), as it arrives: iterate each for its messages, like one
+        of ``subscribe``'s. Ends when the client closes. Read it from one task only; the
+        subscriptions made before it is read wait for it."""
+        return self._iterate_server_subscriptions()
+
+    async def _iterate_server_subscriptions(self) -> AsyncIterator[Subscription]:
+        while self._stopped is None:
+            sub = await self._server_subs.get()
+            if sub is None:
+                return
+            yield sub
+
+    def on_server_subscription(self, callback: Callable[[Subscription], None]) -> None:
+        """Call ``callback(subscription)`` for each subscription the server makes, at once
+        (before its first message is buffered); the other way to take them."""
+        self._server_callbacks.append(callback)
+
+    def _announce(self, sub: Subscription) -> None:
+        for callback in self._server_callbacks:
+            try:
+                callback(sub)
+            except Exception:
+                logger.exception("hub.client: an on_server_subscription callback failed")
+        if not self._server_callbacks:
+            self._server_subs.put_nowait(sub)
 
     # Publishing
 
@@ -352,6 +386,7 @@ class Client(Reconnecting, Requests):
         for sub in self._subs.values():
             sub._finish(end)
         self._subs.clear()
+        self._server_subs.put_nowait(None)
         self._fail_requests(self._stopped)
 
 

@@ -205,6 +205,11 @@ class Reconnecting:
             if not await self._refresh_token():
                 return
             assert self.token is not None
+            fresh = token_exp(self.token)
+            if fresh is not None and fresh <= exp:
+                # get_token has nothing fresher yet: the 4001 at exp reconnects with a new one.
+                logger.info("hub.client: get_token returned no later expiry; not refreshing")
+                return
             _, answer, frame = self._request({"op": "refresh", "token": self.token}, None)
             try:
                 await ws.send(frame)
@@ -280,6 +285,8 @@ class Reconnecting:
                     continue
                 if code == CloseCode.NORMAL:
                     raise ClientClosed("the hub closed the connection normally", code)
+                if code == CloseCode.DISCONNECTED:
+                    raise ClientClosed("a backend disconnected this user (4009)", code)
                 if code == CloseCode.POLICY_VIOLATION:
                     policy_closes += 1
                     if policy_closes >= _MAX_POLICY_CLOSES:

@@ -18,7 +18,7 @@ from websockets.exceptions import ConnectionClosed
 
 from hub.client.errors import Gap, NotRecovered, PublishFailed, RequestRefused
 from hub.client.message import Frame, message_from_frame
-from hub.client.subscription import Subscription, ack_position
+from hub.client.subscription import End, Subscription, ack_position
 from hub.core.errors import CloseCode
 from hub.core.jsontext import dump_json
 from hub.core.protocol import UNAVAILABLE
@@ -46,11 +46,14 @@ class Requests:
     _retries: set[asyncio.Task[None]]
     _backoff_initial_s: float
     _backoff_max_s: float
+    _queue_size: int
 
     if TYPE_CHECKING:
 
         @property
         def is_connected(self) -> bool: ...
+
+        def _announce(self, sub: Subscription) -> None: ...
 
     def _request(
         self, body: Frame, sub: Subscription | None
@@ -66,6 +69,8 @@ class Requests:
         if sub._sent_on is ws:
             return
         sub._sent_on = ws
+        if sub.server:
+            return  # the server's to make again, not ours
         body: Frame = {"op": "subscribe", "channel": sub.channel}
         if sub.recover and sub.position is not None:
             position = {"epoch": sub.position.epoch, "offset": sub.position.offset}
@@ -114,7 +119,44 @@ class Requests:
             elif not future.done():
                 future.set_result(frame)
             return kind != "error"
+        if kind == "subscribed" and frame.get("server") is True:
+            await self._on_server_subscribed(frame)
+            return False
+        if kind == "unsubscribed" and frame.get("server") is True:
+            sub = self._subs.pop(str(frame["channel"]), None)
+            if sub is not None:
+                sub._finish(End())
+            return False
         return False  # join/leave and later frame types: nothing to do
+
+    async def _on_server_subscribed(self, frame: Frame) -> None:
+        """The server subscribed this connection (``POST /api/subscribe``, a connect hook):
+        each channel becomes a server-side Subscription, announced once; one that outlived a
+        reconnect goes on, and says NotRecovered when messages were published meanwhile."""
+        channels = frame.get("channels")
+        if not isinstance(channels, list):
+            raise TypeError(f"'channels' is not a list: {channels!r}")
+        for channel in map(str, channels):
+            sub = self._subs.get(channel)
+            if sub is not None and not sub.server:
+                continue  # ours already: the hub adds nothing to it
+            ack = ack_position(frame, channel)
+            if sub is None:
+                sub = Subscription(
+                    channel, recover=False, since=None, size=self._queue_size, server=True
+                )
+                sub._sent_on = self._ws
+                sub._ready.set_result(None)
+                self._subs[channel] = sub
+                if ack is not None:
+                    sub.position = ack[0]
+                self._announce(sub)
+                continue
+            if ack is not None:
+                top, held = ack[0], sub.position
+                if held is not None and (held.epoch != top.epoch or held.offset < top.offset):
+                    await sub._buffer.put(NotRecovered(channel, top.epoch, top.offset))
+                sub.position = top
 
     async def _deliver(self, sub: Subscription, frame: Frame) -> None:
         position = sub.position

@@ -65,8 +65,21 @@ class Subscription:
     :class:`~hub.client.errors.ClientClosed` when the client stopped for good.
     """
 
-    def __init__(self, channel: str, *, recover: bool, since: Position | None, size: int) -> None:
+    def __init__(
+        self,
+        channel: str,
+        *,
+        recover: bool,
+        since: Position | None,
+        size: int,
+        server: bool = False,
+    ) -> None:
         self.channel = channel
+        #: Made by the server (``Client.server_subscriptions``), not by ``subscribe``: the
+        #: client never subscribes to it itself; it lasts until the server unsubscribes it
+        #: or the client closes, and after a reconnect it goes on if the server subscribes
+        #: the channel again (a connect hook's channels).
+        self.server = server
         #: Recover from :attr:`position` on every resubscribe (history channels).
         self.recover = recover
         #: The last position received (history channels only): epoch and offset.

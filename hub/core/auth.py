@@ -8,6 +8,9 @@ Claims (docs/protocol.md, "Access control"):
 * ``channels``: glob patterns (``fnmatch``, case-sensitive) the token may subscribe AND
   publish to; ``subscribe`` and ``publish``: patterns for one right only. Each is a list of
   strings or one string. A token that names no pattern grants nothing.
+
+A personal channel (``notifications#alice``, ``hub.core.channels``) is outside every grant:
+``may_subscribe`` lets only its own user's connections subscribe to it, whatever the globs.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import TYPE_CHECKING
 
 import jwt
 
+from hub.core.channels import channel_user
 from hub.core.errors import ConfigError, HubError
 
 if TYPE_CHECKING:
@@ -33,6 +37,7 @@ __all__ = [
     "Grant",
     "KeyLookup",
     "load_public_key",
+    "may_subscribe",
     "token_from_request",
     "token_kid",
 ]
@@ -102,6 +107,20 @@ class Grant:
 
     def can_publish(self, channel: str) -> bool:
         return self._publish is not None and self._publish.match(channel) is not None
+
+
+def may_subscribe(grant: Grant | None, user: str | None, channel: str) -> bool:
+    """Whether a connection of ``user`` (None: anonymous) holding ``grant`` (None: auth is
+    off) may subscribe to ``channel`` (or read its history or presence).
+
+    A personal channel (``name#user``) is its user's alone, with no grant needed, and no
+    other connection's whatever its grant (``channels: ["*"]`` included); anonymous
+    connections never. Any other channel needs a grant that allows it, when auth is on.
+    """
+    owner = channel_user(channel)
+    if owner is not None:
+        return user is not None and user == owner
+    return grant is None or grant.can_subscribe(channel)
 
 
 def numeric_date(claims: dict[str, object], name: str) -> float | None:

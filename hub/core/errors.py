@@ -89,6 +89,7 @@ class CloseCode(enum.IntEnum):
     TRY_AGAIN_LATER = 1013
     TOKEN_EXPIRED = 4001
     SLOW_CONSUMER = 4008
+    DISCONNECTED = 4009
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,12 @@ CLOSE_CODES: dict[CloseCode, CloseRule] = {
         "slow consumer: unsent bytes passed `--max-buffered-bytes`",
         True,
         "yes; messages meanwhile were lost to it (recover them on history channels)",
+    ),
+    CloseCode.DISCONNECTED: CloseRule(
+        "a backend disconnected this user (`POST /api/disconnect`), or unsubscribed this raw "
+        "or SSE connection from its channel (`POST /api/unsubscribe`)",
+        False,
+        "no: the backend ended it on purpose; connect again only when the application decides",
     ),
 }
 

@@ -22,7 +22,7 @@ from aiohttp import web
 from hub.core.auth import Authenticator, AuthError, Grant
 from hub.core.channels import validate
 from hub.core.envelope import BINARY, JSON, TEXT, Envelope
-from hub.core.errors import InvalidChannel, ProtocolError
+from hub.core.errors import BrokerUnavailable, CloseCode, InvalidChannel, ProtocolError
 from hub.core.frames import history_frame
 from hub.core.jsontext import NonFiniteNumber, parse_json
 from hub.core.origins import normalize_origin
@@ -35,6 +35,7 @@ from hub.core.protocol import (
     FORBIDDEN,
     HISTORY_OFF,
     MAX_HISTORY_LIMIT,
+    MISSING_FIELD,
     PRESENCE_OFF,
     PUBLISH_REJECTED,
     UNAVAILABLE,
@@ -47,6 +48,7 @@ from hub.hooks.proxy import HookProxy
 from hub.http.guard import AuthThrottle, runner
 from hub.http.sse import SseStreams, client_grant
 from hub.node import Node
+from hub.node.control import Replies
 
 __all__ = ["PublishApi"]
 
@@ -54,6 +56,10 @@ logger = logging.getLogger(__name__)
 
 #: Messages one batch publish may carry.
 MAX_BATCH = 1000
+#: The longest user the server API takes (a JWT ``sub``).
+MAX_USER_LENGTH = 200
+#: A WebSocket close reason is at most 123 bytes of UTF-8.
+MAX_REASON_BYTES = 123
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -131,6 +137,13 @@ class PublishApi:
         app.router.add_get("/api/channels", self.channels)
         app.router.add_get("/api/history/{channel:.+}", self.history)
         app.router.add_get("/api/presence/{channel:.+}", self.presence)
+        app.router.add_delete("/api/history/{channel:.+}", self.delete_history)
+        # The server API: acts on a user's connections on every instance.
+        app.router.add_post("/api/disconnect", self.disconnect)
+        app.router.add_post("/api/unsubscribe", self.unsubscribe)
+        app.router.add_post("/api/subscribe", self.subscribe)
+        app.router.add_get("/api/users/{user:.+}", self.user)
+        app.router.add_get("/api/info", self.info)
         # After the listener has stopped accepting: a reader that reconnects meanwhile gets
         # a refused connection, which EventSource retries, not an answer it gives up on.
         app.on_shutdown.append(self._end_streams)
@@ -344,6 +357,68 @@ class PublishApi:
         channel = _channel(request.match_info["channel"])
         return web.json_response({"type": "presence", **await self.node.presence.read(channel)})
 
+    async def delete_history(self, request: web.Request) -> web.Response:
+        """DELETE /api/history/<channel>: the next publish starts a new epoch at offset 1."""
+        channel = _channel(request.match_info["channel"])
+        if not self.node.options_for(channel).has_history:
+            raise ProtocolError(HISTORY_OFF, f"the channel {channel} keeps no history")
+        try:
+            existed = await self.node.broker.delete_history(channel)
+        except BrokerUnavailable as exc:
+            raise ProtocolError(UNAVAILABLE, f"{exc}; retry later") from None
+        return web.json_response({"channel": channel, "deleted": existed})
+
+    async def disconnect(self, request: web.Request) -> web.Response:
+        """POST /api/disconnect {"user", "code"?, "reason"?}: close the user's connections."""
+        body = await _json_object(request)
+        user = _user(body)
+        code = body.get("code", int(CloseCode.DISCONNECTED))
+        if isinstance(code, bool) or not isinstance(code, int) or not 4000 <= code <= 4999:
+            raise ProtocolError(BAD_FIELD, "code must be an integer from 4000 to 4999")
+        reason = body.get("reason", "disconnected by the server")
+        if not isinstance(reason, str) or len(reason.encode()) > MAX_REASON_BYTES:
+            raise ProtocolError(
+                BAD_FIELD, f"reason must be a string of at most {MAX_REASON_BYTES} bytes"
+            )
+        return _reached(user, await self.node.users.disconnect(user, code, reason))
+
+    async def unsubscribe(self, request: web.Request) -> web.Response:
+        """POST /api/unsubscribe {"user", "channel"}."""
+        body = await _json_object(request)
+        user, channel = _user(body), _body_channel(body)
+        return _reached(user, await self.node.users.unsubscribe(user, channel))
+
+    async def subscribe(self, request: web.Request) -> web.Response:
+        """POST /api/subscribe {"user", "channel"}: a server-side subscription of the user's
+        hub.v1 connections."""
+        body = await _json_object(request)
+        user, channel = _user(body), _body_channel(body)
+        return _reached(user, await self.node.users.subscribe(user, channel))
+
+    async def user(self, request: web.Request) -> web.Response:
+        """GET /api/users/<user>: the user's connections, per instance, with their channels."""
+        user = _user({"user": request.match_info["user"]})
+        replies = await self.node.users.connections(user)
+        return web.json_response(
+            {
+                "user": user,
+                "count": replies.count(),
+                "instances": [
+                    {"instance": r["instance"], "connections": r.get("connections", [])}
+                    for r in replies.replies
+                ],
+                "missing": replies.missing,
+            }
+        )
+
+    async def info(self, request: web.Request) -> web.Response:
+        """GET /api/info: every live instance, with its connections, users and channels."""
+        replies = await self.node.users.info()
+        instances = [
+            {k: v for k, v in r.items() if k not in ("id", "error")} for r in replies.replies
+        ]
+        return web.json_response({"instances": instances, "missing": replies.missing})
+
     async def channels(self, request: web.Request) -> web.Response:
         local = dict(self.node.channels())
         if self.list_channels is None:
@@ -402,6 +477,51 @@ def _channel(name: str) -> str:
         return validate(name)
     except InvalidChannel as exc:
         raise ProtocolError(BAD_CHANNEL, str(exc)) from None
+
+
+async def _json_object(request: web.Request) -> dict[str, object]:
+    body = await request.read()
+    try:
+        obj = parse_json(body)
+    except NonFiniteNumber as exc:
+        raise ProtocolError(BAD_FIELD, str(exc)) from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProtocolError(BAD_JSON, f"the body is not valid JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError(BAD_REQUEST, 'the body must be a JSON object, e.g. {"user": "alice"}')
+    return obj
+
+
+def _user(body: dict[str, object]) -> str:
+    if "user" not in body:
+        raise ProtocolError(MISSING_FIELD, "the body needs a 'user' (a JWT's sub)")
+    user = body["user"]
+    if not isinstance(user, str) or not 1 <= len(user) <= MAX_USER_LENGTH:
+        raise ProtocolError(
+            BAD_FIELD, f"user must be a string of 1 to {MAX_USER_LENGTH} characters"
+        )
+    return user
+
+
+def _body_channel(body: dict[str, object]) -> str:
+    if "channel" not in body:
+        raise ProtocolError(MISSING_FIELD, "the body needs a 'channel'")
+    channel = body["channel"]
+    if not isinstance(channel, str):
+        raise ProtocolError(BAD_CHANNEL, "channel must be a string")
+    return _channel(channel)
+
+
+def _reached(user: str, replies: Replies) -> web.Response:
+    """A user command's answer: the connections it reached, on how many instances."""
+    return web.json_response(
+        {
+            "user": user,
+            "count": replies.count(),
+            "instances": len(replies.replies),
+            "missing": replies.missing,
+        }
+    )
 
 
 def _rejected(num_published: int) -> web.Response:

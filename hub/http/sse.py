@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 
 from aiohttp import web
 
-from hub.core.auth import Authenticator, AuthError, Grant, token_from_request
+from hub.core.auth import Authenticator, AuthError, Grant, may_subscribe, token_from_request
 from hub.core.errors import BrokerUnavailable, ProtocolError
 from hub.core.event_stream import EXPIRED, KEEPALIVE, parse_event_id, sse_preamble
 from hub.core.hooks import (
@@ -36,6 +36,7 @@ from hub.core.sequence import Position
 from hub.hooks.proxy import HookProxy
 from hub.http.stream import SseClient, open_body, stream_client
 from hub.node import Node
+from hub.node.users import SSE
 
 __all__ = ["SseStreams", "client_grant"]
 
@@ -104,10 +105,16 @@ class SseStreams:
         if self.hooks is None:
             await _prepare(self.authenticator, request)
             grant = client_grant(self.authenticator, request)
-            if grant is not None and not grant.can_subscribe(channel):
-                raise ProtocolError(FORBIDDEN, f"the token may not subscribe to {channel}")
+            user = grant.sub if grant is not None else None
+            allowed = may_subscribe(grant, user, channel)
         else:
+            # The grant's globs (or the subscribe hook) were checked there; a personal
+            # channel stays its user's alone.
             grant = await self._hooked_grant(request, channel)
+            user = grant.sub if grant is not None else None
+            allowed = may_subscribe(None, user, channel)
+        if not allowed:
+            raise ProtocolError(FORBIDDEN, f"the token may not subscribe to {channel}")
         last_id = request.headers.get("Last-Event-ID", request.query.get("last_event_id"))
         try:
             since = parse_event_id(last_id) if last_id else None
@@ -117,7 +124,7 @@ class SseStreams:
             # An id the hub never wrote: recovery cannot hold, and the reader must be told.
             since = Position("", 0)
         node = self.node
-        client = stream_client(request, grant.sub if grant is not None else None)
+        client = stream_client(request, user)
         recover = {channel: since} if since is not None else None
         try:
             joining = await node.prepare_join(client, [channel], recover=recover)
@@ -141,6 +148,7 @@ class SseStreams:
             resume_at=since if recovered else None,
         )
         self.clients.add(client)
+        node.users.connected(client, SSE)
         finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._handlers.add(finished)
         self.num_streams_total += 1
@@ -158,6 +166,7 @@ class SseStreams:
             logger.debug("an SSE stream of %s ended: %s", channel, exc)
         finally:
             self.clients.discard(client)
+            node.users.disconnected(client)
             self._handlers.discard(finished)
             finished.set_result(None)
             node.leave_all(client)

@@ -1,8 +1,10 @@
 """The node: one process's view of the hub. It holds the registry of local members and
 orchestrates its collaborators: ``Subscriptions`` (the broker side of each channel),
-``History`` (reads at a position, gap repair) and ``Presence`` (who is subscribed, join and
-leave events). It fans the broker's batches out to the members, and owns the one join
-routine that every transport uses (``prepare_join``, then ``Joining.commit``)."""
+``History`` (reads at a position, gap repair), ``Presence`` (who is subscribed, join and
+leave events), ``Control`` (the control channel between instances) and ``Users`` (user →
+connections, and the server API's commands on them). It fans the broker's batches out to
+the members, and owns the one join routine that every transport uses (``prepare_join``, then
+``Joining.commit``)."""
 
 from __future__ import annotations
 
@@ -27,10 +29,12 @@ from hub.core.policy import BUFFER_FULL, PublishPolicy, Refusal
 from hub.core.protocol import RATE_LIMITED
 from hub.core.registry import Registry
 from hub.core.sequence import Position, after
+from hub.node.control import Command, Control
 from hub.node.history import History
 from hub.node.presence import Presence
 from hub.node.state import BrokerChannel, Member, PendingJoin
 from hub.node.subscriptions import Subscriptions
+from hub.node.users import Users
 
 __all__ = ["Joining", "Node"]
 
@@ -51,8 +55,11 @@ class Node:
         recovery_max_messages: int = 1000,
         presence_ttl_s: float = 60.0,
         on_fanout: Callable[[float], None] | None = None,
+        version: str = "",
     ) -> None:
         self.broker = broker
+        self.version = version
+        self.started_at = time.time()
         self.rules = rules or ChannelRules((), ChannelOptions())
         #: Unsent bytes past which a member is closed as a slow consumer (4008); a join's
         #: replays are kept within it too.
@@ -74,6 +81,22 @@ class Node:
             registry=self._registry,
             ttl_s=presence_ttl_s,
         )
+        self.control = Control(
+            name=self.presence.name,
+            publish=broker.publish,
+            subscribe=broker.subscribe,
+            store=presence,
+            meta={"version": version, "started_at": round(self.started_at, 3)},
+            is_ready=lambda: broker.is_ready,
+        )
+        self.users = Users(
+            request=self.control.request,
+            prepare_join=self.prepare_join,
+            leave=self.leave,
+            client_id=self.presence.client_id,
+            stats=self.stats,
+        )
+        self.control.handler = self.users.handle
         # Plain counters on the hot path; metrics read them at scrape time.
         self.num_received = 0
         self.num_delivered = 0
@@ -91,8 +114,10 @@ class Node:
     async def start(self) -> None:
         await self.broker.start(self)
         self.presence.start()
+        await self.control.start()
 
     async def close(self) -> None:
+        self.control.close()
         self.presence.close()
         self.history.close()
         self.subscriptions.close()
@@ -100,7 +125,9 @@ class Node:
 
     @property
     def is_ready(self) -> bool:
-        return self.broker.is_ready
+        """The broker is up, and this instance is in the list that the server API's
+        commands wait on (so a command sent from anywhere reaches it)."""
+        return self.broker.is_ready and self.control.is_listed
 
     def options_for(self, channel: str) -> ChannelOptions:
         return self.rules.options_for(channel)
@@ -215,6 +242,17 @@ class Node:
     def num_subscriptions(self) -> int:
         return self._registry.num_subscriptions
 
+    def stats(self) -> Command:
+        """This instance as ``GET /api/info`` lists it."""
+        return {
+            "version": self.version,
+            "uptime_s": round(time.time() - self.started_at, 1),
+            "connections": self.users.num_connections,
+            "users": self.users.num_users,
+            "channels": self.num_channels,
+            "subscriptions": self.num_subscriptions,
+        }
+
     # Messages
 
     def publish(self, channel: str, payload: bytes, kind: int = TEXT) -> bool:
@@ -252,10 +290,12 @@ class Node:
         registry = self._registry
         for channel, payloads in groups.items():
             state = self.subscriptions.get(channel)
-            if state is None or (
-                state.sequence is None and not state.joiners and channel not in registry
-            ):
+            if state is None:
+                if channel in self.control.channels:
+                    self.control.on_messages(channel, payloads)
                 continue  # nobody here reads it (a message in flight past an unsubscribe)
+            if state.sequence is None and not state.joiners and channel not in registry:
+                continue
             messages = [decode_envelope(p) for p in payloads]
             if state.sequence is not None:
                 messages, repair = state.sequence.accept(messages)

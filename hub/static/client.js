@@ -12,6 +12,10 @@
 //   });
 //   await hub.publish("news", { headline: "hi" });
 //
+// The server may subscribe the connection itself (POST /api/subscribe, a connect hook): the
+// onServerSubscribe option is called with each such Subscription (sub.server is true), and
+// returns the handler of its messages: onServerSubscribe: (sub) => (value, msg) => ....
+//
 // It speaks hub.v1 (docs/protocol.md). It reconnects with full-jitter backoff, failing over
 // to the next URL after each failed attempt, resubscribes every subscription, and recovers
 // each history channel from the last position it delivered: a message is handed to the
@@ -28,6 +32,9 @@ const DEFAULTS = {
   queueWhileDisconnected: true, // false: publish() rejects at once while disconnected
   pingIntervalMs: 25000, // an application ping; a missing answer means a dead connection
   pingTimeoutMs: 10000,
+  // (sub) => handler: a subscription the server made (sub.channel, sub.position); the
+  // handler it returns gets its messages; set sub.onEvent for its events. Unset: ignored.
+  onServerSubscribe: null,
   WebSocket: globalThis.WebSocket,
 };
 
@@ -49,6 +56,7 @@ function tokenExpMs(token) {
     return null;
   }
 }
+const DISCONNECTED = 4009; // a backend disconnected this user (POST /api/disconnect)
 
 export class HubError extends Error {
   constructor(code, message) {
@@ -59,13 +67,16 @@ export class HubError extends Error {
 }
 
 class Subscription {
-  constructor(client, channel, handler, onEvent) {
+  constructor(client, channel, handler, onEvent, server = false) {
     this.client = client;
     this.channel = channel;
     this.handler = handler;
     this.onEvent = onEvent || (() => {});
     this.position = null; // {epoch, offset} of the last message delivered (history channels)
     this.isActive = true;
+    // Made by the server: never resubscribed by the client; after a reconnect it goes on
+    // only if the server subscribes the channel again.
+    this.server = server;
   }
 
   unsubscribe() {
@@ -91,16 +102,18 @@ export class HubClient {
     this.timer = null;
     this.pingTimer = null;
     this.refreshTimer = null;
-    this.serverChannels = new Set(); // channels the server subscribed this connection to
     this.token = this.options.token;
     this._connect();
   }
 
   // Events: "connected" {url}, "disconnected" {code, reason}, "error" {code, message},
-  // "unrecovered" and "gap" (also given to the subscription's onEvent), "closed" {code, reason};
-  // with the backend's connect hook: "session" {user, data, expire_at} (the hub's first
-  // frame), "server-subscribed" {channels, positions} (channels the server subscribed this
-  // connection to) and "message" {channel, value, frame} for each message on those.
+  // "unrecovered" and "gap" (also given to the subscription's onEvent), "closed" {code, reason},
+  // "subscribed" {channel, server: true} when the server subscribed the connection, and
+  // "unsubscribed" {channel, server: true} when it unsubscribed it (also to onEvent); with the
+  // backend's connect hook: "session" {user, data, expire_at} (the hub's first frame), and
+  // "server-subscribed" {channels, positions} per server frame; messages of a server-side
+  // subscription without a handler (see onServerSubscribe) arrive as "message"
+  // {channel, value, frame} events.
   on(name, fn) {
     if (!this.listeners.has(name)) this.listeners.set(name, new Set());
     this.listeners.get(name).add(fn);
@@ -230,7 +243,7 @@ export class HubClient {
     url.searchParams.delete("token");
     this._emit("connected", { url: url.href });
     // Resubscribe first, so a queued publish to a subscribed channel comes back to us.
-    for (const sub of this.subscriptions.values()) this._sendSubscribe(sub);
+    for (const sub of this.subscriptions.values()) if (!sub.server) this._sendSubscribe(sub);
     const queued = this.queue.splice(0);
     for (const item of queued) this._send(item);
     this._startPing();
@@ -248,6 +261,9 @@ export class HubClient {
       if (ws !== this.ws) return;
       try {
         const token = await this.options.getToken();
+        const fresh = tokenExpMs(token);
+        // Nothing fresher yet: the 4001 at exp reconnects, with getToken's answer then.
+        if (fresh !== null && fresh <= exp) return;
         await this._request({ op: "refresh", token });
         this.token = token;
         this._scheduleRefresh(ws);
@@ -271,20 +287,63 @@ export class HubClient {
     if (type === "connected") {
       return this._emit("session", { user: frame.user, data: frame.data, expire_at: frame.expire_at });
     }
-    if (type === "subscribed" && frame.server) {
-      for (const channel of frame.channels) this.serverChannels.add(channel);
-      return this._emit("server-subscribed", { channels: frame.channels, positions: frame.positions });
+    if (type === "subscribed" && frame.server === true) return this._serverSubscribed(frame);
+    if (type === "unsubscribed" && frame.server === true) return this._serverUnsubscribed(frame);
+  }
+
+  _serverSubscribed(frame) {
+    for (const channel of frame.channels || []) {
+      let sub = this.subscriptions.get(channel);
+      if (sub && !sub.server) continue; // ours already
+      const position = (frame.positions || {})[channel];
+      const top = position ? { epoch: position.epoch, offset: position.offset } : null;
+      if (sub) {
+        // It outlived a reconnect: were messages published meanwhile?
+        const held = sub.position;
+        if (held && top && (held.epoch !== top.epoch || held.offset < top.offset)) {
+          const event = { type: "unrecovered", channel, from: held, ...top };
+          sub.onEvent(event);
+          this._emit("unrecovered", event);
+        }
+        sub.position = top || sub.position;
+        continue;
+      }
+      sub = new Subscription(
+        this,
+        channel,
+        (value, msg) => this._emit("message", { channel, value, frame: msg }),
+        null,
+        true,
+      );
+      sub.position = top;
+      this.subscriptions.set(channel, sub);
+      if (this.options.onServerSubscribe) {
+        try {
+          const handler = this.options.onServerSubscribe(sub);
+          if (typeof handler === "function") sub.handler = handler;
+        } catch (err) {
+          console.error(err);
+        }
+      }
+      const event = { type: "subscribed", channel, server: true, ...(top || {}) };
+      sub.onEvent(event);
+      this._emit("subscribed", event);
     }
+    this._emit("server-subscribed", { channels: frame.channels, positions: frame.positions });
+  }
+
+  _serverUnsubscribed(frame) {
+    const sub = this.subscriptions.get(frame.channel);
+    if (!sub) return;
+    sub.isActive = false;
+    this.subscriptions.delete(frame.channel);
+    const event = { type: "unsubscribed", channel: frame.channel, server: true };
+    sub.onEvent(event);
+    this._emit("unsubscribed", event);
   }
 
   _deliver(frame) {
     const sub = this.subscriptions.get(frame.channel);
-    if ((!sub || !sub.isActive) && this.serverChannels.has(frame.channel)) {
-      let value = frame.data;
-      if (frame.text !== undefined) value = frame.text;
-      else if (frame.binary !== undefined) value = base64Bytes(frame.binary);
-      return this._emit("message", { channel: frame.channel, value, frame });
-    }
     if (!sub || !sub.isActive) return;
     if (frame.offset !== undefined && sub.position) {
       if (frame.offset <= sub.position.offset) return; // already delivered: never twice
@@ -360,7 +419,6 @@ export class HubClient {
     this.ws = null;
     this._stopPing();
     clearTimeout(this.refreshTimer);
-    this.serverChannels.clear(); // a new connection's connect hook names them again
     // Sent but not acked: they may or may not have been published; they are not resent.
     for (const [id, waiter] of this.pending) {
       if (waiter.reject) {
@@ -370,7 +428,7 @@ export class HubClient {
     }
     if (this.isClosed) return;
     if (wasOpen) this._emit("disconnected", { code, reason });
-    if (code === NORMAL) {
+    if (code === NORMAL || code === DISCONNECTED) {
       this.isClosed = true;
       this._failAll("closed", `the hub closed the connection: ${reason}`);
       return this._emit("closed", { code, reason });

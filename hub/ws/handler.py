@@ -14,7 +14,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
-from hub.core.auth import Authenticator, AuthError, Grant, token_from_request
+from hub.core.auth import Authenticator, AuthError, Grant, may_subscribe, token_from_request
 from hub.core.channels import channel_from_path
 from hub.core.errors import BrokerUnavailable, CloseCode, InvalidChannel
 from hub.core.hooks import (
@@ -30,6 +30,7 @@ from hub.core.protocol import MAX_HISTORY_LIMIT, SUBPROTOCOL
 from hub.core.ratelimit import TokenBucket
 from hub.hooks.proxy import HookProxy
 from hub.node import Node
+from hub.node.users import RAW, V1
 from hub.ws.connection import Handshake, HubConnection, MessageCallback
 from hub.ws.routes import Routes, is_upgrade, text_response
 from hub.ws.session import V1Session
@@ -183,10 +184,17 @@ class WebSocketHandler:
                 grant = hooked.grant()
             elif grant is None:
                 return text_response(401, f"{refusal}\n")
-        if channel is not None and grant is not None:
-            if hooks is not None and self.node.options_for(channel).proxy_subscribe:
+        if channel is not None:
+            user = grant.sub if grant is not None else None
+            if not may_subscribe(None, user, channel):  # a personal channel: its user alone
+                return text_response(403, f"the channel {channel!r} is another user's\n")
+            if (
+                grant is not None
+                and hooks is not None
+                and self.node.options_for(channel).proxy_subscribe
+            ):
                 try:
-                    await hooks.subscribe({"user": grant.sub, "channel": channel})
+                    await hooks.subscribe({"user": user, "channel": channel})
                 except HookRefused as exc:
                     return text_response(403, f"the backend refused the channel: {exc}\n")
                 except HookUnavailable:
@@ -195,7 +203,7 @@ class WebSocketHandler:
                         channel, None, unavailable="the backend is unavailable; retry later"
                     )
                     return None
-            elif not grant.can_subscribe(channel):
+            elif not may_subscribe(grant, user, channel):
                 return text_response(
                     403, f"the token may not subscribe to the channel {channel!r}\n"
                 )
@@ -243,6 +251,7 @@ class WebSocketHandler:
         client: RawClient = RawClient(ws, user) if channel is not None else V1Client(ws, user)
         self.num_connections += 1
         self.num_opened += 1
+        node.users.connected(client, RAW if channel is not None else V1)
         grant = handshake.grant
         refresh = None
         if handshake.hooked is not None and self.hooks is not None and self.hooks.has("refresh"):
@@ -287,6 +296,7 @@ class WebSocketHandler:
             if expiry is not None:
                 expiry.cancel()
             self.num_connections -= 1
+            node.users.disconnected(client)
             node.leave_all(client)
 
     def _subscribe_bucket(self) -> TokenBucket | None:

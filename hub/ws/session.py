@@ -13,7 +13,7 @@ from collections.abc import Callable
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from hub.core.auth import Authenticator, AuthError, Grant
+from hub.core.auth import Authenticator, AuthError, Grant, may_subscribe
 from hub.core.errors import BrokerUnavailable, ProtocolError
 from hub.core.frames import history_frame
 from hub.core.hooks import ConnectResult, HookRefused, HookUnavailable, message_body
@@ -33,11 +33,12 @@ from hub.core.protocol import (
     decode_binary_publish,
     decode_request,
     error_frame,
+    positions_field,
+    subscribed_frame,
 )
 from hub.core.ratelimit import TokenBucket
 from hub.hooks.proxy import HookProxy
 from hub.node import Node
-from hub.node.node import Joining
 from hub.ws.subscribers import V1Client
 
 __all__ = ["V1Session"]
@@ -164,9 +165,7 @@ class V1Session:
                 error_frame(UNAVAILABLE, f"{exc}; the server-side subscriptions failed")
             )
             return
-        frame: dict[str, object] = {"type": "subscribed", "channels": channels, "server": True}
-        frame.update(_positions(joining))
-        joining.commit(dump_json(frame))
+        joining.commit(subscribed_frame(channels, joining.positions).encode())
 
     async def _allow_subscribe(self, request: Request) -> list[str]:
         """The channels the grant does not cover and that need no hook (to be refused); the
@@ -175,7 +174,9 @@ class V1Session:
         hooks = self.hooks
         denied: list[str] = []
         for channel in request.channels:
-            if hooks is not None and self.node.options_for(channel).proxy_subscribe:
+            if not may_subscribe(None, self.client.user, channel):
+                denied.append(channel)  # a personal channel: its user's alone
+            elif hooks is not None and self.node.options_for(channel).proxy_subscribe:
                 if channel in self.client.channels:
                     continue
                 try:
@@ -184,7 +185,7 @@ class V1Session:
                     raise _refused(exc, request) from None
                 except HookUnavailable as exc:
                     raise _unavailable(exc, request) from None
-            elif grant is not None and not grant.can_subscribe(channel):
+            elif not may_subscribe(grant, self.client.user, channel):
                 denied.append(channel)
         return denied
 
@@ -256,14 +257,13 @@ class V1Session:
         grant = self.grant
         if self.hooks is not None:
             denied = await self._allow_subscribe(request)
-        elif grant is not None:
-            denied = [c for c in request.channels if not grant.can_subscribe(c)]
         else:
-            denied = []
+            denied = [c for c in request.channels if not may_subscribe(grant, client.user, c)]
         if denied:
             raise ProtocolError(
                 FORBIDDEN,
-                f"the token may not subscribe to {', '.join(denied[:5])}",
+                f"this connection may not subscribe to {', '.join(denied[:5])} (its token's "
+                "grants; a personal channel name#user is its user's only)",
                 request.id,
             )
         new = [c for c in request.channels if c not in client.channels]
@@ -292,7 +292,9 @@ class V1Session:
                 UNAVAILABLE, f"{exc}; nothing was subscribed: retry later", request.id
             ) from None
         extra: dict[str, object] = {"channels": list(request.channels)}
-        extra.update(_positions(joining))
+        positions = positions_field(joining.positions)
+        if positions:
+            extra["positions"] = positions
         # The ack, then the replays: written by the commit, before any live message.
         joining.commit(ack_frame("subscribe", request.id, **extra).encode())
         if request.join_leave:
@@ -302,8 +304,9 @@ class V1Session:
     def _may_read(self, channel: str) -> bool:
         """History and presence: what the grant may subscribe to, or is subscribed to (a
         server-side or hook-allowed subscription)."""
-        grant = self.grant
-        return grant is None or grant.can_subscribe(channel) or channel in self.client.channels
+        return (
+            may_subscribe(self.grant, self.client.user, channel) or channel in self.client.channels
+        )
 
     async def presence(self, request: Request) -> str:
         channel = request.channel
@@ -345,17 +348,6 @@ class V1Session:
         )
         if refusal is not None:
             raise ProtocolError(refusal.code, refusal.message, request.id)
-
-
-def _positions(joining: Joining) -> dict[str, object]:
-    """``{"positions": {...}}`` of a join's history channels, or nothing."""
-    positions: dict[str, dict[str, object]] = {}
-    for channel, (position, recovered) in joining.positions.items():
-        entry: dict[str, object] = {"epoch": position.epoch, "offset": position.offset}
-        if recovered is not None:
-            entry["recovered"] = recovered
-        positions[channel] = entry
-    return {"positions": positions} if positions else {}
 
 
 def _refused(exc: HookRefused, request: Request) -> ProtocolError:

@@ -195,6 +195,29 @@ async def test_an_untouched_channel_gets_an_epoch_and_no_messages(
     assert first.top == 0 and first.messages == [] and first.epoch == again.epoch != ""
 
 
+async def test_a_deleted_history_starts_a_new_epoch_at_offset_1(
+    make_broker: Callable[[], Broker],
+) -> None:
+    """``delete_history`` (DELETE /api/history/<channel>): the messages, the epoch and the
+    top offset are gone; the next publish starts over."""
+    sink = Sink()
+    broker = await started(make_broker(), sink)
+    await broker.subscribe("d")
+    for i in range(3):
+        broker.publish("d", encode_envelope(b"m%d" % i), HISTORY)
+    await async_wait_until(lambda: len(sink.got) >= 3, 10, "3 messages")
+    old = decode_envelope(sink.got[0][1]).epoch
+    assert await broker.delete_history("d") is True
+    assert await broker.delete_history("d") is False  # nothing left
+    broker.publish("d", encode_envelope(b"again"), HISTORY)
+    await async_wait_until(lambda: len(sink.got) >= 4, 10, "the next message")
+    fresh = decode_envelope(sink.got[3][1])
+    assert fresh.offset == 1 and fresh.epoch != old
+    page = await broker.read_history("d", since=None, limit=10, options=HISTORY)
+    assert (page.epoch, page.top) == (fresh.epoch, 1)
+    assert [m.payload for m in page.messages] == [b"again"]
+
+
 async def test_a_lost_subscription_is_reported_once_it_is_back(redis_server: RedisServer) -> None:
     """After CLIENT KILL of its pub/sub connection, the broker resubscribes and says so."""
     sink = Sink()

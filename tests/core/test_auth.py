@@ -10,7 +10,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from hub.core.auth import Authenticator, AuthError, Grant, token_from_request
+from hub.core.auth import Authenticator, AuthError, Grant, may_subscribe, token_from_request
 from hub.core.errors import ConfigError
 
 
@@ -97,3 +97,19 @@ def test_exp_is_read_whatever_its_json_type(exp: object) -> None:
 def test_a_non_numeric_exp_gives_no_timer() -> None:
     """An exp that is no number sets no expiry timer."""
     assert Grant.from_claims({"exp": "soon", "channels": ["*"]}).exp is None
+
+
+def test_a_personal_channel_is_its_users_alone_whatever_the_grant() -> None:
+    """``name#user``: its user needs no grant; nobody else gets it, not even with
+    ``channels: ["*"]``; anonymous connections never, auth on or off."""
+    everything = Grant.from_claims({"sub": "bob", "channels": ["*"]})
+    nothing = Grant.from_claims({"sub": "alice"})
+    assert may_subscribe(nothing, "alice", "notifications#alice")
+    assert not may_subscribe(everything, "bob", "notifications#alice")
+    assert not may_subscribe(None, None, "notifications#alice")  # auth off, anonymous
+    assert may_subscribe(None, "alice", "notifications#alice")  # a connect hook's user
+    assert not may_subscribe(nothing, "alice", "notifications#alicex")
+    # Other channels: the grant, as before (auth off: everything).
+    assert may_subscribe(everything, "bob", "news")
+    assert not may_subscribe(nothing, "alice", "news")
+    assert may_subscribe(None, None, "news")

@@ -5,14 +5,16 @@ the hub instance it is connected to restarts."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import jwt
 import pytest
 from playwright.async_api import Browser, Page
-from support import HubProcess, RedisServer, async_wait_until, free_port, http_get, t
+from support import HubProcess, RedisServer, async_wait_until, free_port, http, http_get, t
 from support.browser import chromium
 from support.counting import count, publish_numbered
 
@@ -224,8 +226,9 @@ async def test_client_js_fails_over_and_renews_an_expired_token(
         counts = count(await received(page), range(200))
         assert counts.is_exact, counts
         assert await page.evaluate("window.closes") == [4001]
-        # Before the dead URL, before the live one, and after the 4001.
-        assert await page.evaluate("window.tokenCalls") == 3
+        # Before the dead URL, before the live one, once in band before the exp (the same
+        # short token: no refresh sent), and after the 4001.
+        assert await page.evaluate("window.tokenCalls") == 4
 
 
 async def test_client_js_queues_publishes_within_a_bound(
@@ -320,3 +323,65 @@ async def test_client_js_reports_what_it_could_not_recover(
     finally:
         a.stop()
         b.stop()
+
+
+async def test_client_js_delivers_a_server_side_subscription(
+    page: Page, tmp_path: Path, own_redis: RedisServer
+) -> None:
+    """POST /api/subscribe reaches the page's connection: onServerSubscribe gets the
+    subscription, its handler the channel's messages; /api/unsubscribe ends it."""
+    key = "browser-api-key"
+    args = (*history_args(own_redis.url), "--jwt-secret", SECRET, "--api-key", key)
+    with HubProcess(*args, api=True, log_dir=tmp_path) as hub:
+        hub.wait_ready()
+        alice = jwt.encode({"sub": "alice", "exp": int(time.time()) + 600}, SECRET, "HS256")
+        await page.goto(hub.base_url + "/healthz")
+        await page.evaluate(
+            """async ([url, token]) => {
+              const { HubClient } = await import("/client.js");
+              window.got = [];
+              window.events = [];
+              const hub = new HubClient(url, {
+                token,
+                onServerSubscribe: (sub) => {
+                  window.events.push(["server", sub.channel, sub.server, sub.position]);
+                  return (value, msg) => window.got.push([msg.channel, value.n]);
+                },
+              });
+              hub.on("unsubscribed", (ev) => window.events.push(["unsubscribed", ev.channel]));
+              await new Promise((resolve) => hub.on("connected", resolve));
+            }""",
+            [hub.url(), alice],
+        )
+        headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+
+        def call(path: str, body: object) -> tuple[int, Any]:
+            answer: tuple[int, Any] = http(
+                "POST", hub.api_url + path, json.dumps(body).encode(), headers
+            )
+            return answer
+
+        status, body = await asyncio.to_thread(
+            call, "/api/subscribe", {"user": "alice", "channel": "inbox#alice"}
+        )
+        assert status == 200 and isinstance(body, dict) and body["count"] == 1, body
+        for n in range(3):
+            assert (await asyncio.to_thread(call, "/api/publish/inbox%23alice", {"n": n}))[0] == 200
+
+        async def has_all() -> bool:
+            return len(await page.evaluate("window.got")) >= 3
+
+        await async_wait_until(has_all, 10, "the server-side channel's messages")
+        assert await page.evaluate("window.got") == [["inbox#alice", n] for n in range(3)]
+        events = await page.evaluate("window.events")
+        assert events[0][:3] == ["server", "inbox#alice", True]
+        assert events[0][3]["offset"] == 0  # a history channel: its position
+        status, body = await asyncio.to_thread(
+            call, "/api/unsubscribe", {"user": "alice", "channel": "inbox#alice"}
+        )
+        assert status == 200 and isinstance(body, dict) and body["count"] == 1
+
+        async def unsubscribed() -> bool:
+            return ["unsubscribed", "inbox#alice"] in await page.evaluate("window.events")
+
+        await async_wait_until(unsubscribed, 10, "the unsubscribed event")

@@ -17,7 +17,8 @@ DELAY_S = 0.05
 
 
 class RecordingBroker(MemoryBroker):
-    """The memory broker, recording each (un)subscribe; it can hold or fail a SUBSCRIBE."""
+    """The memory broker, recording each (un)subscribe of a client channel (not the control
+    channels' own); it can hold or fail a SUBSCRIBE."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -26,6 +27,9 @@ class RecordingBroker(MemoryBroker):
         self.fail_next = False
 
     async def subscribe(self, channel: str) -> None:
+        if channel.startswith("$"):  # the node's control channels (hub.node.control)
+            await super().subscribe(channel)
+            return
         self.calls.append(("subscribe", channel))
         if self.gate is not None:
             await self.gate.wait()

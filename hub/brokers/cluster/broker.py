@@ -159,6 +159,9 @@ class ClusterBroker:
             channel, since=since, limit=limit, options=options
         )
 
+    async def delete_history(self, channel: str) -> bool:
+        return await self._of(channel).delete_history(channel)
+
     def presence(self) -> ClusterPresence:
         """A presence manager on the partitions' connections, each channel's in its own."""
         return ClusterPresence(self._route, [p.presence() for p in self.partitions])

@@ -110,6 +110,7 @@ class RedisBroker:
         self.subscribe = self._subscriber.subscribe
         self.unsubscribe = self._subscriber.unsubscribe
         self.read_history = self._reader.read_history
+        self.delete_history = self._reader.delete_history
 
     def presence(self) -> RedisPresence:
         """The presence manager beside this broker: it writes on a connection of its own and

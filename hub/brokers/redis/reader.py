@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 import hiredis
 
@@ -50,13 +51,40 @@ class RedisReader:
     async def run_script(self, what: str, script: bytes, *args: bytes) -> Reply:
         """EVALSHA, or EVAL when Redis lost its script cache; BrokerUnavailable on failure
         (``what``, the thing read, says what in its message)."""
+
+        async def attempt(conn: Connection) -> Reply:
+            try:
+                return await conn.command(b"EVALSHA", _SHAS[script], *args)
+            except hiredis.ReplyError as exc:
+                if resend(exc) is not NO_SCRIPT:
+                    raise
+                return await conn.command(b"EVAL", script, *args)
+
+        return await self._call(what, ("read", "reading"), attempt)
+
+    async def delete_history(self, channel: str) -> bool:
+        """Delete the channel's stream and meta (one slot): the next publish starts a new
+        epoch at offset 1. True when there was something to delete. BrokerUnavailable."""
+        keys = self._names.history_keys(channel)
+        deleted = await self._call(
+            f"the history of {channel}",
+            ("deleted", "deleting"),
+            lambda conn: conn.command(b"DEL", *keys),
+        )
+        return bool(deleted)
+
+    async def _call(
+        self, what: str, verbs: tuple[str, str], attempt: Callable[[Connection], Awaitable[Reply]]
+    ) -> Reply:
+        """``attempt`` on the reader's connection, again while the slot migrates (ASK,
+        TRYAGAIN); BrokerUnavailable when it fails, saying what could not be ``verbs``."""
         conn = self.conn
         if conn is None or not conn.is_open:
-            raise BrokerUnavailable(f"Redis is unreachable: {what} cannot be read now")
+            raise BrokerUnavailable(f"Redis is unreachable: {what} cannot be {verbs[0]} now")
         try:
             for pause in _MIGRATING_PAUSES_S:
                 try:
-                    return await conn.command(b"EVALSHA", _SHAS[script], *args)
+                    return await attempt(conn)
                 except hiredis.ReplyError as exc:
                     decision = resend(exc)
                     if decision is MIGRATING:
@@ -65,13 +93,10 @@ class RedisReader:
                         continue
                     if decision.wrong_server:
                         conn.close()  # connect again, to the slot's owner
-                        raise
-                    if decision is not NO_SCRIPT:
-                        raise
-                    return await conn.command(b"EVAL", script, *args)
+                    raise
             raise hiredis.ReplyError("TRYAGAIN the slot is still migrating")
         except (TimeoutError, ConnectionError, hiredis.ReplyError) as exc:
-            raise BrokerUnavailable(f"reading {what} failed: {exc}") from exc
+            raise BrokerUnavailable(f"{verbs[1]} {what} failed: {exc}") from exc
 
     async def read_history(
         self, channel: str, *, since: int | None, limit: int, options: ChannelOptions
