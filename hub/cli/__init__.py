@@ -148,9 +148,10 @@ def _add_client_commands(commands: Any) -> None:
     token = commands.add_parser(
         "token",
         help="mint a JWT for development and scripts",
-        description="Print a JWT signed with the hubs' HUB_JWT_SECRET (or --secret), or with "
-        "--private-key (RS256 or ES256, matching the hubs' HUB_JWT_PUBLIC_KEY). Globs may be "
-        "repeated or comma-separated.",
+        description="Print a JWT signed with --private-key (RS256 or ES256, matching the hubs' "
+        "HUB_JWT_PUBLIC_KEY) or --secret (HS256), else with the hubs' HUB_JWT_SECRET: a flag "
+        "wins over the environment; both flags at once, or a key that does not load, exit 2. "
+        "Globs may be repeated or comma-separated.",
     )
     token.add_argument("--sub", help="who the client is")
     token.add_argument("--channels", action="append", metavar="GLOBS", help="subscribe and publish")
@@ -161,7 +162,9 @@ def _add_client_commands(commands: Any) -> None:
     )
     token.add_argument("--secret", help="HS256 secret [default: HUB_JWT_SECRET]")
     token.add_argument(
-        "--private-key", metavar="PEM", help="RSA or EC private key, a PEM file or PEM text"
+        "--private-key",
+        metavar="PEM",
+        help="RSA or EC private key, a PEM file or PEM text; used even when HUB_JWT_SECRET is set",
     )
     token.add_argument("--config", metavar="FILE", help="the hubs' config file [env HUB_CONFIG]")
     check = commands.add_parser(
