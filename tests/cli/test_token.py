@@ -58,19 +58,9 @@ def test_a_private_key_signs_for_the_hubs_public_key(
     key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey,
 ) -> None:
     """RS256 for an RSA key, ES256 for an EC key, as the hubs' --jwt-public-key expects."""
-    pem = tmp_path / "key.pem"
-    pem.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    public = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    pem, public = _key_files(tmp_path, key)
     token = mint(capsys, "--private-key", str(pem), "--subscribe", "news", "--ttl", "0")
-    grant = Authenticator.create(secret=None, public_key=public.decode()).verify(token)  # type: ignore[union-attr]
+    grant = Authenticator.create(secret=None, public_key=public).verify(token)  # type: ignore[union-attr]
     assert grant.can_subscribe("news") and not grant.can_publish("news")
     assert grant.exp is None
 
@@ -91,9 +81,11 @@ def test_durations() -> None:
     ]  # fmt: skip
 
 
-def _key_files(tmp_path: Path) -> tuple[Path, str]:
-    """An EC private key file, and its public key as PEM text."""
-    key = ec.generate_private_key(ec.SECP256R1())
+def _key_files(
+    tmp_path: Path, key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | None = None
+) -> tuple[Path, str]:
+    """A private key file (a new EC key by default), and its public key as PEM text."""
+    key = key or ec.generate_private_key(ec.SECP256R1())
     pem = tmp_path / "signing.pem"
     pem.write_bytes(
         key.private_bytes(
