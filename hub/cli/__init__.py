@@ -169,10 +169,17 @@ def _add_client_commands(commands: Any) -> None:
     token.add_argument("--config", metavar="FILE", help="the hubs' config file [env HUB_CONFIG]")
     check = commands.add_parser(
         "check",
-        help="validate a configuration and print what hub serve would run with",
+        help="validate a configuration, print what hub serve would run with, and try its Redis",
         description="Read the configuration exactly as 'hub serve' does (flags, HUB_* "
-        "environment, --config file), check it, and print every setting with its source. "
-        "Exit status 2 when it is invalid.",
+        "environment, --config file), check it, and print every setting with its source; "
+        "then connect to its broker and say what is there (version, role, cluster or "
+        "sentinel topology, whether the history script loads, the round trip). Exit status "
+        "2 when the configuration is invalid, 1 when the broker cannot be reached or used.",
+    )
+    check.add_argument(
+        "--offline",
+        action="store_true",
+        help="check the configuration only: do not connect to the broker",
     )
     add_settings_flags(check)
 
