@@ -84,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--config",
         metavar="FILE",
         help="the hubs' config file: a history channel is published through the history "
-        "script, so its message gets an offset [env HUB_CONFIG]",
+        "script, so its message gets an offset; without it, a channel whose history is in "
+        "Redis is refused (exit 2) [env HUB_CONFIG]",
     )
     publish.add_argument("--api", metavar="URL", help="the hub's API, e.g. http://127.0.0.1:8766")
     publish.add_argument("--api-key", metavar="KEY", help="API key [env HUB_API_KEY]")
@@ -96,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
         "for failover)",
     )
     publish.add_argument("--token", metavar="JWT", help="JWT for --url [env HUB_TOKEN]")
+    add_reach_flags(publish, timeout_s=10, waits="for the connection and the answer")
     _add_client_commands(commands)
     commands.add_parser(
         "bench",
@@ -103,6 +105,30 @@ def build_parser() -> argparse.ArgumentParser:
         add_help=False,
     )
     return parser
+
+
+def add_reach_flags(parser: argparse.ArgumentParser, *, timeout_s: float, waits: str) -> None:
+    """--timeout, and the TLS trust of wss:// and https:// URLs: --ca-file or --insecure."""
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=timeout_s,
+        metavar="S",
+        help=f"give up (exit 1, with the reason) after S seconds {waits}; 0: keep trying "
+        f"[default: {timeout_s:g}]",
+    )
+    trust = parser.add_mutually_exclusive_group()
+    trust.add_argument(
+        "--ca-file",
+        metavar="FILE",
+        help="trust the CA certificates in this PEM file for wss:// and https:// URLs (e.g. a "
+        "self-signed hub's certificate) [default: the system's CAs]",
+    )
+    trust.add_argument(
+        "--insecure",
+        action="store_true",
+        help="do not verify the certificate of wss:// and https:// URLs (for testing only)",
+    )
 
 
 def _add_client_commands(commands: Any) -> None:
@@ -144,6 +170,12 @@ def _add_client_commands(commands: Any) -> None:
         default=5.0,
         metavar="S",
         help="longest pause between reconnect attempts (full jitter) [default: 5]",
+    )
+    add_reach_flags(
+        listen,
+        timeout_s=30,
+        waits="when no hub has answered at start (once subscribed, it retries for as long as "
+        "it runs)",
     )
     token = commands.add_parser(
         "token",

@@ -13,6 +13,7 @@ import asyncio
 import base64
 import contextlib
 import logging
+import ssl as ssl_module
 import urllib.parse
 from collections.abc import Awaitable, Sequence
 from typing import Final, TypeVar
@@ -49,6 +50,8 @@ class Client(Reconnecting, Requests):
     for a fresh one when the hub closes the connection with 4001 (expired) or refuses the
     handshake with 401, and before the first connect when ``token`` is None.
 
+    ``ssl`` is the TLS context of the ``wss://`` URLs (default: the system's CAs).
+
     A publish made while disconnected waits (queued, in order of arrival) up to
     ``publish_timeout_s`` for the connection, with at most ``max_waiting_publishes`` waiting;
     beyond either it raises :class:`~hub.client.errors.NotConnected`. A publish is never
@@ -62,6 +65,7 @@ class Client(Reconnecting, Requests):
         *,
         token: str | None = None,
         get_token: TokenSource | None = None,
+        ssl: ssl_module.SSLContext | None = None,
         # Reconnecting
         backoff_initial_s: float = 0.1,
         backoff_max_s: float = 5.0,
@@ -85,6 +89,7 @@ class Client(Reconnecting, Requests):
             raise ValueError("need 0 < backoff_initial_s <= backoff_max_s")
         self.token = token
         self._get_token = get_token
+        self._ssl = ssl
         self._backoff_initial_s = backoff_initial_s
         self._backoff_max_s = backoff_max_s
         self._connect_timeout_s = connect_timeout_s

@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import ssl
 from collections.abc import Awaitable, Callable, Iterator
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
@@ -51,6 +52,7 @@ class Reconnecting:
     num_connects: int
     num_token_refreshes: int
     _get_token: TokenSource | None
+    _ssl: ssl.SSLContext | None
     _backoff_initial_s: float
     _backoff_max_s: float
     _connect_timeout_s: float
@@ -110,9 +112,13 @@ class Reconnecting:
         while True:
             url = self.urls[index % len(self.urls)]
             headers = {"Authorization": f"Bearer {self.token}"} if self.token else None
+            tls: dict[str, Any] = {}
+            if self._ssl is not None and url[:4].lower() == "wss:":
+                tls["ssl"] = self._ssl
             try:
                 ws = await connect(
                     url,
+                    **tls,
                     subprotocols=[Subprotocol(SUBPROTOCOL)],
                     additional_headers=headers,
                     open_timeout=self._connect_timeout_s,
