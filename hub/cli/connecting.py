@@ -17,8 +17,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Final
 
-from websockets.exceptions import InvalidMessage, InvalidStatus
-
 __all__ = ["ConnectLog", "describe_failure", "reporting", "tls_context"]
 
 #: A reason is said again after this many seconds, not at each retry.
@@ -52,10 +50,13 @@ def describe_failure(exc: BaseException) -> str:
     if isinstance(exc, ssl.SSLError):
         hint = " (is it a plain ws:// or http:// port?)" if "WRONG_VERSION" in str(exc) else ""
         return f"TLS failure: {exc.reason or exc}{hint}"
-    if isinstance(exc, InvalidStatus):
-        response = exc.response
-        return f"HTTP {response.status_code} {response.reason_phrase}".rstrip()
-    if isinstance(exc, InvalidMessage):
+    # websockets' InvalidStatus and InvalidMessage, known by their shape and name: only
+    # hub.ws and hub.client import websockets.
+    response = getattr(exc, "response", None)
+    status = getattr(response, "status_code", None)
+    if isinstance(status, int):
+        return f"HTTP {status} {getattr(response, 'reason_phrase', '')}".rstrip()
+    if type(exc).__name__ == "InvalidMessage":
         # A TLS port drops a plain handshake unanswered; anything else answered, wrongly.
         cause = exc.__cause__
         if cause is None or isinstance(cause, EOFError | ConnectionError):

@@ -6,6 +6,7 @@ after --timeout with the reason (exit 1), and trust a self-signed hub with --ca-
 from __future__ import annotations
 
 import http.server
+import os
 import ssl
 import subprocess
 import sys
@@ -118,6 +119,18 @@ def test_a_handshake_refused_with_an_http_status_says_which(tmp_path: Path) -> N
     assert "refused the handshake (code 404)" in out.stderr.splitlines()[-1], out.stderr
 
 
+def test_a_hub_that_answers_503_is_retried_and_said(tmp_path: Path) -> None:
+    """A status a retry may fix (a hub at its --max-connections, a proxy with no backend):
+    retried, said once, and the reason of giving up."""
+    with _https_server(tmp_path, tls=False) as base:
+        url = base.replace("http://", "ws://") + "/busy"
+        out = hub("listen", "news", "--url", url, "--timeout", "2", "--backoff-max-s", "0.2")
+    assert out.returncode == 1, out
+    busy = f"{url} answered HTTP 503"
+    assert out.stderr.splitlines().count(f"hub listen: {busy}; retrying") == 1, out.stderr
+    assert out.stderr.splitlines()[-1] == f"hub listen: gave up after 2 s (--timeout): {busy}"
+
+
 @pytest.fixture
 def tls_hub(
     redis_server: RedisServer, start_hub: Callable[..., HubProcess], tmp_path: Path
@@ -187,7 +200,10 @@ class _Api(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_GET(self) -> None:
-        self.send_error(404, "no WebSocket here")
+        if self.path.startswith("/busy"):
+            self.send_error(503, "Service Unavailable")
+        else:
+            self.send_error(404, "no WebSocket here")
 
     def log_message(self, format: str, *args: object) -> None:
         pass
@@ -223,3 +239,30 @@ def test_publish_through_an_https_api(tmp_path: Path) -> None:
     for out in (trusted, insecure):
         assert out.returncode == 0, out
         assert out.stdout == '{"published":1,"channel":"news"}\n'
+
+
+def test_listen_into_a_reader_that_stops_exits_0_quietly(
+    redis_server: RedisServer, start_hub: Callable[..., HubProcess]
+) -> None:
+    """``hub listen news | head -1``: once the reader has gone, the next line ends it, with
+    no BrokenPipeError traceback (here the reader's end is closed from the start)."""
+    prefix = f"b{free_port()}:"
+    hub_process = start_hub(
+        "--redis", redis_server.url, "--workers", "1", "--channel-prefix", prefix
+    )
+    publisher = Publisher(redis_server.url, channel_prefix=prefix)
+    read, write = os.pipe()
+    os.close(read)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hub", "listen", "news", "--url", hub_process.url()],
+        stdout=write, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, cwd=ROOT,
+        env=clean_env(),
+    )  # fmt: skip
+    os.close(write)
+    try:
+        _, err = publish_until_it_exits(proc, lambda: publisher.publish("news", text="x"))
+    finally:
+        proc.kill()
+        publisher.close()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
