@@ -95,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--config",
         metavar="FILE",
         help="the hubs' config file: a history channel is published through the history "
-        "script, so its message gets an offset [env HUB_CONFIG]",
+        "script, so its message gets an offset; without it, a channel whose history is in "
+        "Redis is refused (exit 2) [env HUB_CONFIG]",
     )
     publish.add_argument("--api", metavar="URL", help="the hub's API, e.g. http://127.0.0.1:8766")
     publish.add_argument("--api-key", metavar="KEY", help="API key [env HUB_API_KEY]")
@@ -107,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
         "for failover)",
     )
     publish.add_argument("--token", metavar="JWT", help="JWT for --url [env HUB_TOKEN]")
+    add_reach_flags(publish, timeout_s=10, waits="for the connection and the answer")
     _add_client_commands(commands)
     commands.add_parser(
         "bench",
@@ -114,6 +116,30 @@ def build_parser() -> argparse.ArgumentParser:
         add_help=False,
     )
     return parser
+
+
+def add_reach_flags(parser: argparse.ArgumentParser, *, timeout_s: float, waits: str) -> None:
+    """--timeout, and the TLS trust of wss:// and https:// URLs: --ca-file or --insecure."""
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=timeout_s,
+        metavar="S",
+        help=f"give up (exit 1, with the reason) after S seconds {waits}; 0: keep trying "
+        f"[default: {timeout_s:g}]",
+    )
+    trust = parser.add_mutually_exclusive_group()
+    trust.add_argument(
+        "--ca-file",
+        metavar="FILE",
+        help="trust the CA certificates in this PEM file for wss:// and https:// URLs (e.g. a "
+        "self-signed hub's certificate) [default: the system's CAs]",
+    )
+    trust.add_argument(
+        "--insecure",
+        action="store_true",
+        help="do not verify the certificate of wss:// and https:// URLs (for testing only)",
+    )
 
 
 def _add_client_commands(commands: Any) -> None:
@@ -156,12 +182,19 @@ def _add_client_commands(commands: Any) -> None:
         metavar="S",
         help="longest pause between reconnect attempts (full jitter) [default: 5]",
     )
+    add_reach_flags(
+        listen,
+        timeout_s=30,
+        waits="when no hub has answered at start (once subscribed, it retries for as long as "
+        "it runs)",
+    )
     token = commands.add_parser(
         "token",
         help="mint a JWT for development and scripts",
-        description="Print a JWT signed with the hubs' HUB_JWT_SECRET (or --secret), or with "
-        "--private-key (RS256 or ES256, matching the hubs' HUB_JWT_PUBLIC_KEY). Globs may be "
-        "repeated or comma-separated.",
+        description="Print a JWT signed with --private-key (RS256 or ES256, matching the hubs' "
+        "HUB_JWT_PUBLIC_KEY) or --secret (HS256), else with the hubs' HUB_JWT_SECRET: a flag "
+        "wins over the environment; both flags at once, or a key that does not load, exit 2. "
+        "Globs may be repeated or comma-separated.",
     )
     token.add_argument("--sub", help="who the client is")
     token.add_argument("--channels", action="append", metavar="GLOBS", help="subscribe and publish")
@@ -172,15 +205,24 @@ def _add_client_commands(commands: Any) -> None:
     )
     token.add_argument("--secret", help="HS256 secret [default: HUB_JWT_SECRET]")
     token.add_argument(
-        "--private-key", metavar="PEM", help="RSA or EC private key, a PEM file or PEM text"
+        "--private-key",
+        metavar="PEM",
+        help="RSA or EC private key, a PEM file or PEM text; used even when HUB_JWT_SECRET is set",
     )
     token.add_argument("--config", metavar="FILE", help="the hubs' config file [env HUB_CONFIG]")
     check = commands.add_parser(
         "check",
-        help="validate a configuration and print what hub serve would run with",
+        help="validate a configuration, print what hub serve would run with, and try its Redis",
         description="Read the configuration exactly as 'hub serve' does (flags, HUB_* "
-        "environment, --config file), check it, and print every setting with its source. "
-        "Exit status 2 when it is invalid.",
+        "environment, --config file), check it, and print every setting with its source; "
+        "then connect to its broker and say what is there (version, role, cluster or "
+        "sentinel topology, whether the history script loads, the round trip). Exit status "
+        "2 when the configuration is invalid, 1 when the broker cannot be reached or used.",
+    )
+    check.add_argument(
+        "--offline",
+        action="store_true",
+        help="check the configuration only: do not connect to the broker",
     )
     add_settings_flags(check)
 

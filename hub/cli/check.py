@@ -1,4 +1,5 @@
-"""``hub check``: validate a configuration as ``hub serve`` reads it, and print it."""
+"""``hub check``: validate a configuration as ``hub serve`` reads it, print it, and (unless
+``--offline``) visit its broker (``hub.cli.probe``)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from hub.brokers import check_broker_url
+from hub.cli.output import counted, say
 from hub.core.auth import Authenticator
 from hub.core.config import OPTIONS, Settings, describe_default, read_config_file
 from hub.core.errors import ConfigError
@@ -80,17 +82,33 @@ def check_command(args: argparse.Namespace, settings: Settings) -> int:
         auth = "JWT, HS256"
     elif settings.jwt_public_key:
         auth = "JWT, public key (RS256/ES256)"
-    print("configuration OK; hub serve would run with:")
-    print(f"  {settings.num_workers} worker(s) on {settings.host}:{settings.port}, {broker}")
-    print(f"  auth: {auth}")
     width = max(len(opt.flag) for opt in OPTIONS)
-    for opt in OPTIONS:
-        value = getattr(settings, opt.name)
-        source = sources.get(opt.name, "default")
-        print(f"  {opt.flag:<{width}}  {_shown(opt.name, value)}  ({source})")
-    for ns in settings.namespaces:
-        fields = ", ".join(
-            f"{f.name}={getattr(ns.options, f.name)}" for f in dataclasses.fields(ns.options)
-        )
-        print(f"  namespace {ns.pattern!r}: {fields}")
+    say(
+        "configuration OK; hub serve would run with:",
+        f"  {counted(settings.num_workers, 'worker')} on {settings.host}:{settings.port}, {broker}",
+        f"  auth: {auth}",
+        (
+            f"  {opt.flag:<{width}}  {_shown(opt.name, getattr(settings, opt.name))}  "
+            f"({sources.get(opt.name, 'default')})"
+            for opt in OPTIONS
+        ),
+        (
+            f"  namespace {ns.pattern!r}: "
+            + ", ".join(
+                f"{f.name}={getattr(ns.options, f.name)}" for f in dataclasses.fields(ns.options)
+            )
+            for ns in settings.namespaces
+        ),
+    )
+    if args.offline:
+        return 0
+    from hub.cli.probe import BrokerProblem, probe_broker
+
+    try:
+        lines = probe_broker(settings)
+    except BrokerProblem as exc:
+        say("broker: UNUSABLE (see stderr)")
+        print(f"hub check: {exc}", file=sys.stderr)
+        return 1
+    say(lines)
     return 0

@@ -10,6 +10,8 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from hub.cli.connecting import reporting, tls_context
+from hub.cli.output import say
 from hub.client import Client, ClientError, Discontinuity, Message, Position
 from hub.core.errors import InvalidChannel
 from hub.core.jsontext import dump_json
@@ -55,25 +57,42 @@ async def _listen(args: argparse.Namespace, since: Position | None) -> int:
     urls = args.url or [DEFAULT_URL]
     token = args.token or os.environ.get("HUB_TOKEN") or None
     get_token = _token_command(args.token_command) if args.token_command else None
+    tls_context(args.ca_file, args.insecure)  # a CA file that does not load: said, naming the flag
     count = 0
-    client = Client(urls, token=token, get_token=get_token, backoff_max_s=args.backoff_max_s)
-    async with client:
-        try:
-            sub = await client.subscribe(args.channel, since=since)
-        except ClientError as exc:
-            _warn(f"cannot subscribe: {exc}")
-            return 1
-        while args.count is None or count < args.count:
+    client = Client(
+        urls,
+        token=token,
+        get_token=get_token,
+        backoff_max_s=args.backoff_max_s,
+        ca_file=args.ca_file,
+        insecure=args.insecure,
+    )
+    _warn(f"connecting to {', '.join(urls)}")
+    with reporting("listen") as failures:
+        async with client:
             try:
-                message = await anext(sub)
-            except Discontinuity as exc:
-                _warn(str(exc))
-                continue
-            except (ClientError, StopAsyncIteration) as exc:
-                _warn(f"stopped: {exc}")
+                async with asyncio.timeout(args.timeout or None):
+                    sub = await client.subscribe(args.channel, since=since)
+            except TimeoutError:
+                why = failures.last or "no answer"
+                _warn(f"gave up after {args.timeout:g} s (--timeout): {why}")
                 return 1
-            print(format_message(message, as_json=args.json), flush=True)
-            count += 1
+            except ClientError as exc:
+                _warn(f"cannot subscribe: {exc}")
+                return 1
+            _warn(f"subscribed to {sub.channel} on {client.url or urls[0]}")
+            while args.count is None or count < args.count:
+                try:
+                    message = await anext(sub)
+                except Discontinuity as exc:
+                    _warn(str(exc))
+                    continue
+                except (ClientError, StopAsyncIteration) as exc:
+                    _warn(f"stopped: {exc}")
+                    return 1
+                if not say(format_message(message, as_json=args.json)):
+                    return 0  # the reader has gone (| head -n 3): it has what it wanted
+                count += 1
     return 0
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import jwt
 
+from hub.cli.output import say
 from hub.core.config import Settings
 
 __all__ = ["parse_duration", "token_command"]
@@ -27,28 +28,45 @@ def parse_duration(text: str) -> float:
 
 
 def _signing_key(args: argparse.Namespace, settings: Settings) -> tuple[Any, str]:
-    """(key, algorithm): --secret or the hubs' HUB_JWT_SECRET (HS256), else a private key
-    whose type picks RS256 or ES256, as the hubs' public key does."""
+    """(key, algorithm): a flag first, --secret (HS256) or --private-key (RS256 or ES256 by
+    the key's type, as the hubs' public key expects), else the hubs' HUB_JWT_SECRET. Both
+    flags at once, or a key that does not load, is refused (ValueError)."""
+    if args.secret and args.private_key:
+        raise ValueError(
+            "--secret and --private-key: choose one (HS256 with a secret, or RS256/ES256 "
+            "with a private key, as the hubs verify)"
+        )
+    if args.private_key:
+        key, algorithm = _private_key(args.private_key)
+        if settings.jwt_secret:
+            print(
+                f"hub token: signing with --private-key ({algorithm}); the hubs' JWT secret "
+                "(HUB_JWT_SECRET), set too, is not used",
+                file=sys.stderr,
+            )
+        return key, algorithm
     secret = args.secret or settings.jwt_secret
     if secret:
         return secret, "HS256"
-    if not args.private_key:
-        hint = " (the hubs verify with HUB_JWT_PUBLIC_KEY)" if settings.jwt_public_key else ""
-        raise ValueError(
-            "no key to sign with: set --secret or HUB_JWT_SECRET, or --private-key FILE" + hint
-        )
+    hint = " (the hubs verify with HUB_JWT_PUBLIC_KEY)" if settings.jwt_public_key else ""
+    raise ValueError(
+        "no key to sign with: set --secret or HUB_JWT_SECRET, or --private-key FILE" + hint
+    )
+
+
+def _private_key(pem: str) -> tuple[Any, str]:
     from cryptography.hazmat.primitives.asymmetric import ec, rsa
     from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-    pem = args.private_key
+    data = pem.encode()
     if "-----BEGIN" not in pem:
         try:
             with open(pem, "rb") as file:
-                pem = file.read().decode()
+                data = file.read()
         except OSError as exc:
-            raise ValueError(f"--private-key: cannot read {pem}: {exc}") from None
+            raise ValueError(f"--private-key: cannot read {pem}: {exc.strerror}") from None
     try:
-        key = load_pem_private_key(pem.encode(), password=None)
+        key = load_pem_private_key(data, password=None)
     except (ValueError, TypeError) as exc:
         raise ValueError(f"--private-key: not an unencrypted PEM private key: {exc}") from None
     if isinstance(key, rsa.RSAPrivateKey):
@@ -86,5 +104,5 @@ def token_command(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     if ttl_s > 0:
         claims["exp"] = int(time.time() + ttl_s)
-    print(jwt.encode(claims, key, algorithm=algorithm))
+    say(jwt.encode(claims, key, algorithm=algorithm))
     return 0

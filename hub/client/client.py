@@ -63,6 +63,8 @@ class Client(Reconnecting, Requests):
     for a fresh one when the hub closes the connection with 4001 (expired) or refuses the
     handshake with 401, and before the first connect when ``token`` is None.
 
+    ``ssl`` is the TLS context of the ``wss://`` URLs (default: the system's CAs).
+
     A publish made while disconnected waits (queued, in order of arrival) up to
     ``publish_timeout_s`` for the connection, with at most ``max_waiting_publishes`` waiting;
     beyond either it raises :class:`~hub.client.errors.NotConnected`. A publish is never

@@ -106,7 +106,7 @@ class _FailureLog:
     def __init__(self) -> None:
         self._last: dict[tuple[str, str], tuple[float, int]] = {}
 
-    def failed(self, url: str, why: str) -> None:
+    def failed(self, url: str, why: str, exc: BaseException) -> None:
         now = time.monotonic()
         last = self._last.get((url, why))
         if last is not None and now - last[0] < CONNECT_WARNING_INTERVAL_S:
@@ -114,7 +114,15 @@ class _FailureLog:
             return
         self._last[url, why] = (now, 0)
         again = f" ({last[1]} more failures like it since)" if last and last[1] else ""
-        logger.warning("hub.client: cannot connect to %s: %s; trying again%s", url, why, again)
+        # The exception rides along (``record.hub_connect``) for callers that word it
+        # their own way, such as the command line's flags.
+        logger.warning(
+            "hub.client: cannot connect to %s: %s; trying again%s",
+            url,
+            why,
+            again,
+            extra={"hub_connect": (url, exc)},
+        )
 
 
 #: How long before a token's ``exp`` the client sends a fresh one in band (or half the
@@ -150,6 +158,7 @@ class Reconnecting:
     num_connects: int
     num_token_refreshes: int
     _get_token: TokenSource | None
+    _ssl: ssl.SSLContext | None
     _backoff_initial_s: float
     _backoff_max_s: float
     _connect_timeout_s: float
@@ -266,9 +275,9 @@ class Reconnecting:
                     continue
                 if status in _REFUSED:
                     raise ClientClosed(f"{url} refused the handshake", status) from None
-                failures.failed(url, _why(exc, self._connect_timeout_s))
+                failures.failed(url, _why(exc, self._connect_timeout_s), exc)
             except (OSError, InvalidHandshake, TimeoutError) as exc:
-                failures.failed(url, _why(exc, self._connect_timeout_s))
+                failures.failed(url, _why(exc, self._connect_timeout_s), exc)
             else:
                 refreshed = False
                 opened_at = asyncio.get_running_loop().time()

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from support import run_python
+from cli_support import hub
+from support import ROOT, RedisServer, clean_env, free_port, run_python, t
+from support.cluster import RedisCluster
+from support.sentinel import SentinelDeployment
 
 from hub.cli import main
 
@@ -29,7 +34,10 @@ def test_it_prints_every_setting_with_its_source(
     monkeypatch.setenv("HUB_JWT_SECRET", "do-not-print-me")
     monkeypatch.setenv("HUB_PORT", "9001")
     code = main(
-        ["check", "--config", str(config), "--port", "9002", "--redis", "redis://:pw@127.0.0.1:1/0"]
+        [
+            *("check", "--offline", "--config", str(config), "--port", "9002"),
+            *("--redis", "redis://:pw@127.0.0.1:1/0"),
+        ]
     )
     out = capsys.readouterr().out
     assert code == 0
@@ -88,3 +96,76 @@ def test_serve_refuses_a_broker_url_once_before_starting_workers(url: str, says:
     assert out.returncode == 2, out.stderr
     assert says in out.stderr and "Traceback" not in out.stderr, out.stderr
     assert "s3cret" not in out.stderr
+
+
+def test_it_visits_the_redis_and_says_what_is_there(redis_server: RedisServer) -> None:
+    """By default hub check connects: the Redis version and role, the history script loads,
+    the round trip."""
+    out = hub("check", "--redis", redis_server.url, "--workers", "1")
+    assert out.returncode == 0, out
+    assert "configuration OK" in out.stdout
+    broker = out.stdout[out.stdout.index("broker: Redis at") :]
+    assert "(standalone), role master, 0 replicas" in broker
+    assert "history script: loads" in broker and "round trip: " in broker and " ms " in broker
+    assert "1 worker on" in out.stdout  # not "1 worker(s)"
+
+
+def test_a_redis_that_cannot_be_reached_exits_1_unless_offline() -> None:
+    """Nothing listens there: exit 1 and why, the password masked; --offline checks the
+    configuration only, as hub check did before."""
+    url = f"redis://:s3cret@127.0.0.1:{free_port()}/0"
+    out = hub("check", "--redis", url)
+    assert out.returncode == 1, out
+    assert out.stderr.startswith("hub check: cannot use Redis at redis://:***@127.0.0.1:")
+    assert "refused" in out.stderr and "s3cret" not in out.stderr + out.stdout
+    assert "configuration OK" in out.stdout and "broker: UNUSABLE" in out.stdout
+    offline = hub("check", "--offline", "--redis", url)
+    assert offline.returncode == 0, offline
+    assert "configuration OK" in offline.stdout and "broker:" not in offline.stdout
+
+
+def test_a_replica_is_no_broker(redis_server: RedisServer) -> None:
+    """--redis naming a replica: reachable, but it cannot take the history script's writes."""
+    with RedisServer.running("--replicaof", "127.0.0.1", str(redis_server.port)) as replica:
+        out = hub("check", "--redis", replica.url)
+    assert out.returncode == 1, out
+    assert "answers as a replica" in out.stderr and "master" in out.stderr
+
+
+def test_sentinel_topology() -> None:
+    with SentinelDeployment.running() as deployment:
+        out = hub("check", "--redis", deployment.url)
+        master_port = deployment.master_port()
+    assert out.returncode == 0, out
+    assert "role master, 1 replica" in out.stdout
+    assert f"sentinel: 'mymaster' at 127.0.0.1:{master_port}, 1 replica" in out.stdout
+    assert "3 of 3 sentinels answered" in out.stdout
+
+
+def test_cluster_topology() -> None:
+    with RedisCluster(3) as cluster:
+        out = hub("check", "--redis", cluster.url)
+    assert out.returncode == 0, out
+    assert "(cluster): state ok, 3 masters, 0 replicas, 16384 of 16384 slots" in out.stdout
+    assert "history script: loads" in out.stdout
+
+
+@pytest.mark.parametrize("offline", [True, False], ids=["offline", "online"])
+def test_a_reader_that_closes_early_gets_no_traceback(
+    redis_server: RedisServer, offline: bool
+) -> None:
+    """``hub check | head -1``: the reader is gone before hub check writes (here it closes
+    its end first). No BrokenPipeError on stderr, and the status is the check's."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "hub", "check", "--redis", redis_server.url]
+            + (["--offline"] if offline else []),
+            stdout=write, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=clean_env(),
+            timeout=t(30),
+        )  # fmt: skip
+    finally:
+        os.close(write)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""

@@ -67,7 +67,8 @@ def test_it_prints_every_setting_its_source_and_help_and_does_not_serve(tmp_path
         assert opt.help.split()[0] in block and f"flag {opt.flag}, env {opt.env}" in block
     assert doc["namespaces"] == [
         {"pattern": "chat.*", "history_size": 1000, "history_ttl_s": 3600.0,
-         "history_meta_ttl_s": 30 * 24 * 3600.0, "presence": True, "join_leave": False}
+         "history_meta_ttl_s": 30 * 24 * 3600.0, "presence": True, "join_leave": False,
+         "proxy_subscribe": False, "proxy_publish": False}
     ]  # fmt: skip
 
 
