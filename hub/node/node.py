@@ -1,10 +1,7 @@
-"""The node: one process's view of the hub. It holds the registry of local members and
-orchestrates its collaborators: ``Subscriptions`` (the broker side of each channel),
-``History`` (reads at a position, gap repair), ``Presence`` (who is subscribed, join and
-leave events), ``Control`` (the control channel between instances) and ``Users`` (user →
-connections, and the server API's commands on them). It fans the broker's batches out to
-the members, and owns the one join routine that every transport uses (``prepare_join``, then
-``Joining.commit``)."""
+"""The node: one process's view of the hub. It holds the registry of local members, fans the
+broker's batches out to them, owns the one join routine of every transport (``prepare_join``,
+then ``Joining.commit``), and orchestrates its collaborators: ``Subscriptions``, ``History``,
+``Presence``, ``Control`` (the control channel between instances) and ``Users``."""
 
 from __future__ import annotations
 
@@ -15,7 +12,6 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from hub.brokers.base import Broker, PresenceManager
 from hub.core.delivery import deliver
 from hub.core.envelope import (
-    BINARY,
     EVENT,
     GAP,
     TEXT,
@@ -31,6 +27,7 @@ from hub.core.registry import Registry
 from hub.core.sequence import Position, after
 from hub.node.control import Command, Control
 from hub.node.history import History
+from hub.node.joining import Joining, within
 from hub.node.presence import Presence
 from hub.node.state import BrokerChannel, Member, PendingJoin
 from hub.node.subscriptions import Subscriptions
@@ -175,7 +172,7 @@ class Node:
                 if state.options.has_history and (positioned or last or since is not None):
                     read = await self.history.read_for_join(channel, state.options, since, last)
                     join.position, join.recovered = read.position, read.recovered
-                    join.replay, size = _within(channel, read.replay, budget, oldest=bool(since))
+                    join.replay, size = within(channel, read.replay, budget, oldest=bool(since))
                     budget -= size
                     if since is not None and len(join.replay) < len(read.replay):
                         joining.is_partial = True
@@ -188,7 +185,8 @@ class Node:
         """Add ``member`` to ``channel``, with nothing to replay or reply."""
         (await self.prepare_join(member, [channel], positioned=False)).commit(None)
 
-    def _commit(self, join: PendingJoin) -> list[Envelope]:
+    def commit_join(self, join: PendingJoin) -> list[Envelope]:
+        """Add a prepared join's member to its channel; return its replay and what followed."""
         channel, member = join.channel, join.member
         state = self.subscriptions.record(channel)
         state.joiners.remove(join)
@@ -204,7 +202,7 @@ class Node:
             state.floors[member] = join.position
         return [*join.replay, *after(join.position, join.live)]
 
-    def _abort(self, join: PendingJoin) -> None:
+    def abort_join(self, join: PendingJoin) -> None:
         state = self.subscriptions.get(join.channel)
         if state is not None and join in state.joiners:
             state.joiners.remove(join)
@@ -358,7 +356,7 @@ class Node:
         slow: list[Member] = []
         self.num_delivered += deliver(members, channel, messages, self.max_buffered_bytes, slow)
         for member in slow:
-            self._evict_slow(member)
+            self.evict_slow(member)
 
     def _deliver_past_floors(
         self,
@@ -384,12 +382,12 @@ class Node:
                 del floors[member]
         return {s: None for s in subs if s not in served}
 
-    def _evict_slow(self, member: Member) -> None:
+    def evict_slow(self, member: Member) -> None:
         if not member.channels:
             return  # already evicted by an earlier channel in this batch
-        self._close_slow(member)
+        self.close_slow(member)
 
-    def _close_slow(self, member: Member) -> None:
+    def close_slow(self, member: Member) -> None:
         self.num_slow_consumers += 1
         logger.warning(
             "closing a slow consumer (unsent bytes passed %d; %d evicted so far)",
@@ -398,90 +396,3 @@ class Node:
         )
         self.leave_all(member)
         member.disconnect(CloseCode.SLOW_CONSUMER, "slow consumer")
-
-
-#: What a replayed message costs on the wire beyond its payload, at most: a hub.v1 frame's
-#: header, type, channel and offset fields.
-_FRAME_OVERHEAD_BYTES = 96
-
-
-def _within(
-    channel: str, replay: list[Envelope], budget: int, *, oldest: bool
-) -> tuple[list[Envelope], int]:
-    """The part of ``replay`` that fits in ``budget`` bytes on the wire, and its size: its
-    oldest messages for a recovery (the rest follows in the next round), its newest for a
-    backlog. A join's replays so stay within the member's bound, and the hub holds no more
-    for it than it may queue."""
-    overhead = _FRAME_OVERHEAD_BYTES + len(channel)
-    sizes = [
-        (len(m.payload) * 4 // 3 if m.kind == BINARY else len(m.payload)) + overhead  # base64
-        for m in replay
-    ]
-    total = sum(sizes)
-    if total <= budget:
-        return replay, total
-    kept, count = 0, 0
-    for size in sizes if oldest else reversed(sizes):
-        if kept + size > budget:
-            break
-        kept += size
-        count += 1
-    return (replay[:count] if oldest else replay[len(replay) - count :]), kept
-
-
-class Joining:
-    """A member's join of some channels, prepared and not yet committed.
-
-    Between ``Node.prepare_join`` and ``commit`` the caller may await (the SSE preamble is
-    written then); ``commit`` adds the member to every channel and writes the reply and
-    the replays in one synchronous step, so no live message can slip ahead of them.
-    """
-
-    __slots__ = ("is_partial", "member", "node", "pending")
-
-    def __init__(self, node: Node, member: Member) -> None:
-        self.node = node
-        self.member = member
-        self.pending: list[PendingJoin] = []
-        #: A recovery's replay did not fit in the member's bound: only its oldest part is
-        #: written, and the member is then closed to come back for the rest.
-        self.is_partial = False
-
-    @property
-    def positions(self) -> dict[str, tuple[Position, bool | None]]:
-        """Each history channel's position at the read, and whether recovery held."""
-        return {
-            j.channel: (j.position, j.recovered)
-            for j in self.pending
-            if self.node.options_for(j.channel).has_history
-        }
-
-    def commit(self, reply: bytes | None) -> None:
-        """Join every channel now; write ``reply`` and then each channel's replay, at once.
-
-        What that queues counts toward the member's bound like any delivery: past it, the
-        member is closed as a slow consumer (4008). A recovery too large for the bound goes
-        in rounds: this round writes the reply and what fits, in order, joins nothing, and
-        closes the member (4008), which recovers the rest from where it got to; no live
-        message is ever written after a partial replay, so no gap can hide.
-        """
-        if self.is_partial:
-            batches = [(j.channel, j.replay) for j in self.pending if j.replay]
-            self.abort()
-            self.member.write_now(reply, batches)
-            self.node._close_slow(self.member)
-            return
-        batches = []
-        for join in self.pending:
-            replay = self.node._commit(join)
-            if replay:
-                batches.append((join.channel, replay))
-        self.pending = []
-        if reply is not None or batches:
-            if self.member.write_now(reply, batches) > self.node.max_buffered_bytes:
-                self.node._evict_slow(self.member)
-
-    def abort(self) -> None:
-        for join in self.pending:
-            self.node._abort(join)
-        self.pending = []

@@ -3,10 +3,9 @@ per connection that joins its channel (raw mode) or runs its hub.v1 session."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from functools import partial
 from urllib.parse import parse_qs
 
@@ -32,6 +31,7 @@ from hub.hooks.proxy import HookProxy
 from hub.node import Node
 from hub.node.users import RAW, V1
 from hub.ws.connection import Handshake, HubConnection, MessageCallback
+from hub.ws.expiry import Expiry
 from hub.ws.routes import Routes, is_upgrade, text_response
 from hub.ws.session import V1Session
 from hub.ws.subscribers import RawClient, V1Client
@@ -40,9 +40,6 @@ __all__ = ["WebSocketHandler", "select_subprotocol"]
 
 logger = logging.getLogger(__name__)
 
-#: How long before a connect hook's ``expire_at`` the refresh hook is asked (or half the
-#: remaining lifetime, if shorter).
-REFRESH_AHEAD_S = 10.0
 
 #: Headers a handshake may carry once at most; a second one is refused with 400.
 _SINGLE_HEADERS = ("Upgrade", "Origin", "Authorization", "Host", "Sec-WebSocket-Key")
@@ -137,6 +134,54 @@ class WebSocketHandler:
                 channel = channel_from_path(request.path)
             except InvalidChannel as exc:
                 return text_response(400, f"{exc}\n")
+        admitted = await self._admit(connection, request, channel, bool(offered))
+        if admitted is None or isinstance(admitted, Response):
+            return admitted  # refused, or the backend is down (closed with 1013 once open)
+        grant, hooked = admitted
+        hooks = self.hooks
+        if channel is not None:
+            user = grant.sub if grant is not None else None
+            if not may_subscribe(None, user, channel):  # a personal channel: its user alone
+                return text_response(403, f"the channel {channel!r} is another user's\n")
+            if (
+                grant is not None
+                and hooks is not None
+                and self.node.options_for(channel).proxy_subscribe
+            ):
+                try:
+                    await hooks.subscribe({"user": user, "channel": channel})
+                except HookRefused as exc:
+                    return text_response(403, f"the backend refused the channel: {exc}\n")
+                except HookUnavailable:
+                    assert isinstance(connection, HubConnection)
+                    connection.hub_handshake = Handshake(
+                        channel, None, unavailable="the backend is unavailable; retry later"
+                    )
+                    return None
+            elif not may_subscribe(grant, user, channel):
+                return text_response(
+                    403, f"the token may not subscribe to the channel {channel!r}\n"
+                )
+        last = 0
+        if channel is not None and "last=" in request.path:
+            last_or_refusal = self._last(channel, request.path)
+            if isinstance(last_or_refusal, Response):
+                return last_or_refusal
+            last = last_or_refusal
+        assert isinstance(connection, HubConnection)
+        connection.hub_handshake = Handshake(channel, grant, last, hooked)
+        if channel is not None:
+            # Subscribed before the 101 goes out: a client whose connection is open hears its
+            # channel from the first message on.
+            await self.node.prepare(channel)
+        return None
+
+    async def _admit(
+        self, connection: ServerConnection, request: Request, channel: str | None, offered: bool
+    ) -> tuple[Grant | None, ConnectResult | None] | Response | None:
+        """Who the connection is: a valid JWT's grant, else the connect hook's; a Response
+        refuses it; None when the backend is down (the handshake then opens and closes 1013).
+        """
         grant: Grant | None = None
         hooked: ConnectResult | None = None
         hooks = self.hooks
@@ -184,42 +229,7 @@ class WebSocketHandler:
                 grant = hooked.grant()
             elif grant is None:
                 return text_response(401, f"{refusal}\n")
-        if channel is not None:
-            user = grant.sub if grant is not None else None
-            if not may_subscribe(None, user, channel):  # a personal channel: its user alone
-                return text_response(403, f"the channel {channel!r} is another user's\n")
-            if (
-                grant is not None
-                and hooks is not None
-                and self.node.options_for(channel).proxy_subscribe
-            ):
-                try:
-                    await hooks.subscribe({"user": user, "channel": channel})
-                except HookRefused as exc:
-                    return text_response(403, f"the backend refused the channel: {exc}\n")
-                except HookUnavailable:
-                    assert isinstance(connection, HubConnection)
-                    connection.hub_handshake = Handshake(
-                        channel, None, unavailable="the backend is unavailable; retry later"
-                    )
-                    return None
-            elif not may_subscribe(grant, user, channel):
-                return text_response(
-                    403, f"the token may not subscribe to the channel {channel!r}\n"
-                )
-        last = 0
-        if channel is not None and "last=" in request.path:
-            last_or_refusal = self._last(channel, request.path)
-            if isinstance(last_or_refusal, Response):
-                return last_or_refusal
-            last = last_or_refusal
-        assert isinstance(connection, HubConnection)
-        connection.hub_handshake = Handshake(channel, grant, last, hooked)
-        if channel is not None:
-            # Subscribed before the 101 goes out: a client whose connection is open hears its
-            # channel from the first message on.
-            await self.node.prepare(channel)
-        return None
+        return grant, hooked
 
     def _last(self, channel: str, path: str) -> int | Response:
         """The ``?last=N`` of a raw URL: how many past messages to send before live ones."""
@@ -358,71 +368,3 @@ def _remote(connection: ServerConnection) -> str | None:
     except Exception:  # a transport already gone
         return None
     return str(address[0]) if address else None
-
-
-class Expiry:
-    """One timer per connection at its expiry (nothing polls). A JWT's expiry closes the
-    connection with 4001 then; a connect hook's is extended by ``refresh`` (the refresh
-    hook), asked a little before it, and closes with 4001 only if the hook does not extend
-    it. A refresh op (a new JWT) moves it with ``set_from``."""
-
-    __slots__ = ("_client", "_refresh", "_task", "_timer", "exp")
-
-    def __init__(
-        self, client: RawClient, refresh: Callable[[float], Awaitable[float]] | None
-    ) -> None:
-        self._client = client
-        self._refresh = refresh
-        self._timer: asyncio.TimerHandle | None = None
-        self._task: asyncio.Task[None] | None = None
-        self.exp: float | None = None
-
-    def set_from(self, grant: Grant) -> None:
-        """A refresh op swapped the connection's JWT: its expiry, and no more hook refresh."""
-        self._refresh = None
-        self.set(grant.exp)
-
-    def set(self, exp: float | None) -> None:
-        self.cancel()
-        self.exp = exp
-        if exp is None:
-            return
-        loop = asyncio.get_running_loop()
-        left = max(0.0, exp - time.time())
-        if self._refresh is not None:
-            ahead = min(REFRESH_AHEAD_S, left / 2)
-            self._timer = loop.call_later(left - ahead, self._ask)
-        else:
-            self._timer = loop.call_later(left, self._expire)
-
-    def _expire(self) -> None:
-        self._client.disconnect(CloseCode.TOKEN_EXPIRED, "token expired")
-
-    def _ask(self) -> None:
-        self._task = asyncio.create_task(self._extend())
-
-    async def _extend(self) -> None:
-        exp = self.exp
-        assert exp is not None and self._refresh is not None
-        try:
-            new = await self._refresh(exp)
-        except (HookRefused, HookUnavailable) as exc:
-            logger.info("the connection's expiry was not extended: %s", exc)
-            new = exp
-        except Exception:
-            logger.exception("the refresh hook's call failed")
-            new = exp
-        self._task = None
-        if new > exp and new > time.time():
-            self.set(new)
-            return
-        loop = asyncio.get_running_loop()
-        self._timer = loop.call_later(max(0.0, exp - time.time()), self._expire)
-
-    def cancel(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if self._task is not None and self._task is not asyncio.current_task():
-            self._task.cancel()
-            self._task = None
