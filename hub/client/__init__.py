@@ -20,8 +20,9 @@ from hub.client.errors import (
     PublishFailed,
     RequestRefused,
 )
-from hub.client.message import History, Member, Message, Presence
+from hub.client.message import History, Message, Presence, PresenceMember
 from hub.client.publisher import Published, Publisher
+from hub.client.requests import SessionInfo
 from hub.client.subscription import Subscription
 from hub.core.sequence import Position
 
@@ -32,16 +33,17 @@ __all__ = [
     "Discontinuity",
     "Gap",
     "History",
-    "Member",
     "Message",
     "NotConnected",
     "NotRecovered",
     "Position",
     "Presence",
+    "PresenceMember",
     "PublishFailed",
     "Published",
     "Publisher",
     "RequestRefused",
+    "SessionInfo",
     "Subscription",
     "TokenSource",
 ]

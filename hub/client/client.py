@@ -16,7 +16,7 @@ import contextlib
 import logging
 import os
 import urllib.parse
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Final, TypeVar
 
 from websockets.asyncio.client import ClientConnection
@@ -31,7 +31,7 @@ from hub.client.message import (
     history_from_frame,
     presence_from_frame,
 )
-from hub.client.requests import Requests
+from hub.client.requests import Requests, SessionInfo
 from hub.client.subscription import End, Subscription
 from hub.core.channels import validate
 from hub.core.sequence import Position
@@ -78,6 +78,7 @@ class Client(Reconnecting, Requests):
         *,
         token: str | None = None,
         get_token: TokenSource | None = None,
+        headers: Mapping[str, str] | None = None,
         # TLS (wss://)
         ca_file: str | os.PathLike[str] | None = None,
         insecure: bool = False,
@@ -104,6 +105,8 @@ class Client(Reconnecting, Requests):
             raise ValueError("need 0 < backoff_initial_s <= backoff_max_s")
         self.token = token
         self._get_token = get_token
+        #: Sent with every handshake (a session cookie for the backend's connect hook).
+        self._headers = dict(headers or {})
         self._tls = tls_context(ca_file, insecure)
         self._insecure = insecure
         self._backoff_initial_s = backoff_initial_s
@@ -116,6 +119,7 @@ class Client(Reconnecting, Requests):
         self._ping_interval_s = ping_interval_s
 
         self._subs: dict[str, Subscription] = {}
+        self.session: SessionInfo | None = None
         self._pending: dict[int, tuple[asyncio.Future[Frame], Subscription | None]] = {}
         self._next_id = 0
         self._ws: ClientConnection | None = None

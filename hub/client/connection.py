@@ -158,6 +158,7 @@ class Reconnecting:
     num_connects: int
     num_token_refreshes: int
     _get_token: TokenSource | None
+    _headers: dict[str, str]
     _ssl: ssl.SSLContext | None
     _backoff_initial_s: float
     _backoff_max_s: float
@@ -256,7 +257,9 @@ class Reconnecting:
             await self._refresh_token()
         while True:
             url = self.urls[index % len(self.urls)]
-            headers = {"Authorization": f"Bearer {self.token}"} if self.token else None
+            headers = dict(self._headers)
+            if self.token:
+                headers["Authorization"] = f"Bearer {self.token}"
             tls: dict[str, Any] = {"ssl": self._tls} if self._tls and url.startswith("wss:") else {}
             try:
                 ws = await connect(

@@ -13,9 +13,9 @@ from hub.core.sequence import Position
 __all__ = [
     "Frame",
     "History",
-    "Member",
     "Message",
     "Presence",
+    "PresenceMember",
     "history_from_frame",
     "message_from_frame",
     "parse_frame",
@@ -87,7 +87,7 @@ class History:
 
 
 @dataclass(frozen=True, slots=True)
-class Member:
+class PresenceMember:
     """One connection subscribed to a presence channel: its ``client`` id (unique across
     the hubs), and its ``user`` (the token's ``sub``; None without one)."""
 
@@ -100,7 +100,7 @@ class Presence:
     """The answer to ``Client.presence``: every member on every hub, and the counts."""
 
     channel: str
-    members: tuple[Member, ...]
+    members: tuple[PresenceMember, ...]
     num_clients: int
     num_users: int
 
@@ -136,5 +136,5 @@ def presence_from_frame(frame: Frame) -> Presence:
         user = entry.get("user") if isinstance(entry, dict) else None
         if not isinstance(client, str) or not (user is None or isinstance(user, str)):
             raise ValueError(f"malformed presence member: {str(entry)[:200]}")
-        members.append(Member(client, user))
+        members.append(PresenceMember(client, user))
     return Presence(channel, tuple(members), num_clients, num_users)

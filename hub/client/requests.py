@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import random
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from websockets.asyncio.client import ClientConnection
@@ -24,7 +25,7 @@ from hub.core.jsontext import dump_json
 from hub.core.protocol import UNAVAILABLE
 from hub.core.sequence import Position
 
-__all__ = ["Requests"]
+__all__ = ["Requests", "SessionInfo"]
 
 logger = logging.getLogger(__name__)
 
@@ -35,11 +36,22 @@ _CLOSE_REASONS: dict[int, str] = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """What the backend's connect hook said of this connection (its first frame)."""
+
+    user: str | None
+    data: object
+    expire_at: float | None
+
+
 class Requests:
     """Mixed into Client: requests by id, and the frames that answer them or feed a
     subscription."""
 
     _subs: dict[str, Subscription]
+    #: The connect hook's answer for the current connection; None without one.
+    session: SessionInfo | None
     _pending: dict[int, tuple[asyncio.Future[Frame], Subscription | None]]
     _next_id: int
     _ws: ClientConnection | None
@@ -119,6 +131,15 @@ class Requests:
             elif not future.done():
                 future.set_result(frame)
             return kind != "error"
+        if kind == "connected":
+            # The backend's connect hook let this connection in: who it is, and its data.
+            expire_at, user = frame.get("expire_at"), frame.get("user")
+            self.session = SessionInfo(
+                user=user if isinstance(user, str) else None,
+                data=frame.get("data"),
+                expire_at=float(expire_at) if isinstance(expire_at, int | float) else None,
+            )
+            return False
         if kind == "subscribed" and frame.get("server") is True:
             await self._on_server_subscribed(frame)
             return False

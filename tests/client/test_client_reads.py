@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from support import HubProcess, RedisServer, async_wait_until, free_port, t
 
-from hub.client import Client, History, Member, Position, Presence, RequestRefused
+from hub.client import Client, History, Position, Presence, PresenceMember, RequestRefused
 
 CONFIG = """
 [[namespaces]]
@@ -81,7 +81,7 @@ async def test_presence_lists_every_subscriber(reads_hub: HubProcess) -> None:
         present = answers[-1]
         assert present.channel == "room.1" and present.num_users == 0
         assert len(present.members) == 2 and len({m.client for m in present.members}) == 2
-        assert all(isinstance(m, Member) and m.user is None for m in present.members)
+        assert all(isinstance(m, PresenceMember) and m.user is None for m in present.members)
         await bob.unsubscribe("room.1")
 
         async def one_left() -> bool:

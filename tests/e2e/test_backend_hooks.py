@@ -384,3 +384,22 @@ async def test_the_python_client_calls_rpc_with_a_key_set_token(
         with pytest.raises(RequestRefused) as refused:
             await client.rpc("nope")
         assert refused.value.code == "refused"
+
+
+async def test_the_python_client_gets_its_session_and_server_side_channels(
+    pair: tuple[HubProcess, HubProcess],
+) -> None:
+    """hub.client with a session cookie and no JWT: the connect hook's answer is
+    ``client.session``, and its server-side channel arrives as a Subscription."""
+    from hub.client import Client
+
+    a, _ = pair
+    async with Client(a.url(), headers={"Cookie": "session=carol"}) as client:
+        subs = client.server_subscriptions()
+        sub = await asyncio.wait_for(anext(aiter(subs)), UNIT)
+        assert sub.server and sub.channel == "personal.carol"
+        assert client.session is not None and client.session.user == "carol"
+        assert client.session.data == {"greeting": "hello carol", "transport": "ws"}
+        api_publish(a, "personal.carol", {"n": 1})
+        message = await asyncio.wait_for(anext(aiter(sub)), UNIT)
+        assert message.data == {"n": 1}
