@@ -212,3 +212,60 @@ async def test_browser_block_runs(block: Block, world: World) -> None:
         await asyncio.sleep(0.2)  # an error just after the text still counts
         assert not errors, f"{block}: {errors}"
         assert any(block.argument in line for line in logs), f"{block}: {logs}"
+
+
+async def test_the_readme_backend_hooks_block_runs_with_the_example_backend(
+    tmp_path: Path,
+) -> None:
+    """The README's hooks block, which serves until stopped, run as written: examples/backend.py
+    on the block's port (rewritten to a free one) and ``hub serve`` with the block's flags; a
+    browser-like client with a session cookie is let in by the connect hook, and an RPC goes
+    to the backend."""
+    import json
+
+    from support import free_port, wait_until
+    from support.waits import ROOT
+    from websockets.asyncio.client import connect
+
+    [block] = [b for b in blocks("sh") if "examples/backend.py" in b.body]
+    backend_port, hub_port = free_port(), free_port()
+    text = block.body.replace(":8080", f":{backend_port}").replace("\\\n", " ")
+    backend_line, hub_line = (line.strip() for line in text.strip().splitlines())
+    backend_argv = backend_line.removesuffix("&").split()
+    assert backend_argv[:2] == ["python", "examples/backend.py"], backend_line
+    backend_argv[0] = sys.executable
+    backend_argv[backend_argv.index("--port") + 1] = str(backend_port)
+    hub_argv = hub_line.split()
+    assert hub_argv[:2] == ["hub", "serve"], hub_line
+    log = (tmp_path / "backend.log").open("wb")
+    backend = subprocess.Popen(backend_argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: _is_open(backend_port), 15, "the example backend")
+        args = (*hub_argv[2:], "--workers", "1")
+        with HubProcess(*args, port=hub_port, log_dir=tmp_path) as hub:
+            hub.wait_ready()
+            headers = {"Cookie": "session=reader"}
+            async with connect(
+                hub.url(),
+                subprotocols=["hub.v1"],
+                additional_headers=headers,  # type: ignore[list-item]
+            ) as ws:
+                connected = json.loads(await asyncio.wait_for(ws.recv(), t(5)))
+                assert connected["type"] == "connected" and connected["user"] == "reader"
+                await ws.send(json.dumps({"op": "rpc", "method": "whoami", "id": 1}))
+                while True:
+                    frame = json.loads(await asyncio.wait_for(ws.recv(), t(5)))
+                    if frame.get("type") == "rpc":
+                        break
+                assert frame["id"] == 1 and "reader" in json.dumps(frame["result"])
+    finally:
+        stop_process(backend, t(5))
+        log.close()
+
+
+def _is_open(port: int) -> bool:
+    import socket
+
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+        return True
+    return False
