@@ -1,5 +1,6 @@
-"""The hub.v1 subprotocol, pure: requests in, acks and errors out, and request bodies
-validated once. Deliveries are built in ``frames.py``; the Redis envelope is ``envelope.py``.
+"""The hub.v1 subprotocol, pure: requests in, and request bodies validated once. Acks, errors
+and the server's own frames are ``replies.py``; deliveries are built in ``frames.py``; the
+Redis envelope is ``envelope.py``.
 Every frame is described in ``docs/protocol.md``.
 """
 
@@ -7,8 +8,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -42,16 +41,11 @@ __all__ = [
     "UNKNOWN_OP",
     "UNRECOVERABLE_POSITION",
     "Request",
-    "ack_frame",
     "decode_binary_publish",
     "decode_request",
-    "error_frame",
     "message_from_body",
     "message_from_fields",
     "position_from",
-    "positions_field",
-    "subscribed_frame",
-    "unsubscribed_frame",
 ]
 
 # The hub.v1 subprotocol: JSON control frames over one socket.
@@ -381,51 +375,3 @@ def decode_binary_publish(data: bytes) -> Request:
         raise _error(BAD_CHANNEL, f"invalid channel name in a binary frame; {RULE}") from None
     channel = _channel(name, "channel", None)
     return Request("publish", None, (channel,), data[end + 1 :], BINARY)
-
-
-def ack_frame(op: str, request_id: RequestId, **extra: object) -> str:
-    """``{"type":"ack","op":..,"id":..}`` plus any extra fields."""
-    return json.dumps({"type": "ack", "op": op, "id": request_id, **extra}, separators=(",", ":"))
-
-
-def error_frame(code: str, message: str, request_id: RequestId = None, **extra: object) -> str:
-    return json.dumps(
-        {"type": "error", "id": request_id, "code": code, "message": message, **extra},
-        separators=(",", ":"),
-    )
-
-
-def positions_field(
-    positions: Mapping[str, tuple[Position, bool | None]],
-) -> dict[str, dict[str, object]]:
-    """A subscribe's ``positions``: each history channel's epoch and top offset at the join,
-    and ``recovered`` where a position was asked for (``Joining.positions``)."""
-    out: dict[str, dict[str, object]] = {}
-    for channel, (position, recovered) in positions.items():
-        entry: dict[str, object] = {"epoch": position.epoch, "offset": position.offset}
-        if recovered is not None:
-            entry["recovered"] = recovered
-        out[channel] = entry
-    return out
-
-
-def subscribed_frame(
-    channels: Sequence[str], positions: Mapping[str, tuple[Position, bool | None]]
-) -> str:
-    """The server subscribed the connection to ``channels`` (the server API's subscribe, a
-    connect hook's channels): ``{"type":"subscribed","channels":[..],"server":true}``, with
-    the history channels' ``positions`` as a subscribe ack has them. No ``id``: nobody asked.
-    What follows it on those channels is delivered as usual."""
-    body: dict[str, object] = {"type": "subscribed", "channels": list(channels), "server": True}
-    if positions:
-        body["positions"] = positions_field(positions)
-    return json.dumps(body, separators=(",", ":"))
-
-
-def unsubscribed_frame(channel: str) -> str:
-    """The server unsubscribed the connection from ``channel`` (the server API's
-    unsubscribe): ``{"type":"unsubscribed","channel":..,"server":true}``; nothing more of it
-    follows, and a client does not subscribe to it again on its own."""
-    return json.dumps(
-        {"type": "unsubscribed", "channel": channel, "server": True}, separators=(",", ":")
-    )

@@ -11,7 +11,7 @@ A command goes out on the control channel (``hub.node.control``); each instance 
 its own connections of the user (``handle``) and answers with the number it reached.
 A server-side subscribe goes through the node's one join routine (``prepare_join`` then
 ``commit``), so a history channel gets its position, and the client is told with a
-``subscribed`` frame (``hub.core.protocol.subscribed_frame``) written by the commit, before
+``subscribed`` frame (``hub.core.replies.subscribed_frame``) written by the commit, before
 any live message of the channel.
 """
 
@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Final, Protocol
 
 from hub.core.errors import BrokerUnavailable, CloseCode
-from hub.core.protocol import subscribed_frame, unsubscribed_frame
+from hub.core.replies import subscribed_frame, unsubscribed_frame
 from hub.core.sequence import Position
 from hub.node.control import Command, Replies
 from hub.node.state import Member

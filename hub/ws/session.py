@@ -29,14 +29,11 @@ from hub.core.protocol import (
     TOO_MANY_SUBSCRIPTIONS,
     UNAVAILABLE,
     Request,
-    ack_frame,
     decode_binary_publish,
     decode_request,
-    error_frame,
-    positions_field,
-    subscribed_frame,
 )
 from hub.core.ratelimit import TokenBucket
+from hub.core.replies import ack_frame, error_frame, positions_field, subscribed_frame
 from hub.hooks.proxy import HookProxy
 from hub.node import Node
 from hub.ws.subscribers import V1Client

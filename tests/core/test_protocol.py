@@ -170,22 +170,3 @@ def test_published_numbers_are_kept_as_written() -> None:
     with pytest.raises(ProtocolError) as info:
         protocol.message_from_body(b"[1e999]", JSON)
     assert info.value.code == protocol.BAD_FIELD and "Infinity" in info.value.message
-
-
-def test_server_side_subscription_frames() -> None:
-    """What a connection is told when the server subscribes or unsubscribes it."""
-    from hub.core.protocol import subscribed_frame, unsubscribed_frame
-    from hub.core.sequence import Position
-
-    assert json.loads(subscribed_frame(["news"], {})) == {
-        "type": "subscribed",
-        "channels": ["news"],
-        "server": True,
-    }
-    frame = json.loads(subscribed_frame(["a", "h"], {"h": (Position("E", 4), None)}))
-    assert frame["positions"] == {"h": {"epoch": "E", "offset": 4}}
-    assert json.loads(unsubscribed_frame("n#al")) == {
-        "type": "unsubscribed",
-        "channel": "n#al",
-        "server": True,
-    }

@@ -125,25 +125,6 @@ async def test_a_full_broker_is_429_with_how_many_were_published(start_api: Star
     assert (status, answer["error"]["code"], answer["published"]) == (429, "publish_rejected", 0)
 
 
-async def test_channels_without_redis_are_this_process_only(start_api: StartApi) -> None:
-    """On the memory broker GET /api/channels lists this process's channels, and says so."""
-    served = await start_api()
-    status, _, answer = await served.call("GET", "/api/channels", None, KEY)
-    assert (status, answer["channels"], answer["scope"]) == (200, [], "process")
-
-
-async def test_channels_when_redis_is_unreachable_is_503(start_api: StartApi) -> None:
-    """GET /api/channels answers 503 broker_unavailable when Redis cannot be asked."""
-
-    async def unreachable() -> dict[str, int]:
-        raise ConnectionError("Connection refused")
-
-    served = await start_api(list_channels=unreachable)
-    status, _, answer = await served.call("GET", "/api/channels", None, KEY)
-    assert (status, answer["error"]["code"]) == (503, "broker_unavailable")
-    assert "Connection refused" in answer["error"]["message"]
-
-
 async def test_cors_within_allowed_origins(start_api: StartApi) -> None:
     """A listed origin gets itself back (Vary: Origin); another gets a readable 403 forbidden."""
     served = await start_api(allowed_origins=frozenset({"https://app.example.com"}))

@@ -1,0 +1,43 @@
+"""What the HTTP API's handlers share: a channel name validated as hub.v1 validates it, a
+request body that must be a JSON object, and the JSON body of a refusal."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from hub.core.channels import validate
+from hub.core.errors import InvalidChannel, ProtocolError
+from hub.core.jsontext import NonFiniteNumber, parse_json
+from hub.core.protocol import BAD_CHANNEL, BAD_FIELD, BAD_JSON, BAD_REQUEST
+
+__all__ = ["error_answer", "json_object", "valid_channel"]
+
+
+def error_answer(status: int, code: str, message: str, **extra: Any) -> web.Response:
+    """``{"error": {"code", "message"}, ...extra}`` with ``status``."""
+    body = {"error": {"code": code, "message": message}, **extra}
+    return web.json_response(body, status=status)
+
+
+def valid_channel(name: str) -> str:
+    """``name`` if it is a channel name; raise ProtocolError(BAD_CHANNEL)."""
+    try:
+        return validate(name)
+    except InvalidChannel as exc:
+        raise ProtocolError(BAD_CHANNEL, str(exc)) from None
+
+
+async def json_object(request: web.Request) -> dict[str, object]:
+    """The request's body, which must be a JSON object; raise ProtocolError."""
+    body = await request.read()
+    try:
+        obj = parse_json(body)
+    except NonFiniteNumber as exc:
+        raise ProtocolError(BAD_FIELD, str(exc)) from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProtocolError(BAD_JSON, f"the body is not valid JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError(BAD_REQUEST, 'the body must be a JSON object, e.g. {"user": "alice"}')
+    return obj
