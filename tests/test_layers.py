@@ -59,7 +59,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "ws": {"hub.core", "hub.node", "hub.hooks"},
     "http": {"hub.core", "hub.node", "hub.hooks"},
     "hooks": {"hub.core"},
-    "metrics.py": {"hub", "hub.core"},
+    "metrics": {"hub", "hub.core"},
     "runtime": {"hub.core"},
     "app.py": {
         "hub",
