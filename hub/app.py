@@ -9,29 +9,20 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from functools import partial
 from typing import Any
 
 import uvloop
 
-from hub import __version__
-from hub.brokers import Broker, BrokerOptions, create_engines
-from hub.brokers.redispy import async_client, subscribed_channels
+from hub import wiring
+from hub.brokers import Broker
 from hub.core.addresses import is_loopback
-from hub.core.auth import Authenticator
 from hub.core.config import Settings
-from hub.core.errors import redact_url
-from hub.hooks import HookProxy, JwksKeys
-from hub.http.api import PublishApi
-from hub.metrics import Figures, WorkerMetrics
-from hub.node import Node
+from hub.metrics import Figures
 from hub.runtime.limits import raise_open_file_limit
 from hub.runtime.ports import EXIT_CANNOT_LISTEN, CannotListen, listeners
-from hub.runtime.tls import server_tls_context
 from hub.ws.connection import HubConnection
-from hub.ws.handler import WebSocketHandler
 from hub.ws.routes import AdminGuard, Routes
-from hub.ws.server import WebSocketServer, add_health_routes
+from hub.ws.server import add_health_routes
 
 __all__ = ["SHUTDOWN_DEADLINE_S", "App", "run_worker"]
 
@@ -45,15 +36,6 @@ STATS_CHANNELS = 50
 SHUTDOWN_DEADLINE_S = 4.5
 #: How long a stopping worker waits for its broker to close.
 BROKER_CLOSE_TIMEOUT_S = 1.0
-#: The fields of Redis' INFO memory and INFO clients that /stats shows.
-REDIS_INFO_FIELDS = (
-    "used_memory",
-    "used_memory_peak",
-    "maxmemory",
-    "connected_clients",
-    "blocked_clients",
-    "pubsub_clients",
-)
 
 
 class App:
@@ -71,42 +53,16 @@ class App:
         self.worker = worker
         self.reuse_port = reuse_port
         self.supervised = supervised
-        self.metrics = WorkerMetrics(
-            worker=worker,
+        self.metrics = wiring.worker_metrics(
+            settings,
+            worker,
             read=self._figures,
-            broker=redact_url(settings.redis_url),
             channels=lambda: self.node.channels(),
             take_channel_messages=lambda: self.node.take_channel_messages(),
-            redis_info=(
-                partial(redis_figures, settings.redis_url, settings.channel_prefix)
-                if settings.redis_url
-                else None
-            ),
         )
-        engines = create_engines(
-            settings.redis_url or None,
-            BrokerOptions(
-                prefix=settings.channel_prefix,
-                publish_buffer_messages=settings.publish_buffer_messages,
-                publish_buffer_bytes=settings.publish_buffer_bytes,
-                probe_interval_s=settings.probe_interval_s,
-                probe_timeout_s=settings.probe_timeout_s,
-                on_roundtrip=self.metrics.observe_roundtrip,
-                on_probe_latency=self.metrics.observe_probe_latency,
-            ),
-        )
+        engines = wiring.engines(settings, self.metrics)
         self.broker: Broker = engines.broker
-        self.node = Node(
-            broker=self.broker,
-            presence=engines.presence,
-            max_buffered_bytes=settings.max_buffered_bytes,
-            unsubscribe_delay_s=settings.unsubscribe_delay_s,
-            rules=settings.channel_rules(),
-            recovery_max_messages=settings.recovery_max_messages,
-            presence_ttl_s=settings.presence_ttl_s,
-            on_fanout=self.metrics.observe_fanout,
-            version=__version__,
-        )
+        self.node = wiring.node(settings, engines, self.metrics)
         self.routes = Routes(
             AdminGuard(token=settings.admin_token or None, is_open=is_loopback(settings.host))
         )
@@ -118,44 +74,12 @@ class App:
         )
         #: The backend's hooks, only when some --proxy-*-url is set: otherwise no session,
         #: and no check anywhere.
-        urls = settings.hook_urls
-        self.hooks = (
-            HookProxy(
-                urls,
-                timeout_s=settings.proxy_timeout_s,
-                on_latency=self.metrics.observe_hook_latency,
-            )
-            if urls
-            else None
-        )
-        self.jwks = (
-            JwksKeys(settings.jwt_jwks_url, timeout_s=settings.proxy_timeout_s)
-            if settings.jwt_jwks_url
-            else None
-        )
-        authenticator = (
-            Authenticator.with_key_set(self.jwks.lookup, self.jwks.refresh)
-            if self.jwks is not None
-            else Authenticator.create(
-                secret=settings.jwt_secret, public_key=settings.jwt_public_key
-            )
-        )
-        self.handler = WebSocketHandler(
-            node=self.node,
-            routes=self.routes,
-            authenticator=authenticator,
-            allowed_origins=settings.origins,
-            max_connections=settings.max_connections,
-            max_subscriptions=settings.max_subscriptions,
-            publish_rate=settings.publish_rate,
-            publish_burst=settings.publish_burst,
-            subscribe_rate=settings.subscribe_rate,
-            subscribe_burst=settings.subscribe_burst,
-            hooks=self.hooks,
-            forwarded_headers=settings.forwarded_headers,
-        )
-        self.api = _api(settings, self.node, authenticator, self.hooks)
-        self.server = _server(settings, self.handler)
+        self.hooks = wiring.hooks(settings, self.metrics)
+        self.jwks = wiring.jwks(settings)
+        authenticator = wiring.authenticator(settings, self.jwks)
+        self.handler = wiring.handler(settings, self.node, self.routes, authenticator, self.hooks)
+        self.api = wiring.api(settings, self.node, authenticator, self.hooks)
+        self.server = wiring.server(settings, self.handler)
         self.stopping = asyncio.Event()
         #: The process's exit status once run() returns or raises.
         self.exit_status = 0
@@ -297,70 +221,6 @@ class App:
             self.metrics.sync()  # the last counts, for the workers that outlive this one
         except Exception:
             logger.exception("the last metrics sync failed")
-
-
-def _api(
-    settings: Settings,
-    node: Node,
-    authenticator: Authenticator | None,
-    hooks: HookProxy | None = None,
-) -> PublishApi | None:
-    """The HTTP API and SSE listener, when --api-port is set."""
-    if not settings.api_port:
-        return None
-    redis_url = settings.redis_url
-    return PublishApi(
-        node=node,
-        api_key=settings.api_key,
-        max_message_bytes=settings.max_message_bytes,
-        list_channels=(
-            partial(subscribed_channels, redis_url, settings.channel_prefix) if redis_url else None
-        ),
-        authenticator=authenticator,
-        allowed_origins=settings.origins,
-        sse_keepalive_s=settings.sse_keepalive_s,
-        max_buffered_bytes=settings.max_buffered_bytes,
-        hooks=hooks,
-        forwarded_headers=settings.forwarded_headers,
-    )
-
-
-async def redis_figures(url: str, prefix: str) -> dict[str, Any]:
-    """Redis' memory and clients (INFO memory, INFO clients: summed over the nodes of a
-    cluster), and every channel under ``prefix`` that a hub process of any instance
-    subscribes to, with how many (``subscribed_channels``); through short-lived clients."""
-    client = async_client(url, socket_timeout=2.0, socket_connect_timeout=2.0)
-    try:
-        sections = [await client.info("memory"), await client.info("clients")]
-    finally:
-        await client.aclose()
-    figures: dict[str, Any] = {}  # only the fields this Redis has (pubsub_clients: 7.4)
-    for info in sections:
-        # A cluster client answers {node: {field: value}}; a plain one {field: value}.
-        nodes = list(info.values()) if all(isinstance(v, dict) for v in info.values()) else [info]
-        figures["nodes"] = len(nodes)
-        for node in nodes:
-            for name in REDIS_INFO_FIELDS:
-                if name in node:
-                    figures[name] = figures.get(name, 0) + int(node[name])
-    channels = await subscribed_channels(url, prefix)
-    return figures | {"channels": len(channels), "channel_processes": channels}
-
-
-def _server(settings: Settings, handler: WebSocketHandler) -> WebSocketServer:
-    return WebSocketServer(
-        handler,
-        compression=settings.compression,
-        max_message_bytes=settings.max_message_bytes,
-        ping_interval_s=settings.ping_interval_s,
-        ping_timeout_s=settings.ping_timeout_s,
-        max_buffered_bytes=settings.max_buffered_bytes,
-        ssl_context=(
-            server_tls_context(settings.tls_cert, settings.tls_key)
-            if settings.tls_cert and settings.tls_key
-            else None
-        ),
-    )
 
 
 def run_worker(

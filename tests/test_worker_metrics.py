@@ -26,9 +26,9 @@ from hub.metrics import (
     Figures,
     Sample,
     WorkerMetrics,
-    _merge_channels,
     merge_history,
 )
+from hub.metrics.shared import merge_channels as _merge_channels
 
 #: Figures field → (sample name, its labels besides ``worker``).
 SAMPLES: dict[str, tuple[str, dict[str, str]]] = {
