@@ -57,6 +57,12 @@ SAMPLES: dict[str, tuple[str, dict[str, str]]] = {
     "sse_streams_opened": ("hub_sse_streams_opened_total", {}),
 }
 
+#: Figures fields counted per backend hook: (hook, count) pairs → sample name, labelled by hook.
+PER_HOOK: dict[str, str] = {
+    "hook_calls": "hub_hook_calls_total",
+    "hook_errors": "hub_hook_errors_total",
+}
+
 #: /stats key of each Figures field (the two drop reasons are summed as ``dropped``).
 STATS_KEYS = {f: f for f in SAMPLES if not f.startswith("dropped_")} | {"dropped": "dropped"}
 
@@ -70,8 +76,11 @@ def in_memory(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 def distinct() -> Figures:
     """A figure of its own for every field (broker_ready: True)."""
-    values = {f.name: 10 + n for n, f in enumerate(dataclasses.fields(Figures))}
-    return Figures(**{**values, "broker_ready": True})
+    values: dict[str, object] = {
+        f.name: 10 + n for n, f in enumerate(dataclasses.fields(Figures)) if f.name not in PER_HOOK
+    }
+    hooks = {name: (("connect", 3 + n), ("rpc", 5 + n)) for n, name in enumerate(PER_HOOK)}
+    return Figures(**{**values, **hooks, "broker_ready": True})  # type: ignore[arg-type]
 
 
 def samples(metrics: WorkerMetrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -85,16 +94,21 @@ def samples(metrics: WorkerMetrics) -> dict[tuple[str, tuple[tuple[str, str], ..
 
 def test_every_figure_lands_in_its_own_sample() -> None:
     """Each field of Figures is one sample of its family, under the worker's label."""
-    assert {f.name for f in dataclasses.fields(Figures)} == set(SAMPLES)
+    assert {f.name for f in dataclasses.fields(Figures)} == set(SAMPLES) | set(PER_HOOK)
     figures = distinct()
     got = samples(WorkerMetrics(worker=4, read=lambda: figures))
     for field, (name, labels) in SAMPLES.items():
         key = (name, tuple(sorted({"worker": "4", **labels}.items())))
         assert got.get(key) == float(getattr(figures, field)), (field, key)
+    for field, name in PER_HOOK.items():
+        for hook, value in getattr(figures, field):
+            key = (name, (("hook", hook), ("worker", "4")))
+            assert got.get(key) == float(value), (field, key)
 
 
 def test_labels_are_the_worker_and_a_few_fixed_values() -> None:
-    """Series are labelled only by worker, drop reason and bucket bound: no channel adds one."""
+    """Series are labelled only by worker, drop reason, bucket bound and hook: no channel adds
+    one."""
     metrics = WorkerMetrics(worker=2, read=distinct)
     metrics.observe_fanout(0.001)
     metrics.observe_roundtrip(0.001)
@@ -104,7 +118,7 @@ def test_labels_are_the_worker_and_a_few_fixed_values() -> None:
     for name, labels in got:
         label = dict(labels)
         assert label.get("worker") == "2", name
-        assert set(label) <= {"worker", "reason", "le"}, name
+        assert set(label) <= {"worker", "reason", "le", "hook"}, name
         assert label.get("reason") in (None, "publish_buffer_full", "rate_limited"), name
         assert ("le" in label) == name.endswith("_bucket"), name
 

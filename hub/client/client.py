@@ -1,11 +1,10 @@
 """The hub.v1 client: one WebSocket, reconnecting on its own, every subscription resumed from
 its last position.
 
-This module is the application's side: subscribe, unsubscribe, publish, the history and
-presence reads, start and close. The
-connection loop (failover, backoff, token refresh, close codes) is ``connection.py``; the
-requests and what answers them, ``requests.py``; a subscription and its bounded buffer,
-``subscription.py``.
+This module is the application's side: subscribe, unsubscribe, publish, history and presence
+reads, start and close. The connection loop (failover, backoff, token refresh, close codes)
+is ``connection.py``; requests and their answers ``requests.py``; a subscription and its
+bounded buffer ``subscription.py``.
 """
 
 from __future__ import annotations
