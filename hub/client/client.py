@@ -104,8 +104,7 @@ class Client(Reconnecting, Requests):
             raise ValueError("need 0 < backoff_initial_s <= backoff_max_s")
         self.token = token
         self._get_token = get_token
-        #: Sent with every handshake (a session cookie for the backend's connect hook).
-        self._headers = dict(headers or {})
+        self._headers = dict(headers or {})  # a session cookie for a connect hook, say
         self._tls = tls_context(ca_file, insecure)
         self._insecure = insecure
         self._backoff_initial_s = backoff_initial_s
