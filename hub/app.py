@@ -87,8 +87,11 @@ class App:
 
     def _stats(self) -> dict[str, Any]:
         """/stats: the figures of every worker, their busiest channels and last minutes, and
-        Redis' memory and clients (``WorkerMetrics.stats``)."""
-        return self.metrics.stats()
+        Redis' memory and clients (``WorkerMetrics.stats``); and the API's port, if any (the
+        dashboard's operator actions call it)."""
+        doc = self.metrics.stats()
+        doc["api_port"] = self.settings.api_port or None
+        return doc
 
     def _figures(self) -> Figures:
         """The plain counters of the node, the broker and the handler, for the metrics."""

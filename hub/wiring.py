@@ -170,6 +170,7 @@ def api(
         max_buffered_bytes=settings.max_buffered_bytes,
         hooks=hooks,
         forwarded_headers=settings.forwarded_headers,
+        dashboard_port=settings.port,
     )
 
 

@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from typing import Final
 
 from aiohttp import web
+from yarl import URL
 
 from hub.core.auth import Authenticator, AuthError, Grant
 from hub.core.envelope import BINARY, JSON, TEXT, Envelope
@@ -94,8 +95,11 @@ class PublishApi:
         max_buffered_bytes: int = 4 * 1024 * 1024,
         hooks: HookProxy | None = None,
         forwarded_headers: tuple[str, ...] = (),
+        dashboard_port: int | None = None,
     ) -> None:
         self.node = node
+        #: The hub's --port: its dashboard's origin may call the backend routes with the key.
+        self.dashboard_port = dashboard_port
         self.api_key = api_key
         self.authenticator = authenticator
         self.allowed_origins = allowed_origins
@@ -183,6 +187,22 @@ class PublishApi:
             raise ProtocolError(FORBIDDEN, f"the Origin {origin!r} is not in --allowed-origins")
         return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
 
+    def _dashboard_origin(self, request: web.Request) -> str | None:
+        """The request's Origin if it is the hub's own dashboard: http or https, the host this
+        request was sent to, on --port (and an API key is set); else None."""
+        origin = request.headers.get("Origin")
+        if origin is None or self.dashboard_port is None or self.api_key is None:
+            return None
+        try:
+            url, here = URL(origin), URL(f"http://{request.host}")
+        except ValueError:
+            return None
+        if url.scheme not in ("http", "https") or url.path not in ("", "/") or not url.host:
+            return None
+        if url.host != here.host or url.port != self.dashboard_port:
+            return None
+        return origin
+
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         is_client_route = request.match_info.route.handler in (
@@ -190,6 +210,19 @@ class PublishApi:
             self.publish_one,
             self.preflight,
         )
+        dashboard = None if is_client_route else self._dashboard_origin(request)
+        if dashboard is not None and request.method == "OPTIONS":
+            # The dashboard's preflight (it carries no key): the actual request needs one.
+            return web.Response(status=204, headers=_dashboard_preflight(dashboard))
+        response = await self._answer(request, handler, is_client_route)
+        if dashboard is not None and self._is_backend(request):
+            response.headers["Access-Control-Allow-Origin"] = dashboard
+            response.headers["Vary"] = "Origin"
+        return response
+
+    async def _answer(
+        self, request: web.Request, handler: Handler, is_client_route: bool
+    ) -> web.StreamResponse:
         address = request.remote or "unknown"
         retry_after = self.throttle.retry_after(address)
         if retry_after is not None:
@@ -324,6 +357,16 @@ class PublishApi:
             if not self._publish(channel, message):
                 return _rejected(num_published)
         return web.json_response({"published": len(batch)})
+
+
+def _dashboard_preflight(origin: str) -> dict[str, str]:
+    return {
+        "Access-Control-Allow-Origin": origin,
+        "Vary": "Origin",
+        "Access-Control-Allow-Methods": "GET, POST, DELETE",
+        "Access-Control-Allow-Headers": "Authorization, Content-Type",
+        "Access-Control-Max-Age": "600",
+    }
 
 
 #: Set on a request from an address that the throttle blocks.

@@ -277,7 +277,9 @@ async function poll() {
   try {
     const response = await fetch("/stats", { cache: "no-store", headers: adminHeaders });
     if (!response.ok) throw new Error(`HTTP ${response.status}`);
-    render(await response.json());
+    const doc = await response.json();
+    render(doc);
+    prefillApi(doc.api_port);
     status.textContent = `live · answered by worker ${previous.answered_by.worker}`;
     status.className = "status ok";
   } catch (err) {
@@ -287,6 +289,119 @@ async function poll() {
     setTimeout(poll, POLL_INTERVAL_MS);
   }
 }
+
+// Operator actions: the HTTP API (--api-port) with its key, which the operator types in. The
+// URL and key live in this tab's sessionStorage only: never in the address, never logged.
+
+const apiUrl = $("op-api-url");
+const apiKey = $("op-api-key");
+apiUrl.value = sessionStorage.getItem("hub.api_url") || "";
+apiKey.value = sessionStorage.getItem("hub.api_key") || "";
+apiUrl.addEventListener("change", () => sessionStorage.setItem("hub.api_url", apiUrl.value.trim()));
+apiKey.addEventListener("change", () => sessionStorage.setItem("hub.api_key", apiKey.value));
+
+function prefillApi(port) {
+  if (port && !apiUrl.value) apiUrl.value = `${location.protocol}//${location.hostname}:${port}`;
+}
+
+function opResult(text, ok) {
+  $("op-result").textContent = text;
+  $("op-result").className = ok ? "status ok" : "status bad";
+}
+
+// One call of the API: its JSON answer, or an Error with the API's message.
+async function api(method, path, body, contentType = "application/json") {
+  const base = apiUrl.value.trim().replace(/\/+$/, "");
+  if (!base) throw new Error("type the API's URL (http://host:api-port)");
+  if (!apiKey.value) throw new Error("type the API key");
+  sessionStorage.setItem("hub.api_url", base);
+  sessionStorage.setItem("hub.api_key", apiKey.value);
+  const headers = { Authorization: `Bearer ${apiKey.value}` };
+  if (body !== undefined) headers["Content-Type"] = contentType;
+  let response;
+  try {
+    response = await fetch(base + path, { method, headers, body, cache: "no-store" });
+  } catch (err) {
+    throw new Error(`no answer from ${base} (a wrong key or URL, or the API is down)`);
+  }
+  const doc = await response.json().catch(() => null);
+  if (!response.ok) {
+    const why = doc && doc.error ? `${doc.error.code}: ${doc.error.message}` : `HTTP ${response.status}`;
+    throw new Error(why);
+  }
+  return doc;
+}
+
+function missing(doc) {
+  return doc.missing && doc.missing.length ? `; no answer from ${doc.missing.join(", ")}` : "";
+}
+
+async function lookUp(event) {
+  event.preventDefault();
+  const user = $("op-user").value.trim();
+  if (!user) return opResult("type a user (a JWT's sub)", false);
+  const body = $("op-connections").tBodies[0];
+  try {
+    const doc = await api("GET", `/api/users/${encodeURIComponent(user)}`);
+    body.replaceChildren();
+    for (const instance of doc.instances) {
+      for (const c of instance.connections) {
+        const tr = document.createElement("tr");
+        tr.dataset.client = c.client;
+        for (const text of [instance.instance, c.client, c.transport, c.channels.join(", ")]) {
+          const td = document.createElement("td");
+          td.textContent = text;
+          tr.appendChild(td);
+        }
+        body.appendChild(tr);
+      }
+    }
+    opResult(`${user}: ${doc.count} connection(s) on ${doc.instances.length} instance(s)${missing(doc)}`, true);
+  } catch (err) {
+    opResult(`look-up failed: ${err.message}`, false);
+  }
+}
+
+async function disconnectUser() {
+  const user = $("op-user").value.trim();
+  if (!user) return opResult("type a user (a JWT's sub)", false);
+  if (!confirm(`Disconnect every connection of ${user} on every instance?`)) return;
+  try {
+    const doc = await api("POST", "/api/disconnect", JSON.stringify({ user }));
+    opResult(`disconnected ${user}: ${doc.count} connection(s) on ${doc.instances} instance(s)${missing(doc)}`, true);
+    $("op-connections").tBodies[0].replaceChildren();
+  } catch (err) {
+    opResult(`disconnect failed: ${err.message}`, false);
+  }
+}
+
+async function publishMessage(event) {
+  event.preventDefault();
+  const channel = $("op-channel").value.trim();
+  if (!channel) return opResult("type a channel", false);
+  const text = $("op-message").value;
+  const item = { channel };
+  if ($("op-kind").value === "json") {
+    try {
+      item.data = JSON.parse(text);
+    } catch (err) {
+      return opResult(`not JSON: ${err.message}`, false);
+    }
+  } else {
+    item.text = text;
+  }
+  try {
+    const doc = await api("POST", "/api/publish", JSON.stringify({ messages: [item] }));
+    opResult(`published to ${channel}: ${JSON.stringify(doc)}`, true);
+  } catch (err) {
+    opResult(`publish failed: ${err.message}`, false);
+  }
+}
+
+$("op-api-form").addEventListener("submit", (event) => event.preventDefault());
+$("op-user-form").addEventListener("submit", lookUp);
+$("op-disconnect").addEventListener("click", disconnectUser);
+$("op-publish-form").addEventListener("submit", publishMessage);
 
 // Try it: hub's own browser client (/client.js) on this host, one channel at a time
 

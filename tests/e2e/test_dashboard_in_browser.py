@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import statistics
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import jwt
 import pytest
 from playwright.async_api import Browser, Page, expect
 from support import (
@@ -25,6 +28,7 @@ from support import (
 )
 from support.browser import chromium
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from hub import __version__
 
@@ -307,3 +311,67 @@ async def test_a_busy_channel_over_two_workers_adds_up(
 
 async def _equals(hub: HubProcess, name: str, expected: float) -> bool:
     return total(await scrape(hub.port), name) == expected
+
+
+SECRET = "a-dashboard-secret-long-enough-for-hs256!"
+API_KEY = "dashboard-api-key"
+
+
+async def test_the_operator_actions(
+    tmp_path: Path, own_redis: RedisServer, browser: Browser
+) -> None:
+    """The operator types the API's key (its URL comes prefilled from /stats), looks up a
+    user's hub.v1 connection, publishes to its channel (it gets the message) and disconnects
+    the user (its connection closes with 4009), all through the page."""
+    args = ("--workers", "2", "--redis", own_redis.url, "--jwt-secret", SECRET)
+    with HubProcess(*args, "--api-key", API_KEY, api=True, log_dir=tmp_path / "logs") as hub:
+        hub.wait_ready(20)
+        await wait_workers_ready(hub, 2)
+        alice = jwt.encode(
+            {"sub": "op-alice", "channels": "*", "exp": int(time.time()) + 600}, SECRET, "HS256"
+        )
+        async with (
+            asyncio.timeout(t(60)),
+            connect(
+                hub.url() + "?token=" + alice,
+                subprotocols=["hub.v1"],  # type: ignore[list-item]
+            ) as ws,
+        ):
+            await ws.send(json.dumps({"op": "subscribe", "channel": "ops.room", "id": 1}))
+            while json.loads(await ws.recv()).get("type") != "ack":
+                pass
+            page = await _open(browser, hub)
+            await expect(page.locator("#op-api-url")).to_have_value(
+                f"http://127.0.0.1:{hub.api_port}"
+            )
+            await page.fill("#op-api-key", API_KEY)
+            assert API_KEY not in page.url
+
+            await page.fill("#op-user", "op-alice")
+            await page.click("#op-lookup")
+            await expect(page.locator("#op-result")).to_contain_text("op-alice: 1 connection")
+            row = page.locator("#op-connections tbody tr")
+            await expect(row).to_have_count(1)
+            await expect(row.locator("td").nth(2)).to_have_text("hub.v1")
+            await expect(row.locator("td").nth(3)).to_have_text("ops.room")
+            assert await page.evaluate("sessionStorage.getItem('hub.api_key')") == API_KEY
+
+            await page.fill("#op-channel", "ops.room")
+            await page.fill("#op-message", '{"from": "the dashboard"}')
+            await page.click("#op-publish")
+            await expect(page.locator("#op-result")).to_contain_text('"published":1')
+            while True:
+                event = json.loads(await ws.recv())
+                if event.get("channel") == "ops.room" and "data" in event:
+                    break
+            assert event["data"] == {"from": "the dashboard"}
+
+            page.once("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+            await page.click("#op-disconnect")
+            await expect(page.locator("#op-result")).to_contain_text(
+                "disconnected op-alice: 1 connection"
+            )
+            with pytest.raises(ConnectionClosed):
+                while True:
+                    await ws.recv()
+            assert ws.close_code == 4009

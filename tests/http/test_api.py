@@ -158,6 +158,51 @@ async def test_backend_endpoints_answer_no_cors(start_api: StartApi) -> None:
         assert "Access-Control-Allow-Origin" not in answer_headers
 
 
+async def test_the_dashboard_origin_may_call_the_backend_with_the_key(
+    start_api: StartApi,
+) -> None:
+    """The hub's own dashboard (this host on --port, http or https) gets a preflight and,
+    with the API key, readable answers; without the key, or from another origin or port,
+    nothing changes."""
+    served = await start_api(dashboard_port=8765)
+    asks = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "a"}
+    for origin in ("http://127.0.0.1:8765", "https://127.0.0.1:8765"):
+        status, headers, _ = await served.call(
+            "OPTIONS", "/api/disconnect", None, {**asks, "Origin": origin}
+        )
+        assert status == 204 and headers["Access-Control-Allow-Origin"] == origin
+        assert "POST" in headers["Access-Control-Allow-Methods"]
+        assert "Authorization" in headers["Access-Control-Allow-Headers"]
+        status, headers, _ = await served.call(
+            "GET", "/api/users/alice", None, {**KEY, "Origin": origin}
+        )
+        assert status == 200 and headers["Access-Control-Allow-Origin"] == origin
+        assert headers["Vary"] == "Origin"
+        status, headers, answer = await served.call(
+            "POST", "/api/disconnect", b"{}", {**AS_JSON, "Origin": origin}
+        )
+        assert (status, answer["error"]["code"]) == (400, "missing_field")
+        assert headers["Access-Control-Allow-Origin"] == origin  # the page reads why
+    # Without the key: the 401 is not readable.
+    status, headers, _ = await served.call(
+        "GET", "/api/users/alice", None, {"Origin": "http://127.0.0.1:8765"}
+    )
+    assert status == 401 and "Access-Control-Allow-Origin" not in headers
+    for origin in ("http://127.0.0.1:8766", "http://localhost:8765", "https://x.y:8765"):
+        status, headers, _ = await served.call(
+            "OPTIONS", "/api/disconnect", None, {**asks, "Origin": origin}
+        )
+        assert status != 204 and "Access-Control-Allow-Origin" not in headers, origin
+        _, headers, _ = await served.call("GET", "/api/channels", None, {**KEY, "Origin": origin})
+        assert "Access-Control-Allow-Origin" not in headers, origin
+    # Without --api-key the backend routes stay browser-free.
+    served = await start_api(dashboard_port=8765, api_key=None)
+    _, headers, _ = await served.call(
+        "GET", "/api/channels", None, {"Origin": "http://127.0.0.1:8765"}
+    )
+    assert "Access-Control-Allow-Origin" not in headers
+
+
 async def test_without_an_api_key_a_backend_is_a_caller_without_a_token(
     start_api: StartApi,
 ) -> None:
