@@ -21,7 +21,6 @@ from collections.abc import Awaitable, Callable
 from typing import Final
 
 from aiohttp import web
-from yarl import URL
 
 from hub.core.auth import Authenticator, AuthError, Grant
 from hub.core.envelope import BINARY, JSON, TEXT, Envelope
@@ -45,7 +44,7 @@ from hub.core.protocol import (
 from hub.hooks.proxy import HookProxy
 from hub.http.commands import ServerApi
 from hub.http.guard import AuthThrottle, runner
-from hub.http.inputs import error_answer, valid_channel
+from hub.http.inputs import dashboard_origin, dashboard_preflight, error_answer, valid_channel
 from hub.http.reads import Reads
 from hub.http.sse import SseStreams, client_grant
 from hub.node import Node
@@ -188,20 +187,9 @@ class PublishApi:
         return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
 
     def _dashboard_origin(self, request: web.Request) -> str | None:
-        """The request's Origin if it is the hub's own dashboard: http or https, the host this
-        request was sent to, on --port (and an API key is set); else None."""
-        origin = request.headers.get("Origin")
-        if origin is None or self.dashboard_port is None or self.api_key is None:
+        if self.dashboard_port is None or self.api_key is None:
             return None
-        try:
-            url, here = URL(origin), URL(f"http://{request.host}")
-        except ValueError:
-            return None
-        if url.scheme not in ("http", "https") or url.path not in ("", "/") or not url.host:
-            return None
-        if url.host != here.host or url.port != self.dashboard_port:
-            return None
-        return origin
+        return dashboard_origin(request, self.dashboard_port)
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -213,7 +201,7 @@ class PublishApi:
         dashboard = None if is_client_route else self._dashboard_origin(request)
         if dashboard is not None and request.method == "OPTIONS":
             # The dashboard's preflight (it carries no key): the actual request needs one.
-            return web.Response(status=204, headers=_dashboard_preflight(dashboard))
+            return web.Response(status=204, headers=dashboard_preflight(dashboard))
         response = await self._answer(request, handler, is_client_route)
         if dashboard is not None and self._is_backend(request):
             response.headers["Access-Control-Allow-Origin"] = dashboard
@@ -357,16 +345,6 @@ class PublishApi:
             if not self._publish(channel, message):
                 return _rejected(num_published)
         return web.json_response({"published": len(batch)})
-
-
-def _dashboard_preflight(origin: str) -> dict[str, str]:
-    return {
-        "Access-Control-Allow-Origin": origin,
-        "Vary": "Origin",
-        "Access-Control-Allow-Methods": "GET, POST, DELETE",
-        "Access-Control-Allow-Headers": "Authorization, Content-Type",
-        "Access-Control-Max-Age": "600",
-    }
 
 
 #: Set on a request from an address that the throttle blocks.

@@ -6,13 +6,20 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
+from yarl import URL
 
 from hub.core.channels import validate
 from hub.core.errors import InvalidChannel, ProtocolError
 from hub.core.jsontext import NonFiniteNumber, parse_json
 from hub.core.protocol import BAD_CHANNEL, BAD_FIELD, BAD_JSON, BAD_REQUEST
 
-__all__ = ["error_answer", "json_object", "valid_channel"]
+__all__ = [
+    "dashboard_origin",
+    "dashboard_preflight",
+    "error_answer",
+    "json_object",
+    "valid_channel",
+]
 
 
 def error_answer(status: int, code: str, message: str, **extra: Any) -> web.Response:
@@ -41,3 +48,31 @@ async def json_object(request: web.Request) -> dict[str, object]:
     if not isinstance(obj, dict):
         raise ProtocolError(BAD_REQUEST, 'the body must be a JSON object, e.g. {"user": "alice"}')
     return obj
+
+
+def dashboard_origin(request: web.Request, dashboard_port: int) -> str | None:
+    """The request's Origin if it is the hub's own dashboard (http or https, the host this
+    request was sent to, on ``dashboard_port``); else None."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return None
+    try:
+        url, here = URL(origin), URL(f"http://{request.host}")
+    except ValueError:
+        return None
+    if url.scheme not in ("http", "https") or url.path not in ("", "/") or not url.host:
+        return None
+    if url.host != here.host or url.port != dashboard_port:
+        return None
+    return origin
+
+
+def dashboard_preflight(origin: str) -> dict[str, str]:
+    """The answer to the dashboard's preflight: it carries no key; the request itself must."""
+    return {
+        "Access-Control-Allow-Origin": origin,
+        "Vary": "Origin",
+        "Access-Control-Allow-Methods": "GET, POST, DELETE",
+        "Access-Control-Allow-Headers": "Authorization, Content-Type",
+        "Access-Control-Max-Age": "600",
+    }
