@@ -28,12 +28,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import contextlib
 import json
 import os
 import signal
-import socket
 import sys
 import time
 from pathlib import Path
@@ -44,6 +42,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from support.counting import Reader, count, publish_numbered  # noqa: E402
 from support.processes import HubProcess, RedisServer  # noqa: E402
+from support.ws import never_reading_subscriber  # noqa: E402
 from websockets.asyncio.client import connect  # noqa: E402
 
 #: Presence channels of the storm: every join and leave is written and announced.
@@ -77,35 +76,11 @@ async def subscribe_storm(url: str, clients: int = 10, channels: int = 300, roun
     return sum(await asyncio.gather(*(one(i) for i in range(clients))))
 
 
-def never_reading(port: int, frame: dict[str, Any]) -> socket.socket:
-    """A hub.v1 client with a 4 KB receive buffer that sends one subscribe, then reads nothing."""
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.settimeout(10)
-    sock.connect(("127.0.0.1", port))
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall(
-        (
-            f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-            "Sec-WebSocket-Protocol: hub.v1\r\n\r\n"
-        ).encode()
-    )
-    head = b""
-    while b"\r\n\r\n" not in head:
-        head += sock.recv(1)
-    payload = json.dumps(frame).encode()
-    mask = os.urandom(4)
-    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    sock.sendall(bytes([0x81, 0x80 | 126]) + len(payload).to_bytes(2, "big") + mask + masked)
-    return sock
-
-
 async def replay_hogs(port: int, names: list[str], epochs: dict[str, str], n: int = 6) -> None:
     """``n`` readers that recover every channel from offset 0 and never read, for 20 s."""
     recover = {c: {"epoch": epochs[c], "offset": 0} for c in names}
     frame = {"op": "subscribe", "id": 1, "channels": names, "recover": recover}
-    socks = [await asyncio.to_thread(never_reading, port, frame) for _ in range(n)]
+    socks = [await asyncio.to_thread(never_reading_subscriber, port, frame) for _ in range(n)]
     await asyncio.sleep(20)
     for sock in socks:
         with contextlib.suppress(OSError):

@@ -6,10 +6,7 @@ time; each checks the hub's log for tracebacks."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
-import os
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +14,7 @@ from support import HubProcess, RedisServer, recv_n, scrape, t, total
 from support.counting import count, history_publisher
 from support.sse import open_sse
 from support.v1 import v1_hub
+from support.ws import never_reading_subscriber
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -41,33 +39,6 @@ async def subscribe(ws: ClientConnection, **fields: Any) -> dict[str, Any]:
 
 def no_traceback(hub: HubProcess) -> None:
     assert "Traceback" not in hub.output(), hub.output()[-3000:]
-
-
-def never_reading_subscriber(port: int, frame: dict[str, Any]) -> socket.socket:
-    """A hub.v1 client with a 4 KB receive buffer that sends one subscribe and never reads."""
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect(("127.0.0.1", port))
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall(
-        (
-            f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-            "Sec-WebSocket-Protocol: hub.v1\r\n\r\n"
-        ).encode()
-    )
-    head = b""
-    while b"\r\n\r\n" not in head:
-        head += sock.recv(1)
-    assert b" 101 " in head.split(b"\r\n", 1)[0], head
-    payload = json.dumps(frame).encode()
-    mask = os.urandom(4)
-    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    length = len(payload)
-    header = bytes([0x81, 0x80 | 126]) + length.to_bytes(2, "big") if length < 65536 else b""
-    assert header, "the subscribe frame is too long for this helper"
-    sock.sendall(header + mask + masked)
-    return sock
 
 
 async def test_a_recovery_replay_stays_within_the_connection_bound(

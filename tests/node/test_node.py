@@ -21,20 +21,6 @@ from hub.core.sequence import Position
 from hub.node import Node
 
 
-@pytest.fixture
-async def node() -> AsyncIterator[Node]:
-    node = Node(broker=RecordingBroker(), max_buffered_bytes=1 << 20, unsubscribe_delay_s=DELAY_S)
-    await node.start()
-    yield node
-    await node.close()
-
-
-def calls(node: Node) -> list[tuple[str, str]]:
-    broker = node.broker
-    assert isinstance(broker, RecordingBroker)
-    return broker.calls
-
-
 async def test_publish_from_applies_the_policy_and_counts_rate_limits(node: Node) -> None:
     """Forbidden and rate-limited publishes are refused with their codes; only the latter
     count as rate limited, and neither reaches the broker."""

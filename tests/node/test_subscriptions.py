@@ -5,29 +5,14 @@ node's joins and directly. Against the memory broker, no sockets."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
-from support.node import DELAY_S, FakeMember, RecordingBroker
+from support.node import DELAY_S, FakeMember, RecordingBroker, calls
 
 from hub.core.namespaces import ChannelOptions, ChannelRules
 from hub.node import Node
 from hub.node.state import PendingJoin
 from hub.node.subscriptions import Subscriptions
-
-
-@pytest.fixture
-async def node() -> AsyncIterator[Node]:
-    node = Node(broker=RecordingBroker(), max_buffered_bytes=1 << 20, unsubscribe_delay_s=DELAY_S)
-    await node.start()
-    yield node
-    await node.close()
-
-
-def calls(node: Node) -> list[tuple[str, str]]:
-    broker = node.broker
-    assert isinstance(broker, RecordingBroker)
-    return broker.calls
 
 
 async def test_the_first_subscriber_subscribes_the_broker_once(node: Node) -> None:

@@ -11,7 +11,7 @@ from hub.brokers.memory import MemoryBroker
 from hub.core.envelope import Envelope
 from hub.core.formats import RAW, V1
 
-__all__ = ["DELAY_S", "FakeMember", "FakeStore", "RecordingBroker", "V1Member"]
+__all__ = ["DELAY_S", "FakeMember", "FakeStore", "RecordingBroker", "V1Member", "calls"]
 
 DELAY_S = 0.05
 
@@ -120,3 +120,10 @@ class FakeStore:
         if self.is_down:
             raise BrokerUnavailable("the presence store is unreachable")
         return list(self.members.get(channel, {}).items())
+
+
+def calls(node: object) -> list[tuple[str, str]]:
+    """The (un)subscribes a node's RecordingBroker saw."""
+    broker = getattr(node, "broker", None)
+    assert isinstance(broker, RecordingBroker)
+    return broker.calls
