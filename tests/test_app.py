@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-import subprocess
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 from support import free_port, stats, t
+from support.tls import self_signed
 
 from hub.app import App
 from hub.brokers.memory import MemoryBroker
@@ -72,20 +72,10 @@ async def test_the_broker_follows_the_redis_url() -> None:
     assert app.api.list_channels.args == (url, "p:")
 
 
-def self_signed(tmp_path: Path) -> tuple[str, str]:
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-days", "1", "-subj", "/CN=hub test", "-keyout", key, "-out", cert],
-        check=True, capture_output=True, timeout=t(20),
-    )  # fmt: skip
-    return str(cert), str(key)
-
-
 async def test_tls_only_with_a_certificate_and_its_key(tmp_path: Path) -> None:
     """A TLS context only with --tls-cert and --tls-key; files that do not load fail the build."""
     assert App(settings()).server.ssl_context is None
-    cert, key = self_signed(tmp_path)
+    cert, key = map(str, self_signed(tmp_path))
     context = App(settings(tls_cert=cert, tls_key=key)).server.ssl_context
     assert isinstance(context, ssl.SSLContext) and context.protocol == ssl.PROTOCOL_TLS_SERVER
     with pytest.raises(ConfigError, match="HUB_TLS_CERT"):

@@ -8,10 +8,8 @@ import contextlib
 import http.server
 import json
 import os
-import ssl
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ import jwt
 import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 from support import ROOT, free_port, stop_process, t, wait_until
+from support.tls import https_server, self_signed
 from test_bench_e2e import wait_listening
 
 from hub import DISTRIBUTION
@@ -32,17 +31,7 @@ def start_echo(tmp_path: Path, tls: bool, *extra: str) -> Iterator[tuple[str, Pa
     log = tmp_path / "seen.jsonl"
     command = [sys.executable, str(ECHO_SERVER), "--port", str(port), "--log", str(log), *extra]
     if tls:
-        cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-        subprocess.run(
-            [
-                *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
-                *("-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"),
-                *("-addext", "subjectAltName=IP:127.0.0.1"),
-            ],
-            check=True,
-            capture_output=True,
-            timeout=t(30),
-        )
+        cert, key = self_signed(tmp_path)
         command += ["--cert", str(cert), "--key", str(key)]
     process = subprocess.Popen(command, cwd=ROOT)
     try:
@@ -177,22 +166,6 @@ def test_an_untrusted_certificate_gives_one_clear_warning(
     ]
 
 
-def self_signed(folder: Path) -> tuple[Path, Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        [
-            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
-            *("-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"),
-            *("-addext", "subjectAltName=IP:127.0.0.1"),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=t(30),
-    )
-    return cert, key
-
-
 @contextlib.contextmanager
 def https_metrics(cert: Path, key: Path) -> Iterator[str]:
     """A /metrics over https:// (in a thread of the test): two processes' RSS, 1,234 bytes."""
@@ -208,17 +181,8 @@ def https_metrics(cert: Path, key: Path) -> Iterator[str]:
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Metrics)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"https://127.0.0.1:{server.server_address[1]}/metrics"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with https_server(Metrics, (cert, key)) as base:
+        yield f"{base}/metrics"
 
 
 def test_an_https_metrics_url_uses_the_runs_tls_settings(

@@ -7,19 +7,17 @@ from __future__ import annotations
 
 import http.server
 import os
-import ssl
 import subprocess
 import sys
-import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from cli_support import hub, self_signed
-from support import ROOT, HubProcess, RedisServer, clean_env, free_port, t, wait_until
+from cli_support import hub
+from support import ROOT, HubProcess, RedisServer, clean_env, free_port, t
+from support.tls import https_server, self_signed, wait_tls_ready
 
 from hub.client import Publisher
 
@@ -143,18 +141,7 @@ def tls_hub(
         "--redis", redis_server.url, "--workers", "1", "--channel-prefix", prefix,
         "--tls-cert", str(cert), "--tls-key", str(key), wait=False,
     )  # fmt: skip
-    context = ssl.create_default_context(cafile=str(cert))
-
-    def ready() -> bool:
-        try:
-            url = f"https://127.0.0.1:{hub_process.port}/readyz"
-            with urllib.request.urlopen(url, timeout=2, context=context) as response:
-                return bool(response.status == 200)
-        except OSError:
-            assert hub_process.proc.poll() is None, hub_process.output()
-            return False
-
-    wait_until(ready, 20, "the TLS hub to be ready")
+    wait_tls_ready(hub_process, cert)
     return hub_process, cert, prefix
 
 
@@ -212,19 +199,8 @@ class _Api(http.server.BaseHTTPRequestHandler):
 @contextmanager
 def _https_server(tmp_path: Path, *, tls: bool = True) -> Iterator[str]:
     """An HTTP API stand-in (a TLS proxy's answer) on a free port: POST answers 200, GET 404."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Api)
-    if tls:
-        cert, key = self_signed(tmp_path)
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(cert, key)
-        server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"{'https' if tls else 'http'}://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with https_server(_Api, self_signed(tmp_path) if tls else None) as base:
+        yield base
 
 
 def test_publish_through_an_https_api(tmp_path: Path) -> None:

@@ -13,26 +13,15 @@ from pathlib import Path
 
 import pytest
 from support import HubProcess, t, wait_until
+from support.tls import self_signed
 
 from hub.client import Client
 from hub.client import connection as client_connection
 
 
-def openssl_self_signed(tmp: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 and localhost and its key, made with the openssl CLI."""
-    cert, key = tmp / "hub-cert.pem", tmp / "hub-key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=hub test",
-         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
-        check=True, capture_output=True, timeout=t(20),
-    )  # fmt: skip
-    return cert, key
-
-
 @pytest.fixture
 def tls_hub(start_hub: Callable[..., HubProcess], tmp_path: Path) -> tuple[HubProcess, Path]:
-    cert, key = openssl_self_signed(tmp_path)
+    cert, key = self_signed(tmp_path)
     hub = start_hub("--workers", "1", "--tls-cert", str(cert), "--tls-key", str(key), wait=False)
 
     def listening() -> bool:
@@ -111,7 +100,7 @@ async def test_insecure_connects_without_verifying_and_says_so(
 
 
 def test_bad_tls_arguments_are_refused_at_once(tmp_path: Path) -> None:
-    cert, _ = openssl_self_signed(tmp_path)
+    cert, _ = self_signed(tmp_path)
     with pytest.raises(ValueError, match="not both"):
         Client("wss://127.0.0.1:1", ca_file=cert, insecure=True)
     with pytest.raises(ValueError, match="cannot load the CA file"):
@@ -140,7 +129,7 @@ def test_publisher_reads_a_ca_from_a_rediss_url(tmp_path: Path) -> None:
 
     from hub.client import Publisher
 
-    cert, key = openssl_self_signed(tmp_path)
+    cert, key = self_signed(tmp_path)
     port = free_port()
     server = subprocess.Popen(
         ["redis-server", "--port", "0", "--tls-port", str(port), "--tls-cert-file", str(cert),

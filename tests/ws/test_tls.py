@@ -2,53 +2,13 @@
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import ssl
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-from support import HubProcess, recv_n, run_python, t, wait_until
+from support import HubProcess, recv_n, run_python, t
+from support.tls import self_signed, wait_tls_ready
 from websockets.asyncio.client import connect
-
-
-def self_signed(tmp: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 and localhost, and its key, as PEM files."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "hub test")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = tmp / "cert.pem", tmp / "key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_file, key_file
 
 
 async def test_wss_with_a_self_signed_certificate(
@@ -59,17 +19,7 @@ async def test_wss_with_a_self_signed_certificate(
     cert, key = self_signed(tmp_path)
     hub = start_hub("--workers", "1", "--tls-cert", str(cert), "--tls-key", str(key), wait=False)
     trust = ssl.create_default_context(cafile=str(cert))
-
-    def ready() -> bool:
-        try:
-            url = f"https://127.0.0.1:{hub.port}/readyz"
-            with urllib.request.urlopen(url, timeout=2, context=trust) as response:
-                return bool(response.status == 200)
-        except OSError:
-            assert hub.proc.poll() is None, hub.output()
-            return False
-
-    wait_until(ready, 15, "the hub to answer https://…/readyz")
+    wait_tls_ready(hub, cert, 15)
     wss = f"wss://127.0.0.1:{hub.port}/secure"
     async with connect(wss, ssl=trust) as a, connect(wss, ssl=trust) as b:
         await a.send("over tls")
