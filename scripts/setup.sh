@@ -12,6 +12,7 @@ setup_system_packages() {
             docker-compose) cmd=docker-compose ;;
             systemd) cmd=systemd-analyze ;;
             prometheus) cmd=promtool ;;
+            iproute2) cmd=ip ;;
             *) cmd="$pkg" ;;
         esac
         command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || missing+=("$pkg")

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
-setup_system_packages redis-server redis-tools openssl haproxy nginx-light chromium docker-compose systemd prometheus
+setup_system_packages redis-server redis-tools openssl haproxy nginx-light chromium docker-compose systemd prometheus iproute2 iptables
 setup_venv test
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
 .venv/bin/ruff check hub tests benchmarks examples

@@ -9,7 +9,8 @@
 - ``docs``: the README's and docs' code blocks, with their doc-test marks (``support.docs``);
 - ``browser``: headless Chromium through Playwright (``support.browser``);
 - ``sentinel``: a real local master, replica and 3 sentinels (``support.sentinel``);
-- ``cluster``: a real local Redis Cluster of masters and replicas (``support.cluster``).
+- ``cluster``: a real local Redis Cluster of masters and replicas (``support.cluster``);
+- ``hosts``: the many-hosts lab, network namespaces on a bridge, partitions, freezes (``support.hosts``).
 
 Every wait is a multiple of ``t``, which ``HUB_TEST_TIMEOUT_SCALE`` stretches.
 """

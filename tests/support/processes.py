@@ -13,33 +13,42 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import redis
 
 from hub.cli.embedded_redis import redis_server_argv
 from support.waits import ROOT, clean_env, free_port, stop_process, t, wait_until
 
+if TYPE_CHECKING:
+    from support.hosts import Host
+
 
 class RedisServer:
-    """A real redis-server on a free loopback port; stop and start it again on the same port."""
+    """A real redis-server on a free loopback port; stop and start it again on the same port.
 
-    def __init__(self, *extra: str) -> None:
+    With ``host`` (a lab host, support.hosts) it runs on that host, on its address.
+    """
+
+    def __init__(self, *extra: str, host: Host | None = None, port: int | None = None) -> None:
         """``extra`` arguments win over the defaults, e.g. "--appendonly", "yes"."""
         self.extra = extra
-        self.port = free_port()
+        self.host = host
+        self.address = host.address if host else "127.0.0.1"
+        self.port = port or (6379 if host else free_port())
         self.dir = tempfile.mkdtemp(prefix="hub-test-redis-")
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://{self.address}:{self.port}/0"
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(
-            redis_server_argv(dir=self.dir, port=self.port, extra=self.extra),
-            stdout=subprocess.DEVNULL,
-        )
-        wait_until(self.ping, 10, f"redis-server on port {self.port}")
+        argv = redis_server_argv(dir=self.dir, port=self.port, extra=self.extra)
+        if self.host is not None:
+            argv = self.host.exec_argv([*argv, "--bind", self.address, "--protected-mode", "no"])
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
+        wait_until(self.ping, 10, f"redis-server on {self.address}:{self.port}")
 
     def ping(self) -> bool:
         try:
@@ -48,7 +57,7 @@ class RedisServer:
             return False
 
     def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, socket_timeout=2)
+        return redis.Redis(host=self.address, port=self.port, socket_timeout=2)
 
     def stop(self) -> None:
         self._kill()
@@ -82,6 +91,7 @@ class HubProcess:
     ``port`` reuses a port (a hub restarted where its clients expect it); default: a free one.
     ``api`` also serves the HTTP API on a second free port. With ``log_dir`` the log is
     ``log_dir/hub-PORT.log`` and stays after ``stop``; otherwise it is a temporary file.
+    With ``host`` (a lab host, support.hosts) the hub runs on that host and listens on its address.
     """
 
     def __init__(
@@ -91,10 +101,16 @@ class HubProcess:
         api: bool = False,
         log_dir: Path | None = None,
         port: int | None = None,
+        host: Host | None = None,
     ) -> None:
-        self.port = port or free_port()
-        self.api_port = free_port() if api else 0
+        self.host = host
+        self.address = host.address if host else "127.0.0.1"
+        self.port = port or (8000 if host else free_port())
+        self.api_port = (8001 if host else free_port()) if api else 0
         api_args = ["--api-port", str(self.api_port)] if api else []
+        if host is not None:
+            api_args += ["--host", self.address]
+            api_args += ["--api-host", self.address] if api else []
         self.args = ["--port", str(self.port), *api_args, *args]
         if log_dir is None:
             fd, name = tempfile.mkstemp(prefix="hub-test-", suffix=".log")
@@ -102,11 +118,13 @@ class HubProcess:
             self.log_path = Path(name)
         else:
             log_dir.mkdir(parents=True, exist_ok=True)
-            self.log_path = log_dir / f"hub-{self.port}.log"
+            name = f"{host.name}-{self.port}" if host else str(self.port)
+            self.log_path = log_dir / f"hub-{name}.log"
         self._keep_log = log_dir is not None
         self._log = self.log_path.open("wb")
+        argv = [sys.executable, "-m", "hub", "serve", *self.args]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "hub", "serve", *self.args],
+            host.exec_argv(argv) if host else argv,
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -116,12 +134,12 @@ class HubProcess:
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.address}:{self.port}"
 
     @property
     def api_url(self) -> str:
         assert self.api_port, "started without api=True"
-        return f"http://127.0.0.1:{self.api_port}"
+        return f"http://{self.address}:{self.api_port}"
 
     def http(self, path: str) -> tuple[int, str]:
         try:
@@ -144,7 +162,7 @@ class HubProcess:
             return False
         if ready and self.api_port:
             try:
-                socket.create_connection(("127.0.0.1", self.api_port), timeout=0.5).close()
+                socket.create_connection((self.address, self.api_port), timeout=0.5).close()
             except OSError:
                 return False
         return ready
@@ -167,7 +185,7 @@ class HubProcess:
         return self._wait(self.is_serving, timeout, "to answer /healthz")
 
     def url(self, channel: str = "") -> str:
-        return f"ws://127.0.0.1:{self.port}/{channel}"
+        return f"ws://{self.address}:{self.port}/{channel}"
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
