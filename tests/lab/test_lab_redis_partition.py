@@ -17,40 +17,21 @@ import time
 from pathlib import Path
 
 import pytest
-from support import HubProcess, RedisServer, async_wait_until, t
-from support.counting import Counts, Reader, count, publish_round_robin
+from support import RedisServer, t
+from support.counting import Counts, count
 from support.hosts import Lab
+from support.lab_traffic import FROM_HUB1, FROM_HUB2, first_change, history_hubs, start_traffic
 from support.ops import readiness_log
 
 from hub.brokers.liveness import CONNECT_TIMEOUT_S
 from hub.brokers.resp import Endpoint, open_connection
 
-CONFIG = """
-[[namespaces]]
-pattern = "hist.*"
-history_size = 5000
-history_ttl_s = 300
-"""
-#: Published through hub1 (the one cut off) and hub2; each channel read on both hubs.
-FROM_HUB1, FROM_HUB2 = ("hist.a", "plain.a"), ("hist.b", "plain.b")
 #: Per channel, at 40/s: 24 s, the partition from 2 s to 12 s. Publishing goes on 12 s past
 #: the heal, so that what a graceful close would have left in the kernel (retransmitted
 #: with backoff: 14.6 s after the first loss) arrives while it is counted.
 TOTAL = 960
-RATE = 80.0  # per publisher, over its two channels
 PARTITION_AT_S, PARTITION_S = 2.0, 10.0
 PROBE_TIMEOUT_S = 3.0  # the hub's default --probe-timeout-s (1 s interval)
-
-
-def _transitions(log: list[tuple[float, int]], since: float) -> float | None:
-    """Seconds from ``since`` to the first /readyz answer whose status differs from the
-    one before ``since``."""
-    before = [status for at, status in log if at < since]
-    first = before[-1] if before else 200
-    for at, status in log:
-        if at >= since and status != first:
-            return at - since
-    return None
 
 
 def _lingering(ss_output: str, redis_address: str) -> list[str]:
@@ -70,52 +51,15 @@ def test_a_hub_cut_off_from_redis_holds_repairs_and_duplicates_nothing(
     redis_host, hub1_host, hub2_host, clients = lab.add_hosts("redis", "hub1", "hub2", "clients")
     redis = RedisServer(host=redis_host)
     redis.start()
-    config = tmp_path / "hub.toml"
-    config.write_text(CONFIG)
-    args = ("--redis", redis.url, "--workers", "1", "--config", str(config))
-    hub1 = HubProcess(*args, host=hub1_host, log_dir=tmp_path)
-    hub2 = HubProcess(*args, host=hub2_host, log_dir=tmp_path)
+    hub1, hub2 = history_hubs([hub1_host, hub2_host], redis.url, tmp_path)
     stop = threading.Event()
-    publishing = threading.Event()
     try:
         hub1.wait_ready()
         hub2.wait_ready()
         log = readiness_log(hub1, stop)
-
-        async def traffic() -> dict[tuple[str, str], Reader]:
-            readers = {
-                (channel, hub.host.name): Reader(channel)  # type: ignore[union-attr]
-                for channel in (*FROM_HUB1, *FROM_HUB2)
-                for hub in (hub1, hub2)
-            }
-
-            def done(reader: Reader) -> bool:
-                return bool(reader.numbers) and reader.numbers[-1] == TOTAL - 1
-
-            reading = [
-                asyncio.create_task(
-                    reader.resume(
-                        [(hub1 if where == "hub1" else hub2).url()],
-                        until=done,
-                        attempts=1,
-                        timeout=90,
-                    )
-                )
-                for (_, where), reader in readers.items()
-            ]
-            await async_wait_until(
-                lambda: all(reader.acks for reader in readers.values()), 20, "every ack"
-            )
-            publishing.set()
-            await asyncio.gather(
-                publish_round_robin(hub1.url(), FROM_HUB1, range(TOTAL), rate=RATE),
-                publish_round_robin(hub2.url(), FROM_HUB2, range(TOTAL), rate=RATE),
-                *reading,
-            )
-            return readers
-
-        runner = clients.thread(lambda: asyncio.run(traffic()))
-        assert publishing.wait(t(20)), "the subscribers never got their acks"
+        runner, _ = start_traffic(
+            clients, {hub1: FROM_HUB1, hub2: FROM_HUB2}, [hub1, hub2], total=TOTAL
+        )
         time.sleep(PARTITION_AT_S)
         lab.partition(hub1_host, redis_host, "both")
         cut_at = time.monotonic()
@@ -133,8 +77,8 @@ def test_a_hub_cut_off_from_redis_holds_repairs_and_duplicates_nothing(
         hub2.stop()
         redis.close()
 
-    to_503 = _transitions(log, cut_at)
-    to_200 = _transitions(log, healed_at)
+    to_503 = first_change(log, cut_at)
+    to_200 = first_change(log, healed_at)
     counts: dict[tuple[str, str], Counts] = {
         key: count(reader.numbers, range(TOTAL)) for key, reader in readers.items()
     }
