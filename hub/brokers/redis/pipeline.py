@@ -3,10 +3,10 @@
 Everything published during one event-loop turn leaves in one write. While Redis is
 unreachable, messages are held in a bounded buffer and published in order after the reconnect;
 unanswered ones are sent again first, and so are those Redis answered with "not here, not
-now" (``resend.py``: NOSCRIPT, READONLY, MOVED …). History channels go through the history
-script (EVALSHA, reloaded after a reconnect), whose message id makes such a resend a no-op
-when the first one went through. Presence has a queue and a connection of its own
-(``presence.py``): nothing but publishes (and the probe) takes from the held budget.
+now" (``resend.py``: NOSCRIPT, NOREPLICAS, READONLY, MOVED …). History channels go through
+the history script (EVALSHA, reloaded after a reconnect), whose message id makes such a
+resend a no-op when the first one went through. Presence has a queue and a connection of its
+own (``presence.py``): nothing but publishes (and the probe) takes from the held budget.
 """
 
 from __future__ import annotations
