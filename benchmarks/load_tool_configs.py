@@ -23,6 +23,8 @@ import yaml
 
 TSUNG_DTD = "/usr/share/tsung/tsung-1.0.dtd"
 WORKLOADS = ("conns", "echo", "fanout")
+# Tsung times each echo in this transaction (its stats: tr_rt), apart from the upgrades
+TSUNG_ROUND_TRIP = "rt"
 
 
 @dataclass(frozen=True)
@@ -126,8 +128,9 @@ def _tsung_session(load: Load) -> str:
         payload = echo_payload(load.size).replace("&", "&amp;").replace("<", "&lt;")
         body = (
             f'<for from="1" to="{load.messages}" incr="1" var="i">'
-            f'<request><websocket type="message" frame="text" ack="parse">{payload}'
-            f"</websocket></request>"
+            f'<transaction name="{TSUNG_ROUND_TRIP}"><request>'
+            f'<websocket type="message" frame="text" ack="parse">{payload}'
+            f"</websocket></request></transaction>"
             f'<thinktime value="{_decimal(1 / load.rate)}" random="false"/></for>'
         )
     else:  # conns and fanout: hold; what the hub pushes is counted in size_rcv only

@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from load_tool_configs import TSUNG_ROUND_TRIP
+
 
 def hub_figures(report: dict[str, Any]) -> dict[str, Any]:
     m, lat = report["messages"], report.get("latency_us") or {}
@@ -74,19 +76,19 @@ def tsung_figures(logdir: Path) -> dict[str, Any]:
         raise FileNotFoundError(f"no tsung.log under {logdir}")
     stats = tsung_stats(logs[-1])
     handshakes = stats.get("websocket_succ", {}).get("total", 0)
-    request = stats.get("request", {})
+    # each echo is one transaction, timed from its send to its reply (the upgrades are apart)
+    trip = stats.get(f"tr_{TSUNG_ROUND_TRIP}", {})
     errors = {k: v["total"] for k, v in stats.items() if k.startswith("error") or k == "timeout"}
-    # 'request' counts the upgrade requests too; a message request is timed to its reply
-    messages = max(0, request.get("count", 0) - handshakes)
+    messages = int(trip.get("count", 0))
     return {
         "connected": int(handshakes),
-        "sent": int(messages) or None,
-        "received": int(messages) or None,
+        "sent": messages or None,
+        "received": messages or None,
         "lost": None,
         "p50_ms": None,
         "p99_ms": None,
-        "mean_ms": request.get("mean") if messages else None,  # upgrades included
-        "max_ms": request.get("max") if messages else None,
+        "mean_ms": trip.get("mean") if messages else None,
+        "max_ms": trip.get("max") if messages else None,
         "bytes_received": stats.get("size_rcv", {}).get("total"),
         "errors": errors,
     }

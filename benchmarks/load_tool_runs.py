@@ -90,7 +90,9 @@ class Servers:
 
 def load_for(workload: str, s: Settings, port: int) -> Load:
     if workload == "conns":
-        return Load("conns", port, s.conns, s.conns_ramp_s, hold_s=s.conns_hold_s)
+        # each socket stays from its connect until the last is up, and conns_hold_s more
+        hold = s.conns_ramp_s + s.conns_hold_s
+        return Load("conns", port, s.conns, s.conns_ramp_s, hold_s=hold)
     if workload == "echo":
         n = max(1, round(s.echo_rate * s.echo_seconds))
         return Load("echo", port, s.echo_sockets, s.ramp_s, rate=s.echo_rate, messages=n)
@@ -104,7 +106,8 @@ def hub_argv(load: Load, s: Settings, report: Path) -> list[str]:
     ramp = f"0:{load.sockets}/{load.ramp_s:g}s"
     tail = ["-q", "--json", str(report), "--ramp", ramp, "-s", str(s.size)]
     if load.workload == "conns":
-        return [*base, *tail[:5], "--hold", f"{load.ramp_s + load.hold_s:g}"]
+        # hub bench holds every socket from when all are up
+        return [*base, *tail[:5], "--hold", f"{s.conns_hold_s:g}"]
     if load.workload == "echo":
         total = load.rate * load.sockets
         return [*base, *tail, "--rate", f"{total:g}", "-d", f"{s.echo_seconds:g}"]

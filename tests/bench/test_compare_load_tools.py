@@ -45,7 +45,7 @@ def test_artillery_script_is_the_load(workload: str) -> None:
     assert config["target"] == f"ws://127.0.0.1:9100{load.path}"
     assert config["phases"] == [
         {"duration": load.ramp_s, "arrivalCount": load.sockets, "name": "ramp"}
-    ]  # noqa: E501
+    ]
     assert scenario["engine"] == "ws"
     flow = scenario["flow"]
     if workload == "conns":
@@ -92,6 +92,8 @@ def test_tsung_xml_is_the_load(workload: str, tmp_path: Path) -> None:
     if workload == "echo":
         (loop,) = session.iter("for")
         assert loop.get("to") == "16"
+        (trip,) = loop.iter("transaction")  # the round trip, timed apart from the upgrade
+        assert trip.get("name") == "rt" and len(list(trip.iter("websocket"))) == 1
         assert requests[1]["ack"] == "parse"  # timed to its reply
     xmllint = shutil.which("xmllint")
     if not Path(TSUNG_DTD).exists() or xmllint is None:
@@ -169,12 +171,14 @@ def test_quick_mode_runs_every_tool_end_to_end() -> None:
     by = {(row["workload"], row["tool"]): row for row in rows}
     assert set(by) == {
         (w, tool) for w in ("echo", "fanout") for tool in ("hub", "artillery", "tsung")
-    }  # noqa: E501
+    }
     for tool in ("hub", "artillery", "tsung"):
         echo, fanout = by["echo", tool], by["fanout", tool]
         assert echo["server_frames"] == echo["expected"], (tool, echo)  # every round trip came back
         assert fanout["subscribers"] == 20 and fanout["independent"]["lost"] == 0, (tool, fanout)
         assert echo["held"] == 20 and echo["msgs_per_core_s"] > 0
+    for tool in ("hub", "artillery", "tsung"):  # each tool's own count of its round trips
+        assert by["echo", tool]["own"]["received"] == by["echo", tool]["expected"], tool
     assert by["echo", "hub"]["own"]["lost"] == 0
     assert by["fanout", "artillery"]["own"]["received"] == by["fanout", "artillery"]["expected"]
     assert "| tsung |" in done.stdout and "### fanout" in done.stdout
