@@ -261,7 +261,7 @@ def run_fanout(job: Job) -> dict[str, Any]:
             watch.wait_held(job.load.sockets, 60 + job.load.ramp_s * 2)
             subscribers = watch.held()
             watch.others = k
-            check = checker(port, k, s.fanout_seconds + 3)
+            check = checker(port, k, s.fanout_seconds + 5)  # the publisher starts in a second
             watch.others = k + 1
             t0 = time.monotonic() - watch.start
             published = publish(port, s)
