@@ -60,3 +60,9 @@ def ensure_tools(tools_dir: Path, tools: tuple[str, ...]) -> dict[str, Path]:
     if "tsung" in tools:
         out["tsung"] = ensure_tsung()
     return out
+
+
+if __name__ == "__main__":
+    # scripts/test.sh runs this before pytest, so no test waits on an install.
+    paths = ensure_tools(Path(__file__).resolve().parent / ".tools", ("artillery", "tsung"))
+    print(" ".join(f"{name}={path}" for name, path in paths.items()), file=sys.stderr)
