@@ -8,6 +8,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from hub import DISTRIBUTION
+from hub.bench.agents.options import add_agent_command
 from hub.bench.header import HEADER_SIZE
 from hub.bench.option_groups import common, positive_int, rate, traffic
 
@@ -28,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     _conns(sub)
     _broadcast_all(sub)
     _plot(sub)
+    add_agent_command(sub)
     return parser
 
 
