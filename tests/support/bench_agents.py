@@ -56,18 +56,19 @@ class Agent:
             children = psutil.Process(self.proc.pid).children(recursive=True)
         except psutil.NoSuchProcess:
             return []
-        return [c.pid for c in children if "resource_tracker" not in " ".join(c.cmdline())]
+        pids = []
+        for child in children:
+            try:
+                if "resource_tracker" not in " ".join(child.cmdline()):
+                    pids.append(child.pid)
+            except psutil.Error:  # it exited meanwhile
+                continue
+        return pids
 
     def sockets(self) -> int:
-        """The TCP connections its workers hold open (to the server under load)."""
-        count = 0
-        for pid in self.workers():
-            try:
-                conns = psutil.Process(pid).net_connections(kind="tcp")
-            except psutil.NoSuchProcess:
-                continue
-            count += sum(1 for c in conns if c.status == psutil.CONN_ESTABLISHED)
-        return count
+        """The TCP connections its workers hold established (to the server under load). Read
+        from each worker's own /proc/PID/net, so that it counts on a lab host too."""
+        return sum(_established(pid) for pid in self.workers())
 
     def stop(self) -> None:
         stop_process(self.proc, t(10))
@@ -128,3 +129,18 @@ def pid_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def _established(pid: int) -> int:
+    """Established TCP sockets of process ``pid``, in its own network namespace."""
+    try:
+        links = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+        inodes = {link[8:-1] for link in links if link.startswith("socket:[")}
+        rows = [
+            line.split()
+            for name in ("tcp", "tcp6")
+            for line in Path(f"/proc/{pid}/net/{name}").read_text().splitlines()[1:]
+        ]
+    except OSError:  # it exited meanwhile
+        return 0
+    return sum(1 for row in rows if row[3] == "01" and row[9] in inodes)
