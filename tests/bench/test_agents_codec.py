@@ -19,6 +19,7 @@ from hub.bench.agents.codec import CodecError, decode, dumps, encode, loads
 from hub.bench.agents.controller import parse_agents
 from hub.bench.agents.frames import MAX_FRAME, Channel, ChannelClosed
 from hub.bench.agents.handshake import HandshakeError, agent_side, controller_side, proof
+from hub.bench.agents.summary import AgentRecord, clock_skew
 from hub.bench.from_args import config_from_args
 from hub.bench.messages import Command, Event, Progress, RoundDone, Snapshot, Start
 from hub.bench.options import build_parser
@@ -187,3 +188,14 @@ def test_agents_are_host_port_pairs() -> None:
     for bad in ("nohost", "h:0", "h:x", "h:1,h:1"):
         with pytest.raises(SizingError):
             parse_agents(bad)
+
+
+def test_agents_on_separate_clocks_are_warned_of_where_latency_crosses_them() -> None:
+    config = config_from_args(build_parser().parse_args(["fanout", "-n", "4", "--procs", "2"]))
+    one = [AgentRecord("a:1", offset_ns=3_000, rtt_ns=80_000), AgentRecord("b:1", offset_ns=-2_000)]
+    apart = [AgentRecord("a:1", offset_ns=0), AgentRecord("b:1", offset_ns=5_000_000_000)]
+    assert clock_skew(config, one) is None
+    warning = clock_skew(config, apart)
+    assert warning is not None and "differ by up to 5,000.0 ms (a:1 and b:1)" in warning
+    echo = dataclasses.replace(config, scenario="echo")  # a round trip is timed on one clock
+    assert clock_skew(echo, apart) is None

@@ -22,7 +22,7 @@ from hub.bench.sizing import worker_indices
 from hub.bench.stats import merge_encoded, summarize
 from hub.bench.verdict import exit_status, plural
 
-__all__ = ["AgentRecord", "LostPart", "add_agents", "phase_of", "table_rows"]
+__all__ = ["AgentRecord", "LostPart", "add_agents", "clock_skew", "phase_of", "table_rows"]
 
 #: What the run was doing after each command the controller sent last.
 PHASES = {
@@ -73,7 +73,34 @@ def add_agents(config: RunConfig, run: Run, agents: list[AgentRecord], report: R
     report["agents"] = rows
     report["connections"]["agents_lost"] = len(lost)
     report["warnings"].extend(_warning(config, agent) for agent in lost)
+    skew = clock_skew(config, agents)
+    if skew:
+        report["warnings"].append(skew)
     report["ok"] = exit_status(report, strict=True) == 0
+
+
+#: Clocks further apart than this (past the round trips) are not one clock.
+SKEW_WARN_NS = 1_000_000
+#: Where a message is timed against the stamp of a worker on another agent.
+CROSS_HOST_LATENCY = ("fanout", "broadcast-all")
+
+
+def clock_skew(config: RunConfig, agents: list[AgentRecord]) -> str | None:
+    """A warning when the agents' monotonic clocks differ (separate machines) in a scenario
+    that times a message sent on one agent where another receives it."""
+    if len(agents) < 2 or config.scenario not in CROSS_HOST_LATENCY:
+        return None
+    low = min(agents, key=lambda a: a.offset_ns)
+    high = max(agents, key=lambda a: a.offset_ns)
+    if high.offset_ns - low.offset_ns <= SKEW_WARN_NS + (low.rtt_ns + high.rtt_ns) // 2:
+        return None
+    apart = (high.offset_ns - low.offset_ns) / 1e6
+    return (
+        f"the agents' clocks differ by up to {apart:,.1f} ms ({low.name} and {high.name}): "
+        "they are separate machines, and a message sent on one and received on another is "
+        "timed across two clocks, so its latency is off by their difference; its counts are "
+        "exact (docs/bench.md, 'Agents: many load hosts')"
+    )
 
 
 def _base(agent: AgentRecord) -> Section:
