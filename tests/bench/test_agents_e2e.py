@@ -12,7 +12,14 @@ from typing import Any
 
 import pytest
 from support import HubProcess, RedisServer, wait_until
-from support.bench_agents import Agent, pid_alive, run_bench, run_with_fault
+from support.bench_agents import (
+    Agent,
+    pid_alive,
+    read_report,
+    run_bench,
+    run_with_fault,
+    start_bench,
+)
 
 from hub.bench.verdict import exit_status, verdict_line
 
@@ -164,3 +171,32 @@ def test_a_wrong_token_is_refused_and_nothing_runs_anywhere(
     finally:
         for agent in [*good, other]:
             agent.stop()
+
+
+def test_an_agent_runs_one_controller_at_a_time(hub: HubProcess, tmp_path: Path) -> None:
+    agent = Agent(TOKEN, tmp_path / "agent.log")
+    first_dir, second_dir = tmp_path / "first", tmp_path / "second"
+    first_dir.mkdir()
+    second_dir.mkdir()
+    try:
+        # conns through an agent: it holds the sockets, the controller reads nothing of it.
+        args = ["conns", "--url", f"ws://127.0.0.1:{hub.port}", "-n", "8", "--hold", "4"]
+        first = start_bench(first_dir, *args, "--procs", "2", *agent_args([agent]))
+        try:
+            wait_until(lambda: agent.sockets() >= 8, 60, "the first run's sockets")
+            status, report, output = run_bench(second_dir, *args, *agent_args([agent]))
+            assert status == 2, output
+            assert f"agent {agent.name} refused the controller: busy" in output
+            assert report is None
+            out, err = first.communicate(timeout=60)
+        finally:
+            if first.poll() is None:
+                first.kill()
+                first.wait()
+        assert first.returncode == 0, out + err
+        report = read_report(first_dir)
+        assert report is not None
+        assert report["connections"]["connected"] == 8
+        assert report["agents"][0]["workers"] == [0, 1]
+    finally:
+        agent.stop()
