@@ -199,3 +199,32 @@ def test_agents_on_separate_clocks_are_warned_of_where_latency_crosses_them() ->
     assert warning is not None and "differ by up to 5,000.0 ms (a:1 and b:1)" in warning
     echo = dataclasses.replace(config, scenario="echo")  # a round trip is timed on one clock
     assert clock_skew(echo, apart) is None
+
+
+def test_another_version_is_refused_with_what_to_do() -> None:
+    agent, controller = pair()
+    caught: list[BaseException] = []
+
+    def serve() -> None:
+        try:
+            agent_side(agent, "s3cret")
+        except HandshakeError as exc:
+            caught.append(exc)
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    hello = controller.recv(5)
+    controller.send(
+        {
+            "type": "auth",
+            "protocol": hello["protocol"],
+            "version": "0.0.1",
+            "proof": "",
+            "nonce": "",
+        }
+    )
+    refused = controller.recv(5)
+    thread.join(10)
+    assert refused["type"] == "refused"
+    assert "controller hub 0.0.1" in refused["error"] and "same version" in refused["error"]
+    assert caught and "same version" in str(caught[0])
