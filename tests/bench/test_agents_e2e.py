@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,10 @@ from support.bench_agents import (
     start_bench,
 )
 
+from hub.bench.agents.codec import encode
+from hub.bench.agents.frames import Channel
+from hub.bench.agents.handshake import controller_side
+from hub.bench.config import RunConfig
 from hub.bench.verdict import exit_status, verdict_line
 
 TOKEN = "agents-test-token"
@@ -200,3 +205,31 @@ def test_an_agent_runs_one_controller_at_a_time(hub: HubProcess, tmp_path: Path)
         assert report["agents"][0]["workers"] == [0, 1]
     finally:
         agent.stop()
+
+
+def test_an_agent_runs_nothing_but_a_hub_bench_worker(agents: list[Agent]) -> None:
+    """An authenticated controller still cannot make an agent run any other function."""
+    agent = agents[0]
+    host, port = agent.name.rsplit(":", 1)
+    channel = Channel(socket.create_connection((host, int(port)), timeout=10), agent.name)
+    try:
+        controller_side(channel, TOKEN)
+        config = RunConfig(scenario="fanout", urls=["ws://127.0.0.1:9"], procs=1, num_sockets=1)
+        channel.send(
+            {
+                "type": "run",
+                "target": "os:system",
+                "config": encode(config),
+                "workers": [0],
+                "offset_ns": 0,
+            }
+        )
+        refusal = channel.recv(10)
+    finally:
+        channel.close()
+    assert refusal == {
+        "type": "error",
+        "error": "refused the run: 'os:system' is not a hub.bench worker entry point",
+    }
+    wait_until(lambda: "refused the run" in agent.log(), 10, "the agent's log")
+    assert agent.workers() == []

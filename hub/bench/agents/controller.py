@@ -155,6 +155,7 @@ class AgentPool:
                 self._send(link, frame)
 
     def get(self, timeout_s: float) -> Event:
+        self.check_alive()  # an agent's refusal says more than its loss
         if not self.live():
             reasons = "; ".join(f"{r.name}: {r.lost.reason}" for r in self.records if r.lost)
             raise BenchError(f"every agent was lost ({reasons})")

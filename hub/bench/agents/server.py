@@ -80,7 +80,13 @@ def _session(conn: socket.socket, peer: str, token: str, busy: threading.Lock) -
         _run(channel, peer, run)
     except HandshakeError as exc:
         log(f"refused the controller at {peer}: {exc}")
-    except (ChannelClosed, CodecError) as exc:
+    except CodecError as exc:  # a run this agent cannot make: the controller is told why
+        log(f"controller {peer}: refused the run: {exc}")
+        try:
+            channel.send({"type": "error", "error": f"refused the run: {exc}"})
+        except ChannelClosed:
+            pass
+    except ChannelClosed as exc:
         log(f"controller {peer}: {exc}")
     finally:
         channel.close()
