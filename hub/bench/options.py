@@ -38,7 +38,8 @@ VERDICT = (
     "Exit status 1 when no socket connected, or when any expected delivery was lost, "
     "duplicated or reordered: a threshold on the figure loosens that (--threshold "
     "'loss<1%', 'duplicates<10', 'reordered<10', or --max-loss); --strict also fails on any "
-    "socket that failed to connect or was closed. One line gives the verdict, even with -q."
+    "socket that failed to connect or was closed, and on any --agents agent lost. One line "
+    "gives the verdict, even with -q."
 )
 
 

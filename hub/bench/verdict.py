@@ -122,9 +122,9 @@ def verdict_line(report: Report, *, strict: bool) -> str:
     target = connections.get("target", 0)
     parts = [f"{connections.get('connected', 0):,} of {plural(target, 'socket')} connected"]
     if connections.get("agents_lost"):  # its sockets are in no figure below
-        lost = connections["agents_lost"]
+        agents = connections["agents_lost"]
         parts.append(
-            f"{plural(lost, 'agent')} lost, {'its' if lost == 1 else 'their'} part left out"
+            f"{plural(agents, 'agent')} lost, {'its' if agents == 1 else 'their'} part left out"
         )
     expected = messages.get("expected", 0)
     if report.get("scenario") != "conns" or expected:
