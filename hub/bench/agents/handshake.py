@@ -14,6 +14,7 @@ import os
 import secrets
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,9 +62,12 @@ def proof(token: str, role: str, nonce: str) -> str:
     return hmac.new(token.encode(), message, hashlib.sha256).hexdigest()
 
 
-def agent_side(channel: Channel, token: str) -> dict[str, Any]:
-    """The agent's half; returns the first frame after it (the run). Raises HandshakeError
-    after telling the controller why it is refused."""
+def agent_side(
+    channel: Channel, token: str, claim: Callable[[], bool] = lambda: True
+) -> dict[str, Any]:
+    """The agent's half; returns the first frame after it (the run). ``claim`` is asked, once
+    the controller has proved the token, whether the agent is free for it. Raises
+    HandshakeError after telling the controller why it is refused."""
     nonce = secrets.token_hex(16)
     channel.send({"type": "hello", "protocol": PROTOCOL, "version": __version__, "nonce": nonce})
     auth = channel.recv(HANDSHAKE_TIMEOUT_S)
@@ -81,6 +85,10 @@ def agent_side(channel: Channel, token: str) -> dict[str, Any]:
             {"type": "refused", "error": "wrong token: --agent-token must be the agent's --token"}
         )
         raise HandshakeError("wrong token")
+    # Only after the proof: a connection that cannot prove the token holds nothing.
+    if not claim():
+        channel.send({"type": "refused", "error": "busy with another controller's run"})
+        raise HandshakeError("busy with another run")
     channel.send(
         {
             "type": "welcome",

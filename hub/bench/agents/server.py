@@ -7,7 +7,8 @@ events go up it. The worker's entry point travels by name (``hub.bench....:funct
 agent runs whatever the controller's coordinator would have run here, a script's workers
 included, with no code of its own for them.
 
-One run at a time: a second controller is refused while one runs. The workers stop when the
+One run at a time: a second controller is refused while one runs (once it has proved the
+token: a connection that cannot holds nothing). The workers stop when the
 controller says so, when its connection closes, or when it has been silent past
 :data:`SILENCE_S` (it beats every second): a lost controller leaves no load running. A worker
 dies with the agent (PR_SET_PDEATHSIG), so a killed agent leaves none either.
@@ -65,16 +66,15 @@ def serve(host: str, port: int, token: str) -> None:
 
 def _session(conn: socket.socket, peer: str, token: str, busy: threading.Lock) -> None:
     channel = Channel(conn, f"controller {peer}")
-    if not busy.acquire(blocking=False):
-        try:
-            channel.send({"type": "refused", "error": "busy with another controller's run"})
-        except ChannelClosed:
-            pass
-        channel.close()
-        log(f"refused the controller at {peer}: busy with another run")
-        return
+    claimed = False
+
+    def claim() -> bool:
+        nonlocal claimed
+        claimed = busy.acquire(blocking=False)
+        return claimed
+
     try:
-        run = agent_side(channel, token)
+        run = agent_side(channel, token, claim)
         if run.get("type") != "run":
             raise HandshakeError(f"expected the run, got {run.get('type')!r}")
         _run(channel, peer, run)
@@ -90,7 +90,8 @@ def _session(conn: socket.socket, peer: str, token: str, busy: threading.Lock) -
         log(f"controller {peer}: {exc}")
     finally:
         channel.close()
-        busy.release()
+        if claimed:
+            busy.release()
 
 
 def _run(channel: Channel, peer: str, run: dict[str, Any]) -> None:
