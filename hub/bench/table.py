@@ -6,6 +6,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from hub.bench.agents.summary import table_rows as agent_rows
 from hub.bench.schema import Report
 
 __all__ = ["print_report"]
@@ -80,6 +81,8 @@ def print_report(report: Report, console: Console) -> None:
                 f"client worker {proc['worker']} loop lag (mean / max)",
                 f"{lag['mean_ms']:.2f} / {lag['max_ms']:.1f} ms",
             )
+    for name, value in agent_rows(report):
+        table.add_row(name, value)
     for check in report.get("thresholds", []):
         verdict = "[red]FAILED[/red]" if check["failed"] else "ok"
         table.add_row(
