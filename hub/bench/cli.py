@@ -26,6 +26,7 @@ from hub.bench.from_args import config_from_args
 from hub.bench.options import build_parser
 from hub.bench.plot import write_plot
 from hub.bench.schema import SCHEMA, Report
+from hub.bench.script.summary import print_script
 from hub.bench.server_memory import ServerMemoryOptions
 from hub.bench.sizing import SizingError
 from hub.bench.table import print_report
@@ -94,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     _write_files(args, report, err)
     if not args.quiet:
         print_report(report, console)
+        if "script" in report:
+            print_script(report, console)
     # The verdict line comes even with -q: it is what a CI log shows of the run.
     console.print(verdict_line(report, strict=args.strict), markup=False, soft_wrap=True)
     # Files that could not be drawn do not change it: the run's exit status is its own.

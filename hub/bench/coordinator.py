@@ -22,6 +22,7 @@ from hub.bench.messages import (
     Connected,
     Event,
     Failed,
+    Notice,
     Progress,
     Ready,
     Result,
@@ -94,6 +95,7 @@ class Coordinator:
         #: The server's memory before the sockets connected, and where it was read.
         self.server_rss_before: tuple[int | None, str] = (None, "none")
         self.num_connected = 0
+        self.notices: set[str] = set()  # the keys of the Notice events printed
 
     # Plumbing
 
@@ -131,10 +133,18 @@ class Coordinator:
                 continue
             if isinstance(event, Progress):
                 self.on_progress(event)
+            elif isinstance(event, Notice):
+                self.on_notice(event)
             elif isinstance(event, Failed):
                 raise BenchError(f"worker {event.worker} failed: {event.message}")
             elif kind is not None and isinstance(event, kind):
                 return event
+
+    def on_notice(self, event: Notice) -> None:
+        """Print a worker's notice, once per key however many workers send it."""
+        if event.key not in self.notices:
+            self.notices.add(event.key)
+            print(f"hub bench: {event.text}", file=sys.stderr, flush=True)
 
     def check_alive(self) -> None:
         for number, process in enumerate(self.processes):

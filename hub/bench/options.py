@@ -9,7 +9,16 @@ from typing import TYPE_CHECKING
 
 from hub import DISTRIBUTION
 from hub.bench.header import HEADER_SIZE
-from hub.bench.option_groups import common, positive_int, rate, traffic
+from hub.bench.option_groups import (
+    _handshake,
+    _output,
+    _thresholds,
+    common,
+    positive_int,
+    rate,
+    traffic,
+)
+from hub.bench.script.options import add_script_parser
 
 __all__ = ["build_parser"]
 
@@ -27,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     _echo(sub)
     _conns(sub)
     _broadcast_all(sub)
+    _script(sub)
     _plot(sub)
     return parser
 
@@ -205,6 +215,12 @@ def _broadcast_all(sub: Subparsers) -> None:
         default=64,
         help=f"message size in bytes; at least the {HEADER_SIZE}-byte header (default: 64)",
     )
+
+
+def _script(sub: Subparsers) -> None:
+    script = add_script_parser(sub)  # hub/bench/script/options.py
+    for group in (_handshake, _thresholds, _output):
+        group(script)
 
 
 def _plot(sub: Subparsers) -> None:
