@@ -62,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = config_from_args(args)
     except SizingError as exc:
-        err.print(f"hub bench: error: {exc}")
+        # As written: a script's traceback is no markup, and its lines are not to be rewrapped.
+        err.print(f"hub bench: error: {exc}", markup=False, soft_wrap=True)
         return 2
     memory = ServerMemoryOptions(
         pids=getattr(args, "server_pids", []),

@@ -44,7 +44,10 @@ def load_script(text: str, filename: str) -> UserFunction:
     except SyntaxError as exc:
         raise ScriptError(f"{filename}: does not compile: {exc}") from exc
     except Exception as exc:
-        lines = traceback.format_exception(exc)
+        # The script's frames (and what it imported), not this module's exec.
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename != __file__]
+        lines = ["Traceback (most recent call last):\n", *traceback.format_list(frames)]
+        lines += traceback.format_exception_only(exc)
         raise ScriptError(
             f"{filename}: does not import: {type(exc).__name__}: {exc}\n{''.join(lines)}"
         ) from exc

@@ -41,6 +41,16 @@ def error_key(exc: BaseException, filename: str) -> str:
     return f"{type(exc).__name__}: {str(exc)[:200]}{where}"
 
 
+def describe(exc: BaseException) -> str:
+    """An error as the script's author reads it: a failed connect in a line, anything else
+    with its traceback from the script's frames on (not the engine's)."""
+    if isinstance(exc, ConnectError):
+        return f"{exc} "
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename != __file__]
+    lines = ["\nTraceback (most recent call last):\n", *traceback.format_list(frames)]
+    return "".join([*lines, *traceback.format_exception_only(exc)])
+
+
 class Engine:
     def __init__(
         self,
@@ -94,12 +104,8 @@ class Engine:
         except Exception as exc:
             collector.failed += 1
             key = error_key(exc, self.spec.filename)
-            if isinstance(exc, ConnectError):
-                text = f"VU {vu.id} iteration {vu.iteration}: {exc}"
-            else:
-                text = f"VU {vu.id} iteration {vu.iteration}:\n" + "".join(
-                    traceback.format_exception(exc)
-                )
+            text = f"VU {vu.id} iteration {vu.iteration}: {describe(exc)}(the first of its "
+            text += "kind; the others are counted)"
             if collector.error(key, text):
                 self.on_error(key, text)
             # A script that fails at once must not spin its VU: the next iteration waits a bit.

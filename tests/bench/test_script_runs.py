@@ -1,0 +1,260 @@
+"""``hub bench script`` over a real hub: the three executors, exact counts across --procs,
+per-VU data, errors counted with one traceback each, expect timeouts, interrupted
+iterations, and bad scripts or flags refused (exit status 2) before anything connects."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support import ROOT, HubProcess, RedisServer, t
+from test_script_examples import run_script
+
+
+@pytest.fixture(scope="module")
+def hub_url() -> Iterator[str]:
+    with RedisServer.running() as redis, HubProcess("--redis", redis.url, "--workers", "1") as hub:
+        hub.wait_ready()
+        yield f"ws://127.0.0.1:{hub.port}"
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+ECHO = """
+async def user(vu):
+    await vu.connect(f"/runs-{vu.id}-{vu.iteration}")
+    vu.send("ping")
+    vu.check("pong", await vu.expect(lambda m: m == "ping") is not None)
+    await vu.sleep(SLEEP)
+"""
+
+
+def echo_script(tmp_path: Path, sleep_s: float) -> Path:
+    return write(tmp_path, "echo.py", f"SLEEP = {sleep_s}\n{ECHO}")
+
+
+def test_arrival_rate_starts_exactly_rate_times_duration(hub_url: str, tmp_path: Path) -> None:
+    """20/s for 2 s over 2 workers: 40 iterations, each started once, all done."""
+    rc, report, stderr = run_script(
+        tmp_path, echo_script(tmp_path, 0.05), "--url", hub_url,
+        "--arrival-rate", "20", "--duration", "2", "--max-vus", "4", "--procs", "2",
+    )  # fmt: skip
+    assert rc == 0, stderr
+    runs = report["script"]["iterations"]
+    assert runs["completed"] + runs["dropped"] == 40
+    assert (runs["failed"], runs["interrupted"]) == (0, 0)
+    assert report["script"]["checks"]["by_name"]["pong"] == {
+        "passes": runs["completed"],
+        "fails": 0,
+    }
+    assert report["script"]["executor"]["kind"] == "constant-arrival-rate"
+
+
+def test_arrival_rate_drops_what_no_free_vu_can_start(hub_url: str, tmp_path: Path) -> None:
+    """10/s for 1 s with 2 VUs busy for a second each: 2 start, the other 8 are dropped."""
+    rc, report, stderr = run_script(
+        tmp_path, echo_script(tmp_path, 1.5), "--url", hub_url,
+        "--arrival-rate", "10", "--duration", "1", "--max-vus", "2", "--procs", "1",
+    )  # fmt: skip
+    assert rc == 0, stderr
+    runs = report["script"]["iterations"]
+    assert (runs["completed"], runs["dropped"], runs["interrupted"]) == (2, 8, 0)
+    assert report["script"]["vus_peak"] == 2
+
+
+def test_ramping_vus_follow_the_stages(hub_url: str, tmp_path: Path) -> None:
+    rc, report, stderr = run_script(
+        tmp_path, echo_script(tmp_path, 0.1), "--url", hub_url,
+        "--stages", "1s:4,1s:4,1s:0", "--procs", "2",
+    )  # fmt: skip
+    assert rc == 0, stderr
+    script = report["script"]
+    assert script["vus_peak"] == 4
+    assert script["iterations"]["completed"] > 10
+    # Ramping down lets an iteration finish: none is cut off.
+    assert script["iterations"]["interrupted"] == 0
+    assert script["checks"]["fails"] == 0
+    assert 3.0 <= report["measured_s"] < 3.0 + t(10)
+
+
+def test_per_vu_data_rows(hub_url: str, tmp_path: Path) -> None:
+    users = write(tmp_path, "users.csv", "name\n" + "".join(f"user{i}\n" for i in range(3)))
+    script = write(
+        tmp_path,
+        "data.py",
+        "async def user(vu):\n"
+        "    vu.check('row of my id', vu.data['name'] == f'user{vu.id % 3}')\n"
+        "    vu.check('iteration counts up', vu.iteration >= 0)\n"
+        "    await vu.connect('/data')\n"
+        "    await vu.sleep(0.1)\n",
+    )
+    rc, report, stderr = run_script(
+        tmp_path, script, "--url", hub_url, "--vus", "5", "--duration", "1", "--procs", "2",
+        "--data", str(users),
+    )  # fmt: skip
+    assert rc == 0, stderr
+    checks = report["script"]["checks"]["by_name"]
+    assert checks["row of my id"]["fails"] == 0
+    assert checks["row of my id"]["passes"] >= 5
+    assert report["script"]["vus_peak"] == 5
+
+
+def test_an_error_is_counted_told_once_and_the_run_goes_on(hub_url: str, tmp_path: Path) -> None:
+    """Every odd iteration raises: each is counted, its traceback printed once over both
+    workers, and the even ones go on; by default the run fails, 'errors<N' allows them."""
+    script = write(
+        tmp_path,
+        "errs.py",
+        "async def user(vu):\n"
+        "    await vu.connect('/errs')\n"
+        "    if vu.iteration % 2:\n"
+        "        raise ValueError('odd iteration')\n"
+        "    vu.check('even', True)\n"
+        "    await vu.sleep(0.05)\n",
+    )
+    args = ["--url", hub_url, "--vus", "4", "--duration", "1.5", "--procs", "2"]
+    rc, report, stderr = run_script(tmp_path, script, *args)
+    assert rc == 1
+    script_report = report["script"]
+    key = "ValueError: odd iteration (errs.py:4)"
+    runs = script_report["iterations"]
+    assert script_report["errors"] == {key: runs["failed"]}
+    assert runs["failed"] >= 4
+    assert script_report["checks"]["by_name"]["even"]["passes"] == runs["completed"]
+    assert runs["completed"] >= 4
+    assert stderr.count("Traceback (most recent call last)") == 1, stderr
+    assert "raise ValueError('odd iteration')" in stderr  # the script's line, shown
+    assert key in script_report["tracebacks"]
+    assert next(c for c in report["thresholds"] if c["failed"])["name"] == "errors = 0"
+
+    rc, report, _ = run_script(tmp_path, script, *args, "--threshold", "errors<100000")
+    assert rc == 0
+    assert "errors = 0" not in {c["name"] for c in report["thresholds"]}
+
+
+def test_expect_timeouts_fail_the_checks_threshold(hub_url: str, tmp_path: Path) -> None:
+    """Nobody answers: each expect returns None after its timeout, counted as timed out."""
+    script = write(
+        tmp_path,
+        "silent.py",
+        "async def user(vu):\n"
+        "    await vu.connect(f'/silent-{vu.id}')\n"
+        "    vu.check('answered', await vu.expect(timeout=0.2) is not None)\n",
+    )
+    rc, report, stderr = run_script(
+        tmp_path, script, "--url", hub_url, "--vus", "2", "--duration", "1", "--procs", "1",
+        "--threshold", "checks>99%",
+    )  # fmt: skip
+    assert rc == 1, stderr
+    script_report = report["script"]
+    assert script_report["expects"]["matched"] == 0
+    timed_out = script_report["expects"]["timed_out"]
+    assert timed_out == script_report["checks"]["fails"] >= 2
+    assert script_report["checks"]["rate"] == 0.0
+    assert "expect_latency" not in script_report["trends_us"]
+
+
+def test_iterations_still_running_at_the_end_are_interrupted(hub_url: str, tmp_path: Path) -> None:
+    script = write(
+        tmp_path,
+        "long.py",
+        "async def user(vu):\n    await vu.connect('/long')\n    await vu.sleep(60)\n",
+    )
+    rc, report, stderr = run_script(
+        tmp_path, script, "--url", hub_url, "--vus", "3", "--duration", "1",
+        "--graceful-stop", "0.5", "--procs", "2",
+    )  # fmt: skip
+    assert rc == 0, stderr
+    runs = report["script"]["iterations"]
+    assert (runs["completed"], runs["interrupted"], runs["failed"]) == (0, 3, 0)
+    assert report["connections"]["connected"] == 3
+    assert report["measured_s"] < 1.5 + t(5)
+
+
+@pytest.fixture
+def listener() -> Iterator[tuple[str, socket.socket]]:
+    """A TCP port that counts who connects (nobody should)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    sock.setblocking(False)
+    try:
+        yield f"ws://127.0.0.1:{sock.getsockname()[1]}", sock
+    finally:
+        sock.close()
+
+
+def nobody_connected(sock: socket.socket) -> bool:
+    try:
+        sock.accept()[0].close()
+    except BlockingIOError:
+        return True
+    return False
+
+
+def hub_bench(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hub.bench", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=t(60),
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("import not_a_module_anywhere\n\nasync def user(vu):\n    pass\n", "does not import"),
+        ("async def person(vu):\n    pass\n", "defines no 'user'"),
+        ("def user(vu):\n    pass\n", "must be 'async def user(vu):'"),
+        ("async def user(vu)\n", "does not compile"),
+    ],
+)
+def test_a_bad_script_exits_2_before_anything_connects(
+    listener: tuple[str, socket.socket], tmp_path: Path, text: str, message: str
+) -> None:
+    url, sock = listener
+    script = write(tmp_path, "bad.py", text)
+    result = hub_bench("script", str(script), "--url", url, "--vus", "2", "--duration", "1")
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert "bad.py" in result.stderr
+    assert nobody_connected(sock)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--stages", "1s:3", "--vus", "3"], "drop --vus"),
+        (["--stages", "1s"], "DURATION:TARGET"),
+        (["--arrival-rate", "5"], "needs --max-vus"),
+        (["--max-vus", "5"], "goes with --arrival-rate"),
+        (["--data", "/nonexistent/users.csv"], "--data"),
+        (["--threshold", "room_join.p42<1s"], "one of"),
+    ],
+)
+def test_bad_flags_exit_2(
+    listener: tuple[str, socket.socket], tmp_path: Path, flags: list[str], message: str
+) -> None:
+    url, sock = listener
+    script = echo_script(tmp_path, 0.1)
+    result = hub_bench("script", str(script), "--url", url, *flags)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert nobody_connected(sock)
+
+
+def test_help_teaches_a_script() -> None:
+    result = hub_bench("script", "--help")
+    assert result.returncode == 0
+    for needle in ("async def user(vu):", "vu.expect", "vu.metric", "--stages", "--arrival-rate"):
+        assert needle in result.stdout
