@@ -28,7 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="hub bench",
         description="Load tester for WebSocket broadcast servers: every frame a client sends "
         "goes to every client of its URL (or channel), sender included. A bare ws://HOST:PORT "
-        "is taken as hub's raw layout, ws://HOST:PORT/CHANNEL. " + VERDICT,
+        "is taken as hub's raw layout, ws://HOST:PORT/CHANNEL. Your own flow (log in, join, send, "
+        "wait for the reply, think) runs as virtual users with 'hub bench script FILE.py': "
+        "'hub bench script --help' teaches one in five minutes. " + VERDICT,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     sub = parser.add_subparsers(dest="scenario", required=True, metavar="COMMAND")

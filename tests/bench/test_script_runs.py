@@ -253,8 +253,38 @@ def test_bad_flags_exit_2(
     assert nobody_connected(sock)
 
 
-def test_help_teaches_a_script() -> None:
+def test_help_teaches_a_script(hub_url: str, tmp_path: Path) -> None:
+    """--help's example runs as written, with the thresholds it shows, and passes them."""
     result = hub_bench("script", "--help")
     assert result.returncode == 0
-    for needle in ("async def user(vu):", "vu.expect", "vu.metric", "--stages", "--arrival-rate"):
+    for needle in ("vu.expect", "vu.metric", "--stages", "--arrival-rate", "room_join.p99<1s"):
         assert needle in result.stdout
+    lines = result.stdout.split("    # chat.py", 1)[1].split("\n\n", 1)[0].splitlines()
+    example = write(tmp_path, "chat.py", "\n".join(line[4:] for line in lines[1:]) + "\n")
+    rc, report, stderr = run_script(
+        tmp_path, example, "--url", hub_url, "--vus", "4", "--duration", "2", "--procs", "2",
+        "--threshold", "checks>99%", "--threshold", "expect_latency.p95<2s",
+        "--threshold", "room_join.p99<5s",
+    )  # fmt: skip
+    assert rc == 0, stderr
+    assert report["script"]["checks"]["by_name"]["heard my own message"]["passes"] >= 4
+
+
+def test_a_hub_v1_refusal_is_the_script_s_error(hub_url: str, tmp_path: Path) -> None:
+    """hub.v1 refuses a bad channel with an error frame: subscribe raises it, and the run
+    counts it by its code, with the message the hub gave."""
+    script = write(
+        tmp_path,
+        "refused.py",
+        "async def user(vu):\n"
+        "    conn = await vu.connect(protocol='hub.v1')\n"
+        "    await conn.subscribe('/not a channel')\n",
+    )
+    rc, report, stderr = run_script(
+        tmp_path, script, "--url", hub_url, "--vus", "1", "--duration", "0.5", "--procs", "1",
+    )  # fmt: skip
+    assert rc == 1
+    (key,) = report["script"]["errors"]
+    assert key.startswith("HubV1Error: hub.v1 subscribe: bad_channel")
+    assert report["script"]["errors"][key] == report["script"]["iterations"]["failed"] >= 1
+    assert "conn.subscribe('/not a channel')" in stderr

@@ -11,7 +11,14 @@ import pytest
 from hub.bench.script.executors import stage_target, worker_iterations
 from hub.bench.script.load import ScriptError, load_data, load_script
 from hub.bench.script.spec import parse_stages
-from hub.bench.script.totals import Collector, merge, section
+from hub.bench.script.totals import (
+    MAX_ERROR_KINDS,
+    MAX_NAMES,
+    OTHER_ERRORS,
+    Collector,
+    merge,
+    section,
+)
 from hub.bench.sizing import worker_indices
 from hub.bench.thresholds import ThresholdError, parse_threshold
 
@@ -147,3 +154,19 @@ def test_data_rows(tmp_path: Path) -> None:
         load_data(str(users))
     with pytest.raises(ScriptError, match="--data"):
         load_data(str(tmp_path / "missing.csv"))
+
+
+def test_distinct_errors_and_names_are_bounded() -> None:
+    """A script whose errors carry an id each cannot grow the worker without bound, nor can
+    one that names a check per VU."""
+    collector = Collector()
+    firsts = [collector.error(f"KeyError: {n}", "tb") for n in range(MAX_ERROR_KINDS + 50)]
+    assert firsts.count(True) == MAX_ERROR_KINDS + 1  # the lumped kind is told once too
+    assert len(collector.errors) == MAX_ERROR_KINDS + 1
+    assert collector.errors[OTHER_ERRORS] == 50
+    for n in range(MAX_NAMES):
+        collector.check(f"check {n}", True)
+    with pytest.raises(ValueError, match="not per VU"):
+        collector.check("one too many", True)
+    collector.check("check 0", False)  # a name it has still counts
+    assert collector.checks["check 0"] == [1, 1]

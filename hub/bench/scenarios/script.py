@@ -23,8 +23,6 @@ class Script(Scenario):
     async def play(self, worker: WorkerSide) -> None:
         spec = self.config.script
         assert spec is not None, "a script run without its script"
-        start = await worker.expect(Start)
-        stop_phase = worker.measure_phase()
 
         def on_error(key: str, text: str) -> None:
             worker.emit(Notice(worker.index, key=key, text=text))
@@ -36,9 +34,12 @@ class Script(Scenario):
             worker.counters,
             worker.recorder.pending.append,
             on_error,
-        )
-        # Start.t0_ns is on the coordinator's monotonic clock, as time.monotonic() here.
-        totals = await engine.run(max(start.t0_ns / 1e9, time.monotonic()))
+        )  # the script is loaded before the start, not on the run's time
+        await worker.expect(Start)
+        stop_phase = worker.measure_phase()
+        # From when Start arrived, on this host's clock: the coordinator's monotonic clock
+        # (Start.t0_ns) is this one only on the same host, and a VU needs no common clock.
+        totals = await engine.run(time.monotonic())
         stop_phase()
         worker.emit(ScriptDone(worker.index, totals))
         # Only then the Result: one sent while the coordinator still gathers ScriptDone events

@@ -57,6 +57,9 @@ class Codec:
         """The upgrade is done: send the protocol's first frames, and set ``sock.joined``
         when the connection is usable only later."""
 
+    def closed(self) -> None:
+        """The connection is gone: fail what still waits for a reply."""
+
     def decode(self, sock: ScriptSocket, payload: bytes) -> object:
         try:
             return payload.decode("utf-8")
@@ -112,6 +115,7 @@ class ScriptSocket(LeanSocket):
         joined = self.joined
         if joined is not None and not joined.done():
             joined.set_exception(ConnectionResetError("closed before the protocol's join"))
+        self.codec.closed()
         self.wake()
 
     def fail_join(self, reason: str) -> None:

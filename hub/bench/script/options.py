@@ -55,6 +55,9 @@ is counted by kind, the first of each kind is printed with its traceback, and th
 Executors: --vus N --duration D (constant VUs, each iterating until D); --stages
 10s:100,30s:1000,10s:0 (ramping VUs); --arrival-rate R --max-vus N (R iterations started
 per second, each by a free VU; one due when none is free is dropped and counted).
+Thresholds: every scenario's, and 'checks>99%', 'errors<10', 'iterations>100', and
+NAME.STAT on any trend (expect_latency, iteration_duration or your own): STAT one of p50 p90
+p95 p99 p999 min max mean (ms by default, us, s) or count: 'room_join.p99<1s'.
 Examples: examples/bench/ (a chat room, a Socket.IO chat, a hub.v1 client that recovers).
 """
 
@@ -90,7 +93,7 @@ def add_script_parser(sub: Subparsers) -> argparse.ArgumentParser:
         "script",
         help="virtual users that run your own Python script (async def user(vu))",
         description="Run FILE.py's 'async def user(vu)' as virtual users, on the lean "
-        "client, over --procs worker processes, with exact counts, checks, trends and "
+        "client, over\n--procs worker processes, with exact counts, checks, trends and "
         "thresholds.",
         epilog=EXAMPLE,
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -27,6 +27,13 @@ class HubV1Error(RuntimeError):
     """hub.v1 answered a request with an error frame."""
 
 
+def _fail_all(pending: dict[int, asyncio.Future[Any]], reason: str) -> None:
+    for waiter in pending.values():
+        if not waiter.done():
+            waiter.set_exception(ConnectionResetError(reason))
+    pending.clear()
+
+
 class HubV1Codec(Codec):
     name = "hub.v1"
     subprotocol = "hub.v1"
@@ -35,6 +42,9 @@ class HubV1Codec(Codec):
         self.pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         #: Each history channel's last position: what a reconnect recovers from.
         self.positions: dict[str, dict[str, Any]] = {}
+
+    def closed(self) -> None:
+        _fail_all(self.pending, "hub.v1: the connection closed before the reply")
 
     def decode(self, sock: ScriptSocket, payload: bytes) -> object:
         try:
@@ -135,6 +145,9 @@ class SocketIOCodec(Codec):
 
     def opened(self, sock: ScriptSocket) -> None:
         sock.joined = asyncio.get_running_loop().create_future()
+
+    def closed(self) -> None:
+        _fail_all(self.pending, "Socket.IO: the connection closed before the ack")
 
     def decode(self, sock: ScriptSocket, payload: bytes) -> object:
         if payload.startswith(b"42"):

@@ -6,6 +6,7 @@ merge exactly however many workers or agents there were), merged, and made the r
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from hdrh.histogram import HdrHistogram
@@ -18,6 +19,13 @@ __all__ = ["EXPECT_LATENCY", "ITERATION_DURATION", "Collector", "ScriptTotals", 
 #: The built-in trends: each expect()'s wait, and each iteration's run time.
 EXPECT_LATENCY = "expect_latency"
 ITERATION_DURATION = "iteration_duration"
+
+#: The most distinct errors kept apart; the others are counted under OTHER_ERRORS, so a script
+#: whose messages differ each time (an id in them) cannot grow the worker without bound.
+MAX_ERROR_KINDS = 100
+OTHER_ERRORS = f"other errors (past the first {MAX_ERROR_KINDS} kinds)"
+#: The most check and trend names: a name per VU or per message is a script's mistake.
+MAX_NAMES = 1000
 
 #: Percentiles of a trend, as its report row names them.
 TREND_PERCENTILES = (("p50", 50.0), ("p90", 90.0), ("p95", 95.0), ("p99", 99.0), ("p999", 99.9))
@@ -64,6 +72,7 @@ class Collector:
     def check(self, name: str, ok: bool) -> None:
         counts = self.checks.get(name)
         if counts is None:
+            _check_room(self.checks, "check", name)
             counts = self.checks[name] = [0, 0]
         counts[0 if ok else 1] += 1
 
@@ -71,11 +80,15 @@ class Collector:
         """One value of a trend, in milliseconds (kept in µs, from 1 µs)."""
         hist = self.trends.get(trend)
         if hist is None:
+            _check_room(self.trends, "metric", trend)
             hist = self.trends[trend] = new_histogram()
         hist.record_value(min(max(1, round(ms * 1000)), HIGHEST_US))
 
     def error(self, key: str, text: str) -> bool:
         """Count one error; True when it is the first of its kind here."""
+        if key not in self.errors and len(self.errors) >= MAX_ERROR_KINDS:
+            key = OTHER_ERRORS
+            text = f"{OTHER_ERRORS}: the next is {text}"
         self.errors[key] += 1
         if key in self.tracebacks:
             return False
@@ -105,6 +118,14 @@ class Collector:
             connect_errors=dict(self.connect_errors),
             sent=sent,
             received=received,
+        )
+
+
+def _check_room(names: Mapping[str, object], what: str, name: str) -> None:
+    if len(names) >= MAX_NAMES:
+        raise ValueError(
+            f"vu.{what}({name!r}): more than {MAX_NAMES} {what} names; name a {what} for what "
+            "it measures, not per VU or per message (vu.id goes in the value, not the name)"
         )
 
 
