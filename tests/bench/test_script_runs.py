@@ -288,3 +288,42 @@ def test_a_hub_v1_refusal_is_the_script_s_error(hub_url: str, tmp_path: Path) ->
     assert key.startswith("HubV1Error: hub.v1 subscribe: bad_channel")
     assert report["script"]["errors"][key] == report["script"]["iterations"]["failed"] >= 1
     assert "conn.subscribe('/not a channel')" in stderr
+
+
+def test_an_iteration_that_never_waits_leaves_room_for_the_others(
+    hub_url: str, tmp_path: Path
+) -> None:
+    """A user() that awaits nothing still lets every VU of its worker run."""
+    script = write(tmp_path, "busy.py", "async def user(vu):\n    vu.check(f'vu {vu.id}', True)\n")
+    _rc, report, stderr = run_script(
+        tmp_path, script, "--url", hub_url, "--vus", "3", "--duration", "0.5", "--procs", "1",
+    )  # fmt: skip
+    by_name = report["script"]["checks"]["by_name"]
+    assert sorted(by_name) == ["vu 0", "vu 1", "vu 2"], stderr
+    assert all(counts["passes"] > 0 for counts in by_name.values())
+    # It connected nowhere: a run that opened no socket measured nothing, and fails.
+    assert report["ok"] is False
+
+
+def test_a_send_on_a_closed_connection_is_an_error_not_a_frame(
+    hub_url: str, tmp_path: Path
+) -> None:
+    script = write(
+        tmp_path,
+        "closed.py",
+        "async def user(vu):\n"
+        "    conn = await vu.connect('/closed')\n"
+        "    conn.close()\n"
+        "    vu.check('closed', conn.closed)\n"
+        "    conn.send('too late')\n",
+    )
+    rc, report, _ = run_script(
+        tmp_path, script, "--url", hub_url, "--vus", "1", "--duration", "0.3", "--procs", "1",
+        "--threshold", "errors<100000",
+    )  # fmt: skip
+    assert rc == 0
+    script_report = report["script"]
+    (key,) = script_report["errors"]
+    assert key == "ConnectionResetError: send on a closed connection (closed.py:5)"
+    assert script_report["checks"]["fails"] == 0
+    assert report["messages"]["sent"] == 0

@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from hub.bench.lean import CLOSED, Counters, LeanSocket
+from hub.bench.lean import CLOSED, OPEN, Counters, LeanSocket
 from hub.bench.script.totals import EXPECT_LATENCY, Collector
 from hub.bench.wire import OP_BINARY, OP_TEXT, request_prefix, split_url
 
@@ -146,11 +146,14 @@ class Conn:
         return self.sock.state == CLOSED
 
     def send(self, data: object) -> None:
-        """Send one frame: str as text, bytes as binary, a dict or list as JSON text."""
+        """Send one frame: str as text, bytes as binary, a dict or list as JSON text; on a
+        closed connection, raise ConnectionResetError (it ends the iteration, counted)."""
         opcode, payload = self.sock.codec.encode(data)
         self.write(opcode, payload)
 
     def write(self, opcode: int, payload: bytes) -> None:
+        if self.sock.state != OPEN:
+            raise ConnectionResetError("send on a closed connection")
         self.sock.write_frame(opcode, payload)
         self.sock.counters.sent += 1
         self._sent_ns = time.monotonic_ns()

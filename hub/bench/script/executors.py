@@ -64,6 +64,9 @@ async def _vu_loop(vu: VU, iterate: Iterate, end: float) -> None:
     vu.stopping = False
     while time.monotonic() < end and not vu.stopping:
         await iterate(vu)
+        # An iteration that never waits on anything must not keep the other VUs (and the
+        # worker's progress reports) off the loop.
+        await asyncio.sleep(0)
 
 
 async def _constant(
