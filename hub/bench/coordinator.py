@@ -77,7 +77,8 @@ class Coordinator:
         self.config = config
         self.memory = memory or ServerMemoryOptions()
         self.on_update = on_update
-        self.live = LiveState(target=config.num_sockets + config.num_publishers)
+        vus = config.script.executor.vus if config.script else 0  # a script's VUs, at most
+        self.live = LiveState(target=config.num_sockets + config.num_publishers + vus)
         ctx = multiprocessing.get_context("spawn")
         self.events: multiprocessing.Queue[Event] = ctx.Queue()
         self.pipes: list[Connection] = []

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import ROOT, HubProcess, RedisServer, t
+from support import ROOT, HubProcess, RedisServer, stop_process, t, wait_until
 from test_script_examples import run_script
 
 
@@ -327,3 +327,34 @@ def test_a_send_on_a_closed_connection_is_an_error_not_a_frame(
     assert key == "ConnectionResetError: send on a closed connection (closed.py:5)"
     assert script_report["checks"]["fails"] == 0
     assert report["messages"]["sent"] == 0
+
+
+def test_the_live_view_counts_the_vus_sockets(hub_url: str, tmp_path: Path) -> None:
+    """While it runs, the live OpenMetrics file (what the live table shows too) counts the
+    connections the VUs hold, out of the VUs."""
+    script = write(
+        tmp_path,
+        "hold.py",
+        "async def user(vu):\n    await vu.connect('/hold')\n    await vu.sleep(3)\n",
+    )
+    live = tmp_path / "live.prom"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hub.bench", "script", str(script), "--url", hub_url,
+         "--vus", "3", "--duration", "1.5", "--procs", "2", "--openmetrics", str(live), "-q"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+
+        def live_connected() -> list[str]:
+            lines = live.read_text().splitlines() if live.exists() else []
+            return [
+                line.rsplit(" ", 1)[1]
+                for line in lines
+                if line.startswith("hub_bench_live_sockets{") and 'state="connected"' in line
+            ]
+
+        wait_until(lambda: "3" in live_connected(), 20, "the live file to count 3 connected")
+        assert process.wait(t(30)) == 0
+    finally:
+        stop_process(process, t(10))
+    assert "hub_bench_script_iterations" in live.read_text()  # the final totals replaced it

@@ -19,6 +19,10 @@ __all__ = ["Script"]
 
 class Script(Scenario):
     name = "script"
+    engine: Engine | None = None  # the worker's, once made
+
+    def own_sockets(self) -> int:
+        return 0 if self.engine is None else self.engine.open_sockets()
 
     async def play(self, worker: WorkerSide) -> None:
         spec = self.config.script
@@ -27,7 +31,7 @@ class Script(Scenario):
         def on_error(key: str, text: str) -> None:
             worker.emit(Notice(worker.index, key=key, text=text))
 
-        engine = Engine(
+        engine = self.engine = Engine(
             self.config,
             spec,
             worker.index,

@@ -69,16 +69,21 @@ class Engine:
         self.on_error = on_error
         self.user = load_script(spec.text, spec.filename)
         self.collector = Collector()
+        self.vus: list[VU] = []
         self._tls: ssl.SSLContext | None = None
         self._header_lines = config.handshake.header_lines()
 
-    def vus(self) -> list[VU]:
+    def make_vus(self) -> list[VU]:
         rows = self.spec.data
         ids = worker_indices(self.spec.executor.vus, self.worker, self.config.procs)
         return [VU(self, self.collector, i, rows[i % len(rows)] if rows else {}) for i in ids]
 
+    def open_sockets(self) -> int:
+        """The VUs' connections open now (the live view's count)."""
+        return sum(1 for vu in self.vus for conn in vu.conns if not conn.closed)
+
     async def run(self, t0: float) -> ScriptTotals:
-        vus = self.vus()
+        vus = self.vus = self.make_vus()
         executor = self.spec.executor
         procs = self.config.procs
         if executor.kind == RATE:
