@@ -4,13 +4,15 @@ script is refused for."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
 
 import pytest
 
-from hub.bench.script.executors import stage_target, worker_iterations
+from hub.bench.script.executors import run_executor, stage_target, worker_iterations
 from hub.bench.script.load import ScriptError, load_data, load_script
-from hub.bench.script.spec import parse_stages
+from hub.bench.script.spec import RAMPING, Executor, parse_stages
 from hub.bench.script.totals import (
     MAX_ERROR_KINDS,
     MAX_NAMES,
@@ -19,6 +21,7 @@ from hub.bench.script.totals import (
     merge,
     section,
 )
+from hub.bench.script.vu import VU
 from hub.bench.sizing import worker_indices
 from hub.bench.thresholds import ThresholdError, parse_threshold
 
@@ -170,3 +173,29 @@ def test_distinct_errors_and_names_are_bounded() -> None:
         collector.check("one too many", True)
     collector.check("check 0", False)  # a name it has still counts
     assert collector.checks["check 0"] == [1, 1]
+
+
+def test_ramping_starts_vus_in_order_and_none_past_the_target() -> None:
+    """On one worker's share: VUs start as the target passes their number, and none starts
+    an iteration after the stages end."""
+    starts: list[tuple[float, int]] = []
+
+    async def iterate(vu: VU) -> None:
+        starts.append((time.monotonic(), vu.id))
+        await asyncio.sleep(0.02)
+
+    async def main() -> float:
+        vus = [VU(None, Collector(), i, {}) for i in range(0, 8, 2)]  # worker 0 of 2
+        executor = Executor(RAMPING, 8, 0.0, ((0.4, 8), (0.2, 8), (0.2, 0)), graceful_stop_s=1)
+        t0 = time.monotonic()
+        await run_executor(executor, vus, iterate, t0, 0, 2)
+        return t0
+
+    t0 = asyncio.run(main())
+    first = {}
+    for at, vu_id in starts:
+        first.setdefault(vu_id, at - t0)
+    assert sorted(first) == [0, 2, 4, 6]
+    assert first[0] <= first[2] <= first[4] <= first[6]
+    assert first[6] >= 0.4 * 6.5 / 8 - 0.05  # VU 6 waits until the target passes 6.5
+    assert max(at for at, _ in starts) - t0 < 0.8
