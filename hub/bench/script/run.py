@@ -17,7 +17,7 @@ from hub.bench.script.conn import Conn, ConnectError, open_socket
 from hub.bench.script.executors import run_executor
 from hub.bench.script.load import load_script
 from hub.bench.script.protocols import codec_for
-from hub.bench.script.spec import RATE, ScriptSpec
+from hub.bench.script.spec import ScriptSpec
 from hub.bench.script.totals import ITERATION_DURATION, Collector, ScriptTotals
 from hub.bench.script.vu import VU
 from hub.bench.sizing import place, worker_indices
@@ -52,6 +52,9 @@ def describe(exc: BaseException) -> str:
 
 
 class Engine:
+    """One worker's share of the run: its VUs (ids ``worker, worker + procs, ...``), their
+    connections, and what they counted."""
+
     def __init__(
         self,
         config: RunConfig,
@@ -84,10 +87,7 @@ class Engine:
 
     async def run(self, t0: float) -> ScriptTotals:
         vus = self.vus = self.make_vus()
-        executor = self.spec.executor
-        procs = self.config.procs
-        if executor.kind == RATE:
-            procs = min(procs, executor.vus)  # a worker without a VU starts no iteration
+        executor, procs = self.spec.executor, self.config.procs
         try:
             dropped = await run_executor(executor, vus, self.iterate, t0, self.worker, procs)
         finally:
