@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from support import ROOT, HubProcess, RedisServer, stop_process, t, wait_until
+from test_bench_targets import seen, start_echo
 from test_script_examples import run_script
 
 
@@ -358,3 +359,40 @@ def test_the_live_view_counts_the_vus_sockets(hub_url: str, tmp_path: Path) -> N
     finally:
         stop_process(process, t(10))
     assert "hub_bench_script_iterations" in live.read_text()  # the final totals replaced it
+
+
+def test_wss_and_per_connection_headers(tmp_path: Path) -> None:
+    """vu.connect over TLS (--ca-file trusts the self-signed certificate), each connection
+    with its own headers, to a plain websockets echo server; without the CA, every connect
+    fails and is counted by kind."""
+    script = write(
+        tmp_path,
+        "tls.py",
+        "async def user(vu):\n"
+        "    conn = await vu.connect(f'/tls-{vu.id}',"
+        " headers={'Authorization': f'Bearer vu-{vu.id}'})\n"
+        "    conn.send(b'\\xffbinary')  # not UTF-8: it comes back as bytes\n"
+        "    vu.check('echoed', await conn.expect(lambda m: m == b'\\xffbinary') is not None)\n"
+        "    conn.send('text')\n"
+        "    vu.check('text', await conn.expect(lambda m: m == 'text') is not None)\n"
+        "    await vu.sleep(5)\n",
+    )
+    for url, log in start_echo(tmp_path, tls=True):
+        args = ["--url", url, "--vus", "2", "--duration", "0.5", "--procs", "2"]
+        rc, report, stderr = run_script(
+            tmp_path, script, *args, "--ca-file", str(tmp_path / "cert.pem"),
+            "--graceful-stop", "0",
+        )  # fmt: skip
+        assert rc == 0, stderr
+        checks = report["script"]["checks"]["by_name"]
+        assert checks == {n: {"passes": 2, "fails": 0} for n in ("echoed", "text")}, checks
+        assert sorted((e["path"], e["authorization"]) for e in seen(log)) == [
+            ("/tls-0", "Bearer vu-0"),
+            ("/tls-1", "Bearer vu-1"),
+        ]
+        rc, report, stderr = run_script(tmp_path, script, *args)
+        assert rc == 1
+        assert report["connections"]["connected"] == 0
+        (kind,) = report["connections"]["errors"]
+        assert kind.startswith("SSLCertVerificationError"), report["connections"]
+        assert report["connections"]["failed"] == report["script"]["iterations"]["failed"] >= 2

@@ -46,8 +46,10 @@ class ConnectError(ConnectionError):
 
 
 class Codec:
-    """The raw protocol: every frame is the script's, as ``str`` when it is UTF-8 text,
-    else as ``bytes``. Other protocols override what differs."""
+    """The raw protocol: every frame is the script's, as ``str`` when its bytes are valid
+    UTF-8, else as ``bytes`` (the lean client's parser hands over a payload without its
+    opcode, so a binary frame of UTF-8 text arrives as ``str`` too). Other protocols
+    override what differs."""
 
     name = "raw"
     subprotocol: str | None = None
