@@ -18,6 +18,8 @@ Its modules, from the command line down:
 - ``scenarios/``: one module per scenario, each with its coordinator half and its worker half;
   ``scenarios/context.py``: the narrow sides of the coordinator and the worker that a scenario
   sees, and the :class:`~hub.bench.scenarios.context.Outcome` it hands back.
+- ``script/``: ``hub bench script FILE.py``, virtual users running the user's own
+  ``async def user(vu)`` (its ``__init__.py`` lists its modules).
 - ``sockets.py``: the receivers and publishers (picows or the lean client); ``connect.py``:
   opening them; ``lean.py`` and ``wire.py``: the lean WebSocket client; ``adapted.py`` and
   ``protocols/``: sockets that speak a ``--protocol``; ``header.py``: the bench header.

@@ -28,6 +28,7 @@ from hub.bench.from_args import config_from_args
 from hub.bench.options import build_parser
 from hub.bench.plot import write_plot
 from hub.bench.schema import SCHEMA, Report
+from hub.bench.script.summary import print_script
 from hub.bench.server_memory import ServerMemoryOptions
 from hub.bench.sizing import SizingError
 from hub.bench.table import print_report
@@ -69,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.agents:  # every agent authenticated before anything runs anywhere
             pool, config = agent_pool(args, config, run_worker)
     except (SizingError, HandshakeError) as exc:
+        # As written: a script's traceback is no markup, and its lines are not to be rewrapped.
         err.print(f"hub bench: error: {exc}", markup=False, soft_wrap=True)
         return 2
     memory = ServerMemoryOptions(
@@ -102,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     _write_files(args, report, err)
     if not args.quiet:
         print_report(report, console)
+        if "script" in report:
+            print_script(report, console)
     # The verdict line comes even with -q: it is what a CI log shows of the run.
     console.print(verdict_line(report, strict=args.strict), markup=False, soft_wrap=True)
     # Files that could not be drawn do not change it: the run's exit status is its own.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from hub.bench.script.spec import ScriptSpec
 from hub.bench.target import Handshake
 from hub.bench.thresholds import Threshold
 
@@ -11,14 +12,20 @@ __all__ = ["AUTO_CLIENT", "CLIENTS", "RunConfig"]
 
 CLIENTS = ("auto", "lean", "picows")
 # What --client auto picks for the receivers (see docs/bench.md, "Client choice").
-AUTO_CLIENT = {"conns": "lean", "broadcast-all": "lean", "fanout": "lean", "echo": "lean"}
+AUTO_CLIENT = {
+    "conns": "lean",
+    "broadcast-all": "lean",
+    "fanout": "lean",
+    "echo": "lean",
+    "script": "lean",
+}
 
 
 @dataclass(frozen=True)
 class RunConfig:
     """Everything a worker needs to play its part. Picklable: it crosses process boundaries."""
 
-    scenario: str  # fanout | echo | conns | broadcast-all
+    scenario: str  # fanout | echo | conns | broadcast-all | script
     urls: list[str]
     procs: int
     # Sockets
@@ -65,6 +72,8 @@ class RunConfig:
     min_connected: float | None = None  # a fraction of the target sockets
     # --threshold expressions (hub/bench/thresholds.py)
     thresholds: tuple[Threshold, ...] = ()
+    # hub bench script: the script's text, its data and its executor (hub/bench/script/)
+    script: ScriptSpec | None = None
 
     def receiver_client(self) -> str:
         """The client the receivers use: ``auto`` picks what measured best for the scenario."""

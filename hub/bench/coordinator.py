@@ -8,13 +8,24 @@ the scenario's coordinator half itself, as ``scenarios/context.py``'s ``Coordina
 from __future__ import annotations
 
 import queue
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 from hub.bench.config import RunConfig
-from hub.bench.messages import Command, Connect, Connected, Event, Failed, Progress, Ready, Result
+from hub.bench.messages import (
+    Command,
+    Connect,
+    Connected,
+    Event,
+    Failed,
+    Notice,
+    Progress,
+    Ready,
+    Result,
+)
 from hub.bench.pool import BenchError, LocalPool, WorkerPool
 from hub.bench.report import Run, assemble
 from hub.bench.scenarios import scenario_for
@@ -64,7 +75,8 @@ class Coordinator:
         self.pool: WorkerPool = pool or LocalPool(config, run_worker)
         self.memory = memory or ServerMemoryOptions()
         self.on_update = on_update
-        self.live = LiveState(target=config.num_sockets + config.num_publishers)
+        vus = config.script.executor.vus if config.script else 0  # a script's VUs, at most
+        self.live = LiveState(target=config.num_sockets + config.num_publishers + vus)
         self.t0 = time.monotonic()
         # Timeline: (seconds since the start of the measured phase, interval histogram)
         self.timeline: list[tuple[float, bytes]] = []
@@ -77,6 +89,7 @@ class Coordinator:
         #: The server's memory before the sockets connected, and where it was read.
         self.server_rss_before: tuple[int | None, str] = (None, "none")
         self.num_connected = 0
+        self.notices: set[str] = set()  # the keys of the Notice events printed
 
     # Plumbing
 
@@ -117,10 +130,18 @@ class Coordinator:
                 continue
             if isinstance(event, Progress):
                 self.on_progress(event)
+            elif isinstance(event, Notice):
+                self.on_notice(event)
             elif isinstance(event, Failed):
                 raise BenchError(f"worker {event.worker} failed: {event.message}")
             elif kind is not None and isinstance(event, kind):
                 return event
+
+    def on_notice(self, event: Notice) -> None:
+        """Print a worker's notice, once per key however many workers send it."""
+        if event.key not in self.notices:
+            self.notices.add(event.key)
+            print(f"hub bench: {event.text}", file=sys.stderr, flush=True)
 
     def on_progress(self, event: Progress) -> None:
         live, worker, data = self.live, event.worker, event.snapshot

@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 from hub.bench.schema import Report
+from hub.bench.script.summary import openmetrics_lines
 
 __all__ = ["live_openmetrics", "openmetrics", "write_atomically", "write_html"]
 
@@ -85,6 +86,7 @@ def openmetrics(report: Report) -> str:
             line = _sample(name, value, sample_labels)
             if line is not None:
                 lines.append(line)
+    lines += openmetrics_lines(report, labels)  # a script run's checks, errors and trends
     lines.append("# EOF")
     return "\n".join(lines) + "\n"
 

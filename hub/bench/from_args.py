@@ -13,6 +13,7 @@ from hub.bench.config import AUTO_CLIENT, RunConfig
 from hub.bench.header import HEADER_SIZE
 from hub.bench.protocols import PROTOCOLS
 from hub.bench.ramp import parse_ramp, parse_rate_phases
+from hub.bench.script.from_args import script_config
 from hub.bench.sizing import (
     SizingError,
     check_fd_limit,
@@ -27,6 +28,8 @@ __all__ = ["config_from_args"]
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     """Check the arguments and size the run; raise SizingError when it cannot fit."""
+    if args.scenario == "script":
+        return script_config(args)
     urls, handshake = _targets(args)
     scenario = args.scenario
     num_publishers = args.publishers if scenario == "fanout" else 0

@@ -11,12 +11,15 @@ worker sends :class:`Connected`; then the scenario runs (:class:`Start`, and its
 :class:`Sent` / :class:`Drain`, :class:`Round` / :class:`RoundDone` / :class:`Finish`,
 :class:`ChurnDone`); every worker sends its :class:`Result`; :class:`Stop` ends them. Workers
 send :class:`Progress` every interval, and :class:`Failed` when they cannot go on.
+A script run (``hub bench script``) ends its part with :class:`ScriptDone`, and tells the first
+of each distinct error in it as a :class:`Notice`, which the coordinator prints once.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from hub.bench.script.totals import ScriptTotals
 from hub.bench.stats import Tally
 
 __all__ = [
@@ -28,11 +31,13 @@ __all__ = [
     "Event",
     "Failed",
     "Finish",
+    "Notice",
     "Progress",
     "Ready",
     "Result",
     "Round",
     "RoundDone",
+    "ScriptDone",
     "Sent",
     "Snapshot",
     "Start",
@@ -192,3 +197,18 @@ class Failed(Event):
     """The worker failed; ``message`` says how."""
 
     message: str
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptDone(Event):
+    """script: this worker's VUs are done; their exact counts and trends."""
+
+    totals: ScriptTotals
+
+
+@dataclass(frozen=True, slots=True)
+class Notice(Event):
+    """Something to print once per ``key`` over all workers (a script's distinct error)."""
+
+    key: str
+    text: str

@@ -10,7 +10,16 @@ from typing import TYPE_CHECKING
 from hub import DISTRIBUTION
 from hub.bench.agents.options import add_agent_command
 from hub.bench.header import HEADER_SIZE
-from hub.bench.option_groups import common, positive_int, rate, traffic
+from hub.bench.option_groups import (
+    _handshake,
+    _output,
+    _thresholds,
+    common,
+    positive_int,
+    rate,
+    traffic,
+)
+from hub.bench.script.options import add_script_parser
 
 __all__ = ["build_parser"]
 
@@ -20,7 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="hub bench",
         description="Load tester for WebSocket broadcast servers: every frame a client sends "
         "goes to every client of its URL (or channel), sender included. A bare ws://HOST:PORT "
-        "is taken as hub's raw layout, ws://HOST:PORT/CHANNEL. " + VERDICT,
+        "is taken as hub's raw layout, ws://HOST:PORT/CHANNEL. Your own flow (log in, join, send, "
+        "wait for the reply, think) runs as virtual users with 'hub bench script FILE.py': "
+        "'hub bench script --help' teaches one in five minutes. " + VERDICT,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     sub = parser.add_subparsers(dest="scenario", required=True, metavar="COMMAND")
@@ -28,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     _echo(sub)
     _conns(sub)
     _broadcast_all(sub)
+    _script(sub)
     _plot(sub)
     add_agent_command(sub)
     return parser
@@ -208,6 +220,12 @@ def _broadcast_all(sub: Subparsers) -> None:
         default=64,
         help=f"message size in bytes; at least the {HEADER_SIZE}-byte header (default: 64)",
     )
+
+
+def _script(sub: Subparsers) -> None:
+    script = add_script_parser(sub)  # hub/bench/script/options.py
+    for group in (_handshake, _thresholds, _output):
+        group(script)
 
 
 def _plot(sub: Subparsers) -> None:

@@ -78,9 +78,12 @@ def assemble(config: RunConfig, run: Run) -> Report:
         ("churn", outcome.churn),
         ("server_memory", outcome.server_memory),
         ("rounds", outcome.rounds),
+        ("script", outcome.script),
     ):
         if section is not None:
             report[name] = section
+    for name, figures in outcome.overrides.items():
+        report[name].update(figures)
     report["warnings"] = warnings(config, report, errors)
     report["thresholds"] = thresholds(config, report)
     report["ok"] = exit_status(report, strict=True) == 0

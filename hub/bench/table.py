@@ -34,7 +34,7 @@ def print_report(report: Report, console: Console) -> None:
     table.add_row("connect time", f"{conn['connect_s']:.3f} s")
     table.add_row("connect rate", _fmt(conn["connect_rate_per_s"], "/s"))
     messages = report["messages"]
-    if report["scenario"] != "conns":
+    if report["scenario"] not in ("conns", "script"):  # a script's: script/summary.py
         for name in ("sent", "expected", "received", "lost", "duplicates", "reordered", "foreign"):
             table.add_row(f"messages {name}", _fmt(messages[name]))
             if name == "lost" and "loss_percent" in messages:

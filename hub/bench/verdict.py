@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from hub.bench.config import RunConfig
 from hub.bench.schema import Report, Section
+from hub.bench.script.summary import verdict_parts
 
 __all__ = ["DEFAULT_CHECKS", "exit_status", "plural", "thresholds", "verdict_line"]
 
@@ -127,7 +128,9 @@ def verdict_line(report: Report, *, strict: bool) -> str:
             f"{plural(agents, 'agent')} lost, {'its' if agents == 1 else 'their'} part left out"
         )
     expected = messages.get("expected", 0)
-    if report.get("scenario") != "conns" or expected:
+    if "script" in report:
+        parts += verdict_parts(report)
+    elif report.get("scenario") != "conns" or expected:
         lost = messages.get("lost", 0)
         share = f" ({messages.get('loss_percent', 0):g}%)" if lost else ""
         deliveries = plural(expected, "expected delivery", "expected deliveries")

@@ -142,7 +142,8 @@ class Worker:
 
     def num_connected(self) -> int:
         listeners: list[Socket] = [*self.receivers, *self.publishers]
-        return sum(1 for item in listeners if item.transport is not None)
+        own = self.scenario.own_sockets()  # a script's VUs open theirs during the run
+        return own + sum(1 for item in listeners if item.transport is not None)
 
     async def ticker(self) -> None:
         while True:

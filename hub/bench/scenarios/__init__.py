@@ -8,11 +8,12 @@ from hub.bench.scenarios.broadcast_all import BroadcastAll
 from hub.bench.scenarios.conns import Conns
 from hub.bench.scenarios.echo import Echo
 from hub.bench.scenarios.fanout import Fanout
+from hub.bench.scenarios.script import Script
 
 __all__ = ["SCENARIOS", "Scenario", "scenario_for"]
 
 SCENARIOS: dict[str, type[Scenario]] = {
-    cls.name: cls for cls in (Fanout, Echo, Conns, BroadcastAll)
+    cls.name: cls for cls in (Fanout, Echo, Conns, BroadcastAll, Script)
 }
 
 

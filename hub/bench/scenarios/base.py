@@ -59,6 +59,11 @@ class Scenario:
         """(socket index, URL, publisher) of this worker's publishers."""
         return []
 
+    def own_sockets(self) -> int:
+        """Sockets the scenario opened itself and holds open now (a script's VUs'), beyond
+        the worker's receivers and publishers."""
+        return 0
+
     #: Whether the coordinator reads the server's memory before the sockets connect.
     measures_server_memory: ClassVar[bool] = False
 

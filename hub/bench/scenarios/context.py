@@ -37,6 +37,10 @@ class Outcome:
     rounds: list[Section] | None = None  # broadcast-all: the report's ``rounds``
     churn: Section | None = None  # conns --churn: the report's ``churn``
     server_memory: Section | None = None  # conns: the report's ``server_memory``
+    script: Section | None = None  # script: the report's ``script``
+    #: script: figures of the report's sections that the scenario knows better (its VUs
+    #: open their sockets during the run), by section
+    overrides: dict[str, Section] = field(default_factory=dict)
 
 
 class CoordinatorSide(Protocol):
