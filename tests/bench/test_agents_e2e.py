@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import ROOT as ROOT_DIR
 from support import HubProcess, RedisServer, wait_until
 from support.bench_agents import (
     Agent,
@@ -237,3 +238,26 @@ def test_an_agent_runs_nothing_but_a_hub_bench_worker(agents: list[Agent]) -> No
     }
     wait_until(lambda: "refused the run" in agent.log(), 10, "the agent's log")
     assert agent.workers() == []
+
+
+def test_a_script_runs_through_three_agents_with_its_vus_split_and_its_counts_summed(
+    hub: HubProcess, agents: list[Agent], tmp_path: Path
+) -> None:
+    # The script's text travels in each worker's settings: the agents never see the file.
+    script = ROOT_DIR / "examples" / "bench" / "chat_room.py"
+    status, report, output = run_bench(
+        tmp_path, "script", str(script), "--url", f"ws://127.0.0.1:{hub.port}",
+        "--vus", "6", "--duration", "3s", "--procs", "1", *agent_args(agents),
+        "--threshold", "checks>99%", "--strict",
+    )  # fmt: skip
+    assert status == 0, output
+    assert report is not None
+    rows = report["agents"]
+    assert [r["state"] for r in rows] == ["ok"] * 3
+    assert [r["workers"] for r in rows] == [[0], [1], [2]]
+    totals = report["script"]
+    completed = totals["iterations"]["completed"]
+    assert completed >= 6 and totals["errors"] == {}, totals
+    checks = totals["checks"]["by_name"]["heard my own message"]
+    assert checks == {"passes": completed, "fails": 0}
+    assert totals["expects"]["matched"] == completed
