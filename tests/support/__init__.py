@@ -10,7 +10,9 @@
 - ``browser``: headless Chromium through Playwright (``support.browser``);
 - ``sentinel``: a real local master, replica and 3 sentinels (``support.sentinel``);
 - ``cluster``: a real local Redis Cluster of masters and replicas (``support.cluster``);
-- ``hosts``: the many-hosts lab, network namespaces on a bridge, partitions, freezes (``support.hosts``).
+- ``hosts``: the many-hosts lab, network namespaces on a bridge, partitions, freezes
+  (``support.hosts``); ``lab_haproxy`` and ``lab_cluster``: haproxy and a Redis Cluster on its
+  hosts;
 
 Every wait is a multiple of ``t``, which ``HUB_TEST_TIMEOUT_SCALE`` stretches.
 """
