@@ -145,7 +145,8 @@ class Drain:
 
     @property
     def down_s(self) -> float:
-        return next(at for at, state, _ in self.samples if not state.routable)
+        """When haproxy stopped routing to it (inf: not before its sockets closed)."""
+        return next((at for at, state, _ in self.samples if not state.routable), float("inf"))
 
     @property
     def closed_s(self) -> float:
@@ -156,6 +157,8 @@ class Drain:
 
     def __str__(self) -> str:
         down, closed = self.down_s, self.closed_s
+        if down > closed:
+            return f"{self.server}: sockets closed at {closed:.2f}s, still UP in haproxy"
         return (
             f"{self.server}: haproxy DOWN {down:.2f}s after SIGTERM with "
             f"{self.at(down).current} clients still on it; sockets closed at {closed:.2f}s; "
