@@ -281,13 +281,15 @@ def test_a_rolling_deploy_behind_haproxy_loses_nothing(lab: Lab, tmp_path: Path)
         assert each.closed_s >= DRAIN_S, each
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
 async def test_a_draining_hub_serves_with_readyz_503_then_closes_with_1001(
-    tmp_path: Path,
+    tmp_path: Path, workers: str
 ) -> None:
     """--drain-s: after SIGTERM the hub goes on serving (its clients stay, a new one is still
     accepted, /healthz 200) with /readyz at 503, then closes every client with 1001 and exits
-    0. Without it (--drain-s 0, the default) the close comes at once."""
-    hub = HubProcess("--drain-s", "1.5", log_dir=tmp_path).wait_ready()
+    0; with 2 workers, the supervisor waits for their drain. Without it (--drain-s 0, the
+    default) the close comes at once."""
+    hub = HubProcess("--drain-s", "1.5", "--workers", workers, log_dir=tmp_path).wait_ready()
     try:
         async with connect(hub.url("room"), open_timeout=t(5)) as ws:
             hub.signal(signal.SIGTERM)
