@@ -68,7 +68,7 @@ class App:
         )
         add_health_routes(
             self.routes,
-            is_ready=lambda: self.node.is_ready,
+            is_ready=lambda: self.node.is_ready and not self.draining,
             metrics=self.metrics.exposition,
             stats=self._stats,
         )
@@ -81,6 +81,8 @@ class App:
         self.api = wiring.api(settings, self.node, authenticator, self.hooks)
         self.server = wiring.server(settings, self.handler)
         self.stopping = asyncio.Event()
+        #: Told to stop and still serving for --drain-s, with /readyz at 503 (see run).
+        self.draining = False
         #: The process's exit status once run() returns or raises.
         self.exit_status = 0
         self._metrics_task: asyncio.Task[None] | None = None
@@ -182,6 +184,7 @@ class App:
             if self.supervised:
                 watcher = asyncio.create_task(self._watch_parent())
             await told
+            await self._drain()
         except CannotListen as exc:
             logger.error("%s", exc)  # now: the shutdown that follows may be cut short
             self.exit_status = EXIT_CANNOT_LISTEN
@@ -193,6 +196,20 @@ class App:
                     task.cancel()
             await asyncio.wait({starting}, timeout=1.0)  # a start cut short winds down first
             await self.stop()
+
+    async def _drain(self) -> None:
+        """Go on serving for --drain-s with /readyz at 503: a load balancer's health check
+        takes this hub out of rotation while its sockets are still open, so no new client is
+        routed to a hub that is about to close it with 1001."""
+        if self.settings.drain_s <= 0:
+            return
+        self.draining = True
+        logger.info(
+            "worker %d draining: /readyz answers 503 for %.1fs before the connections close",
+            self.worker,
+            self.settings.drain_s,
+        )
+        await asyncio.sleep(self.settings.drain_s)
 
     async def _watch_parent(self) -> None:
         """A worker whose supervisor died stops too, instead of serving on unsupervised."""
@@ -242,7 +259,8 @@ def run_worker(
 
         def arm(_: object = None) -> None:
             if not deadline:
-                deadline.append(_exit_after(SHUTDOWN_DEADLINE_S, app.exit_status, worker))
+                after = SHUTDOWN_DEADLINE_S + settings.drain_s
+                deadline.append(_exit_after(after, app.exit_status, worker))
 
         told = asyncio.create_task(app.stopping.wait())
         told.add_done_callback(arm)

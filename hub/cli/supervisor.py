@@ -28,8 +28,8 @@ logger = logging.getLogger(__name__)
 STABLE_AFTER_S = 5.0
 #: Where prometheus_client, on import, looks for multiprocess metric files (hub.metrics).
 #: Named here so that the supervisor itself never imports prometheus_client.
-#: How long workers get to close their connections with 1001 before they are killed (each
-#: also ends itself after hub.app.SHUTDOWN_DEADLINE_S).
+#: How long workers get to close their connections with 1001 before they are killed, after
+#: their --drain-s (each also ends itself after hub.app.SHUTDOWN_DEADLINE_S + --drain-s).
 STOP_TIMEOUT_S = 5.0
 
 WorkerTarget = Callable[[Settings, int], None]
@@ -169,7 +169,7 @@ class Supervisor:
         for proc in self._workers.values():
             if proc.is_alive() and proc.pid is not None:
                 proc.terminate()
-        deadline = time.monotonic() + STOP_TIMEOUT_S
+        deadline = time.monotonic() + STOP_TIMEOUT_S + self.settings.drain_s
         for proc in self._workers.values():
             proc.join(max(0.0, deadline - time.monotonic()))
             if proc.is_alive():

@@ -47,6 +47,12 @@ class Flags:
         "worker processes sharing the port via SO_REUSEPORT (0: one per CPU); each holds "
         "at most ~19,000 sockets because of the per-process open-file limit",
     )
+    drain_s: float = _opt(
+        0.0,
+        "on SIGTERM, seconds to go on serving with /readyz answering 503 before closing the "
+        "connections with 1001, so that a load balancer's health check takes the hub out of "
+        "rotation first (behind haproxy's shipped config: 5)",
+    )
     reuse_port: bool = _opt(
         False,
         "share --port (and --api-port) with other hub processes, e.g. a blue/green switch; "

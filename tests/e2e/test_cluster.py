@@ -5,19 +5,14 @@ mid-stream, every message counted per channel."""
 from __future__ import annotations
 
 import asyncio
-import collections
-import contextlib
 import json
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from support import HubProcess, free_port, t
-from support.cluster import RedisCluster
-from support.counting import Counts, count, publish_round_robin, stream_through_a_kill
-from websockets.asyncio.client import connect
+from support.cluster import MultiReader, RedisCluster, exact, in_partitions, stream_through
+from support.counting import publish_round_robin, stream_through_a_kill
 
 from hub.brokers.cluster import PartitionMap
 
@@ -34,77 +29,6 @@ def hub_args(cluster: RedisCluster, *extra: str) -> tuple[str, ...]:
         f"c{free_port()}:",
         *extra,
     )
-
-
-def in_partitions(pm: PartitionMap, partitions: set[int], n: int, stem: str) -> list[str]:
-    """``n`` channel names whose partitions are among ``partitions``."""
-    names = (f"{stem}{i}" for i in range(100_000))
-    return [c for c in names if pm.partition(c) in partitions][:n]
-
-
-@dataclass
-class MultiReader:
-    """One hub.v1 socket subscribed to many channels: the numbers each got, and gaps."""
-
-    channels: Sequence[str]
-    numbers: dict[str, list[int]] = field(default_factory=lambda: collections.defaultdict(list))
-    gaps: list[dict[str, Any]] = field(default_factory=list)
-    subscribed: asyncio.Event = field(default_factory=asyncio.Event)
-
-    async def run(self, url: str, until: Callable[[MultiReader], bool]) -> None:
-        async with connect(url, subprotocols=["hub.v1"]) as ws:  # type: ignore[list-item]
-            await ws.send(json.dumps({"op": "subscribe", "channels": list(self.channels)}))
-            async for frame in ws:
-                message = json.loads(frame)
-                kind = message.get("type")
-                if kind == "ack":
-                    self.subscribed.set()
-                elif kind == "message":
-                    self.numbers[message["channel"]].append(message["data"]["n"])
-                elif kind == "gap":
-                    self.gaps.append(message)
-                elif kind == "error":
-                    raise AssertionError(f"error frame: {message}")
-                if until(self):
-                    return
-
-    def counts(self, per_channel: int) -> dict[str, Counts]:
-        return {c: count(self.numbers[c], range(per_channel)) for c in self.channels}
-
-    def total(self) -> int:
-        """Distinct messages so far (a duplicate must not end the reading early)."""
-        return sum(len(set(v)) for v in self.numbers.values())
-
-
-async def stream_through(
-    a: HubProcess,
-    b: HubProcess,
-    channels: Sequence[str],
-    per_channel: int,
-    rate: float,
-    fault: Callable[[], None],
-    fault_after_s: float = 1.0,
-) -> MultiReader:
-    """Publish through hub A, read through hub B, and run ``fault`` (in a thread) mid-stream."""
-    reader = MultiReader(channels)
-    total = len(channels) * per_channel
-    reading = asyncio.create_task(reader.run(b.url(), lambda r: r.total() >= total))
-    await asyncio.wait_for(reader.subscribed.wait(), t(10))
-    publishing = asyncio.create_task(
-        publish_round_robin(a.url(), channels, range(per_channel), rate=rate)
-    )
-    await asyncio.sleep(fault_after_s)
-    await asyncio.to_thread(fault)
-    await publishing
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(reading, t(20))
-    reading.cancel()
-    return reader
-
-
-def exact(counts: dict[str, Counts]) -> dict[str, str]:
-    """The channels whose counts are not exact, with their counts (empty: all exact)."""
-    return {c: str(k) for c, k in counts.items() if not k.is_exact}
 
 
 @pytest.fixture

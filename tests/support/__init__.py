@@ -11,7 +11,8 @@
 - ``sentinel``: a real local master, replica and 3 sentinels (``support.sentinel``);
 - ``cluster``: a real local Redis Cluster of masters and replicas (``support.cluster``);
 - ``hosts``: the many-hosts lab: namespaces on a bridge, partitions, freezes (``support.hosts``);
-- ``lab_sentinel``, ``lab_traffic``: Sentinel on lab hosts, and numbered traffic across hosts.
+- ``lab_sentinel``, ``lab_cluster``, ``lab_haproxy``, ``lab_traffic``: Sentinel, a Redis Cluster
+  and haproxy on lab hosts, and numbered traffic across hosts.
 
 Every wait is a multiple of ``t``, which ``HUB_TEST_TIMEOUT_SCALE`` stretches.
 """

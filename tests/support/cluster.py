@@ -1,5 +1,6 @@
 """A real local Redis Cluster: N masters (plus replicas) on free loopback ports, each in a
-temp dir, created with ``redis-cli --cluster create`` and stopped by pid.
+temp dir, created with ``redis-cli --cluster create`` and stopped by pid; and the counted
+stream that the Cluster fault tests run through two hubs (:func:`stream_through`).
 
 The cluster bus listens on port + 10000, so ports are drawn below 55536 with the bus port
 free too. A short ``cluster-node-timeout`` keeps failover tests to seconds.
@@ -7,15 +8,26 @@ free too. A short ``cluster-node-timeout`` keeps failover tests to seconds.
 
 from __future__ import annotations
 
+import asyncio
+import collections
+import contextlib
+import json
 import shutil
 import socket
 import subprocess
 import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import redis
+from websockets.asyncio.client import connect
 
+from hub.brokers.cluster import PartitionMap
 from hub.cli.embedded_redis import redis_server_argv
-from support.waits import free_port, wait_until
+from support.counting import Counts, count, publish_round_robin
+from support.processes import HubProcess
+from support.waits import free_port, t, wait_until
 
 NODE_TIMEOUT_MS = 1000
 
@@ -48,30 +60,42 @@ class RedisCluster:
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
         self.dirs: list[str] = []
 
+    def address(self, port: int) -> str:
+        """The address of the node on ``port`` (every node is on loopback here)."""
+        return "127.0.0.1"
+
+    def node(self, port: int) -> str:
+        return f"{self.address(port)}:{port}"
+
     @property
     def url(self) -> str:
-        return "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in self.ports)
+        return "redis+cluster://" + ",".join(self.node(p) for p in self.ports)
 
     def client(self, port: int) -> redis.Redis:
-        return redis.Redis(port=port, socket_timeout=5)
+        return redis.Redis(host=self.address(port), port=port, socket_timeout=5)
+
+    def _new_port(self) -> int:
+        return cluster_port(set(self.ports))
+
+    def _start_node(self, port: int, argv: list[str]) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(argv, stdout=subprocess.DEVNULL)
 
     def start(self) -> None:
         total = self.num_masters * (1 + self.num_replicas)
         for _ in range(total):
-            port = cluster_port(set(self.ports))
+            port = self._new_port()
             self.ports.append(port)
             work = tempfile.mkdtemp(prefix="hub-test-cluster-")
             self.dirs.append(work)
             extra = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
             extra += ["--cluster-node-timeout", str(NODE_TIMEOUT_MS)]
-            self.procs[port] = subprocess.Popen(
-                redis_server_argv(dir=work, port=port, extra=extra), stdout=subprocess.DEVNULL
-            )
+            argv = redis_server_argv(dir=work, port=port, extra=extra)
+            self.procs[port] = self._start_node(port, argv)
         for port in self.ports:
             wait_until(lambda p=port: self._pings(p), 10, f"cluster node on port {port}")
         subprocess.run(
             ["redis-cli", "--cluster", "create"]
-            + [f"127.0.0.1:{p}" for p in self.ports]
+            + [self.node(p) for p in self.ports]
             + ["--cluster-replicas", str(self.num_replicas), "--cluster-yes"],
             check=True,
             stdout=subprocess.DEVNULL,
@@ -126,7 +150,7 @@ class RedisCluster:
 
     def reshard(self, source: int, target: int, num_slots: int) -> None:
         """Move ``num_slots`` slots (the source's lowest) with ``redis-cli --cluster reshard``."""
-        argv = ["redis-cli", "--cluster", "reshard", f"127.0.0.1:{source}"]
+        argv = ["redis-cli", "--cluster", "reshard", self.node(source)]
         argv += ["--cluster-from", self.node_id(source), "--cluster-to", self.node_id(target)]
         argv += ["--cluster-slots", str(num_slots), "--cluster-yes"]
         subprocess.run(
@@ -177,3 +201,74 @@ class RedisCluster:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def in_partitions(pm: PartitionMap, partitions: set[int], n: int, stem: str) -> list[str]:
+    """``n`` channel names whose partitions are among ``partitions``."""
+    names = (f"{stem}{i}" for i in range(100_000))
+    return [c for c in names if pm.partition(c) in partitions][:n]
+
+
+@dataclass
+class MultiReader:
+    """One hub.v1 socket subscribed to many channels: the numbers each got, and gaps."""
+
+    channels: Sequence[str]
+    numbers: dict[str, list[int]] = field(default_factory=lambda: collections.defaultdict(list))
+    gaps: list[dict[str, Any]] = field(default_factory=list)
+    subscribed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def run(self, url: str, until: Callable[[MultiReader], bool]) -> None:
+        async with connect(url, subprotocols=["hub.v1"]) as ws:  # type: ignore[list-item]
+            await ws.send(json.dumps({"op": "subscribe", "channels": list(self.channels)}))
+            async for frame in ws:
+                message = json.loads(frame)
+                kind = message.get("type")
+                if kind == "ack":
+                    self.subscribed.set()
+                elif kind == "message":
+                    self.numbers[message["channel"]].append(message["data"]["n"])
+                elif kind == "gap":
+                    self.gaps.append(message)
+                elif kind == "error":
+                    raise AssertionError(f"error frame: {message}")
+                if until(self):
+                    return
+
+    def counts(self, per_channel: int) -> dict[str, Counts]:
+        return {c: count(self.numbers[c], range(per_channel)) for c in self.channels}
+
+    def total(self) -> int:
+        """Distinct messages so far (a duplicate must not end the reading early)."""
+        return sum(len(set(v)) for v in self.numbers.values())
+
+
+async def stream_through(
+    a: HubProcess,
+    b: HubProcess,
+    channels: Sequence[str],
+    per_channel: int,
+    rate: float,
+    fault: Callable[[], None],
+    fault_after_s: float = 1.0,
+) -> MultiReader:
+    """Publish through hub A, read through hub B, and run ``fault`` (in a thread) mid-stream."""
+    reader = MultiReader(channels)
+    total = len(channels) * per_channel
+    reading = asyncio.create_task(reader.run(b.url(), lambda r: r.total() >= total))
+    await asyncio.wait_for(reader.subscribed.wait(), t(10))
+    publishing = asyncio.create_task(
+        publish_round_robin(a.url(), channels, range(per_channel), rate=rate)
+    )
+    await asyncio.sleep(fault_after_s)
+    await asyncio.to_thread(fault)
+    await publishing
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(reading, t(20))
+    reading.cancel()
+    return reader
+
+
+def exact(counts: dict[str, Counts]) -> dict[str, str]:
+    """The channels whose counts are not exact, with their counts (empty: all exact)."""
+    return {c: str(k) for c, k in counts.items() if not k.is_exact}

@@ -55,9 +55,12 @@ class _SlotLocator:
         self._topology = topology
         self._slot = slot
         self._seen = -1
+        self._last: Endpoint | None = None
 
     async def __call__(self) -> Endpoint:
-        endpoint, self._seen = await self._topology.owner(self._slot, self._seen)
+        # Asked again: the connection to the last node was lost (or never opened).
+        endpoint, self._seen = await self._topology.owner(self._slot, self._seen, self._last)
+        self._last = endpoint
         return endpoint
 
 

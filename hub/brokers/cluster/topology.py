@@ -50,20 +50,37 @@ class ClusterTopology:
         self._version = 0
         self._refreshing: asyncio.Task[None] | None = None
 
-    async def owner(self, slot: int, seen: int) -> tuple[Endpoint, int]:
+    async def owner(
+        self, slot: int, seen: int, lost: Endpoint | None = None
+    ) -> tuple[Endpoint, int]:
         """The master of ``slot``, from a map newer than version ``seen`` (-1: any), and the
-        map's version. Raises OSError when no node answers or no master serves the slot."""
-        if self._version <= seen or self._version == 0:
-            await self._refresh()
+        map's version. Raises OSError when no node answers or no master serves the slot.
+
+        ``lost`` is the node the caller was on: a map that is newer than ``seen`` but was
+        read by another partition before the change that lost it (a master whose host went
+        silent is still a master until its replica is promoted) names it again, and a
+        connect to a silent host costs a whole connect deadline. So a map that still names
+        ``lost`` is read once more, unless this call just read it; and a read asks ``lost``
+        last, not first (it may be silent)."""
+        refreshed = self._version <= seen or self._version == 0
+        if refreshed:
+            await self._refresh(lost)
+        endpoint = self._owner(slot)
+        if lost is not None and endpoint == lost and not refreshed:
+            await self._refresh(lost)
+            endpoint = self._owner(slot)
+        return endpoint, self._version
+
+    def _owner(self, slot: int) -> Endpoint:
         try:
             node = self._client.nodes_manager.get_node_from_slot(slot)
         except (RedisClusterException, RedisError) as exc:
             raise OSError(f"no master serves slot {slot} now: {exc}") from None
-        return replace(self._endpoint, host=node.host, port=int(node.port)), self._version
+        return replace(self._endpoint, host=node.host, port=int(node.port))
 
-    async def _refresh(self) -> None:
+    async def _refresh(self, lost: Endpoint | None = None) -> None:
         if self._refreshing is None:
-            self._refreshing = asyncio.create_task(self._fetch())
+            self._refreshing = asyncio.create_task(self._fetch(lost))
             self._refreshing.add_done_callback(self._refreshed)
         await asyncio.shield(self._refreshing)
 
@@ -71,12 +88,14 @@ class ClusterTopology:
         if self._refreshing is task:
             self._refreshing = None
 
-    async def _fetch(self) -> None:
+    async def _fetch(self, lost: Endpoint | None) -> None:
         try:
             if self._version == 0:
                 await self._client.initialize()
             else:
-                await self._client.nodes_manager.initialize()
+                # redis-py names a node host:port; it asks that one after all the others.
+                last = f"{lost.host}:{lost.port}" if lost is not None else None
+                await self._client.nodes_manager.initialize(last_failed_node_name=last)
         except (RedisClusterException, RedisError) as exc:
             raise OSError(
                 f"cannot read the slot map from {self.target.describe()}: {exc}"
