@@ -8,7 +8,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from hub import DISTRIBUTION
-from hub.bench.agents.options import add_agent_command
+from hub.bench.agents.options import add_agent_command, add_agent_options
 from hub.bench.header import HEADER_SIZE
 from hub.bench.option_groups import (
     _handshake,
@@ -226,6 +226,7 @@ def _script(sub: Subparsers) -> None:
     script = add_script_parser(sub)  # hub/bench/script/options.py
     for group in (_handshake, _thresholds, _output):
         group(script)
+    add_agent_options(script)  # a script's VUs split over agents as sockets are
 
 
 def _plot(sub: Subparsers) -> None:

@@ -75,12 +75,14 @@ class RedisLink:
         """Connect with backoff until it works (or the broker closes)."""
         delays = backoff(max_s=RECONNECT_MAX_S)
         while True:
+            # The endpoint this try dials: another role may move the shared one meanwhile.
+            dialled = self.endpoint
             try:
                 if self._locate is not None:
-                    self.endpoint = await self._locate()
+                    self.endpoint = dialled = await self._locate()
                 if self._attach is not None:  # a share of a node's connection (Cluster)
-                    return await self._attach(role, self.endpoint, on_replies)
-                return await open_connection(self.endpoint, on_replies, name=f"{self.name}-{role}")
+                    return await self._attach(role, dialled, on_replies)
+                return await open_connection(dialled, on_replies, name=f"{self.name}-{role}")
             except (TimeoutError, OSError, hiredis.ReplyError) as exc:  # NoMaster is an OSError
                 delay = next(delays)
                 self.log(
@@ -88,8 +90,8 @@ class RedisLink:
                     "cannot connect",
                     "redis %s: cannot connect to %s (%s); retrying in %.2fs",
                     role,
-                    self.endpoint.describe(),
-                    exc or type(exc).__name__,
+                    dialled.describe(),
+                    str(exc) or type(exc).__name__,
                     delay,
                 )
                 await asyncio.sleep(delay)
