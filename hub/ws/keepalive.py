@@ -24,11 +24,25 @@ _CHUNK = 500
 
 async def run_keepalive(server: Server, *, interval_s: float, timeout_s: float) -> None:
     """Every ``interval_s``, ping each open connection; cut off those whose previous ping has
-    had no pong for ``timeout_s`` (a peer that vanished without closing its socket)."""
+    had no pong for ``timeout_s`` (a peer that vanished without closing its socket).
+
+    A sweep that wakes more than ``timeout_s`` late means this process was deaf itself (its
+    host froze, SIGSTOP, or the machine starved it): the pongs its clients sent meanwhile may
+    still wait unread in the kernel, so that sweep judges no one. It logs the silence and
+    leaves the judging to the next sweep, once what arrived has been read."""
     loop = asyncio.get_running_loop()
+    due = loop.time() + interval_s
     while True:
-        await asyncio.sleep(interval_s)
+        await asyncio.sleep(max(0.0, due - loop.time()))
         now = loop.time()
+        late_s, due = now - due, now + interval_s
+        if late_s > timeout_s:
+            logger.warning(
+                "the keepalive sweep ran %.1f s late: this process was frozen or starved, so "
+                "it heard nothing meanwhile; no connection is cut off for it in this sweep",
+                late_s,
+            )
+            continue
         num_dead = 0
         for i, ws in enumerate(list(server.connections)):
             if i % _CHUNK == _CHUNK - 1:

@@ -9,6 +9,7 @@ drops the dead connection by its own ping timeout, and keeps nothing of it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
 import time
@@ -20,7 +21,7 @@ import pytest
 from support import HubProcess, RedisServer
 from support.counting import count, publish_numbered
 from support.hosts import Host, Lab
-from support.waits import t, wait_until
+from support.waits import async_wait_until, t, wait_until
 
 from hub.client import Client
 
@@ -168,3 +169,85 @@ def test_hub_client_fails_over_from_a_silent_hub_and_the_hub_frees_it(lab: Lab, 
     time.sleep(t(3))
     figures = totals(hub1)
     assert figures["connections"] == 0 and figures["subscriptions"] == 0, figures
+
+
+async def test_client_js_fails_over_from_a_silent_hub(lab: Lab, hubs: Hubs) -> None:
+    """The browser (headless Chromium, on the controller) is cut off from hub1 by DROP
+    rules on hub1's side: client.js's application ping times out, it fails over to hub2 and
+    recovers the history channel; hub1 drops the connection by its own ping timeout."""
+    from support.browser import chromium
+
+    hub1, hub2 = hubs.hub1, hubs.hub2
+    async with chromium() as browser:
+        page = await browser.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        await page.goto(hub2.base_url + "/healthz")
+        await page.evaluate(
+            """async ([base, urls]) => {
+              const { HubClient } = await import(base + "/client.js");
+              window.got = [];
+              window.changes = [];
+              window.hub = new HubClient(urls, { minDelayMs: 100, maxDelayMs: 1000 });
+              for (const name of ["connected", "disconnected"]) {
+                window.hub.on(name, (ev) => window.changes.push({ at: Date.now(), name, ev }));
+              }
+              await new Promise((resolve, reject) => {
+                window.hub.subscribe("news", (value) => window.got.push(value.n), {
+                  onEvent: (ev) => (ev.type === "subscribed" ? resolve() : reject(ev)),
+                });
+              });
+            }""",
+            [hub2.base_url, [hub1.url(), hub2.url()]],
+        )
+        await asyncio.to_thread(wait_connections, hub1, 1, 10)
+        publisher = asyncio.create_task(publish_numbered(hub2.url(), "news", range(NUM), rate=RATE))
+
+        async def got() -> list[int]:
+            numbers: list[int] = await page.evaluate("window.got")
+            return numbers
+
+        async def has(n: int) -> bool:
+            return len(set(await got())) >= n
+
+        await async_wait_until(lambda: has(80), 20, "the first messages in the page")
+        # The browser runs on the controller: cut hub1 off from it alone (Redis stays).
+        lab.partition(hub1.host, [], controller=True)
+        cut_at = time.time()
+        hub_freed_s = await asyncio.to_thread(_wait_zero_from_hub2_side, lab, hub1)
+        await publisher
+        with contextlib.suppress(AssertionError):  # counted below, which says what is missing
+            await async_wait_until(lambda: has(NUM), 40, "every message in the page")
+        changes = await page.evaluate("window.changes")
+        counts = count(await got(), range(NUM))
+        await page.close()
+    lost = next(c["at"] / 1000 for c in changes if c["name"] == "disconnected")
+    back = next(
+        c["at"] / 1000 for c in changes if c["name"] == "connected" and hub2.url() in c["ev"]["url"]
+    )
+    print(
+        f"\nclient.js partitioned from its hub: detected in {lost - cut_at:.1f} s, on the other "
+        f"hub after {back - cut_at:.1f} s; the hub dropped it after {hub_freed_s:.1f} s; {counts}"
+    )
+    assert not errors, errors
+    assert counts.is_exact, f"{counts}; changes {changes}"
+    disconnected = [c for c in changes if c["name"] == "disconnected"]
+    assert disconnected[0]["ev"]["code"] == 4000, changes  # its own ping, not a TCP timeout
+    assert 4.5 <= lost - cut_at <= 10.5, changes
+    assert back - cut_at <= lost - cut_at + 3, changes
+
+
+def _wait_zero_from_hub2_side(lab: Lab, hub1: HubProcess) -> float:
+    """hub1's /stats, read from a host that is not cut off, until its connections are 0."""
+    started = time.monotonic()
+    probe = lab.add_host("probe")
+    url = f"{hub1.base_url}/stats?admin_token={ADMIN}"
+
+    def zero() -> bool:
+        import urllib.request
+
+        with urllib.request.urlopen(url, timeout=2) as answer:
+            return bool(json.loads(answer.read())["totals"]["connections"] == 0)
+
+    probe.thread(lambda: wait_until(zero, 30, "hub1 drops the dead connection")).result(t(40))
+    return time.monotonic() - started
