@@ -15,6 +15,8 @@ import json
 import sys
 from collections import Counter
 
+import uvloop
+
 from hub.bench.lean import Counters, LeanSocket
 from hub.bench.wire import request_prefix, split_url
 from hub.runtime.limits import raise_open_file_limit
@@ -70,4 +72,4 @@ async def main(count: int, urls: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1]), sys.argv[2:]))
+    uvloop.run(main(int(sys.argv[1]), sys.argv[2:]))
