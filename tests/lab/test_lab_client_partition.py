@@ -69,7 +69,7 @@ def test_hub_client_fails_over_from_a_silent_hub_and_the_hub_frees_it(lab: Lab, 
     hub_freed_s = wait_connections(hub1, 0, 30)
     reading.result(t(120))
     publisher.join(t(30))
-    detected_s = follower.after(cut_at, None)
+    detected_s = follower.left(cut_at)
     failed_over_s = follower.after(cut_at, hub2.url())
 
     counts = count(follower.numbers, range(NUM))

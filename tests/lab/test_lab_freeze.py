@@ -40,7 +40,8 @@ pytestmark = pytest.mark.long_fault
 ROOT = Path(__file__).resolve().parents[2]
 NUM_IDLE = 10_000
 FREEZE_S = 30.0
-BEFORE_S = 10.0
+#: Longer than the hubs' keepalive interval (20 s), so that both windows see its pings.
+BEFORE_S = 22.0
 NEWS_RATE = 20.0
 NUM_NEWS = int(NEWS_RATE * (BEFORE_S + FREEZE_S + 15))
 PROBE_RATE = 20.0
@@ -134,6 +135,16 @@ class Probe:
             now = time.time()
             self.samples[i].append((now, now - json.loads(frame)["ts"]))
 
+    def series(self, start: float, end: float, step: float = 2.0) -> list[int]:
+        """The worst latency (ms) in each ``step`` of [start, end), over every subscriber."""
+        worst = [0.0] * int((end - start) / step + 1)
+        for samples in self.samples:
+            for at, lat in samples:
+                if start <= at < end:
+                    i = int((at - start) / step)
+                    worst[i] = max(worst[i], lat)
+        return [round(w * 1000) for w in worst]
+
     def window(self, start: float, end: float) -> tuple[float, float, float]:
         """(p99 latency, max latency, longest silence at any subscriber) in [start, end)."""
         latencies: list[float] = []
@@ -176,13 +187,15 @@ def run_frozen(topology: Topology, idle: IdleSockets, num_idle3: int) -> None:
     lab, (hub1, hub2, hub3) = topology.lab, topology.hubs
     urls = [hub3.url(), hub1.url(), hub2.url()]
     followers = [Follower(urls, NUM_NEWS, timeout_s=150) for _ in range(NUM_FOLLOWERS)]
+    # One that stays: no keepalive, hub3 only. It hears the 30 s of backlog after the thaw.
+    stayer = Follower([hub3.url()], NUM_NEWS, timeout_s=150, ping_interval_s=0)
     threads = [
         topology.followers_host.thread(lambda f=f: asyncio.run(f.run()), f"follower{i}")
-        for i, f in enumerate(followers)
+        for i, f in enumerate([*followers, stayer])
     ]
-    for f in followers:
+    for f in [*followers, stayer]:
         assert f.subscribed.wait(t(30)), "a follower never subscribed"
-    wait_until(lambda: totals(hub3)["connections"] == num_idle3 + NUM_FOLLOWERS, 20,
+    wait_until(lambda: totals(hub3)["connections"] == num_idle3 + NUM_FOLLOWERS + 1, 20,
                "the followers on hub3")  # fmt: skip
     rss_before = rss_kib(hub3)
     probe = Probe([hub1.url("probe"), hub1.url("probe"), hub2.url("probe"), hub2.url("probe")])
@@ -206,10 +219,11 @@ def run_frozen(topology: Topology, idle: IdleSockets, num_idle3: int) -> None:
 
     hub3.wait_ready(30)
     ready_s = time.monotonic() - thawed_at
-    wait_until(lambda: totals(hub3)["connections"] == num_idle3, 30, "hub3 drops the abandoned")
+    wait_until(lambda: totals(hub3)["connections"] == num_idle3 + 1, 30, "hub3 drops the abandoned")
     dropped_s = time.monotonic() - thawed_at
     for thread in threads:
         thread.result(t(150))
+    stayed = count(stayer.numbers, range(NUM_NEWS))
     news.join(t(30))
     probe.stop.set()
     probing.join(t(20))
@@ -220,9 +234,9 @@ def run_frozen(topology: Topology, idle: IdleSockets, num_idle3: int) -> None:
     rss_after = rss_kib(hub3)
     sockets = idle.report()
 
-    before = probe.window(frozen_wall - BEFORE_S + 2, frozen_wall)
+    before = probe.window(frozen_wall - BEFORE_S + 1, frozen_wall)
     during = probe.window(frozen_wall, thawed_wall)
-    detected = [f.after(frozen_at, None) for f in followers]
+    detected = [f.left(frozen_at) for f in followers]
     failed_over = [f.after(frozen_at, hub1.url()) for f in followers]
     counts = [count(f.numbers, range(NUM_NEWS)) for f in followers]
     print(
@@ -230,19 +244,25 @@ def run_frozen(topology: Topology, idle: IdleSockets, num_idle3: int) -> None:
         f"\n  awake hubs' delivery: before p99 {before[0] * 1000:.1f} ms, max "
         f"{before[1] * 1000:.1f} ms, longest silence {before[2] * 1000:.0f} ms; during p99 "
         f"{during[0] * 1000:.1f} ms, max {during[1] * 1000:.1f} ms, longest silence "
-        f"{during[2] * 1000:.0f} ms"
+        f"{during[2] * 1000:.0f} ms; worst per 2 s (ms) from {BEFORE_S:.0f} s before the "
+        f"freeze to 10 s after: {probe.series(frozen_wall - BEFORE_S, thawed_wall + 10)}"
         f"\n  followers: detected after {[round(d, 1) for d in detected]} s, on hub1 after "
         f"{[round(d, 1) for d in failed_over]} s; {[str(c) for c in counts]}"
         f"\n  hub3 after the thaw: ready in {ready_s:.1f} s, abandoned connections dropped in "
         f"{dropped_s:.1f} s; /stats {after}; RSS {rss_before} -> {rss_after} KiB"
+        f"\n  the subscriber that stayed on hub3 (no keepalive): {stayed}, "
+        f"reconnects {len(stayer.changes) - 1}"
         f"\n  idle sockets: {sockets}"
     )
     # The awake hubs: no stall (a generous bound; this is behaviour, not speed).
     assert during[2] < t(1.0) + 1 / PROBE_RATE, (before, during)
+    assert during[1] < max(t(1.0), 2 * before[1]), (before, during)
     assert during[0] < max(t(0.5), 5 * before[0]), (before, during)
     # The frozen hub's hub.client subscribers fail over by their keepalive, losing nothing.
     assert all(c.is_exact for c in counts), [str(c) for c in counts]
     assert all(d <= 11 for d in detected), detected  # 5 s + 5 s, and the sampling's slack
+    # The one that stayed gets the backlog Redis held for the frozen hub: nothing lost.
+    assert stayed.is_exact and len(stayer.changes) == 1, (stayed, stayer.changes)
     # The woken hub: deaf, not betrayed: every idle socket is still there, on every hub.
     assert not any(sockets["disconnected"].values()), sockets
     assert sum(sockets["open"].values()) == NUM_IDLE, sockets
