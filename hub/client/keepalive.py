@@ -8,6 +8,10 @@ loop aborts the socket instead, with an RST (SO_LINGER 0), so the kernel drops w
 holds for that hub rather than retransmitting it for minutes, and a hub that comes back
 learns at its first packet that the connection is gone. Detection takes between
 ``timeout_s`` and ``interval_s + timeout_s`` after the link went silent.
+
+A client whose application has fallen behind stops reading its socket (the subscriptions'
+buffers are bounded), so the pongs wait unread too: a late pong then is no sign of a silent
+hub, and the connection is kept (the hub's own ``--max-buffered-bytes`` bounds that case).
 """
 
 from __future__ import annotations
@@ -42,6 +46,10 @@ async def keep_alive(ws: ClientConnection, *, interval_s: float, timeout_s: floa
             async with asyncio.timeout(timeout_s):
                 await (await ws.ping())
         except TimeoutError:
+            if not ws.transport.is_reading():
+                # The application is behind and the client stopped reading the socket: the
+                # pong may be there, unread. Our own pause says nothing about the hub.
+                continue
             abandon(ws)
             return True
         except ConnectionClosed:

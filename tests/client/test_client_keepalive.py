@@ -12,11 +12,13 @@ import hashlib
 import time
 from collections.abc import Callable
 
-from support import HubProcess, t
+from support import HubProcess, RedisServer, t
+from support.counting import history_publisher
 
 from hub.client import Client
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+HISTORY = ("--history-size", "1000", "--history-ttl-s", "300")
 
 
 class SilentHub:
@@ -96,3 +98,21 @@ async def test_a_hub_that_answers_pings_is_kept(start_hub: Callable[..., HubProc
         await client.subscribe("news")
         await asyncio.sleep(t(1.5))
         assert client.is_connected and client.num_connects == 1
+
+
+async def test_an_application_that_falls_behind_is_not_taken_for_a_silent_hub(
+    redis_server: RedisServer, start_hub: Callable[..., HubProcess]
+) -> None:
+    """The application reads nothing for a while: the subscription's buffer fills, the client
+    stops reading its socket, and the pongs wait unread behind the messages. That is the
+    client's own pause, not a silent hub: it keeps the connection, and loses nothing."""
+    hub = start_hub("--redis", redis_server.url, "--workers", "1", *HISTORY)
+    async with Client(hub.url(), queue_size=5, ping_interval_s=0.2, ping_timeout_s=0.2) as client:
+        sub = await client.subscribe("behind")
+        async with history_publisher(redis_server.url) as publisher:
+            for n in range(200):
+                await publisher.apublish("behind", data={"n": n, "pad": "x" * 2000})
+        await asyncio.sleep(t(2))  # ten pings' worth of not reading
+        numbers = [(await asyncio.wait_for(anext(sub), t(5))).data["n"] for _ in range(200)]
+        assert client.num_connects == 1, "a paused reader was abandoned as a silent hub"
+    assert numbers == list(range(200))
