@@ -167,6 +167,8 @@ class Reconnecting:
     _max_message_bytes: int
     _ping_interval_s: float
     _ping_timeout_s: float
+    #: The loop time of the last frame read on the current connection (for the keepalive).
+    _heard_at: float = 0.0
     _tls: ssl.SSLContext | None
     _insecure: bool
     _subs: dict[str, Subscription]
@@ -325,9 +327,16 @@ class Reconnecting:
         was_useful = False
         refresher: asyncio.Task[None] | None = None
         pinger: asyncio.Task[bool] | None = None
+        loop = asyncio.get_running_loop()
+        self._heard_at = loop.time()
         if self._ping_interval_s > 0:
             pinger = asyncio.create_task(
-                keep_alive(ws, interval_s=self._ping_interval_s, timeout_s=self._ping_timeout_s)
+                keep_alive(
+                    ws,
+                    interval_s=self._ping_interval_s,
+                    timeout_s=self._ping_timeout_s,
+                    heard_at=lambda: self._heard_at,
+                )
             )
         try:
             # Until every subscription went out on this socket, subscribe() calls made
@@ -340,6 +349,7 @@ class Reconnecting:
             if self._get_token is not None:
                 refresher = asyncio.create_task(self._refresh_in_band(ws))
             async for raw in ws:
+                self._heard_at = loop.time()
                 try:
                     frame = parse_frame(raw)
                     was_useful |= await self._dispatch(frame)

@@ -9,9 +9,10 @@ holds for that hub rather than retransmitting it for minutes, and a hub that com
 learns at its first packet that the connection is gone. Detection takes between
 ``timeout_s`` and ``interval_s + timeout_s`` after the link went silent.
 
-A client whose application has fallen behind stops reading its socket (the subscriptions'
-buffers are bounded), so the pongs wait unread too: a late pong then is no sign of a silent
-hub, and the connection is kept (the hub's own ``--max-buffered-bytes`` bounds that case).
+A late pong is no sign of a silent hub when the client itself stopped reading (the
+application is behind, and the subscriptions' buffers are bounded: the hub's own
+``--max-buffered-bytes`` bounds that case), nor while frames still arrive (a backlog ahead of
+the pong): the connection is kept.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import asyncio
 import contextlib
 import socket
 import struct
+from collections.abc import Callable
 
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
@@ -36,8 +38,18 @@ def abandon(ws: ClientConnection) -> None:
     ws.transport.abort()
 
 
-async def keep_alive(ws: ClientConnection, *, interval_s: float, timeout_s: float) -> bool:
-    """Ping until the connection closes (False) or a pong is overdue (True: abandoned)."""
+async def keep_alive(
+    ws: ClientConnection,
+    *,
+    interval_s: float,
+    timeout_s: float,
+    heard_at: Callable[[], float] = lambda: float("-inf"),
+) -> bool:
+    """Ping until the connection closes (False) or a pong is overdue (True: abandoned).
+
+    ``heard_at`` is the loop time of the last frame read from the hub: one within the last
+    ``timeout_s`` proves the link alive even while the pong still waits behind a backlog."""
+    loop = asyncio.get_running_loop()
     while True:
         await asyncio.sleep(interval_s)
         try:
@@ -50,6 +62,8 @@ async def keep_alive(ws: ClientConnection, *, interval_s: float, timeout_s: floa
                 # The application is behind and the client stopped reading the socket: the
                 # pong may be there, unread. Our own pause says nothing about the hub.
                 continue
+            if loop.time() - heard_at() < timeout_s:
+                continue  # frames are still arriving: the pong is behind them
             abandon(ws)
             return True
         except ConnectionClosed:

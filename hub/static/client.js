@@ -108,6 +108,7 @@ export class HubClient {
     this.timer = null;
     this.pingTimer = null;
     this.connectTimer = null;
+    this.heardAt = 0; // Date.now() of the last frame from the hub
     this.refreshTimer = null;
     this.token = this.options.token;
     this._connect();
@@ -243,7 +244,10 @@ export class HubClient {
       this.connectTimer = setTimeout(() => this._abandon(ws, "no answer to the connect"), connectTimeoutMs);
     }
     ws.onopen = () => this._onOpen(ws, url);
-    ws.onmessage = (msg) => this._onFrame(msg.data);
+    ws.onmessage = (msg) => {
+      this.heardAt = Date.now();
+      this._onFrame(msg.data);
+    };
     ws.onclose = (ev) => this._onClose(ws, ev.code, ev.reason);
   }
 
@@ -477,8 +481,11 @@ export class HubClient {
     if (!pingIntervalMs) return;
     this.pingTimer = setInterval(() => {
       const ws = this.ws;
-      // A dead peer never completes the closing handshake: give up on it now.
-      const timeout = setTimeout(() => this._abandon(ws, "no answer to a ping"), pingTimeoutMs);
+      // A dead peer never completes the closing handshake: give up on it now. Frames still
+      // arriving (a backlog ahead of the answer, on a slow link) prove the hub alive.
+      const timeout = setTimeout(() => {
+        if (Date.now() - this.heardAt >= pingTimeoutMs) this._abandon(ws, "no answer to a ping");
+      }, pingTimeoutMs);
       this._request({ op: "ping" }).then(
         () => clearTimeout(timeout),
         () => clearTimeout(timeout),

@@ -19,10 +19,12 @@ from pathlib import Path
 
 import pytest
 from support import HubProcess
-from support.counting import count, publish_numbered
+from support.counting import count, history_publisher, publish_numbered
 from support.failover import ADMIN, Follower, lab_hubs, rss_kib, totals, wait_connections
 from support.hosts import Host, Lab
 from support.waits import async_wait_until, t, wait_until
+
+from hub.client import Client
 
 NUM = 600
 RATE = 40.0
@@ -172,3 +174,96 @@ def _wait_zero_from_hub2_side(lab: Lab, hub1: HubProcess) -> float:
 
     probe.thread(lambda: wait_until(zero, 30, "hub1 drops the dead connection")).result(t(40))
     return time.monotonic() - started
+
+
+SLOW_TOTAL = 400
+
+
+@contextlib.contextmanager
+def slow_hub(lab: Lab, tmp_path: Path) -> Iterator[tuple[HubProcess, Host]]:
+    """One hub whose link out is shaped to 2 Mbit/s (tc tbf on its eth0), and a client host."""
+    redis_host, hub_host, client_host = lab.add_hosts("redis", "hub1", "client")
+    with lab_hubs(redis_host, [hub_host], tmp_path, "--max-buffered-bytes", "67108864") as (hub,):
+        hub_host.run("tc", "qdisc", "add", "dev", "eth0", "root", "tbf", "rate", "2mbit",
+                     "burst", "32kbit", "latency", "10s")  # fmt: skip
+        yield hub, client_host
+
+
+def publish_backlog(hub: HubProcess) -> float:
+    """1.6 MB of numbered messages into "slow" through Redis; the monotonic time when done."""
+    redis_url = hub.args[hub.args.index("--redis") + 1]
+    with history_publisher(redis_url) as publisher:
+        for n in range(SLOW_TOTAL):
+            publisher.publish("slow", data={"n": n, "pad": "x" * 4000})
+    return time.monotonic()
+
+
+def test_a_slow_link_is_not_taken_for_a_silent_hub(lab: Lab, tmp_path: Path) -> None:
+    """hub1's link to the client is shaped to 2 Mbit/s, and 1.6 MB of messages are on their
+    way: each pong waits seconds behind them. Frames keep arriving, so hub.client keeps the
+    connection (its keepalive counts any frame as a sign of life) and loses nothing."""
+    with slow_hub(lab, tmp_path) as (hub, client_host):
+        subscribed = threading.Event()
+
+        async def read() -> tuple[list[int], int]:
+            async with Client(hub.url(), ping_interval_s=0.5, ping_timeout_s=0.5) as client:
+                sub = await client.subscribe("slow")
+                subscribed.set()
+                numbers = []
+                async with asyncio.timeout(t(60)):
+                    async for msg in sub:
+                        assert isinstance(msg.data, dict)
+                        numbers.append(msg.data["n"])
+                        if len(numbers) == SLOW_TOTAL:
+                            break
+                return numbers, client.num_connects
+
+        reading = client_host.thread(lambda: asyncio.run(read()), "reader")
+        assert subscribed.wait(t(20))
+        started = publish_backlog(hub)
+        numbers, num_connects = reading.result(t(90))
+        took = time.monotonic() - started
+    print(f"\nhub.client: 1.6 MB through 2 Mbit/s in {took:.1f} s, {num_connects} connection(s)")
+    assert took > 3, "the link was not slow: this test proves nothing"
+    assert num_connects == 1, "a slow but live hub was abandoned"
+    assert count(numbers, range(SLOW_TOTAL)).is_exact
+
+
+async def test_client_js_on_a_slow_link_keeps_its_hub(lab: Lab, tmp_path: Path) -> None:
+    """The same slow link to the browser (on the controller): client.js's application ping is
+    answered seconds late, behind the backlog, but frames keep coming: no failover."""
+    from support.browser import chromium
+
+    with slow_hub(lab, tmp_path) as (hub, _):
+        async with chromium() as browser:
+            page = await browser.new_page()
+            await page.goto(hub.base_url + "/healthz")
+            await page.evaluate(
+                """async ([base, url]) => {
+                  const { HubClient } = await import(base + "/client.js");
+                  window.got = [];
+                  window.connects = 0;
+                  window.hub = new HubClient(url, { pingIntervalMs: 500, pingTimeoutMs: 500 });
+                  window.hub.on("connected", () => window.connects++);
+                  await new Promise((resolve) => {
+                    window.hub.subscribe("slow", (value) => window.got.push(value.n), {
+                      onEvent: resolve,
+                    });
+                  });
+                }""",
+                [hub.base_url, hub.url()],
+            )
+            started = await asyncio.to_thread(publish_backlog, hub)
+
+            async def has_all() -> bool:
+                return bool(await page.evaluate(f"window.got.length >= {SLOW_TOTAL}"))
+
+            await async_wait_until(has_all, 60, "the whole backlog in the page")
+            took = time.monotonic() - started
+            numbers = await page.evaluate("window.got")
+            connects = await page.evaluate("window.connects")
+            await page.close()
+    print(f"\nclient.js: 1.6 MB through 2 Mbit/s in {took:.1f} s, {connects} connection(s)")
+    assert took > 3, "the link was not slow: this test proves nothing"
+    assert connects == 1, "a slow but live hub was abandoned"
+    assert count(numbers, range(SLOW_TOTAL)).is_exact
