@@ -69,6 +69,10 @@ class Client(Reconnecting, Requests):
     beyond either it raises :class:`~hub.client.errors.NotConnected`. A publish is never
     sent twice: one whose connection drops before its ack raises
     :class:`~hub.client.errors.PublishFailed`.
+
+    A WebSocket ping goes out every ``ping_interval_s``; a hub whose pong is ``ping_timeout_s``
+    late is abandoned (an RST) and the client fails over to the next URL, so a partitioned
+    or frozen hub is left within ``ping_interval_s + ping_timeout_s`` (10 s by default).
     """
 
     def __init__(
@@ -91,7 +95,8 @@ class Client(Reconnecting, Requests):
         # Limits
         queue_size: int = 10_000,
         max_message_bytes: int = 16 * 1024 * 1024,
-        ping_interval_s: float = 20.0,
+        ping_interval_s: float = 5.0,
+        ping_timeout_s: float = 5.0,
     ) -> None:
         self.urls = [url] if isinstance(url, str) else list(url)
         if not self.urls:
@@ -115,6 +120,7 @@ class Client(Reconnecting, Requests):
         self._queue_size = queue_size
         self._max_message_bytes = max_message_bytes
         self._ping_interval_s = ping_interval_s
+        self._ping_timeout_s = ping_timeout_s
 
         self._subs: dict[str, Subscription] = {}
         self.session: SessionInfo | None = None

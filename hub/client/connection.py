@@ -28,6 +28,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from websockets.typing import Subprotocol
 
 from hub.client.errors import ClientClosed
+from hub.client.keepalive import keep_alive
 from hub.client.message import Frame, parse_frame
 from hub.client.subscription import Subscription
 from hub.core.backoff import backoff
@@ -165,6 +166,9 @@ class Reconnecting:
     _connect_timeout_s: float
     _max_message_bytes: int
     _ping_interval_s: float
+    _ping_timeout_s: float
+    #: The loop time of the last frame read on the current connection (for the keepalive).
+    _heard_at: float = 0.0
     _tls: ssl.SSLContext | None
     _insecure: bool
     _subs: dict[str, Subscription]
@@ -268,7 +272,7 @@ class Reconnecting:
                     additional_headers=headers,
                     open_timeout=self._connect_timeout_s,
                     max_size=self._max_message_bytes,
-                    ping_interval=self._ping_interval_s or None,
+                    ping_interval=None,  # hub.client.keepalive: a silent hub is abandoned
                     **tls,
                 )
             except InvalidStatus as exc:
@@ -284,7 +288,7 @@ class Reconnecting:
             else:
                 refreshed = False
                 opened_at = asyncio.get_running_loop().time()
-                code, was_useful = await self._session(url, ws)
+                code, was_useful, silent = await self._session(url, ws)
                 lasted_s = asyncio.get_running_loop().time() - opened_at
                 logger.info("hub.client: the connection to %s closed (%d)", url, code)
                 if lasted_s >= STABLE_CONNECTION_S:
@@ -305,18 +309,35 @@ class Reconnecting:
                         raise ClientClosed("the hub refused this client's frames again", code)
                     await asyncio.sleep(self._backoff_max_s)
                     continue
-                await asyncio.sleep(next(delays))
-                continue  # the same URL first: a hub that only restarted comes back there
+                if not silent:
+                    await asyncio.sleep(next(delays))
+                    continue  # the same URL first: a hub that only restarted comes back there
+                # A hub that went silent (a partition, a frozen host) would only hang the next
+                # connect until connect_timeout_s: fail over to the next URL instead.
+                logger.warning("hub.client: %s stopped answering pings; failing over", url)
             index += 1
             await asyncio.sleep(next(delays))
 
-    async def _session(self, url: str, ws: ClientConnection) -> tuple[int, bool]:
+    async def _session(self, url: str, ws: ClientConnection) -> tuple[int, bool, bool]:
         """Resubscribe, then read until the connection closes: (close code, whether the hub
-        acknowledged anything, which clears the count of 1008 closes)."""
+        acknowledged anything, which clears the count of 1008 closes, and whether it was
+        abandoned because the hub stopped answering pings)."""
         assert self._connected is not None
         self.num_connects += 1
         was_useful = False
         refresher: asyncio.Task[None] | None = None
+        pinger: asyncio.Task[bool] | None = None
+        loop = asyncio.get_running_loop()
+        self._heard_at = loop.time()
+        if self._ping_interval_s > 0:
+            pinger = asyncio.create_task(
+                keep_alive(
+                    ws,
+                    interval_s=self._ping_interval_s,
+                    timeout_s=self._ping_timeout_s,
+                    heard_at=lambda: self._heard_at,
+                )
+            )
         try:
             # Until every subscription went out on this socket, subscribe() calls made
             # meanwhile included: no await sits between the last check and "connected".
@@ -328,6 +349,7 @@ class Reconnecting:
             if self._get_token is not None:
                 refresher = asyncio.create_task(self._refresh_in_band(ws))
             async for raw in ws:
+                self._heard_at = loop.time()
                 try:
                     frame = parse_frame(raw)
                     was_useful |= await self._dispatch(frame)
@@ -338,10 +360,13 @@ class Reconnecting:
         finally:
             if refresher is not None:
                 refresher.cancel()
+            silent = pinger is not None and pinger.done() and pinger.result()
+            if pinger is not None:
+                pinger.cancel()
             self._connected.clear()
             self._ws = self.url = None
             for sub in self._subs.values():
                 sub._sent_on = None
         code = ws.close_code if ws.close_code is not None else 1006
         self._fail_pending(code)
-        return code, was_useful
+        return code, was_useful, silent

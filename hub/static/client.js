@@ -30,8 +30,14 @@ const DEFAULTS = {
   maxDelayMs: 10000,
   maxQueued: 1000, // publishes held while disconnected; past it, publish() rejects
   queueWhileDisconnected: true, // false: publish() rejects at once while disconnected
-  pingIntervalMs: 25000, // an application ping; a missing answer means a dead connection
-  pingTimeoutMs: 10000,
+  // An application ping (browsers cannot send WebSocket pings); no answer within
+  // pingTimeoutMs means a silent hub (a partition, a frozen host): the client drops the
+  // connection and fails over to the next URL, within pingIntervalMs + pingTimeoutMs.
+  pingIntervalMs: 5000,
+  pingTimeoutMs: 5000,
+  // A connect that has not opened by then is given up and the next URL tried: a browser
+  // itself waits minutes for a host that drops the SYN.
+  connectTimeoutMs: 10000,
   // (sub) => handler: a subscription the server made (sub.channel, sub.position); the
   // handler it returns gets its messages; set sub.onEvent for its events. Unset: ignored.
   onServerSubscribe: null,
@@ -101,6 +107,8 @@ export class HubClient {
     this.isClosed = false;
     this.timer = null;
     this.pingTimer = null;
+    this.connectTimer = null;
+    this.heardAt = 0; // Date.now() of the last frame from the hub
     this.refreshTimer = null;
     this.token = this.options.token;
     this._connect();
@@ -231,13 +239,21 @@ export class HubClient {
       return this._retry();
     }
     this.ws = ws;
+    const { connectTimeoutMs } = this.options;
+    if (connectTimeoutMs) {
+      this.connectTimer = setTimeout(() => this._abandon(ws, "no answer to the connect"), connectTimeoutMs);
+    }
     ws.onopen = () => this._onOpen(ws, url);
-    ws.onmessage = (msg) => this._onFrame(msg.data);
+    ws.onmessage = (msg) => {
+      this.heardAt = Date.now();
+      this._onFrame(msg.data);
+    };
     ws.onclose = (ev) => this._onClose(ws, ev.code, ev.reason);
   }
 
   _onOpen(ws, url) {
     if (ws !== this.ws) return;
+    clearTimeout(this.connectTimer);
     this.isOpen = true;
     this.attempt = 0;
     url.searchParams.delete("token");
@@ -417,6 +433,7 @@ export class HubClient {
     const wasOpen = this.isOpen;
     this.isOpen = false;
     this.ws = null;
+    clearTimeout(this.connectTimer);
     this._stopPing();
     clearTimeout(this.refreshTimer);
     // Sent but not acked: they may or may not have been published; they are not resent.
@@ -464,18 +481,26 @@ export class HubClient {
     if (!pingIntervalMs) return;
     this.pingTimer = setInterval(() => {
       const ws = this.ws;
-      // A dead peer never completes the closing handshake: give up on it now.
+      // A dead peer never completes the closing handshake: give up on it now. Frames still
+      // arriving (a backlog ahead of the answer, on a slow link) prove the hub alive.
       const timeout = setTimeout(() => {
-        if (ws !== this.ws) return;
-        ws.onclose = null;
-        ws.close(4000, "ping timeout");
-        this._onClose(ws, 4000, "no answer to a ping");
+        if (Date.now() - this.heardAt >= pingTimeoutMs) this._abandon(ws, "no answer to a ping");
       }, pingTimeoutMs);
       this._request({ op: "ping" }).then(
         () => clearTimeout(timeout),
         () => clearTimeout(timeout),
       );
     }, pingIntervalMs);
+  }
+
+  // A silent hub: drop its socket without waiting for a closing handshake, and fail over
+  // to the next URL (a hub that only restarted refuses at once, a silent one would hang).
+  _abandon(ws, reason) {
+    if (ws !== this.ws) return;
+    ws.onclose = null;
+    ws.close(4000, reason);
+    if (this.isOpen) this.urlIndex++; // _onClose moves on after a connect that never opened
+    this._onClose(ws, 4000, reason);
   }
 
   _stopPing() {

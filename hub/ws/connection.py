@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import os
+import socket
+import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +32,9 @@ from hub.core.errors import CloseCode
 from hub.core.hooks import ConnectResult
 
 __all__ = ["PRIVATE_INTERNALS", "Handshake", "HubConnection", "MessageCallback"]
+
+#: SO_LINGER on, 0 s: close() sends an RST and drops what the socket still holds.
+_LINGER_RST = struct.pack("ii", 1, 0)
 
 #: websockets' private names this module relies on: (class, attribute).
 PRIVATE_INTERNALS: tuple[tuple[str, str], ...] = (
@@ -123,6 +129,13 @@ class HubConnection(ServerConnection):
         if pending:
             oldest = min(sent_at for _, sent_at in pending.values())
             if now - oldest > timeout_s:
+                # An RST, not a FIN (SO_LINGER 0): the kernel drops the unsent bytes at once
+                # instead of retransmitting them for minutes into a silent peer, and a client
+                # that comes back after a partition learns the connection is gone.
+                sock = self.transport.get_extra_info("socket")
+                if sock is not None:
+                    with contextlib.suppress(OSError):
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
                 self.transport.abort()
                 return False
             return True
