@@ -68,7 +68,7 @@ class App:
         )
         add_health_routes(
             self.routes,
-            is_ready=lambda: self.node.is_ready and not self.draining,
+            not_ready=self._not_ready,
             metrics=self.metrics.exposition,
             stats=self._stats,
         )
@@ -196,6 +196,14 @@ class App:
                     task.cancel()
             await asyncio.wait({starting}, timeout=1.0)  # a start cut short winds down first
             await self.stop()
+
+    def _not_ready(self) -> str | None:
+        """Why /readyz answers 503 (None: it answers 200)."""
+        if self.draining:
+            return "draining: this hub is shutting down (SIGTERM, --drain-s)"
+        if not self.node.is_ready:
+            return "the broker is not connected (or is deaf)"
+        return None
 
     async def _drain(self) -> None:
         """Go on serving for --drain-s with /readyz at 503: a load balancer's health check

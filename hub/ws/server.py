@@ -31,19 +31,21 @@ CLOSE_TIMEOUT_S = 2.0
 def add_health_routes(
     routes: Routes,
     *,
-    is_ready: Callable[[], bool],
+    not_ready: Callable[[], str | None],
     metrics: Callable[[], tuple[bytes, str]],
     stats: Callable[[], dict[str, Any]],
 ) -> None:
-    """/healthz, /readyz, /metrics and the dashboard on the WebSocket port."""
+    """/healthz, /readyz, /metrics and the dashboard on the WebSocket port; ``not_ready`` says
+    why /readyz answers 503, or None when it answers 200."""
 
     def healthz(connection: ServerConnection, request: Request) -> Response:
         return text_response(200, "ok\n")
 
     def readyz(connection: ServerConnection, request: Request) -> Response:
-        if is_ready():
+        reason = not_ready()  # None: ready
+        if reason is None:
             return text_response(200, "ready\n")
-        return text_response(503, "not ready: the broker is not connected (or is deaf)\n")
+        return text_response(503, f"not ready: {reason}\n")
 
     def metrics_route(connection: ServerConnection, request: Request) -> Response:
         body, content_type = metrics()

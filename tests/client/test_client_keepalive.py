@@ -116,4 +116,3 @@ async def test_an_application_that_falls_behind_is_not_taken_for_a_silent_hub(
         numbers = [(await asyncio.wait_for(anext(sub), t(5))).data["n"] for _ in range(200)]
         assert client.num_connects == 1, "a paused reader was abandoned as a silent hub"
     assert numbers == list(range(200))
-

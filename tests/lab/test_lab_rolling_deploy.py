@@ -295,6 +295,7 @@ async def test_a_draining_hub_serves_with_readyz_503_then_closes_with_1001(
             hub.signal(signal.SIGTERM)
             signalled = time.monotonic()
             await asyncio.to_thread(wait_until, lambda: hub.http("/readyz")[0] == 503, 5, "503")
+            assert "draining" in hub.http("/readyz")[1]  # says why, not "broker not connected"
             assert hub.http("/healthz")[0] == 200
             async with connect(hub.url("room"), open_timeout=t(5)) as late:
                 await late.send("still served")
