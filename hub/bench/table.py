@@ -7,6 +7,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from hub.bench.schema import Report
+from hub.bench.verdict import BENCH_BOUND, OVERSTATE
 
 __all__ = ["print_report"]
 
@@ -77,9 +78,18 @@ def print_report(report: Report, console: Console) -> None:
         lag = proc["loop_lag_ms"]
         if lag:
             table.add_row(
-                f"client worker {proc['worker']} loop lag (mean / max)",
-                f"{lag['mean_ms']:.2f} / {lag['max_ms']:.1f} ms",
+                f"client worker {proc['worker']} loop lag (mean / p99 / max)",
+                f"{lag['mean_ms']:.2f} / {lag.get('p99_ms', 0.0):.1f} / {lag['max_ms']:.1f} ms",
             )
+        wait = proc.get("run_wait_percent_phase")
+        if wait:
+            table.add_row(f"client worker {proc['worker']} waiting for a CPU", f"{wait:.0f}%")
+    if report["scenario"] != "conns":
+        bound = client.get("bench_bound", [])
+        table.add_row(
+            BENCH_BOUND,
+            f"[red]yes[/red]: {escape('; '.join(bound))}; {OVERSTATE}" if bound else "no",
+        )
     for check in report.get("thresholds", []):
         verdict = "[red]FAILED[/red]" if check["failed"] else "ok"
         table.add_row(
