@@ -26,7 +26,9 @@ import asyncio
 import time
 from pathlib import Path
 
+from hub.bench.hdr import value_at_percentile
 from hub.bench.schema import Section
+from hub.bench.stats import HIGHEST_US, new_histogram
 
 __all__ = [
     "BUSY_PERCENT",
@@ -87,14 +89,17 @@ class CpuMeter:
 
 class LoopLag:
     """Probes the running loop's lag; ``interval_max_ms`` restarts at each ``take_interval``.
-    Between ``start_phase`` and ``stop_phase`` each probe is also kept for the summary."""
+    Between ``start_phase`` and ``stop_phase`` each probe also goes into the phase's figures:
+    a histogram (its p99; bounded, however long the run) and an exact max and mean."""
 
     def __init__(self) -> None:
         self.max_ms = 0.0
         self.interval_max_ms = 0.0
         self.total_ms = 0.0
         self.probes = 0
-        self.phase: list[float] | None = None  # the measured phase's probes
+        self.phase = new_histogram()  # the measured phase's probes, in µs
+        self.phase_max_ms = 0.0
+        self.phase_total_ms = 0.0
         self.measuring = False
 
     async def run(self) -> None:
@@ -104,8 +109,6 @@ class LoopLag:
             self.record(max(0.0, (time.monotonic() - due) * 1000.0))
 
     def start_phase(self) -> None:
-        if self.phase is None:
-            self.phase = []
         self.measuring = True
 
     def stop_phase(self) -> None:
@@ -116,8 +119,10 @@ class LoopLag:
         self.total_ms += lag_ms
         self.interval_max_ms = max(self.interval_max_ms, lag_ms)
         self.max_ms = max(self.max_ms, lag_ms)
-        if self.measuring and self.phase is not None:
-            self.phase.append(lag_ms)
+        if self.measuring:
+            self.phase.record_value(min(max(1, int(lag_ms * 1000)), HIGHEST_US))
+            self.phase_max_ms = max(self.phase_max_ms, lag_ms)
+            self.phase_total_ms += lag_ms
 
     def take_interval(self) -> float:
         """The highest lag since the last call, in ms."""
@@ -127,14 +132,15 @@ class LoopLag:
     def summary(self) -> dict[str, float]:
         """``max_ms``, ``mean_ms`` and ``p99_ms`` over the measured phase (over the whole run
         when no phase was measured)."""
-        probes = sorted(self.phase) if self.phase else None
+        probes = self.phase.get_total_count()
         if not probes:
             mean = self.total_ms / self.probes if self.probes else 0.0
             return {"max_ms": round(self.max_ms, 3), "mean_ms": round(mean, 3), "p99_ms": 0.0}
+        p99_ms = min(value_at_percentile(self.phase, 99.0) / 1000, self.phase_max_ms)
         return {
-            "max_ms": round(probes[-1], 3),
-            "mean_ms": round(sum(probes) / len(probes), 3),
-            "p99_ms": round(probes[min(len(probes) - 1, int(0.99 * len(probes)))], 3),
+            "max_ms": round(self.phase_max_ms, 3),
+            "mean_ms": round(self.phase_total_ms / probes, 3),
+            "p99_ms": round(p99_ms, 3),
         }
 
 

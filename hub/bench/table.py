@@ -6,7 +6,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from hub.bench.schema import Report
+from hub.bench.overhead import MIN_PHASE_S
+from hub.bench.schema import Report, Section
 from hub.bench.verdict import BENCH_BOUND, OVERSTATE
 
 __all__ = ["print_report"]
@@ -20,6 +21,15 @@ def _fmt(value: object, unit: str = "") -> str:
     if isinstance(value, int):
         return f"{value:,}{unit}"
     return f"{value}{unit}"
+
+
+def _bench_bound(client: Section) -> str:
+    bound = client.get("bench_bound", [])
+    if bound:
+        return f"[red]yes[/red]: {escape('; '.join(bound))}; {OVERSTATE}"
+    if all(proc.get("phase_s", 0.0) < MIN_PHASE_S for proc in client["procs"]):
+        return f"not judged: a measured phase under {MIN_PHASE_S:g} s"
+    return "no"
 
 
 def print_report(report: Report, console: Console) -> None:
@@ -85,11 +95,7 @@ def print_report(report: Report, console: Console) -> None:
         if wait:
             table.add_row(f"client worker {proc['worker']} waiting for a CPU", f"{wait:.0f}%")
     if report["scenario"] != "conns":
-        bound = client.get("bench_bound", [])
-        table.add_row(
-            BENCH_BOUND,
-            f"[red]yes[/red]: {escape('; '.join(bound))}; {OVERSTATE}" if bound else "no",
-        )
+        table.add_row(BENCH_BOUND, _bench_bound(client))
     for check in report.get("thresholds", []):
         verdict = "[red]FAILED[/red]" if check["failed"] else "ok"
         table.add_row(

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from hub.bench.overhead import (
     BUSY_PERCENT,
     LAG_FLOOR_MS,
@@ -66,7 +68,9 @@ def test_the_lag_summary_covers_the_measured_phase_only() -> None:
         lag.record(value)
     lag.stop_phase()
     lag.record(300.0)  # after
-    assert lag.summary() == {"max_ms": 9.0, "mean_ms": 1.14, "p99_ms": 9.0}
+    summary = lag.summary()
+    assert (summary["max_ms"], summary["mean_ms"]) == (9.0, 1.14)  # exact
+    assert summary["p99_ms"] == pytest.approx(7.0, abs=0.01)  # the histogram's 3 digits
     assert lag.max_ms == 500.0  # the live display still sees every probe
 
 

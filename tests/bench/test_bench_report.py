@@ -142,14 +142,22 @@ def test_a_lagging_bench_loop_is_reported() -> None:
     assert len(rows) == 1 and f"yes: {reason}; latency figures overstate the server" in rows[0]
 
 
-def test_a_calm_bench_says_so() -> None:
-    report = fanout_report({0: worker_result(1000, 1000), 1: worker_result(1000, 1000)})
-    assert report["client"]["bench_bound"] == []
-    assert "bench-bound" not in verdict_line(report, strict=True)
+def bench_bound_row(report: dict[str, Any]) -> str:
     console = Console(record=True, width=200)
     print_report(report, console)
     row = next(line for line in console.export_text().splitlines() if "│ bench-bound" in line)
-    assert row.split("│")[2].strip() == "no"
+    return row.split("│")[2].strip()
+
+
+def test_a_calm_bench_says_so() -> None:
+    calm = replace(worker_result(1000, 1000), phase_s=2.0)
+    report = fanout_report({0: calm, 1: calm})
+    assert report["client"]["bench_bound"] == []
+    assert "bench-bound" not in verdict_line(report, strict=True)
+    assert bench_bound_row(report) == "no"
+    # A run too short to judge says so rather than "no".
+    short = fanout_report({0: worker_result(1000, 1000), 1: worker_result(1000, 1000)})
+    assert bench_bound_row(short) == "not judged: a measured phase under 1 s"
 
 
 def test_zero_connected_fails_without_strict() -> None:
