@@ -1,12 +1,17 @@
 """The hub's own CPU per delivery at a fixed load: a steadier figure than the max-sustained
 search, whose pass/fail on p99 also measures the load generator (see docs/benchmarks.md).
 
-    python benchmarks/cpu_per_delivery.py --repeat 3 [--rate 150] [--seconds 10] [HUB FLAGS...]
+    python benchmarks/cpu_per_delivery.py --repeat 3 [--rate 150] [--seconds 10] [--floor]
+        [HUB FLAGS...]
 
 Starts one redis-server and two ``hub serve --workers 1`` instances (plus any extra flags, for
 example ``--history-size 1000 --history-ttl-s 300``), drives them with ``hub bench fanout``
 (1,000 subscribers, 2 publishers) at a fixed rate, and divides the hub processes' CPU time
 (user + system, from /proc) by the deliveries. Run nothing else heavy meanwhile.
+
+With ``--floor``, each repeat also measures the floor of one delivery (``send_floor.py``: a plain
+``socket.send`` of one frame to each of 1,000 loopback sockets at the same rate) and reports the
+hub's CPU per delivery as a ratio to it, both taken in the same run.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from typing import Any
 # can be measured with its own driver: cd OLD && PYTHONPATH=OLD python NEW/benchmarks/...
 sys.path.insert(0, str(Path.cwd() / "benchmarks"))
 
+from send_floor import measure as measure_floor
 from targets import bench, hubs, redis_server, urls
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -56,14 +62,19 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--rate", type=int, default=150, help="messages/s over both publishers")
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--floor", action="store_true", help="also measure the send() floor")
     args, flags = parser.parse_known_args()
     results = []
     for _ in range(args.repeat):
         res = run(args.rate, args.seconds, flags)
+        if args.floor:
+            floor = measure_floor(1000, args.rate, args.seconds)["cpu_ns_per_send"]
+            res["floor_ns_per_send"] = floor
+            res["ratio_to_floor"] = round(res["hub_cpu_ns_per_delivery"] / floor, 3)
         print(json.dumps(res), flush=True)
         results.append(res)
-    key = "hub_cpu_ns_per_delivery"
-    print(json.dumps({"median": {key: statistics.median(r[key] for r in results)}}))
+    keys = ["hub_cpu_ns_per_delivery", *(["floor_ns_per_send", "ratio_to_floor"] * args.floor)]
+    print(json.dumps({"median": {k: statistics.median(r[k] for r in results) for k in keys}}))
 
 
 if __name__ == "__main__":

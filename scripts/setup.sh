@@ -13,6 +13,7 @@ setup_system_packages() {
             systemd) cmd=systemd-analyze ;;
             prometheus) cmd=promtool ;;
             iproute2) cmd=ip ;;
+            libxml2-utils) cmd=xmllint ;;
             *) cmd="$pkg" ;;
         esac
         command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || missing+=("$pkg")

@@ -5,9 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
-setup_system_packages redis-server redis-tools openssl haproxy nginx-light chromium docker-compose systemd prometheus iproute2 iptables
+setup_system_packages redis-server redis-tools openssl haproxy nginx-light chromium docker-compose systemd prometheus iproute2 iptables tsung libxml2-utils
 setup_venv test
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
+.venv/bin/python benchmarks/load_tool_install.py  # Artillery (npm) for the load-tool comparison test
 .venv/bin/ruff check hub tests benchmarks examples
 .venv/bin/ruff format --check hub tests benchmarks examples
 .venv/bin/mypy

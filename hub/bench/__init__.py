@@ -13,7 +13,8 @@ Its modules, from the command line down:
   what was parsed; ``config.py``: that config, which every worker process gets.
 - ``coordinator.py``: starts the workers, paces the phases, gathers the results;
   ``worker.py``: one worker process and its share of the sockets; ``messages.py``: the frozen
-  dataclasses they say to each other.
+  dataclasses they say to each other; ``pool.py``: where the workers run, here or on agents
+  (``agents/``: ``hub bench agent`` and ``--agents``, workers on other hosts).
 - ``scenarios/``: one module per scenario, each with its coordinator half and its worker half;
   ``scenarios/context.py``: the narrow sides of the coordinator and the worker that a scenario
   sees, and the :class:`~hub.bench.scenarios.context.Outcome` it hands back.

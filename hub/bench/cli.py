@@ -19,6 +19,8 @@ from rich.live import Live
 from rich.table import Table
 
 from hub import DISTRIBUTION
+from hub.bench.agents.handshake import HandshakeError
+from hub.bench.agents.options import agent_main, agent_pool
 from hub.bench.config import RunConfig
 from hub.bench.coordinator import BenchError, Coordinator, LiveState
 from hub.bench.export import live_openmetrics, openmetrics, write_atomically, write_html
@@ -30,6 +32,7 @@ from hub.bench.server_memory import ServerMemoryOptions
 from hub.bench.sizing import SizingError
 from hub.bench.table import print_report
 from hub.bench.verdict import exit_status, verdict_line
+from hub.bench.worker import run_worker
 
 __all__ = ["build_parser", "main", "plot_command"]
 
@@ -58,10 +61,15 @@ def main(argv: list[str] | None = None) -> int:
     err = Console(stderr=True)
     if args.scenario == "plot":
         return plot_command(args.report, args.plot, args.html, err)
+    if args.scenario == "agent":
+        return agent_main(args)
+    pool = None
     try:
         config = config_from_args(args)
-    except SizingError as exc:
-        err.print(f"hub bench: error: {exc}")
+        if args.agents:  # every agent authenticated before anything runs anywhere
+            pool, config = agent_pool(args, config, run_worker)
+    except (SizingError, HandshakeError) as exc:
+        err.print(f"hub bench: error: {exc}", markup=False, soft_wrap=True)
         return 2
     memory = ServerMemoryOptions(
         pids=getattr(args, "server_pids", []),
@@ -78,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         Live(_live_table(LiveState()), console=console, refresh_per_second=4) if show_live else None
     )
     update = _updater(args, config, live, err)
-    coordinator = Coordinator(config, memory=memory, on_update=update)
+    coordinator = Coordinator(config, memory=memory, on_update=update, pool=pool)
     try:
         if live is not None:
             with live:

@@ -1,4 +1,5 @@
-"""The coordinator: it starts the worker processes, paces the phases and gathers the results.
+"""The coordinator: it starts the workers (``pool.py``: processes here, or on agents), paces the
+phases and gathers the results.
 
 It talks to the workers in ``messages.py``'s dataclasses (the phases are told there), and hands
 the scenario's coordinator half itself, as ``scenarios/context.py``'s ``CoordinatorSide``.
@@ -6,28 +7,16 @@ the scenario's coordinator half itself, as ``scenarios/context.py``'s ``Coordina
 
 from __future__ import annotations
 
-import multiprocessing
 import queue
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
 from typing import TypeVar
 
 from hub.bench.config import RunConfig
 from hub.bench.hdr import value_at_percentile
-from hub.bench.messages import (
-    Command,
-    Connect,
-    Connected,
-    Event,
-    Failed,
-    Progress,
-    Ready,
-    Result,
-    Stop,
-)
+from hub.bench.messages import Command, Connect, Connected, Event, Failed, Progress, Ready, Result
+from hub.bench.pool import BenchError, LocalPool, WorkerPool
 from hub.bench.report import Run, assemble
 from hub.bench.scenarios import scenario_for
 from hub.bench.scenarios.base import REPLY_GRACE_S
@@ -42,10 +31,6 @@ E = TypeVar("E", bound=Event)
 
 # How long a worker may take to start (spawn and imports) and to answer after its work is done.
 STARTUP_TIMEOUT_S = 60.0
-
-
-class BenchError(RuntimeError):
-    """The run could not go on: a worker failed or stopped answering."""
 
 
 @dataclass
@@ -73,16 +58,14 @@ class Coordinator:
         *,
         memory: ServerMemoryOptions | None = None,
         on_update: Callable[[LiveState], None] | None = None,
+        pool: WorkerPool | None = None,
     ) -> None:
         self.config = config
+        #: Where the workers run: processes here, or agents (hub/bench/agents/).
+        self.pool: WorkerPool = pool or LocalPool(config, run_worker)
         self.memory = memory or ServerMemoryOptions()
         self.on_update = on_update
         self.live = LiveState(target=config.num_sockets + config.num_publishers)
-        ctx = multiprocessing.get_context("spawn")
-        self.events: multiprocessing.Queue[Event] = ctx.Queue()
-        self.pipes: list[Connection] = []
-        self.processes: list[multiprocessing.process.BaseProcess] = []
-        self.ctx = ctx
         self.t0 = time.monotonic()
         # Timeline: (seconds since the start of the measured phase, interval histogram)
         self.timeline: list[tuple[float, bytes]] = []
@@ -99,36 +82,39 @@ class Coordinator:
     # Plumbing
 
     def send_all(self, command: Command) -> None:
-        for pipe in self.pipes:
-            try:
-                pipe.send(command)
-            except (BrokenPipeError, OSError):
-                pass
+        self.pool.send_all(command)
 
     def gather(self, kind: type[E], timeout_s: float) -> dict[int, E]:
-        """Wait for one ``kind`` event from every worker, handling progress meanwhile."""
+        """Wait for one ``kind`` event from every worker, handling progress meanwhile (a
+        worker on a lost agent is no longer waited for)."""
         got: dict[int, E] = {}
         deadline = time.monotonic() + timeout_s
-        while len(got) < len(self.processes):
-            event = self.next_event(kind, deadline)
-            if event is None:
-                missing = sorted(set(range(len(self.processes))) - set(got))
+        while not self.pool.live() <= got.keys():
+            event = self.next_event(kind, deadline, until_lost=True)
+            if event is not None:
+                got[event.worker] = event
+            elif time.monotonic() >= deadline:
+                missing = sorted(self.pool.live() - set(got))
                 raise BenchError(
                     f"workers {missing} sent no {kind.__name__} within {timeout_s:.0f}s"
                 )
-            got[event.worker] = event
-        return got
+        # What a worker said before its agent was lost is not the run's: its part is told apart.
+        return {number: e for number, e in got.items() if number in self.pool.live()}
 
-    def next_event(self, kind: type[E] | None, deadline: float) -> E | None:
-        """The next ``kind`` event (None: none before ``deadline``), handling progress."""
+    def next_event(
+        self, kind: type[E] | None, deadline: float, *, until_lost: bool = False
+    ) -> E | None:
+        """The next ``kind`` event (None: none before ``deadline``, or with ``until_lost``, a
+        worker was lost meanwhile), handling progress."""
+        live = len(self.pool.live())
         while True:
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if remaining <= 0 or (until_lost and len(self.pool.live()) < live):
                 return None
             try:
-                event = self.events.get(timeout=min(remaining, 0.25))
+                event = self.pool.get(min(remaining, 0.25))
             except queue.Empty:
-                self.check_alive()
+                self.pool.check_alive()
                 continue
             if isinstance(event, Progress):
                 self.on_progress(event)
@@ -136,11 +122,6 @@ class Coordinator:
                 raise BenchError(f"worker {event.worker} failed: {event.message}")
             elif kind is not None and isinstance(event, kind):
                 return event
-
-    def check_alive(self) -> None:
-        for number, process in enumerate(self.processes):
-            if process.exitcode not in (None, 0):
-                raise BenchError(f"worker {number} exited with code {process.exitcode}")
 
     def on_progress(self, event: Progress) -> None:
         live, worker, data = self.live, event.worker, event.snapshot
@@ -184,7 +165,7 @@ class Coordinator:
     def _run(self) -> Report:
         config = self.config
         started_wall = time.time()
-        self.start_workers()
+        self.pool.start()
         ready = self.gather(Ready, STARTUP_TIMEOUT_S)
         if self.scenario.measures_server_memory:
             self.server_rss_before = self.memory.read()
@@ -206,10 +187,12 @@ class Coordinator:
         measured_s = time.monotonic() - self.phase_start
         self.set_phase("done")
         self.histograms = [r.hist for r in results.values()]
+        live = self.pool.live()
         run = Run(
             started_at=started_wall,
             ready=ready,
-            connected=connected,
+            # A lost agent's sockets are its own part of the run, not the server's loss.
+            connected={number: c for number, c in connected.items() if number in live},
             connect_s=connect_s,
             results=results,
             measured_s=measured_s,
@@ -217,21 +200,9 @@ class Coordinator:
             timeline=self.timeline,
             connections_timeline=self.connections_timeline,
         )
-        return assemble(config, run)
-
-    def start_workers(self) -> None:
-        for number in range(self.config.procs):
-            parent, child = self.ctx.Pipe()
-            process = self.ctx.Process(
-                target=run_worker,
-                args=(self.config, number, child, self.events),
-                name=f"hub-bench-{number}",
-                daemon=True,
-            )
-            process.start()
-            child.close()
-            self.pipes.append(parent)
-            self.processes.append(process)
+        report = assemble(config, run)
+        self.pool.annotate(report, run)
+        return report
 
     def seconds_since_start(self) -> float:
         """Seconds since the measured phase began."""
@@ -242,17 +213,4 @@ class Coordinator:
         self.next_event(None, time.monotonic() + seconds)
 
     def shutdown(self) -> None:
-        self.send_all(Stop())
-        deadline = time.monotonic() + 10.0
-        for process in self.processes:
-            process.join(max(0.1, deadline - time.monotonic()))
-        for process in self.processes:
-            if process.is_alive():
-                print(
-                    f"hub bench: worker pid {process.pid} did not stop; terminating it",
-                    file=sys.stderr,
-                )
-                process.terminate()
-                process.join(5.0)
-        for pipe in self.pipes:
-            pipe.close()
+        self.pool.shutdown()

@@ -40,7 +40,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     total = num_sockets + num_publishers
     fd_limit = fd_hard_limit()
     procs = args.procs or default_procs(total, os.cpu_count() or 1, fd_limit)
-    check_fd_limit(total, procs, fd_limit)
+    if not getattr(args, "agents", None):  # with agents, each agent's limit is checked
+        check_fd_limit(total, procs, fd_limit)
     num_channels = getattr(args, "channels", 1)
     if num_channels > num_sockets:
         raise SizingError(f"--channels {num_channels} is more than --sockets {num_sockets}")

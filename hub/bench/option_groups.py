@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 
+from hub.bench.agents.options import add_agent_options
 from hub.bench.config import CLIENTS
 from hub.bench.header import HEADER_SIZE
 from hub.bench.protocols import PROTOCOLS
@@ -52,6 +53,7 @@ def common(parser: argparse.ArgumentParser, *, sockets_help: str, default_socket
     _sockets(parser, sockets_help=sockets_help, default_sockets=default_sockets)
     _thresholds(parser)
     _output(parser)
+    add_agent_options(parser)
 
 
 def _targets(parser: argparse.ArgumentParser) -> None:

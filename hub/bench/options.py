@@ -8,6 +8,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from hub import DISTRIBUTION
+from hub.bench.agents.options import add_agent_command
 from hub.bench.header import HEADER_SIZE
 from hub.bench.option_groups import common, positive_int, rate, traffic
 
@@ -28,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     _conns(sub)
     _broadcast_all(sub)
     _plot(sub)
+    add_agent_command(sub)
     return parser
 
 
@@ -36,7 +38,8 @@ VERDICT = (
     "Exit status 1 when no socket connected, or when any expected delivery was lost, "
     "duplicated or reordered: a threshold on the figure loosens that (--threshold "
     "'loss<1%', 'duplicates<10', 'reordered<10', or --max-loss); --strict also fails on any "
-    "socket that failed to connect or was closed. One line gives the verdict, even with -q."
+    "socket that failed to connect or was closed, and on any --agents agent lost. One line "
+    "gives the verdict, even with -q."
 )
 
 

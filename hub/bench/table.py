@@ -6,6 +6,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from hub.bench.agents.summary import table_rows as agent_rows
 from hub.bench.overhead import MIN_PHASE_S
 from hub.bench.schema import Report, Section
 from hub.bench.verdict import BENCH_BOUND, OVERSTATE
@@ -96,6 +97,8 @@ def print_report(report: Report, console: Console) -> None:
             table.add_row(f"client worker {proc['worker']} waiting for a CPU", f"{wait:.0f}%")
     if report["scenario"] != "conns":
         table.add_row(BENCH_BOUND, _bench_bound(client))
+    for name, value in agent_rows(report):
+        table.add_row(name, value)
     for check in report.get("thresholds", []):
         verdict = "[red]FAILED[/red]" if check["failed"] else "ok"
         table.add_row(

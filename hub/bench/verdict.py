@@ -109,6 +109,7 @@ def _strict_faults(report: Report) -> list[str]:
         for key, what, whats in (
             ("failed", "socket failed to connect", "sockets failed to connect"),
             ("disconnected", "socket closed during the run", "sockets closed during the run"),
+            ("agents_lost", "agent lost", "agents lost"),
         )
         if connections.get(key, 0)
     ]
@@ -143,6 +144,11 @@ def verdict_line(report: Report, *, strict: bool) -> str:
     messages = report.get("messages", {})
     target = connections.get("target", 0)
     parts = [f"{connections.get('connected', 0):,} of {plural(target, 'socket')} connected"]
+    if connections.get("agents_lost"):  # its sockets are in no figure below
+        agents = connections["agents_lost"]
+        parts.append(
+            f"{plural(agents, 'agent')} lost, {'its' if agents == 1 else 'their'} part left out"
+        )
     expected = messages.get("expected", 0)
     if report.get("scenario") != "conns" or expected:
         lost = messages.get("lost", 0)

@@ -3,6 +3,14 @@
 redis-py's PubSub object reads roughly 110-160k messages/s per process; feeding the socket's
 bytes straight into ``hiredis.Reader`` reads about ten times as many, and lets the subscriber
 hand everything already received to the fan-out as one batch.
+
+On a network the common fault is silence: a link that drops packets leaves the connection
+"open", and what was written into it is neither delivered nor refused. So a connection to
+Redis (``liveness.py``) has a deadline for its connect and handshake, a reply deadline on
+its commands, TCP keepalive and ``TCP_USER_TIMEOUT`` (the kernel drops it when what it sent
+goes unacknowledged that long), and it always ends with an RST (``SO_LINGER`` 0): the kernel
+discards what it still holds instead of retransmitting it once the link heals, after the
+broker has sent the same commands again on a new connection.
 """
 
 from __future__ import annotations
@@ -17,6 +25,8 @@ from typing import Any, Protocol
 
 import hiredis
 from redis.connection import parse_url
+
+from hub.brokers.liveness import CONNECT_TIMEOUT_S, REPLY_TIMEOUT_S, harden
 
 __all__ = [
     "Connection",
@@ -100,7 +110,7 @@ class Connection(Protocol):
         """Write ``data``, which makes ``replies`` replies in order (PINGs, on pub/sub)."""
         ...
 
-    async def command(self, *args: bytes, timeout_s: float = 5.0) -> Reply: ...
+    async def command(self, *args: bytes, timeout_s: float = REPLY_TIMEOUT_S) -> Reply: ...
 
     def close(self) -> None:
         """Stop using it: its ``lost`` resolves, and later replies to it are dropped."""
@@ -128,9 +138,7 @@ class RespConnection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            # Detects a Redis host that vanished without closing the connection.
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            harden(sock)
 
     def data_received(self, data: bytes) -> None:
         reader = self._reader
@@ -158,8 +166,9 @@ class RespConnection(asyncio.Protocol):
         if not self.lost.done():
             self.lost.set_result(exc)
 
-    async def command(self, *args: bytes, timeout_s: float = 5.0) -> Reply:
-        """Send one command and await its reply; raise on an error reply."""
+    async def command(self, *args: bytes, timeout_s: float = REPLY_TIMEOUT_S) -> Reply:
+        """Send one command and await its reply; raise on an error reply. A reply that does
+        not come within ``timeout_s`` aborts the connection: the link, or Redis, is dead."""
         assert self.transport is not None
         if self.lost.done():
             # Reset before this command (a server that accepts and resets at once): an
@@ -168,7 +177,11 @@ class RespConnection(asyncio.Protocol):
         waiter: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         self.transport.write(encode_command(*args))
-        reply = await asyncio.wait_for(waiter, timeout_s)
+        try:
+            reply = await asyncio.wait_for(waiter, timeout_s)
+        except TimeoutError:
+            self.abort()
+            raise
         if isinstance(reply, hiredis.ReplyError):
             raise reply
         return reply
@@ -182,6 +195,8 @@ class RespConnection(asyncio.Protocol):
         self.transport.write(data)
 
     def close(self) -> None:
+        """Abandon the connection with an RST (``SO_LINGER`` 0, set at connect): what is
+        still unsent or unacknowledged is discarded here, never retransmitted later."""
         if self.transport is not None:
             self.transport.abort()
 
@@ -193,9 +208,10 @@ async def open_connection(
     on_replies: Callable[[list[Reply]], None],
     *,
     name: str,
-    timeout_s: float = 5.0,
+    timeout_s: float = CONNECT_TIMEOUT_S,
 ) -> RespConnection:
-    """Connect, authenticate, select the database and name the client."""
+    """Connect, authenticate, select the database and name the client, all within
+    ``timeout_s``: a SYN dropped by a partition is a TimeoutError, not a stall."""
     loop = asyncio.get_running_loop()
 
     def factory() -> RespConnection:
@@ -211,17 +227,19 @@ async def open_connection(
                 ctx.check_hostname = False
                 ctx.verify_mode = ssl.CERT_NONE
         coro = loop.create_connection(factory, endpoint.host or "localhost", endpoint.port, ssl=ctx)
-    _, conn = await asyncio.wait_for(coro, timeout_s)
-    try:
-        if endpoint.password is not None:
-            if endpoint.username:
-                await conn.command(b"AUTH", endpoint.username.encode(), endpoint.password.encode())
-            else:
-                await conn.command(b"AUTH", endpoint.password.encode())
-        if endpoint.db:
-            await conn.command(b"SELECT", str(endpoint.db).encode())
-        await conn.command(b"CLIENT", b"SETNAME", name.encode())
-    except BaseException:
-        conn.close()
-        raise
+    async with asyncio.timeout(timeout_s):
+        _, conn = await coro
+        try:
+            if endpoint.password is not None:
+                if endpoint.username:
+                    user, password = endpoint.username.encode(), endpoint.password.encode()
+                    await conn.command(b"AUTH", user, password)
+                else:
+                    await conn.command(b"AUTH", endpoint.password.encode())
+            if endpoint.db:
+                await conn.command(b"SELECT", str(endpoint.db).encode())
+            await conn.command(b"CLIENT", b"SETNAME", name.encode())
+        except BaseException:
+            conn.close()
+            raise
     return conn

@@ -11,7 +11,8 @@
 - ``sentinel``: a real local master, replica and 3 sentinels (``support.sentinel``);
 - ``cluster``: a real local Redis Cluster of masters and replicas (``support.cluster``);
 - ``bench_status``: a ``hub bench`` run's exit status less a bench-bound verdict;
-- ``hosts``: the many-hosts lab, network namespaces on a bridge, partitions, freezes (``support.hosts``).
+- ``hosts``: the many-hosts lab: namespaces on a bridge, partitions, freezes (``support.hosts``);
+- ``lab_sentinel``, ``lab_traffic``: Sentinel on lab hosts, and numbered traffic across hosts.
 
 Every wait is a multiple of ``t``, which ``HUB_TEST_TIMEOUT_SCALE`` stretches.
 """

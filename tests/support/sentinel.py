@@ -18,6 +18,22 @@ from support.waits import free_port, stop_process, t, wait_until
 SERVICE = "mymaster"
 
 
+def is_settled(sentinels: list[redis.Redis], replicas: list[RedisServer]) -> bool:
+    """Every sentinel knows every replica and the other sentinels, and every replica is in
+    sync with the master: a failover can happen now."""
+    try:
+        for s in sentinels:
+            known = s.execute_command("SENTINEL", "REPLICAS", SERVICE)
+            others = s.execute_command("SENTINEL", "SENTINELS", SERVICE)
+            if len(known) < len(replicas) or len(others) < len(sentinels) - 1:
+                return False
+        return all(
+            r.client().info("replication").get("master_link_status") == "up" for r in replicas
+        )
+    except (redis.RedisError, OSError):
+        return False
+
+
 class SentinelDeployment:
     """``master`` and ``replica`` are RedisServers; the sentinels fail over within seconds
     (down-after 1 s, failover-timeout 3 s)."""
@@ -63,17 +79,7 @@ class SentinelDeployment:
     def is_settled(self) -> bool:
         """Every sentinel knows the replica and the 2 other sentinels, and the replica is
         in sync: a failover can happen now."""
-        try:
-            for i in range(3):
-                s = self.sentinel(i)
-                replicas = s.execute_command("SENTINEL", "REPLICAS", SERVICE)
-                others = s.execute_command("SENTINEL", "SENTINELS", SERVICE)
-                if not replicas or len(others) < 2:
-                    return False
-            info = self.replica.client().info("replication")
-            return bool(info.get("master_link_status") == "up")
-        except (redis.RedisError, OSError):
-            return False
+        return is_settled([self.sentinel(i) for i in range(3)], [self.replica])
 
     def server_on(self, port: int) -> RedisServer:
         return self.master if self.master.port == port else self.replica

@@ -23,6 +23,7 @@ from collections.abc import Callable
 
 import hiredis
 
+from hub.brokers.liveness import REPLY_TIMEOUT_S
 from hub.brokers.resp import Endpoint, Reply, RespConnection, encode_command, open_connection
 
 __all__ = ["NodePool", "Share"]
@@ -52,12 +53,16 @@ class Share:
         if self.attached:
             self.node.send(self, data, replies)
 
-    async def command(self, *args: bytes, timeout_s: float = 5.0) -> Reply:
+    async def command(self, *args: bytes, timeout_s: float = REPLY_TIMEOUT_S) -> Reply:
         if not self.is_open:
             raise ConnectionError("connection to Redis lost")
         waiter: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         self.node.send(self, encode_command(*args), 1, waiter)
-        reply = await asyncio.wait_for(waiter, timeout_s)
+        try:
+            reply = await asyncio.wait_for(waiter, timeout_s)
+        except TimeoutError:
+            self.abort()  # the reply deadline: the node's connection is silent (liveness.py)
+            raise
         if isinstance(reply, hiredis.ReplyError):
             raise reply
         return reply

@@ -201,8 +201,11 @@ class RedisBroker:
                     "reconnecting and resubscribing",
                     now - sent_at,
                 )
-                subscriber.abort()
-                publisher.abort()
+                # Every connection of this process goes to the same Redis: when its pub/sub
+                # path is silent, so are the others. Each is abandoned with an RST (resp.py).
+                for part in self._parts():
+                    if part.conn is not None:
+                        part.conn.abort()
                 continue
             if sent_at is None:
                 self._probe_sent_at = now

@@ -3,10 +3,10 @@
 Everything published during one event-loop turn leaves in one write. While Redis is
 unreachable, messages are held in a bounded buffer and published in order after the reconnect;
 unanswered ones are sent again first, and so are those Redis answered with "not here, not
-now" (``resend.py``: NOSCRIPT, READONLY, MOVED …). History channels go through the history
-script (EVALSHA, reloaded after a reconnect), whose message id makes such a resend a no-op
-when the first one went through. Presence has a queue and a connection of its own
-(``presence.py``): nothing but publishes (and the probe) takes from the held budget.
+now" (``resend.py``: NOSCRIPT, NOREPLICAS, READONLY, MOVED …). History channels go through
+the history script (EVALSHA, reloaded after a reconnect), whose message id makes such a
+resend a no-op when the first one went through. Presence has a queue and a connection of its
+own (``presence.py``): nothing but publishes (and the probe) takes from the held budget.
 """
 
 from __future__ import annotations
@@ -105,6 +105,11 @@ class RedisPipeline:
         self._queue_error = ""
         # A reply said this server is not the key's master: every later one is resent.
         self._wrong_server = False
+        # A reply said "not now" (NOREPLICAS, NOSCRIPT) on the right server: nothing more is
+        # written, and the connection is closed once every reply is in. Closing at once
+        # would resend the commands behind it that Redis already ran: twice, on plain
+        # channels.
+        self._draining = False
 
     def publish(self, channel: str, payload: bytes, history: ChannelOptions | None = None) -> bool:
         if not self.budget.fits(len(payload)):
@@ -142,7 +147,7 @@ class RedisPipeline:
     def _flush(self) -> None:
         self._flush_scheduled = False
         conn = self.conn
-        if conn is None or not conn.is_open or not self._unsent:
+        if conn is None or not conn.is_open or not self._unsent or self._draining:
             return
         now = time.monotonic()
         parts: list[bytes] = []
@@ -204,6 +209,8 @@ class RedisPipeline:
                 self._transaction.append(entry)
             else:
                 self._on_exec(reply)
+        if self._draining and not inflight and self.conn is not None:
+            self.conn.close()  # every reply is in: reconnect, and send the refused again
 
     def _on_exec(self, reply: Reply) -> None:
         """The transaction of one write ran (a reply per command), or ran not at all (the
@@ -230,8 +237,18 @@ class RedisPipeline:
             # Reconnect (with Sentinel or Cluster, to wherever the key lives now), and send
             # it again, first.
             self._resend.append(entry)
-            if self.conn is not None:
-                self.conn.close()
+            if self._wrong_server or self._redirected:
+                if self.conn is not None:
+                    self.conn.close()
+            elif not self._draining:
+                self._draining = True
+                self._link.log(
+                    logging.WARNING,
+                    "refused",
+                    "redis publisher: %s; holding the refused messages, sending them again "
+                    "after a reconnect",
+                    str(reply)[:120],
+                )
             return
         self.budget.messages -= 1
         self.budget.bytes -= len(entry.payload)
@@ -274,6 +291,7 @@ class RedisPipeline:
                 logger.info("publishing %d messages held during the outage", len(self._unsent))
             self._redirected = False
             self._wrong_server = False
+            self._draining = False
             self.conn = conn
             self._flush()
             await conn.lost

@@ -10,7 +10,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["MIGRATING", "MOVED", "NO_SCRIPT", "REFUSED", "REPLICA", "Resend", "resend"]
+__all__ = [
+    "MIGRATING",
+    "MOVED",
+    "NO_REPLICAS",
+    "NO_SCRIPT",
+    "REFUSED",
+    "REPLICA",
+    "Resend",
+    "resend",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +43,11 @@ REFUSED = Resend("refused", again=False, follow=False, wrong_server=False)
 NO_SCRIPT = Resend("NOSCRIPT", again=True, follow=False, wrong_server=False)
 #: READONLY: the server is a replica now (a failover).
 REPLICA = Resend("READONLY", again=True, follow=False, wrong_server=True)
+#: NOREPLICAS: the master has fewer replicas in reach than ``min-replicas-to-write`` (it
+#: may be cut off, and about to be replaced): the write is held, and tried again after a
+#: reconnect (with Sentinel, to wherever the master is then). Only writes meet it (the
+#: history script); a plain PUBLISH is not a write and is never refused so.
+NO_REPLICAS = Resend("NOREPLICAS", again=True, follow=False, wrong_server=False)
 #: MOVED: the slot lives elsewhere (a resharding, a failover); CLUSTERDOWN: nowhere, yet.
 MOVED = Resend("MOVED", again=True, follow=True, wrong_server=True)
 #: ASK, TRYAGAIN: the slot is migrating. Following ASK would SPUBLISH where no subscriber
@@ -44,6 +58,7 @@ MIGRATING = Resend("migrating", again=True, follow=True, wrong_server=True)
 _BY_CODE = {
     "NOSCRIPT": NO_SCRIPT,
     "READONLY": REPLICA,
+    "NOREPLICAS": NO_REPLICAS,
     "MOVED": MOVED,
     "CLUSTERDOWN": MOVED,
     "ASK": MIGRATING,

@@ -29,7 +29,7 @@ import redis.asyncio.sentinel
 import redis.sentinel
 from redis.exceptions import RedisError
 
-from hub.brokers.redis.client_options import AsyncOptions, SyncOptions
+from hub.brokers.redis.client_options import AsyncOptions, SyncOptions, no_retry
 from hub.brokers.resp import Endpoint
 
 __all__ = [
@@ -131,6 +131,7 @@ class SentinelLocator:
                     password=target.sentinel_password,
                     socket_timeout=SENTINEL_TIMEOUT_S,
                     socket_connect_timeout=SENTINEL_TIMEOUT_S,
+                    retry=no_retry(),
                     decode_responses=True,
                 ),
             )
@@ -166,6 +167,7 @@ class SentinelLocator:
             password=endpoint.password,
             socket_timeout=SENTINEL_TIMEOUT_S,
             socket_connect_timeout=SENTINEL_TIMEOUT_S,
+            retry=no_retry(),
             decode_responses=True,
         )
         try:
