@@ -150,8 +150,9 @@ def bench_bound(procs: list[Section], latency_p99_us: int | None) -> list[str]:
     ``procs`` are the report's ``client.procs`` rows. A worker is the bottleneck when it had
     work nearly all the time (CPU plus run-queue wait over :data:`BUSY_PERCENT`: it could not
     keep up, so a backlog grew), or when its loop's lag at p99 passed :data:`LAG_FLOOR_MS` and
-    :data:`LAG_SHARE` of the latency p99 (the tail is then partly its own delay). A worker
-    whose measured phase was under :data:`MIN_PHASE_S` is not judged."""
+    :data:`LAG_SHARE` of the latency p99 (the tail is then partly its own delay; a run that
+    timed nothing has no tail to distort). A worker whose measured phase was under
+    :data:`MIN_PHASE_S` is not judged."""
     reasons = []
     p99_ms = (latency_p99_us or 0) / 1000
     for proc in procs:
@@ -161,13 +162,14 @@ def bench_bound(procs: list[Section], latency_p99_us: int | None) -> list[str]:
         cpu = proc.get("cpu_percent_phase", 0.0)
         wait = proc.get("run_wait_percent_phase", 0.0)
         if cpu + wait > BUSY_PERCENT:
+            # process_time counts every thread, the wait the main one's: the sum may pass 100.
             reasons.append(
-                f"worker {worker} had work {cpu + wait:.0f}% of the time (CPU {cpu:.0f}%, "
-                f"waiting for a CPU {wait:.0f}%)"
+                f"worker {worker} had work {min(100.0, cpu + wait):.0f}% of the time "
+                f"(CPU {cpu:.0f}%, waiting for a CPU {wait:.0f}%)"
             )
         lag = proc.get("loop_lag_ms") or {}
         lag_p99 = lag.get("p99_ms", 0.0)
-        if lag_p99 > max(LAG_FLOOR_MS, LAG_SHARE * p99_ms):
+        if latency_p99_us is not None and lag_p99 > max(LAG_FLOOR_MS, LAG_SHARE * p99_ms):
             reasons.append(
                 f"worker {worker}'s event loop lagged {lag_p99:.1f} ms at p99 "
                 f"(up to {lag.get('max_ms', 0.0):.1f} ms)"

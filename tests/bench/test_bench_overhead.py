@@ -124,5 +124,8 @@ def test_a_lagging_loop_is_the_bottleneck_when_it_is_part_of_the_tail() -> None:
     assert bench_bound([proc(), proc(1, lag_p99=over)], latency_p99_us=p99_us) == [
         f"worker 1's event loop lagged {over:.1f} ms at p99 (up to {over * 2:.1f} ms)"
     ]
-    # No latency at all: the floor alone decides.
-    assert bench_bound([proc(lag_p99=LAG_FLOOR_MS + 1)], latency_p99_us=None) != []
+    # No latency at all: nothing to distort (a busy worker is still the bottleneck).
+    assert bench_bound([proc(lag_p99=LAG_FLOOR_MS + 1)], latency_p99_us=None) == []
+    assert bench_bound([proc(cpu=99.0, lag_p99=50.0)], latency_p99_us=None) == [
+        "worker 0 had work 100% of the time (CPU 99%, waiting for a CPU 5%)"
+    ]
