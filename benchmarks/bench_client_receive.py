@@ -83,16 +83,16 @@ async def receive(args: argparse.Namespace, port: int) -> dict[str, Any]:
 
     from hub.bench import sockets as bw
     from hub.bench.lean import Counters
-    from hub.bench.stats import LatencyRecorder, StreamTracker, Tally
+    from hub.bench.stats import LatencyRecorder, Ledger
     from hub.bench.wire import request_prefix
 
     loop = asyncio.get_running_loop()
-    counters, tally, recorder = Counters(), Tally(), LatencyRecorder()
+    counters, ledger, recorder = Counters(), Ledger(), LatencyRecorder()
     total = args.sockets * args.frames
     sockets: list[Any] = []
     cpu0, t0 = time.process_time(), time.monotonic()
-    for _ in range(args.sockets):
-        tracker = StreamTracker(1, tally)
+    for number in range(args.sockets):
+        tracker = ledger.tracker(number, 1)
         if args.client == "lean":
             lean_socket = bw.LeanReceiver(counters, tracker, recorder.pending.append)
             waiter: asyncio.Future[None] = loop.create_future()
@@ -113,19 +113,19 @@ async def receive(args: argparse.Namespace, port: int) -> dict[str, Any]:
             )
             sockets.append(listener)
     deadline = time.monotonic() + args.timeout
-    while tally.unique < total and time.monotonic() < deadline:  # noqa: ASYNC110
+    while ledger.unique() < total and time.monotonic() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.005)
     wall, cpu = time.monotonic() - t0, time.process_time() - cpu0
     for item in sockets:
         item.close()
     return {
         "client": args.client,
-        "frames": tally.unique,
+        "frames": (unique := ledger.unique()),
         "expected": total,
         "wall_s": round(wall, 3),
         "cpu_s": round(cpu, 3),
-        "frames_per_s": round(tally.unique / wall),
-        "frames_per_cpu_s": round(tally.unique / cpu) if cpu else None,
+        "frames_per_s": round(unique / wall),
+        "frames_per_cpu_s": round(unique / cpu) if cpu else None,
     }
 
 

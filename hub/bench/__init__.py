@@ -23,10 +23,11 @@ Its modules, from the command line down:
 - ``sockets.py``: the receivers and publishers (picows or the lean client); ``connect.py``:
   opening them; ``lean.py`` and ``wire.py``: the lean WebSocket client; ``adapted.py`` and
   ``protocols/``: sockets that speak a ``--protocol``; ``header.py``: the bench header.
-- ``stats.py``: delivery and latency accounting; ``overhead.py``: the bench's own CPU and loop
-  lag; ``sizing.py``: processes, file descriptors, source addresses; ``ramp.py``: connection
-  ramps and rate phases; ``target.py``: URLs, handshake headers, TLS; ``server_memory.py``: the
-  server's RSS (``conns``).
+- ``stats.py``: delivery and latency accounting; ``hdr.py``: HDR histograms recorded and read
+  in bulk (numpy); ``overhead.py``: the bench's own CPU, run-queue wait and loop lag, and
+  whether it was the bottleneck; ``sizing.py``: processes, file descriptors, source
+  addresses; ``ramp.py``: connection ramps and rate phases; ``target.py``: URLs, handshake
+  headers, TLS; ``server_memory.py``: the server's RSS (``conns``).
 - ``report.py``: the JSON report (``schema.py``: its name and types); ``verdict.py`` and
   ``thresholds.py``: its thresholds and the exit status; ``table.py``: the final table;
   ``plot.py``: the PNG; ``export.py``: HTML and OpenMetrics.
@@ -37,7 +38,7 @@ from __future__ import annotations
 __all__ = ["REQUIRES", "missing_requirement"]
 
 #: The modules of the ``bench`` extra (pyproject.toml), by import name.
-REQUIRES = ("picows", "rich", "hdrh", "psutil")
+REQUIRES = ("picows", "rich", "hdrh", "numpy", "psutil")
 
 
 def missing_requirement() -> str | None:

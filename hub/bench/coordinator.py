@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from hub.bench.config import RunConfig
+from hub.bench.hdr import value_at_percentile
 from hub.bench.messages import (
     Command,
     Connect,
@@ -163,7 +164,7 @@ class Coordinator:
             live.last_frames, live.last_t = frames, now
         if data.interval_hist:
             hist = merge_encoded([data.interval_hist])
-            live.p99_us = hist.get_value_at_percentile(99.0)
+            live.p99_us = value_at_percentile(hist, 99.0)
             if self.phase_start is not None:
                 self.timeline.append((now - self.phase_start, data.interval_hist))
         if self.on_update is not None:

@@ -191,13 +191,13 @@ class LeanSocket(asyncio.Protocol):
     # Receiving
 
     def data_received(self, data: bytes) -> None:
-        if self.state == OPEN:
-            self.feed(data)
-        elif self.state == HANDSHAKE:
-            self._handshake_received(data)
-
-    def feed(self, data: bytes) -> None:
-        """Parse server frames from ``data``, which continues whatever came before."""
+        """Parse server frames from ``data``, which continues whatever came before (the
+        handshake's response while it is in flight). One call per read, and the parser inline:
+        every call on this path is paid once per socket per message."""
+        if self.state != OPEN:
+            if self.state == HANDSHAKE:
+                self._handshake_received(data)
+            return
         if self._buf:
             data = self._buf + data
             self._buf = b""
@@ -255,6 +255,9 @@ class LeanSocket(asyncio.Protocol):
             pos = after
         if pos < end:
             self._buf = data[pos:]
+
+    #: What follows the handshake's response in its read, and what tests feed by hand.
+    feed = data_received
 
     def _other_frame(self, data: bytes, b0: int, b1: int, start: int, size: int, end: int) -> int:
         """The frame whose payload (``size`` bytes) starts at ``start``, when it is not a whole

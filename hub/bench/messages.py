@@ -189,7 +189,9 @@ class Result(Event):
     receivers: int
     receivers_connected: int = 0
     foreign: int = 0  # bench messages of another run
-    loop_lag: dict[str, float] = field(default_factory=dict)  # max_ms, mean_ms
+    loop_lag: dict[str, float] = field(default_factory=dict)  # max_ms, mean_ms, p99_ms
+    run_wait_percent_phase: float = 0.0  # waiting for a CPU, in % of the measured phase
+    phase_s: float = 0.0  # the measured phase's length
 
 
 @dataclass(frozen=True, slots=True)

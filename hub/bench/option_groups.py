@@ -249,8 +249,9 @@ def _output(parser: argparse.ArgumentParser) -> None:
     output.add_argument(
         "--strict",
         action="store_true",
-        help="exit with status 1 also when any socket failed to connect or was closed, and "
-        "when any message is lost, duplicated or reordered even where a threshold allows it",
+        help="exit with status 1 also when any socket failed to connect or was closed, "
+        "when any message is lost, duplicated or reordered even where a threshold allows it, "
+        "and when the bench itself was the bottleneck (the table's bench-bound row)",
     )
 
 

@@ -14,17 +14,16 @@ from dataclasses import dataclass
 
 from hub.bench.config import RunConfig
 from hub.bench.messages import Connected, Ready, Result
+from hub.bench.overhead import bench_bound
 from hub.bench.scenarios import scenario_for
 from hub.bench.scenarios.context import Outcome
 from hub.bench.schema import SCHEMA, Report, Section
 from hub.bench.stats import merge_encoded, summarize
-from hub.bench.verdict import exit_status, plural, thresholds
+from hub.bench.verdict import BENCH_BOUND, OVERSTATE, exit_status, plural, thresholds
 
 __all__ = ["SCHEMA", "Run", "aggregate_timeline", "assemble", "rate_phase_rows"]
 
 SATURATED_CPU_PERCENT = 90.0
-# A bench loop late by more than this distorts latencies a server is judged on.
-LAG_WARN_MS = 20.0
 
 
 @dataclass(frozen=True)
@@ -73,6 +72,12 @@ def assemble(config: RunConfig, run: Run) -> Report:
             config, [*run.timeline, *tail], run.outcome.sent_by_phase
         )
     report["client"] = client(run, workers)
+    # conns times no messages: its loop may lag without distorting anything.
+    report["client"]["bench_bound"] = (
+        bench_bound(report["client"]["procs"], report["latency_us"]["p99"])
+        if config.scenario != "conns"
+        else []
+    )
     outcome = run.outcome
     for name, section in (
         ("churn", outcome.churn),
@@ -153,6 +158,8 @@ def client(run: Run, workers: list[Result]) -> Section:
             "cpu_percent_phase": round(r.cpu_percent_phase, 1),
             "cpu_percent_max": round(r.cpu_percent_max, 1),
             "rss_bytes": r.rss_bytes,
+            "run_wait_percent_phase": round(r.run_wait_percent_phase, 1),
+            "phase_s": round(r.phase_s, 3),
             "loop_lag_ms": r.loop_lag,
         }
         for n, r in zip(sorted(run.results), workers, strict=True)
@@ -178,17 +185,9 @@ def warnings(config: RunConfig, report: Report, errors: Counter[str]) -> list[st
             f"{workers}{', '.join(map(str, saturated))} passed {SATURATED_CPU_PERCENT:.0f}% of "
             "a core: the bench may be the bottleneck; add --procs"
         )
-    lagging = {
-        p["worker"]: p["loop_lag_ms"]["max_ms"]
-        for p in report["client"]["procs"]
-        if p["loop_lag_ms"].get("max_ms", 0.0) > LAG_WARN_MS
-    }
-    if lagging and config.scenario != "conns":  # conns times no messages
-        out.append(
-            f"the bench's own event loop ran late (worker: highest lag ms) {lagging}: "
-            "latencies include up to that much of the bench's own delay; add --procs "
-            "or lower the load per worker"
-        )
+    bound = report["client"]["bench_bound"]
+    if bound:
+        out.append(f"{BENCH_BOUND}: {'; '.join(bound)}; {OVERSTATE}")
     connections = report["connections"]
     if connections.get("failed"):
         failed = connections["failed"]

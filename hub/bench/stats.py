@@ -18,17 +18,19 @@ where ``expected`` is what each publisher sent times the receivers that should h
 from __future__ import annotations
 
 from array import array
-from collections import Counter
 from dataclasses import dataclass, field
 
+import numpy as np
 from hdrh.histogram import HdrHistogram
 
+from hub.bench.hdr import mean_value, record_batch, value_at_percentile
 from hub.bench.schema import Section
 
 __all__ = [
     "HIGHEST_US",
     "PERCENTILES",
     "LatencyRecorder",
+    "Ledger",
     "StreamTracker",
     "Tally",
     "merge_encoded",
@@ -51,7 +53,7 @@ PERCENTILES: tuple[tuple[str, float], ...] = (
 
 @dataclass
 class Tally:
-    """Delivery counts, shared by all the trackers of one process."""
+    """Delivery counts: one process's (``Ledger.tally``), or several added up."""
 
     received: int = 0
     unique: int = 0
@@ -73,42 +75,88 @@ class Tally:
         }
 
 
+class Ledger:
+    """The delivery state of one process: a tracker per receiver, and their totals.
+
+    The totals are summed when asked for (a few times a second), not counted per message: an
+    in-order message, nearly every one, only moves its stream's next sequence number. Only the
+    rare cases (a gap, a late or a repeated message) count as they happen. So
+    ``unique = sum of every stream's next_seq - the numbers still missing`` and
+    ``received = unique + duplicates``: exact, whenever they are read.
+    """
+
+    __slots__ = ("duplicates", "missing", "reordered", "trackers")
+
+    def __init__(self) -> None:
+        self.trackers: dict[int, StreamTracker] = {}
+        self.missing = 0  # numbers skipped and not (yet) arrived, over all streams
+        self.duplicates = 0
+        self.reordered = 0
+
+    def tracker(self, key: int, num_publishers: int) -> StreamTracker:
+        """The tracker of receiver ``key`` (its socket number): a socket opened again in its
+        place (``conns --churn``) goes on with it."""
+        tracker = self.trackers.get(key)
+        if tracker is None:
+            tracker = self.trackers[key] = StreamTracker(num_publishers, self)
+        return tracker
+
+    def unique(self) -> int:
+        return sum([sum(t.next_seq) for t in self.trackers.values()]) - self.missing
+
+    def tally(self) -> Tally:
+        unique = self.unique()
+        return Tally(
+            received=unique + self.duplicates,
+            unique=unique,
+            duplicates=self.duplicates,
+            reordered=self.reordered,
+        )
+
+
 class StreamTracker:
     """The delivery state of one receiver: one stream per publisher."""
 
-    __slots__ = ("missing", "next_seq", "tally")
+    __slots__ = ("ledger", "missing", "next_seq")
 
-    def __init__(self, num_publishers: int, tally: Tally) -> None:
+    def __init__(self, num_publishers: int, ledger: Ledger) -> None:
         self.next_seq = [0] * num_publishers
         # Allocated on the first gap only: most streams never have one.
         self.missing: dict[int, set[int]] | None = None
-        self.tally = tally
+        self.ledger = ledger
 
     def record(self, pub_id: int, seq: int) -> None:
-        """Count one received message from ``pub_id`` with sequence number ``seq``."""
-        tally = self.tally
-        tally.received += 1
+        """Count one received message from ``pub_id`` with sequence number ``seq``.
+        (``sockets._Recording.on_message`` inlines the first test: keep them the same.)"""
+        next_seq = self.next_seq
+        if pub_id < len(next_seq) and next_seq[pub_id] == seq:
+            next_seq[pub_id] = seq + 1
+            return
+        self.record_out_of_order(pub_id, seq)
+
+    def record_out_of_order(self, pub_id: int, seq: int) -> None:
+        """A message that is not its stream's next one: after a gap, late, or seen before."""
         next_seq = self.next_seq
         if pub_id >= len(next_seq):
             next_seq.extend([0] * (pub_id + 1 - len(next_seq)))
         expected = next_seq[pub_id]
         if seq == expected:
             next_seq[pub_id] = seq + 1
-            tally.unique += 1
             return
         if self.missing is None:
             self.missing = {}
         missing = self.missing.setdefault(pub_id, set())
+        ledger = self.ledger
         if seq > expected:
             missing.update(range(expected, seq))
+            ledger.missing += seq - expected
             next_seq[pub_id] = seq + 1
-            tally.unique += 1
         elif seq in missing:
             missing.discard(seq)
-            tally.unique += 1
-            tally.reordered += 1
+            ledger.missing -= 1
+            ledger.reordered += 1
         else:
-            tally.duplicates += 1
+            ledger.duplicates += 1
 
     def unique_from(self, pub_id: int) -> int:
         """How many distinct messages from ``pub_id`` this receiver has."""
@@ -141,10 +189,10 @@ def summarize(hist: HdrHistogram) -> Section:
     summary: Section = {
         "count": count,
         "min": hist.get_min_value(),
-        "mean": round(hist.get_mean_value(), 1),
+        "mean": round(mean_value(hist), 1),
     }
     for name, pct in PERCENTILES:
-        summary[name] = hist.get_value_at_percentile(pct)
+        summary[name] = value_at_percentile(hist, pct)
     summary["max"] = hist.get_max_value()
     return summary
 
@@ -153,9 +201,9 @@ def summarize(hist: HdrHistogram) -> Section:
 class LatencyRecorder:
     """Latencies in microseconds: appended cheaply on the hot path, histogrammed in batches.
 
-    ``add`` is one C-level ``array.append``. ``flush`` (a few times a second) counts equal values
-    with ``Counter`` (C code too) and records each distinct value once, with its count, into the
-    run's histogram and into a fresh one for the interval, which it returns.
+    ``add`` is one C-level ``array.append``. ``flush`` (a few times a second) records the whole
+    batch at once (``hdr.record_batch``: one numpy ``bincount``, no Python work per value) into
+    the run's histogram and into a fresh one for the interval, which it returns.
     """
 
     total: HdrHistogram = field(default_factory=new_histogram)
@@ -168,12 +216,8 @@ class LatencyRecorder:
         interval = new_histogram()
         if not self.pending:
             return interval
-        counts = Counter(self.pending)
-        # Cleared in place: the receive path holds a bound ``pending.append``.
+        values = np.frombuffer(self.pending, dtype=np.int64).copy()
+        # Cleared in place (the view above is gone): the receive path holds ``pending.append``.
         del self.pending[:]
-        total = self.total
-        for value, count in counts.items():
-            clamped = min(max(value, LOWEST_US), HIGHEST_US)
-            total.record_value(clamped, count)
-            interval.record_value(clamped, count)
+        record_batch([self.total, interval], values, LOWEST_US, HIGHEST_US)
         return interval

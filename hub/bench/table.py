@@ -7,7 +7,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from hub.bench.agents.summary import table_rows as agent_rows
-from hub.bench.schema import Report
+from hub.bench.overhead import MIN_PHASE_S
+from hub.bench.schema import Report, Section
+from hub.bench.verdict import BENCH_BOUND, OVERSTATE
 
 __all__ = ["print_report"]
 
@@ -20,6 +22,15 @@ def _fmt(value: object, unit: str = "") -> str:
     if isinstance(value, int):
         return f"{value:,}{unit}"
     return f"{value}{unit}"
+
+
+def _bench_bound(client: Section) -> str:
+    bound = client.get("bench_bound", [])
+    if bound:
+        return f"[red]yes[/red]: {escape('; '.join(bound))}; {OVERSTATE}"
+    if all(proc.get("phase_s", 0.0) < MIN_PHASE_S for proc in client["procs"]):
+        return f"not judged: a measured phase under {MIN_PHASE_S:g} s"
+    return "no"
 
 
 def print_report(report: Report, console: Console) -> None:
@@ -78,9 +89,14 @@ def print_report(report: Report, console: Console) -> None:
         lag = proc["loop_lag_ms"]
         if lag:
             table.add_row(
-                f"client worker {proc['worker']} loop lag (mean / max)",
-                f"{lag['mean_ms']:.2f} / {lag['max_ms']:.1f} ms",
+                f"client worker {proc['worker']} loop lag (mean / p99 / max)",
+                f"{lag['mean_ms']:.2f} / {lag.get('p99_ms', 0.0):.1f} / {lag['max_ms']:.1f} ms",
             )
+        wait = proc.get("run_wait_percent_phase")
+        if wait:
+            table.add_row(f"client worker {proc['worker']} waiting for a CPU", f"{wait:.0f}%")
+    if report["scenario"] != "conns":
+        table.add_row(BENCH_BOUND, _bench_bound(client))
     for name, value in agent_rows(report):
         table.add_row(name, value)
     for check in report.get("thresholds", []):

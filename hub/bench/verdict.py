@@ -6,6 +6,10 @@ Exactness is the bench's point, so the default verdict is strict about messages:
 reordered. A threshold on the same figure loosens its default: ``--max-loss`` or a
 ``--threshold`` on ``loss`` or ``lost`` replaces "lost = 0", one on ``duplicates`` replaces
 "duplicates = 0", one on ``reordered`` replaces "reordered = 0".
+
+When the bench itself was the bottleneck (``overhead.bench_bound``: a worker that had work
+nearly all the time, or whose loop lag was a real part of the tail), the line says so, and
+``--strict`` fails the run: its latencies overstate the server.
 """
 
 from __future__ import annotations
@@ -14,7 +18,18 @@ from hub.bench.config import RunConfig
 from hub.bench.schema import Report, Section
 from hub.bench.script.summary import verdict_parts
 
-__all__ = ["DEFAULT_CHECKS", "exit_status", "plural", "thresholds", "verdict_line"]
+__all__ = [
+    "BENCH_BOUND",
+    "DEFAULT_CHECKS",
+    "OVERSTATE",
+    "exit_status",
+    "plural",
+    "thresholds",
+    "verdict_line",
+]
+
+BENCH_BOUND = "bench-bound"
+OVERSTATE = "latency figures overstate the server"
 
 #: The checks of every run unless a threshold on the same figure replaces them: (the report's
 #: ``messages`` figure, the threshold metrics that replace it).
@@ -104,12 +119,20 @@ def _strict_faults(report: Report) -> list[str]:
         for key in ("lost", "duplicates", "reordered")
         if messages.get(key, 0)
     ]
+    if _bench_bound(report):
+        faults.append(BENCH_BOUND)
     return faults
+
+
+def _bench_bound(report: Report) -> list[str]:
+    reasons: list[str] = report.get("client", {}).get("bench_bound", [])
+    return reasons
 
 
 def exit_status(report: Report, *, strict: bool) -> int:
     """1 when a threshold failed (the default ones included), or under --strict when anything
-    was lost, duplicated or reordered or any socket failed or was closed; else 0."""
+    was lost, duplicated or reordered, any socket failed or was closed, or the bench was the
+    bottleneck; else 0."""
     if any(check["failed"] for check in report.get("thresholds", [])):
         return 1
     return 1 if strict and _strict_faults(report) else 0
@@ -142,6 +165,9 @@ def verdict_line(report: Report, *, strict: bool) -> str:
         p99 = report.get("latency_us", {}).get("p99")
         if p99 is not None:
             parts.append(f"p99 {p99 / 1000:g} ms")
+    bound = _bench_bound(report)
+    if bound:
+        parts.append(f"{BENCH_BOUND}: {'; '.join(bound)}; {OVERSTATE}")
     line = f"hub bench {report.get('scenario', '')}: {'FAILED' if status else 'ok'}: "
     line += "; ".join(parts)
     failed = [c["name"] for c in report.get("thresholds", []) if c["failed"]]

@@ -8,7 +8,7 @@ with them is the scenario's (``scenarios/``).
 from __future__ import annotations
 
 import asyncio
-import dataclasses
+import gc
 import logging
 import os
 import resource
@@ -37,12 +37,12 @@ from hub.bench.messages import (
     Snapshot,
     Stop,
 )
-from hub.bench.overhead import CpuMeter, LoopLag
+from hub.bench.overhead import CpuMeter, LoopLag, run_queue_wait_s
 from hub.bench.protocols import AdapterError, adapter_for
 from hub.bench.scenarios import scenario_for
 from hub.bench.sizing import place, worker_indices
 from hub.bench.sockets import Publisher, Receiver, Socket
-from hub.bench.stats import LatencyRecorder, StreamTracker, Tally
+from hub.bench.stats import LatencyRecorder, Ledger
 from hub.bench.target import channel_url
 from hub.runtime.limits import raise_open_file_limit
 
@@ -64,7 +64,7 @@ class Worker:
         self.commands = commands
         self.events = events
         self.counters = Counters(config.run_id)
-        self.tally = Tally()
+        self.ledger = Ledger()
         self.recorder = LatencyRecorder()
         self.receivers: list[Receiver] = []
         self.publishers: list[Publisher] = []
@@ -77,6 +77,7 @@ class Worker:
         self.loop_lag = LoopLag()
         self.phase_cpu_s = 0.0
         self.phase_wall_s = 0.0
+        self.phase_wait_s = 0.0  # waiting for a CPU (run queue) in the measured phase
         self.scenario = scenario_for(config)
         self.adapter = adapter_for(config.protocol, config.event, config.join_event)
 
@@ -123,7 +124,7 @@ class Worker:
             frames=counters.frames,
             payload_bytes=counters.bytes,
             sent=counters.sent,
-            unique=self.tally.unique,
+            unique=self.ledger.unique(),
             cpu_percent=cpu,
             loop_lag_ms=round(self.loop_lag.take_interval(), 3),
             interval_hist=interval.encode() if interval.get_total_count() else b"",
@@ -153,12 +154,13 @@ class Worker:
     def result(self) -> Result:
         snapshot = self.snapshot()
         usage = resource.getrusage(resource.RUSAGE_SELF)
-        phase_percent = 100.0 * self.phase_cpu_s / self.phase_wall_s if self.phase_wall_s else 0.0
+        wall = self.phase_wall_s
+        phase_percent = 100.0 * self.phase_cpu_s / wall if wall else 0.0
         total = self.recorder.total
         return Result(
             worker=self.index,
             snapshot=snapshot,
-            tally=dataclasses.replace(self.tally),
+            tally=self.ledger.tally(),
             other_frames=self.counters.other_frames,
             foreign=self.counters.foreign,
             errors=dict(self.errors),
@@ -170,17 +172,25 @@ class Worker:
             cpu_percent_max=self.cpu.max or phase_percent,
             cpu_percent_phase=phase_percent,
             loop_lag=self.loop_lag.summary(),
+            run_wait_percent_phase=100.0 * self.phase_wait_s / wall if wall else 0.0,
+            phase_s=wall,
             receivers=len(self.receivers),
             receivers_connected=self.num_receivers_connected(),
         )
 
     def measure_phase(self) -> Callable[[], None]:
-        """Start timing the measured phase; call the result to stop."""
-        cpu0, wall0 = time.process_time(), time.monotonic()
+        """Start timing the measured phase (CPU, run-queue wait, loop lag); call the result to
+        stop."""
+        cpu0, wall0, wait0 = time.process_time(), time.monotonic(), run_queue_wait_s()
+        self.loop_lag.start_phase()
 
         def stop() -> None:
             self.phase_cpu_s += time.process_time() - cpu0
             self.phase_wall_s += time.monotonic() - wall0
+            wait1 = run_queue_wait_s()
+            if wait0 is not None and wait1 is not None:
+                self.phase_wait_s += wait1 - wait0
+            self.loop_lag.stop_phase()
 
         return stop
 
@@ -198,6 +208,10 @@ class Worker:
         lag_probe = asyncio.create_task(self.loop_lag.run())
         try:
             await connect_all(self.config, listeners, self.on_connect_failure)
+            # What is alive now (sockets, modules) stays to the end: frozen, it is out of every
+            # later collection, which would otherwise walk all of it and stall the loop.
+            gc.collect()
+            gc.freeze()
             self.emit(
                 Connected(
                     self.index,
@@ -223,7 +237,7 @@ class Worker:
         config = self.config
         scenario = self.scenario
         channel = scenario.channel_of(index)
-        tracker = StreamTracker(scenario.num_streams(), self.tally)
+        tracker = self.ledger.tracker(index, scenario.num_streams())
         receiver = make_receiver(
             self.adapter,
             config.receiver_client() == "lean",
@@ -254,7 +268,7 @@ class Worker:
         """Wait until every expected message is in, or the drain timeout."""
         deadline = time.monotonic() + self.config.drain_timeout_s
         # Polling, on purpose: the receive path only bumps counters, it sets no event per frame.
-        while self.tally.unique < expected_unique and time.monotonic() < deadline:  # noqa: ASYNC110
+        while self.ledger.unique() < expected_unique and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.01)
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from support import ROOT, free_port, stop_process, t
+from support.bench_status import counted_status
 
 # Each target is a command that serves raw mode on {port}.
 SERVERS: dict[str, list[str]] = {
@@ -65,7 +66,7 @@ def bench(tmp_path: Path, *args: str) -> tuple[int, dict[str, Any]]:
     )
     assert out.exists(), f"no report; stdout={result.stdout} stderr={result.stderr}"
     report: dict[str, Any] = json.loads(out.read_text())
-    return result.returncode, report
+    return counted_status(result.returncode, report), report
 
 
 @pytest.mark.parametrize("client", ["lean", "picows"])

@@ -10,7 +10,13 @@ from support import ROOT, run_python
 from hub import DISTRIBUTION
 from hub.bench import REQUIRES
 
-BENCH_ONLY = {"hdrhistogram": "hdrh", "rich": "rich", "picows": "picows", "psutil": "psutil"}
+BENCH_ONLY = {
+    "hdrhistogram": "hdrh",
+    "numpy": "numpy",
+    "rich": "rich",
+    "picows": "picows",
+    "psutil": "psutil",
+}
 
 
 def requirement_names(requirements: list[str]) -> set[str]:

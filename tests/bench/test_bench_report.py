@@ -8,14 +8,16 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from rich.console import Console
 
 from hub.bench.config import RunConfig
 from hub.bench.messages import Connected, Ready, Result, Snapshot
 from hub.bench.report import Run, assemble
 from hub.bench.scenarios.context import Outcome
 from hub.bench.stats import LatencyRecorder, Tally
+from hub.bench.table import print_report
 from hub.bench.thresholds import ThresholdError, parse_threshold
-from hub.bench.verdict import exit_status
+from hub.bench.verdict import exit_status, verdict_line
 
 
 def worker_result(
@@ -117,16 +119,45 @@ def test_saturation_warning() -> None:
 
 
 def test_a_lagging_bench_loop_is_reported() -> None:
-    """A worker whose loop ran late by more than 20 ms is named, with its lag."""
-    lagging = replace(worker_result(1000, 1000), loop_lag={"max_ms": 35.0, "mean_ms": 0.4})
+    """A worker whose loop lagged a real part of the tail makes the run bench-bound: a warning,
+    a table row, the verdict line, and --strict fails (without it, the run stays ok)."""
+    lag = {"max_ms": 40.0, "mean_ms": 0.4, "p99_ms": 35.0}
+    lagging = replace(worker_result(1000, 1000), loop_lag=lag, phase_s=2.0)
     calm = replace(worker_result(1000, 1000), loop_lag={"max_ms": 3.0, "mean_ms": 0.1})
     report = fanout_report({0: lagging, 1: calm})
-    assert report["client"]["procs"][0]["loop_lag_ms"] == {"max_ms": 35.0, "mean_ms": 0.4}
-    assert [w for w in report["warnings"] if "event loop ran late" in w] == [
-        "the bench's own event loop ran late (worker: highest lag ms) {0: 35.0}: latencies "
-        "include up to that much of the bench's own delay; add --procs or lower the load per "
-        "worker"
-    ]
+    assert report["client"]["procs"][0]["loop_lag_ms"] == lag
+    reason = "worker 0's event loop lagged 35.0 ms at p99 (up to 40.0 ms)"
+    assert report["client"]["bench_bound"] == [reason]
+    assert report["warnings"] == [f"bench-bound: {reason}; latency figures overstate the server"]
+    assert exit_status(report, strict=False) == 0
+    assert exit_status(report, strict=True) == 1
+    assert report["ok"] is False
+    assert verdict_line(report, strict=False).endswith(
+        f"; bench-bound: {reason}; latency figures overstate the server"
+    )
+    assert verdict_line(report, strict=True).endswith("; --strict: bench-bound")
+    console = Console(record=True, width=200)
+    print_report(report, console)
+    rows = [line for line in console.export_text().splitlines() if "│ bench-bound" in line]
+    assert len(rows) == 1 and f"yes: {reason}; latency figures overstate the server" in rows[0]
+
+
+def bench_bound_row(report: dict[str, Any]) -> str:
+    console = Console(record=True, width=200)
+    print_report(report, console)
+    row = next(line for line in console.export_text().splitlines() if "│ bench-bound" in line)
+    return row.split("│")[2].strip()
+
+
+def test_a_calm_bench_says_so() -> None:
+    calm = replace(worker_result(1000, 1000), phase_s=2.0)
+    report = fanout_report({0: calm, 1: calm})
+    assert report["client"]["bench_bound"] == []
+    assert "bench-bound" not in verdict_line(report, strict=True)
+    assert bench_bound_row(report) == "no"
+    # A run too short to judge says so rather than "no".
+    short = fanout_report({0: worker_result(1000, 1000), 1: worker_result(1000, 1000)})
+    assert bench_bound_row(short) == "not judged: a measured phase under 1 s"
 
 
 def test_zero_connected_fails_without_strict() -> None:

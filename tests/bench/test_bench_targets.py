@@ -18,6 +18,7 @@ import jwt
 import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 from support import ROOT, free_port, stop_process, t, wait_until
+from support.bench_status import counted_status
 from support.tls import https_server, self_signed
 from test_bench_e2e import wait_listening
 
@@ -61,7 +62,8 @@ def bench(tmp_path: Path, *args: str) -> tuple[int, dict[str, Any], str]:
         timeout=t(120),
     )
     assert out.exists(), f"no report; stdout={result.stdout} stderr={result.stderr}"
-    return result.returncode, json.loads(out.read_text()), result.stderr
+    report = json.loads(out.read_text())
+    return counted_status(result.returncode, report), report, result.stderr
 
 
 def seen(log: Path) -> list[dict[str, Any]]:

@@ -10,6 +10,7 @@
 - ``browser``: headless Chromium through Playwright (``support.browser``);
 - ``sentinel``: a real local master, replica and 3 sentinels (``support.sentinel``);
 - ``cluster``: a real local Redis Cluster of masters and replicas (``support.cluster``);
+- ``bench_status``: a ``hub bench`` run's exit status less a bench-bound verdict;
 - ``hosts``: the many-hosts lab: namespaces on a bridge, partitions, freezes (``support.hosts``);
 - ``lab_sentinel``, ``lab_cluster``, ``lab_haproxy``, ``lab_traffic``: Sentinel, a Redis Cluster
   and haproxy on lab hosts, and numbered traffic across hosts.
