@@ -97,6 +97,8 @@ class WebSocketHandler:
         self.subscribe_burst = subscribe_burst or 2 * max_subscriptions
         self.num_connections = 0
         self.num_opened = 0
+        # Bound once: each raw connection's publisher holds it (a bound method each, else).
+        self._publish = node.publish
 
     async def process_request(
         self, connection: ServerConnection, request: Request
@@ -301,6 +303,8 @@ class WebSocketHandler:
                 return
             joining.commit(None)
             ws.listen(self._raw_publisher(ws, channel, grant))
+            # This frame lives as long as the connection: it keeps nothing it no longer needs.
+            del joining, handshake
             await ws.closed()
         finally:
             if expiry is not None:
@@ -334,7 +338,7 @@ class WebSocketHandler:
         idle connection is what a hub holds tens of thousands of).
         """
         node = self.node
-        publish = node.publish
+        publish = self._publish
         if self.hooks is not None and node.options_for(channel).proxy_publish:
 
             def refused(payload: bytes, kind: int) -> None:
