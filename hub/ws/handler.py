@@ -274,7 +274,6 @@ class WebSocketHandler:
             expiry.set(grant.exp)
         try:
             if channel is None:
-                ws.release_handshake()
                 assert isinstance(client, V1Client)
                 session = V1Session(
                     ws=ws,
@@ -289,7 +288,14 @@ class WebSocketHandler:
                     make_policy=self._policy,
                     on_grant=expiry.set_from if expiry is not None else None,
                 )
-                await session.run(handshake.hooked)
+                session.start(handshake.hooked)
+                # This frame lives as long as the connection: it keeps nothing it no longer
+                # needs.
+                del handshake
+                try:
+                    await ws.closed()
+                finally:
+                    await session.finish()  # before the subscriptions are dropped
                 return
             # The channel was subscribed during the handshake, so joining does not wait for
             # a SUBSCRIBE; with ?last=N it reads the backlog, written before anything live.
@@ -325,6 +331,8 @@ class WebSocketHandler:
         return await hooks.refresh({"user": user, "expire_at": exp, "transport": transport})
 
     def _policy(self, grant: Grant | None) -> PublishPolicy:
+        if grant is None and not self.publish_rate:
+            return _UNLIMITED  # nothing to hold per connection
         return PublishPolicy.create(
             grant, rate=self.publish_rate, burst=self.publish_burst, now=time.monotonic()
         )
@@ -360,6 +368,10 @@ class WebSocketHandler:
                 ws.close_soon(CloseCode.POLICY_VIOLATION, refusal.reason)
 
         return checked
+
+
+#: The policy of every connection without a token or a rate limit: it may publish anywhere.
+_UNLIMITED = PublishPolicy()
 
 
 def _ignore(payload: bytes, kind: int) -> None:
