@@ -10,13 +10,14 @@ import logging
 
 from support import async_wait_until
 from support.inprocess import Served, serving
+from support.node import RecordingBroker
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.messages import Assembler
 from websockets.http11 import Request
 from websockets.protocol import Protocol
 
 from hub.ws.connection import HubConnection
-from hub.ws.inbox import Inbox
+from hub.ws.inbox import MAX_WAITING, Inbox
 
 BURST = 24  # connections opened at once: more than the compact array's spare room
 
@@ -130,3 +131,24 @@ async def test_idle_hub_v1_connections_run_no_request_loop() -> None:
                 assert isinstance(conn.hub_on_message, Inbox)
         finally:
             await asyncio.gather(*(c.close() for c in clients))
+
+
+async def test_a_client_that_pipelines_behind_a_slow_request_is_paused_then_served() -> None:
+    """While a subscribe waits on the broker, the requests piled behind it stop the reading
+    (as websockets' own queue did); once it is answered all are, in order, and reading goes
+    on."""
+    broker = RecordingBroker()
+    broker.gate = asyncio.Event()
+    async with serving(broker=broker) as served:
+        async with connect(served.url(), subprotocols=["hub.v1"]) as ws:
+            await ws.send(json.dumps({"op": "subscribe", "channel": "slow", "id": "s"}))
+            await async_wait_until(lambda: broker.calls, 5, "the subscribe at the broker")
+            [conn] = connections(served)
+            n = 4 * MAX_WAITING
+            for i in range(n):
+                await ws.send(json.dumps({"op": "unsubscribe", "channels": ["x"], "id": str(i)}))
+            await async_wait_until(lambda: not conn.transport.is_reading(), 5, "the reading paused")
+            broker.gate.set()
+            ids = [json.loads(await ws.recv())["id"] for _ in range(n + 1)]
+            assert ids == ["s", *(str(i) for i in range(n))]
+            assert conn.transport.is_reading()
