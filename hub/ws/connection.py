@@ -51,12 +51,13 @@ PRIVATE_INTERNALS: tuple[tuple[str, str], ...] = (
 
 _DATA_OPCODES = (Opcode.TEXT, Opcode.BINARY, Opcode.CONT)
 _AT_EOF = StreamReader.at_eof.__code__
+_FRAME_PARSER = Protocol.parse.__code__
 
 
 class _NoAssembler:
     """Stands for websockets' message assembler once a connection listens: nothing is queued
-    there again, so every listening connection shares this one instead of its own (472
-    bytes: the assembler, its queue, two bound methods)."""
+    there again, so every listening connection shares this one instead of its own (about 370
+    bytes: the assembler, its queue, two bound methods; 1.6 KiB with its deque)."""
 
     __slots__ = ()
 
@@ -137,7 +138,7 @@ class HubConnection(ServerConnection):
         # An empty deque costs 760 bytes; a list serves websockets' append/remove/iterate use.
         self.drain_waiters = []  # type: ignore[assignment]
         # websockets wraps its logger per connection (an adapter, its dict and a weakref proxy:
-        # 408 bytes) to name the connection in log records; hub's log format does not.
+        # about 230 bytes) to name the connection in log records; hub's log format does not.
         self.logger = self.protocol.logger = _plain_logger(self.protocol.logger)
 
     @property
@@ -169,7 +170,7 @@ class HubConnection(ServerConnection):
         return True
 
     def release_handshake(self) -> None:
-        """Drop what only the handshake needed (about 1.5 KiB): its request and response, the
+        """Drop what only the handshake needed (about 1 KiB): its request and response, the
         sans-I/O parser's handshake frame, the subprotocol selector, the request's future."""
         # The sans-I/O parser's generator frame keeps the request alive, so empty it in place.
         for message in (self.request, self.response):
@@ -253,8 +254,7 @@ class HubConnection(ServerConnection):
         _fragments.pop(self, None)
 
     def process_event(self, event: Event) -> None:
-        on_message = self.hub_on_message
-        if on_message is None:
+        if self.hub_on_message is None:
             if isinstance(event, Frame):
                 # Once the request is dropped, ServerConnection would take a frame for it:
                 # frames go to websockets' base handling.
@@ -319,8 +319,12 @@ def _restart_parser(protocol: Protocol) -> None:
     parser = protocol.parser
     frames = getattr(parser, "gi_yieldfrom", None)
     waiting = getattr(frames, "gi_yieldfrom", None)
-    if protocol.state is not State.OPEN or getattr(waiting, "gi_code", None) is not _AT_EOF:
-        return  # mid-frame, or closing: keep the parser it has
+    if (
+        protocol.state is not State.OPEN
+        or getattr(frames, "gi_code", None) is not _FRAME_PARSER
+        or getattr(waiting, "gi_code", None) is not _AT_EOF
+    ):
+        return  # mid-frame, closing, or done already: keep the parser it has
     fresh = Protocol.parse(protocol)
     next(fresh)  # runs to the same wait for the next frame's first byte
     protocol.parser = fresh
