@@ -5,7 +5,7 @@ ports), drives them with ``hub bench``, prints one JSON line per run, and stops 
 
     python benchmarks/targets.py fanout --repeat 3      # 1. max sustained fan-out, hub vs reference
     python benchmarks/targets.py latency --repeat 3     # 2. p99 at 100 msg/s to 1,000
-    python benchmarks/targets.py memory --repeat 3      # 3. server memory per idle connection
+    python benchmarks/targets.py memory --repeat 3      # 3. memory per idle socket, raw + hub.v1
     python benchmarks/targets.py scale --repeat 3       # 4. 100k sockets + broadcast-all
     python benchmarks/targets.py bench --repeat 3       # 5. the bench's own limits
 
@@ -223,10 +223,24 @@ def server_rss(pids: list[int]) -> int:
 
 
 def target_memory(n: int) -> dict[str, Any]:
+    """Idle sockets held on one worker: raw (all on one channel) and hub.v1 (subscribed to
+    one channel), then the reference server; the RSS growth per connection of each."""
     out: dict[str, Any] = {"target": "memory", "sockets": n}
-    with hubs(1, "--workers", "1") as hub:
-        r = bench("conns", *urls(hub), "-n", str(n), "--hold", "3", "--server-pid", str(hub[0][1]))
-        out["hub_per_connection_bytes"] = r["server_memory"]["per_connection_bytes"]
+    for protocol, key in (("raw", "hub"), ("hub.v1", "hub_v1")):
+        with hubs(1, "--workers", "1") as hub:
+            r = bench(
+                "conns",
+                *urls(hub),
+                "--protocol",
+                protocol,
+                "-n",
+                str(n),
+                "--hold",
+                "3",
+                "--server-pid",
+                str(hub[0][1]),
+            )
+            out[f"{key}_per_connection_bytes"] = r["server_memory"]["per_connection_bytes"]
     with reference() as ref:
         r = bench("conns", *urls(ref), "-n", str(n), "--hold", "3", "--server-pid", str(ref[0][1]))
         out["reference_per_connection_bytes"] = r["server_memory"]["per_connection_bytes"]

@@ -2,7 +2,8 @@
 
 This is the one module that touches websockets' private internals (``drain_waiters``,
 ``recv_messages``, ``process_event``, ``pending_pings``, ``acknowledge_pings``,
-``send_data``). ``tests/ws/test_websockets_internals.py`` fails with a clear message when a
+``send_data``, ``request_rcvd``, ``connection_lost_waiter``, the sans-I/O protocol's
+``parser``). ``tests/ws/test_websockets_internals.py`` fails with a clear message when a
 websockets release changes any of them, and pyproject.toml pins websockets to the minor
 version tested.
 """
@@ -10,7 +11,6 @@ version tested.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
 import os
@@ -22,9 +22,11 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from websockets.asyncio.connection import Connection
+from websockets.asyncio.messages import Assembler
 from websockets.asyncio.server import ServerConnection
 from websockets.frames import Frame, Opcode
-from websockets.protocol import Event, State
+from websockets.protocol import Event, Protocol, State
+from websockets.streams import StreamReader
 
 from hub.core.auth import Grant
 from hub.core.envelope import BINARY, TEXT
@@ -45,11 +47,36 @@ PRIVATE_INTERNALS: tuple[tuple[str, str], ...] = (
     ("Connection", "acknowledge_pings"),
     ("Connection", "send_data"),
     ("ServerConnection", "process_event"),
+    ("ServerConnection", "request_rcvd"),
+    ("Connection", "connection_lost_waiter"),
+    ("Protocol", "parser"),
 )
+# And the parser's shape: ServerProtocol.parse waits in ``Protocol.parse`` on
+# ``StreamReader.at_eof`` between frames (names too common to search for; the test checks it).
 
 _DATA_OPCODES = (Opcode.TEXT, Opcode.BINARY, Opcode.CONT)
-# Shared by every listening connection: a deque with maxlen 0 can never hold anything.
-_NOTHING_QUEUED: collections.deque[Frame] = collections.deque(maxlen=0)
+_AT_EOF = StreamReader.at_eof.__code__
+_FRAME_PARSER = Protocol.parse.__code__
+
+
+class _NoAssembler:
+    """Stands for websockets' message assembler once a connection listens: nothing is queued
+    there again, so every listening connection shares this one instead of its own (about 370
+    bytes: the assembler, its queue, two bound methods; 1.6 KiB with its deque)."""
+
+    __slots__ = ()
+
+    def close(self) -> None:
+        pass  # connection_lost's call: there is no recv() to wake
+
+
+_NO_ASSEMBLER = _NoAssembler()
+#: Shared by every connection without permessage-deflate, instead of an empty list each.
+_NO_EXTENSIONS: tuple[()] = ()
+
+#: Fragmented messages being received, by connection: (kind, parts so far). They are rare,
+#: so they take no attribute of the connection (see HubConnection).
+_fragments: dict[HubConnection, tuple[int, list[bytes | bytearray | memoryview]]] = {}
 
 logger = logging.getLogger(__name__)
 _last_slow_log = 0.0
@@ -98,17 +125,26 @@ class HubConnection(ServerConnection):
     num_overflows: ClassVar[int] = 0
 
     #: Set by the handshake (``WebSocketHandler.process_request``) before the handler runs.
-    hub_handshake: Handshake | None = None
-    hub_on_message: MessageCallback | None = None
-    _fragments: list[bytes | bytearray | memoryview] | None = None
-    _fragments_kind = TEXT
-    _lost: asyncio.Future[None] | None = None
-    _is_released = False
+    hub_handshake: Handshake | None
+    hub_on_message: MessageCallback | None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # CPython 3.11 keeps a class's instance attributes in a compact array (about 250
+        # bytes) while their names fit its shared table; each new instance takes a place from
+        # that table's spare room, so a name first set after thousands of connections are
+        # created gives every connection a dict of its own instead (1,584 bytes). Every name
+        # is set here, then: websockets' late ones (connection_made) and hub's two, and hub
+        # adds no other instance attribute, ever.
+        self.recv_messages = _NO_ASSEMBLER  # type: ignore[assignment]
+        self.transport = None  # type: ignore[assignment]
+        self.hub_handshake = None
+        self.hub_on_message = None
         super().__init__(*args, **kwargs)
         # An empty deque costs 760 bytes; a list serves websockets' append/remove/iterate use.
         self.drain_waiters = []  # type: ignore[assignment]
+        # websockets wraps its logger per connection (an adapter, its dict and a weakref proxy:
+        # about 230 bytes) to name the connection in log records; hub's log format does not.
+        self.logger = self.protocol.logger = _plain_logger(self.protocol.logger)
 
     @property
     def is_compressed(self) -> bool:
@@ -146,32 +182,47 @@ class HubConnection(ServerConnection):
         return True
 
     def release_handshake(self) -> None:
-        """Drop the handshake's headers (about 3 KiB), which nothing reads afterwards."""
+        """Drop what only the handshake needed (about 1 KiB): its request and response, the
+        sans-I/O parser's handshake frame, the subprotocol selector, the request's future."""
         # The sans-I/O parser's generator frame keeps the request alive, so empty it in place.
         for message in (self.request, self.response):
             if message is not None:
                 message.headers.clear()
         self.request = None
         self.response = None
-        self._is_released = True
+        self.hub_handshake = None
+        protocol = self.protocol
+        # The selector is websockets' closure per connection, bound to its protocol; without
+        # it, the class's method is seen again (a ``del``, not ``__dict__``, which would
+        # give the protocol a dict of its own).
+        with contextlib.suppress(AttributeError):
+            del protocol.select_subprotocol
+        # Done since the request came; only the handshake awaited it.
+        with contextlib.suppress(AttributeError):
+            del self.request_rcvd
+        if not protocol.extensions:
+            protocol.extensions = _NO_EXTENSIONS  # type: ignore[assignment]
+        _restart_parser(protocol)
 
     def listen(self, on_message: MessageCallback) -> None:
         """Hand every inbound message to ``on_message(payload, kind)`` from now on."""
-        self.release_handshake()
+        if self.hub_on_message is None:
+            self.release_handshake()
         self.hub_on_message = on_message
         # Frames that arrived between the 101 and now sit in websockets' queue; after them,
-        # nothing is queued there again, so the per-connection deque (760 bytes) goes too.
-        queued = self.recv_messages.frames.queue
-        self.recv_messages.frames.queue = _NOTHING_QUEUED
-        while queued:
-            self._on_frame(queued.popleft())
-        if self._lost is None:
-            self._lost = self.loop.create_future()
+        # nothing is queued there again.
+        assembler: object = self.recv_messages
+        if isinstance(assembler, Assembler):
+            self.recv_messages = _NO_ASSEMBLER  # type: ignore[assignment]
+            queued = assembler.frames.queue
+            while queued:
+                self._on_frame(queued.popleft())
 
-    async def closed(self) -> None:
-        """Wait until the connection is closed (without websockets' shielded futures)."""
-        assert self._lost is not None
-        await self._lost
+    def closed(self) -> asyncio.Future[None]:
+        """What to await until the connection is closed: websockets' own future, unshielded
+        (a shield, or a coroutine here, is more objects per waiting connection; see
+        connection_lost)."""
+        return self.connection_lost_waiter
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -207,15 +258,18 @@ class HubConnection(ServerConnection):
 
     def connection_lost(self, exc: Exception | None) -> None:
         HubConnection.num_open -= 1
+        if self.connection_lost_waiter.cancelled():
+            # A handler cancelled in closed() cancelled the future with it; websockets sets
+            # its result next, and other waiters (close()) shield it.
+            self.connection_lost_waiter = self.loop.create_future()
         super().connection_lost(exc)
-        if self._lost is not None and not self._lost.done():
-            self._lost.set_result(None)
+        _fragments.pop(self, None)
 
     def process_event(self, event: Event) -> None:
         if self.hub_on_message is None:
-            if self._is_released:
-                # ServerConnection would take a frame for the handshake's request once the
-                # request is dropped; frames go to websockets' base handling instead.
+            if isinstance(event, Frame):
+                # Once the request is dropped, ServerConnection would take a frame for it:
+                # frames go to websockets' base handling.
                 Connection.process_event(self, event)
             else:
                 super().process_event(event)
@@ -229,17 +283,19 @@ class HubConnection(ServerConnection):
     def _on_frame(self, frame: Frame) -> None:
         opcode = frame.opcode
         if opcode is Opcode.CONT:
-            if self._fragments is None:
+            pending = _fragments.get(self)
+            if pending is None:
                 return  # the protocol layer rejects a stray continuation
-            self._fragments.append(frame.data)
+            kind, parts = pending
+            parts.append(frame.data)
             if not frame.fin:
                 return
-            payload, kind = bytes(b"".join(self._fragments)), self._fragments_kind
-            self._fragments = None
+            payload = bytes(b"".join(parts))
+            del _fragments[self]
         else:
             kind = BINARY if opcode is Opcode.BINARY else TEXT
             if not frame.fin:
-                self._fragments, self._fragments_kind = [frame.data], kind
+                _fragments[self] = (kind, [frame.data])
                 return
             payload = bytes(frame.data)  # no copy: the parser yields bytes
         if kind == TEXT and not payload.isascii():
@@ -256,3 +312,32 @@ class HubConnection(ServerConnection):
         task = asyncio.create_task(self.close(code, reason))
         _closing.add(task)
         task.add_done_callback(_closing.discard)
+
+
+def _plain_logger(logger: logging.Logger | logging.LoggerAdapter[Any]) -> logging.Logger:
+    """The logger under websockets' per-connection adapter."""
+    while isinstance(logger, logging.LoggerAdapter):
+        logger = logger.logger
+    return logger
+
+
+def _restart_parser(protocol: Protocol) -> None:
+    """Swap the server's sans-I/O parser, whose generator frame holds the handshake's request,
+    for the base frame parser, when it waits between frames (nothing half-read is lost).
+
+    ServerProtocol.parse parses the request and then ``yield from Protocol.parse``; the two
+    generators and the request stay alive as long as the connection does.
+    """
+    parser = protocol.parser
+    frames = getattr(parser, "gi_yieldfrom", None)
+    waiting = getattr(frames, "gi_yieldfrom", None)
+    if (
+        protocol.state is not State.OPEN
+        or getattr(frames, "gi_code", None) is not _FRAME_PARSER
+        or getattr(waiting, "gi_code", None) is not _AT_EOF
+    ):
+        return  # mid-frame, closing, or done already: keep the parser it has
+    fresh = Protocol.parse(protocol)
+    next(fresh)  # runs to the same wait for the next frame's first byte
+    protocol.parser = fresh
+    parser.close()

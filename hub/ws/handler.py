@@ -97,6 +97,8 @@ class WebSocketHandler:
         self.subscribe_burst = subscribe_burst or 2 * max_subscriptions
         self.num_connections = 0
         self.num_opened = 0
+        # Bound once: each raw connection's publisher holds it (a bound method each, else).
+        self._publish = node.publish
 
     async def process_request(
         self, connection: ServerConnection, request: Request
@@ -272,7 +274,6 @@ class WebSocketHandler:
             expiry.set(grant.exp)
         try:
             if channel is None:
-                ws.release_handshake()
                 assert isinstance(client, V1Client)
                 session = V1Session(
                     ws=ws,
@@ -287,7 +288,14 @@ class WebSocketHandler:
                     make_policy=self._policy,
                     on_grant=expiry.set_from if expiry is not None else None,
                 )
-                await session.run(handshake.hooked)
+                session.start(handshake.hooked)
+                # This frame lives as long as the connection: it keeps nothing it no longer
+                # needs.
+                del handshake
+                try:
+                    await ws.closed()
+                finally:
+                    await session.finish()  # before the subscriptions are dropped
                 return
             # The channel was subscribed during the handshake, so joining does not wait for
             # a SUBSCRIBE; with ?last=N it reads the backlog, written before anything live.
@@ -301,6 +309,8 @@ class WebSocketHandler:
                 return
             joining.commit(None)
             ws.listen(self._raw_publisher(ws, channel, grant))
+            # This frame lives as long as the connection: it keeps nothing it no longer needs.
+            del joining, handshake
             await ws.closed()
         finally:
             if expiry is not None:
@@ -321,6 +331,8 @@ class WebSocketHandler:
         return await hooks.refresh({"user": user, "expire_at": exp, "transport": transport})
 
     def _policy(self, grant: Grant | None) -> PublishPolicy:
+        if grant is None and not self.publish_rate:
+            return _UNLIMITED  # nothing to hold per connection
         return PublishPolicy.create(
             grant, rate=self.publish_rate, burst=self.publish_burst, now=time.monotonic()
         )
@@ -334,7 +346,7 @@ class WebSocketHandler:
         idle connection is what a hub holds tens of thousands of).
         """
         node = self.node
-        publish = node.publish
+        publish = self._publish
         if self.hooks is not None and node.options_for(channel).proxy_publish:
 
             def refused(payload: bytes, kind: int) -> None:
@@ -356,6 +368,10 @@ class WebSocketHandler:
                 ws.close_soon(CloseCode.POLICY_VIOLATION, refusal.reason)
 
         return checked
+
+
+#: The policy of every connection without a token or a rate limit: it may publish anywhere.
+_UNLIMITED = PublishPolicy()
 
 
 def _ignore(payload: bytes, kind: int) -> None:

@@ -1,7 +1,8 @@
-"""A hub.v1 connection's request loop: JSON control frames in, acks and errors out.
+"""A hub.v1 connection's requests: JSON control frames in, acks and errors out.
 
 Deliveries do not pass through here: the fan-out writes them straight to the transport
-(``hub.ws.subscribers.V1Client``). This loop runs once per inbound client frame.
+(``hub.ws.subscribers.V1Client``). ``serve`` runs once per inbound client frame, in order
+(``hub.ws.inbox``).
 """
 
 from __future__ import annotations
@@ -10,10 +11,8 @@ import logging
 import time
 from collections.abc import Callable
 
-from websockets.asyncio.server import ServerConnection
-from websockets.exceptions import ConnectionClosed
-
 from hub.core.auth import Authenticator, AuthError, Grant, may_subscribe
+from hub.core.envelope import TEXT
 from hub.core.errors import BrokerUnavailable, ProtocolError
 from hub.core.frames import history_frame
 from hub.core.hooks import ConnectResult, HookRefused, HookUnavailable, message_body
@@ -36,6 +35,8 @@ from hub.core.ratelimit import TokenBucket
 from hub.core.replies import ack_frame, error_frame, positions_field, subscribed_frame
 from hub.hooks.proxy import HookProxy
 from hub.node import Node
+from hub.ws.connection import HubConnection
+from hub.ws.inbox import Inbox
 from hub.ws.subscribers import V1Client
 
 __all__ = ["V1Session"]
@@ -46,10 +47,25 @@ logger = logging.getLogger(__name__)
 class V1Session:
     """Serves one hub.v1 connection's requests until it closes."""
 
+    __slots__ = (
+        "_inbox",
+        "authenticator",
+        "client",
+        "grant",
+        "hooks",
+        "make_policy",
+        "max_subscriptions",
+        "node",
+        "on_grant",
+        "policy",
+        "subscribe_bucket",
+        "ws",
+    )
+
     def __init__(
         self,
         *,
-        ws: ServerConnection,
+        ws: HubConnection,
         client: V1Client,
         node: Node,
         grant: Grant | None,
@@ -75,36 +91,36 @@ class V1Session:
         self.authenticator = authenticator
         self.make_policy = make_policy
         self.on_grant = on_grant
+        self._inbox = Inbox(ws, self)
 
-    async def run(self, hooked: ConnectResult | None = None) -> None:
-        """Serve requests until the connection ends; an ordinary end (a reset, the client's
-        close, the token's expiry) is no error and logs no traceback. A connection let in by
-        the connect hook gets its ``connected`` frame and its server-side channels first."""
+    def start(self, hooked: ConnectResult | None = None) -> None:
+        """Serve requests from now until the connection ends; an ordinary end (a reset, the
+        client's close, the token's expiry) is no error and logs no traceback. A connection
+        let in by the connect hook gets its ``connected`` frame and its server-side channels
+        first. Nothing runs while the connection is idle (``hub.ws.inbox``)."""
+        self._inbox.start(None if hooked is None else self._connected(hooked))
+
+    async def finish(self) -> None:
+        """Wait for the request in progress, if any (the connection has ended)."""
+        await self._inbox.finish()
+
+    async def serve(self, payload: bytes, kind: int) -> None:
+        """Answer one inbound frame: a text frame is a request, a binary one a publish."""
+        reply: str | None = None
         try:
-            if hooked is not None:
-                await self._connected(hooked)
-            await self._serve()
-        except ConnectionClosed as exc:
-            logger.debug("hub.v1 connection ended: %s", exc)
-
-    async def _serve(self) -> None:
-        ws = self.ws
-        async for frame in ws:
-            reply: str | None = None
-            try:
-                if isinstance(frame, str):
-                    reply = await self.handle(decode_request(frame))
+            if kind == TEXT:
+                reply = await self.handle(decode_request(payload))
+            else:
+                # Binary frames are fire-and-forget: no ack, but errors are answered.
+                request = decode_binary_publish(payload)
+                if self.hooks is None:
+                    self.publish(request)
                 else:
-                    # Binary frames are fire-and-forget: no ack, but errors are answered.
-                    request = decode_binary_publish(frame)
-                    if self.hooks is None:
-                        self.publish(request)
-                    else:
-                        await self.publish_hooked(request)
-            except ProtocolError as exc:
-                reply = error_frame(exc.code, exc.message, exc.request_id, **exc.extra)  # type: ignore[arg-type]
-            if reply is not None:
-                await ws.send(reply)
+                    await self.publish_hooked(request)
+        except ProtocolError as exc:
+            reply = error_frame(exc.code, exc.message, exc.request_id, **exc.extra)  # type: ignore[arg-type]
+        if reply is not None:
+            await self.ws.send(reply)
 
     async def handle(self, request: Request) -> str | None:
         """Carry out one request; return its ack, or raise ProtocolError."""

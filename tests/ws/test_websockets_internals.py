@@ -13,13 +13,20 @@ from importlib.metadata import version
 
 import websockets.asyncio.connection as ws_connection
 import websockets.asyncio.server as ws_server
+import websockets.protocol as ws_protocol
+import websockets.streams as ws_streams
 from support import ROOT, t
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import serve
 
 from hub.ws.connection import PRIVATE_INTERNALS, HubConnection
 
-CLASSES = {"Connection": ws_connection.Connection, "ServerConnection": ws_server.ServerConnection}
+CLASSES = {
+    "Connection": ws_connection.Connection,
+    "ServerConnection": ws_server.ServerConnection,
+    "Protocol": ws_protocol.Protocol,
+    "StreamReader": ws_streams.StreamReader,
+}
 
 
 def changed(name: str) -> str:
@@ -44,13 +51,27 @@ async def test_private_internals_exist_on_a_live_connection() -> None:
         async with connect(f"ws://127.0.0.1:{port}/"):
             conn = await asyncio.wait_for(seen, t(5))
             for cls_name, name in PRIVATE_INTERNALS:
-                assert hasattr(CLASSES[cls_name], name) or hasattr(conn, name), changed(name)
+                holder = conn.protocol if cls_name == "Protocol" else conn
+                assert hasattr(CLASSES[cls_name], name) or hasattr(holder, name), changed(name)
             assert isinstance(conn.pending_pings, dict), changed("pending_pings")
             queue = getattr(getattr(conn.recv_messages, "frames", None), "queue", None)
             assert isinstance(queue, collections.deque), changed("recv_messages.frames.queue")
             assert isinstance(conn.drain_waiters, list), changed("drain_waiters")
             assert callable(conn.send_data) and callable(conn.acknowledge_pings), changed(
                 "send_data/acknowledge_pings"
+            )
+            assert isinstance(conn.request_rcvd, asyncio.Future), changed("request_rcvd")
+            assert isinstance(conn.connection_lost_waiter, asyncio.Future), changed(
+                "connection_lost_waiter"
+            )
+            # The server's parser: ServerProtocol.parse, waiting in Protocol.parse's at_eof.
+            frames = getattr(conn.protocol.parser, "gi_yieldfrom", None)
+            waiting = getattr(frames, "gi_yieldfrom", None)
+            assert getattr(frames, "gi_code", None) is ws_protocol.Protocol.parse.__code__, changed(
+                "Protocol.parse"
+            )
+            assert getattr(waiting, "gi_code", None) is ws_streams.StreamReader.at_eof.__code__, (
+                changed("StreamReader.at_eof")
             )
 
 
