@@ -92,8 +92,15 @@ def redis_server() -> Iterator[str]:
 
 @contextlib.contextmanager
 def hubs(n: int, *args: str, redis_url: str | None = None) -> Iterator[list[tuple[int, int]]]:
-    """``n`` hub instances; yields (port, pid) pairs."""
+    """``n`` hub instances; yields (port, pid) pairs.
+
+    ``HUB_SERVER_PYTHONPATH`` runs the hubs from another checkout while the bench stays this
+    one's, so that a before/after compares servers and nothing else.
+    """
     procs, out = [], []
+    env = dict(os.environ)
+    if os.environ.get("HUB_SERVER_PYTHONPATH"):
+        env["PYTHONPATH"] = os.environ["HUB_SERVER_PYTHONPATH"]
     try:
         for _ in range(n):
             port = free_port()
@@ -101,7 +108,7 @@ def hubs(n: int, *args: str, redis_url: str | None = None) -> Iterator[list[tupl
             if redis_url:
                 cmd += ["--redis", redis_url]
             procs.append(
-                subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
             )
             out.append((port, procs[-1].pid))
         for port, _ in out:
