@@ -23,6 +23,7 @@ from hub.bench.agents.summary import AgentRecord, clock_skew
 from hub.bench.from_args import config_from_args
 from hub.bench.messages import Command, Event, Progress, RoundDone, Snapshot, Start
 from hub.bench.options import build_parser
+from hub.bench.script.totals import ScriptTotals
 from hub.bench.sizing import SizingError
 from hub.bench.stats import LatencyRecorder, Tally, merge_encoded
 
@@ -42,6 +43,16 @@ VALUES: dict[Any, Any] = {
     list[int]: [5, 6],
     Tally: Tally(received=9, unique=8, duplicates=1),
     Snapshot: Snapshot(connected=3, interval_hist=b"\x01\x02", t_ns=77),
+    # A script's counts: tuples and bytes inside dicts, which JSON alone would turn into lists
+    # and strings.
+    ScriptTotals: ScriptTotals(
+        iterations=7,
+        errors={"ValueError: x (chat.py:3)": 2},
+        tracebacks={"ValueError: x (chat.py:3)": "Traceback ..."},
+        checks={"heard": (5, 1)},
+        trends={"expect_latency": b"\x1c\x84\x93\x13"},
+        expects={"matched": 5},
+    ),
 }
 
 
