@@ -174,8 +174,20 @@ class RedisCluster:
     def failover(self, replica: int) -> None:
         """A graceful failover: ``CLUSTER FAILOVER`` on the replica; wait for it to lead."""
         self.client(replica).execute_command("CLUSTER", "FAILOVER")
-        wait_until(lambda: replica in self.masters(), 30, f"{replica} promoted")
+        # Every live node, not just one: a client may read the slot map from any of them, and
+        # the news spreads by gossip.
+        wait_until(lambda: self.everyone_sees_master(replica), 30, f"{replica} promoted")
         wait_until(self.is_ok, 30, "cluster_state:ok after the failover")
+
+    def everyone_sees_master(self, port: int) -> bool:
+        """Every live node's CLUSTER SLOTS names ``port`` as a master."""
+        for node, proc in self.procs.items():
+            if proc.poll() is not None:
+                continue
+            slots = self.client(node).execute_command("CLUSTER", "SLOTS")
+            if not any(int(master[1]) == port for _, _, master, *_ in slots):
+                return False
+        return True
 
     def kill(self, port: int) -> None:
         """SIGKILL one node (a crashed master): its replica takes over after the node timeout."""
