@@ -14,14 +14,13 @@ import base64
 import contextlib
 import logging
 import os
-import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Final, TypeVar
 
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from hub.client.connection import Reconnecting, TokenSource, tls_context
+from hub.client.connection import Reconnecting, TokenSource, hub_urls, tls_context
 from hub.client.errors import ClientClosed, NotConnected, PublishFailed, RequestRefused
 from hub.client.message import (
     Frame,
@@ -98,13 +97,7 @@ class Client(Reconnecting, Requests):
         ping_interval_s: float = 5.0,
         ping_timeout_s: float = 5.0,
     ) -> None:
-        self.urls = [url] if isinstance(url, str) else list(url)
-        if not self.urls:
-            raise ValueError("Client needs at least one URL")
-        for each in self.urls:
-            parts = urllib.parse.urlsplit(each)
-            if parts.scheme not in ("ws", "wss") or not parts.hostname:
-                raise ValueError(f"{each!r} is not a ws:// or wss:// URL")
+        self.urls = hub_urls(url)
         if backoff_initial_s <= 0 or backoff_max_s < backoff_initial_s:
             raise ValueError("need 0 < backoff_initial_s <= backoff_max_s")
         self.token = token

@@ -20,7 +20,8 @@ import logging
 import os
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Iterator
+import urllib.parse
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -60,6 +61,18 @@ _REFUSED: Final = frozenset({400, 401, 403, 404})
 STABLE_CONNECTION_S: Final = 5.0
 #: Seconds between two warnings of the same failure to connect to the same URL.
 CONNECT_WARNING_INTERVAL_S = 5.0
+
+
+def hub_urls(url: str | Sequence[str]) -> list[str]:
+    """The hubs to connect to, in failover order; ValueError on one that is not ws(s)://."""
+    urls = [url] if isinstance(url, str) else list(url)
+    if not urls:
+        raise ValueError("Client needs at least one URL")
+    for each in urls:
+        parts = urllib.parse.urlsplit(each)
+        if parts.scheme not in ("ws", "wss") or not parts.hostname:
+            raise ValueError(f"{each!r} is not a ws:// or wss:// URL")
+    return urls
 
 
 def tls_context(ca_file: str | os.PathLike[str] | None, insecure: bool) -> ssl.SSLContext | None:
