@@ -35,7 +35,15 @@ Its modules, from the command line down:
 
 from __future__ import annotations
 
+import os
+
 __all__ = ["REQUIRES", "missing_requirement"]
+
+# Before numpy is first imported (here, by missing_requirement, or by hdr.py): numpy's OpenBLAS
+# starts a thread per core that spins between calls, and the bench makes only small vector
+# calls. In a 100k-socket broadcast those threads took ~2% of the machine (perf) from the
+# server under test; one thread is what the bench needs. A user's own setting wins.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 #: The modules of the ``bench`` extra (pyproject.toml), by import name.
 REQUIRES = ("picows", "rich", "hdrh", "numpy", "psutil")
