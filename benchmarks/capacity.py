@@ -2,6 +2,8 @@
 
     python benchmarks/capacity.py costs --repeat 3   # each unit cost, medians of the runs
     python benchmarks/capacity.py check --repeat 3   # a 3-process run: predicted vs measured CPU
+    python benchmarks/capacity.py idle-check --scale FILE  # many idle sockets: predicted vs a
+                                                         # targets.py scale run's JSON lines
 
 ``costs`` measures, each against fresh real processes:
 
@@ -15,6 +17,10 @@
   (``CALIBRATION``) solved as three linear equations in the three unknowns: hub CPU =
   messages * c_ingress + messages * processes * c_message + deliveries * c_delivery;
 - ``process_rss_bytes``: a hub process's memory with no clients;
+- ``idle_socket_bytes`` and ``idle_socket_cpu_ns_per_s``: a hub worker's memory and CPU per
+  idle socket, held long enough for every socket to be pinged twice (keepalive at the default
+  interval, the metrics' sync, /stats and /metrics asked every 5 s as a dashboard and
+  Prometheus would), over one worker's worth of sockets (``IDLE_SOCKETS``);
 - ``redis_publish_us`` and ``redis_history_publish_us``: Redis CPU per PUBLISH and per publish
   through the history script, sent by hub's own pipelined publisher;
 - ``redis_out_us``: Redis CPU per message per subscribed connection (each hub process holds
@@ -22,6 +28,10 @@
 - ``redis_paced_publish_us`` and ``redis_paced_out_us``: the same two, with messages one at a
   time at 1,000/s rather than in pipelines: below saturation, every message costs Redis a read
   and a write per subscribed process, many times the pipelined figure. The check uses these.
+
+``idle-check`` predicts the RSS and the idle CPU of a ``targets.py scale`` run (its sockets,
+its workers) from ``process_rss_bytes``, ``idle_socket_bytes``, ``idle_cpu_percent`` and
+``idle_socket_cpu_ns_per_s``, and prints each run's measured over predicted.
 
 ``check`` predicts the hub and Redis CPU of two runs that none of the costs came from (three hub
 processes; 300 subscribers at 200 msg/s, and 30 at 1,500 msg/s) and measures them. Costs come
@@ -47,7 +57,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cpu_per_delivery import cpu_s
 from history import HISTORY, publish_run, redis_cpu_s
-from targets import bench, hubs, redis_server, server_rss, urls
+from targets import EndpointPoller, bench, hubs, redis_server, server_rss, urls
 
 from hub.brokers import BrokerOptions
 from hub.brokers.redis import RedisBroker
@@ -99,6 +109,27 @@ def idle_cpu(seconds: float) -> tuple[float, float, int]:
         redis_idle = (redis_cpu_s(client) - redis0) / 2 / seconds
         client.close()
         return hub, redis_idle, server_rss(pids) // 2
+
+
+#: Idle sockets held by the one worker of ``idle_socket_costs``: most of what one worker holds.
+IDLE_SOCKETS = 15_000
+#: How long they are held once connected: two keepalive intervals (20 s) and a bit.
+IDLE_HOLD_S = 45.0
+
+
+def idle_socket_costs() -> tuple[float, float]:
+    """(bytes, CPU ns per second) per idle socket of one hub worker holding IDLE_SOCKETS."""
+    with hubs(1, "--workers", "1") as hub:
+        port, pid = hub[0]
+        with EndpointPoller(port, pid) as poller:
+            r = bench(
+                "conns", *urls(hub), "-n", str(IDLE_SOCKETS), "--procs", "1",
+                "--hold", str(IDLE_HOLD_S), "--server-pid", str(pid),
+            )  # fmt: skip
+    idle = poller.summary()
+    connected = r["connections"]["connected"]
+    cpu_ns_per_s = idle["idle_cpu_percent"] / 100 * 1e9 / connected
+    return r["server_memory"]["per_connection_bytes"], cpu_ns_per_s
 
 
 def solve_hub_costs(
@@ -185,6 +216,7 @@ def measure_costs(seconds: float) -> dict[str, Any]:
         connect_cpu = (cpu_s(hub[0][1]) - before) / r["connections"]["connected"]
     runs = [fanout_cpu(*shape, seconds) for shape in CALIBRATION]
     idle, redis_idle, rss = idle_cpu(seconds)
+    idle_socket_bytes, idle_socket_cpu = idle_socket_costs()
     c_ingress, c_message, c_delivery = solve_hub_costs(runs, idle, connect_cpu)
     n = 50_000
     with redis_server() as url:
@@ -202,6 +234,9 @@ def measure_costs(seconds: float) -> dict[str, Any]:
         "c_message_ns": round(c_message * 1e9, 1),
         "c_ingress_ns": round(c_ingress * 1e9, 1),
         "process_rss_bytes": rss,
+        "idle_socket_bytes": idle_socket_bytes,
+        # Less the process's own idle CPU, which idle_cpu_percent counts once per process.
+        "idle_socket_cpu_ns_per_s": round(max(0.0, idle_socket_cpu - idle * 1e9 / IDLE_SOCKETS), 2),
         "redis_publish_us": plain["redis_cpu_us_per_publish"],
         "redis_history_publish_us": history["redis_cpu_us_per_publish"],
         "redis_out_us": round((eight - one) / 7 / n * 1e6, 3),
@@ -229,6 +264,42 @@ def predict(
     return {"hub_cpu_s": hub / 1e9, "redis_cpu_s": redis_us / 1e6}
 
 
+def predict_idle(costs: dict[str, float], sockets: int, workers: int) -> dict[str, float]:
+    """The "many idle sockets" shape of docs/capacity.md: a hub's RSS, and its CPU in percent
+    of one core, holding ``sockets`` idle over ``workers`` worker processes."""
+    rss = workers * costs["process_rss_bytes"] + sockets * costs["idle_socket_bytes"]
+    cpu = workers * costs["idle_cpu_percent"]
+    cpu += sockets * costs["idle_socket_cpu_ns_per_s"] / 1e9 * 100
+    return {"rss_bytes": rss, "idle_cpu_percent": cpu}
+
+
+def idle_check(costs: dict[str, Any], scale_file: Path) -> list[dict[str, Any]]:
+    """Each ``targets.py scale`` run in ``scale_file`` (its JSON lines), predicted and measured."""
+    out = []
+    for line in scale_file.read_text().splitlines():
+        run = json.loads(line)
+        if run.get("target") != "scale":
+            continue
+        predicted = predict_idle(costs, run["connected"], run["workers"])
+        out.append(
+            {
+                "sockets": run["connected"],
+                "workers": run["workers"],
+                "predicted_rss_bytes": round(predicted["rss_bytes"]),
+                "measured_rss_bytes": run["server_rss_bytes"],
+                "rss_measured_over_predicted": round(
+                    run["server_rss_bytes"] / predicted["rss_bytes"], 3
+                ),
+                "predicted_idle_cpu_percent": round(predicted["idle_cpu_percent"], 2),
+                "measured_idle_cpu_percent": run["idle_cpu_percent"],
+                "cpu_measured_over_predicted": round(
+                    run["idle_cpu_percent"] / predicted["idle_cpu_percent"], 3
+                ),
+            }
+        )
+    return out
+
+
 #: The check's runs, none of them a calibration run: (processes, subscribers, msg/s).
 CHECKS = {"deliveries": (3, 300, 200), "messages": (3, 30, 1500)}
 
@@ -249,11 +320,18 @@ def check(costs: dict[str, Any], seconds: float) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("what", choices=("costs", "check"))
+    parser.add_argument("what", choices=("costs", "check", "idle-check"))
+    parser.add_argument("--scale", type=Path, help="idle-check: a targets.py scale run's output")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--costs", type=Path, default=COSTS)
     args = parser.parse_args()
+    if args.what == "idle-check":
+        if args.scale is None:
+            parser.error("idle-check needs --scale FILE")
+        for row in idle_check(json.loads(args.costs.read_text())["median"], args.scale):
+            print(json.dumps(row))
+        return
     results = []
     for _ in range(args.repeat):
         if args.what == "costs":

@@ -25,6 +25,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -254,26 +255,106 @@ def target_memory(n: int) -> dict[str, Any]:
     return out
 
 
-def target_scale(n: int, workers: int) -> dict[str, Any]:
+class EndpointPoller:
+    """Ask a hub's /stats and /metrics every ``every_s`` in a thread, while a run holds its
+    sockets: each answer's time, and every failure, so that a run says whether those pages
+    still answer at its size (a worker's metrics files and /stats' merge grow with it)."""
+
+    def __init__(self, port: int, pid: int, every_s: float = 5.0) -> None:
+        self.port, self.pid, self.every_s = port, pid, every_s
+        #: (time, the hub's CPU seconds, connections) at each /stats answer: the idle CPU.
+        self.cpu: list[tuple[float, float, int]] = []
+        self.times: dict[str, list[float]] = {"/stats": [], "/metrics": []}
+        self.failures: list[str] = []
+        self.connections = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> EndpointPoller:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            for path in self.times:
+                started = time.perf_counter()
+                try:
+                    with urllib.request.urlopen(
+                        f"http://127.0.0.1:{self.port}{path}", timeout=10
+                    ) as r:
+                        body = r.read()
+                except OSError as exc:
+                    self.failures.append(f"{path}: {exc}")
+                    continue
+                self.times[path].append(time.perf_counter() - started)
+                if path == "/stats":
+                    connections = json.loads(body)["totals"]["connections"]
+                    self.connections = max(self.connections, connections)
+                    self.cpu.append((time.monotonic(), hub_cpu_s(self.pid), connections))
+
+    def summary(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"endpoint_failures": len(self.failures)}
+        for path, times in self.times.items():
+            key = path.strip("/")
+            out[f"{key}_answers"] = len(times)
+            out[f"{key}_max_ms"] = round(max(times) * 1000, 1) if times else None
+        out["stats_max_connections"] = self.connections
+        # The hub's CPU while every socket was held and idle (keepalive, metrics, these polls).
+        held = [row for row in self.cpu if row[2] == self.connections]
+        if len(held) >= 2 and held[-1][0] > held[0][0]:
+            (t0, c0, _), (t1, c1, _) = held[0], held[-1]
+            out["idle_cpu_percent"] = round((c1 - c0) / (t1 - t0) * 100, 2)
+            out["idle_window_s"] = round(t1 - t0, 1)
+        return out
+
+
+def hub_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a hub's supervisor and its workers (not its Redis)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    pids = [pid] + [
+        int(child)
+        for task in Path(f"/proc/{pid}/task").iterdir()
+        for child in (task / "children").read_text().split()
+    ]
+    for p in pids:
+        try:
+            if Path(f"/proc/{p}/comm").read_text().strip() == "redis-server":
+                continue
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
+def target_scale(n: int, workers: int, hold_s: float = 45) -> dict[str, Any]:
+    """``n`` sockets held for ``hold_s`` (two keepalive intervals: the idle CPU), then
+    broadcast-all to them; /stats and /metrics asked every 5 s meanwhile."""
     procs = max(6, -(-n // 18_000))
     with hubs(1, "--workers", str(workers), "--max-buffered-bytes", "4MiB") as hub:
-        pid = hub[0][1]
+        port, pid = hub[0]
         time.sleep(2)  # the workers' own start-up
-        held = bench(
-            "conns",
-            *urls(hub),
-            "-n",
-            str(n),
-            "--procs",
-            str(procs),
-            "--hold",
-            "5",
-            "--channels",
-            "1",
-            "--server-pid",
-            str(pid),
-            "--server-children",
-        )
+        with EndpointPoller(port, pid) as poller:
+            held = bench(
+                "conns",
+                *urls(hub),
+                "-n",
+                str(n),
+                "--procs",
+                str(procs),
+                "--hold",
+                str(hold_s),
+                "--channels",
+                "1",
+                "--server-pid",
+                str(pid),
+                "--server-children",
+            )
         b = bench(
             "broadcast-all",
             *urls(hub),
@@ -292,15 +373,23 @@ def target_scale(n: int, workers: int) -> dict[str, Any]:
     return {
         "target": "scale",
         "sockets": n,
+        "workers": workers,
         "connected": c["connected"],
         "failed": c["failed"],
         "connect_s": c["connect_s"],
+        "connect_rate_per_s": c["connect_rate_per_s"],
+        "server_rss_bytes": held["server_memory"]["rss_after_bytes"],
         "server_per_connection_bytes": held["server_memory"]["per_connection_bytes"],
+        **poller.summary(),
+        "broadcast_connected": b["connections"]["connected"],
         "broadcast_received": b["messages"]["received"],
         "broadcast_expected": b["messages"]["expected"],
         "broadcast_p50_ms": b["latency_us"]["p50"] / 1000,
         "broadcast_p99_ms": b["latency_us"]["p99"] / 1000,
         "broadcast_max_ms": b["latency_us"]["max"] / 1000,
+        "rounds_all_received_ms": [
+            r["all_received_us"] / 1000 if r["all_received_us"] else None for r in b["rounds"]
+        ],
     }
 
 

@@ -6,6 +6,7 @@ socket counts once it has joined its channel.
 from __future__ import annotations
 
 import asyncio
+import errno
 import socket
 import ssl
 from collections.abc import Callable
@@ -16,7 +17,7 @@ from picows import ws_connect
 from hub.bench.config import RunConfig
 from hub.bench.protocols.base import Adapter, AdapterError
 from hub.bench.ramp import start_offset_s
-from hub.bench.sizing import place
+from hub.bench.sizing import local_port_range, place, source_port
 from hub.bench.sockets import (
     MAX_FRAME_BYTES,
     PICOWS_LOGGER,
@@ -28,9 +29,11 @@ from hub.bench.sockets import (
 from hub.bench.target import ssl_context
 from hub.bench.wire import request_prefix, split_url
 
-__all__ = ["Connector", "connect_all"]
+__all__ = ["Connector", "connect_all", "connect_bound"]
 
 IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
+#: A chosen source port that is in use: at bind() (EADDRINUSE) or at connect() (EADDRNOTAVAIL).
+_PORT_TAKEN = (errno.EADDRINUSE, errno.EADDRNOTAVAIL)
 
 
 async def connect_all(
@@ -59,6 +62,7 @@ class Connector:
             else None
         )
         self.ramp_t0 = self.loop.time()
+        self.port_range = local_port_range()
 
     async def connect_all(self, listeners: list[tuple[int, str, Socket]]) -> None:
         pending = iter(listeners)
@@ -117,9 +121,25 @@ class Connector:
     async def connect_picows(self, index: int, url: str, listener: BenchListener) -> None:
         config = self.config
         spot = place(index, config.urls, config.source_addrs)
+        port = self.source_port(index)
+        try:
+            await self._connect_picows(url, listener, spot.source_addr, port)
+        except OSError as exc:
+            if port is None or not _port_taken(exc):
+                raise
+            await self._connect_picows(url, listener, spot.source_addr, None)
+
+    def source_port(self, index: int) -> int | None:
+        config = self.config
+        return source_port(index, config.urls, config.source_addrs, self.port_range)
+
+    async def _connect_picows(
+        self, url: str, listener: BenchListener, source_addr: str | None, port: int | None
+    ) -> None:
+        config = self.config
         factory = None
-        if spot.source_addr is not None:
-            factory = _bound_socket_factory(spot.source_addr)
+        if source_addr is not None:
+            factory = _bound_socket_factory(source_addr, port)
         await ws_connect(
             lambda: listener,
             url,
@@ -159,12 +179,7 @@ class Connector:
                     lambda: listener, host, port, ssl=context, server_hostname=hostname
                 )
             else:
-                sock = _bound_socket_factory(source_addr)(None)
-                try:
-                    await loop.sock_connect(sock, (host, port))
-                except BaseException:
-                    sock.close()
-                    raise
+                sock = await connect_bound(loop, source_addr, self.source_port(index), host, port)
                 await loop.create_connection(
                     lambda: listener, sock=sock, ssl=context, server_hostname=hostname
                 )
@@ -176,6 +191,26 @@ class Connector:
             _settle(waiter)
 
 
+async def connect_bound(
+    loop: asyncio.AbstractEventLoop, source_addr: str, source_port: int | None, host: str, port: int
+) -> socket.socket:
+    """A socket from ``source_addr`` connected to (host, port): from ``source_port`` when its
+    4-tuple is free, else from the port the kernel picks."""
+    while True:
+        sock = _bound_socket(source_addr, source_port)
+        try:
+            await loop.sock_connect(sock, (host, port))
+            return sock
+        except OSError as exc:
+            sock.close()
+            if source_port is None or not _port_taken(exc):
+                raise
+            source_port = None
+        except BaseException:
+            sock.close()
+            raise
+
+
 def _settle(future: asyncio.Future[None]) -> None:
     """Mark ``future``'s outcome as seen (or cancel it): a failed connection already counts as
     one failure, and asyncio would print "Future exception was never retrieved" for each."""
@@ -185,17 +220,42 @@ def _settle(future: asyncio.Future[None]) -> None:
         future.exception()
 
 
-def _bound_socket_factory(source_addr: str) -> Callable[[object], socket.socket]:
-    def factory(_url: object) -> socket.socket:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            # Pick the port at connect() time, per destination, not at bind() time per address.
+def _bound_socket(source_addr: str, port: int | None) -> socket.socket:
+    """A non-blocking socket bound to ``source_addr``: to ``port`` (``sizing.source_port``)
+    when it is free, else to the port the kernel picks at connect() time.
+
+    SO_REUSEADDR lets sockets to different targets share a source port (their 4-tuples still
+    differ), and a port whose last owner is in TIME_WAIT be bound again (on loopback, Linux
+    reuses such a 4-tuple at connect(): net.ipv4.tcp_tw_reuse=2); a listener still refuses.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        bound = False
+        if port is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((source_addr, port))
+                bound = True
+            except OSError as exc:
+                if exc.errno not in _PORT_TAKEN:
+                    raise
+        if not bound:
             sock.setsockopt(socket.SOL_IP, IP_BIND_ADDRESS_NO_PORT, 1)
             sock.bind((source_addr, 0))
-            sock.setblocking(False)
-        except OSError:
-            sock.close()
-            raise
-        return sock
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _bound_socket_factory(source_addr: str, port: int | None) -> Callable[[object], socket.socket]:
+    def factory(_url: object) -> socket.socket:
+        return _bound_socket(source_addr, port)
 
     return factory
+
+
+def _port_taken(exc: OSError) -> bool:
+    """connect() refused the chosen port: its 4-tuple is in use (EADDRNOTAVAIL)."""
+    return exc.errno in _PORT_TAKEN

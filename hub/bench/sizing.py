@@ -22,7 +22,9 @@ __all__ = [
     "default_procs",
     "fd_hard_limit",
     "is_loopback_url",
+    "local_port_range",
     "pick_source_addrs",
+    "source_port",
     "worker_indices",
 ]
 
@@ -103,6 +105,35 @@ def pick_source_addrs(num_sockets: int, urls: list[str], explicit: list[str] | N
 class SocketPlace:
     url: str
     source_addr: str | None
+
+
+def local_port_range(path: str = "/proc/sys/net/ipv4/ip_local_port_range") -> tuple[int, int]:
+    """The kernel's ephemeral port range, (low, high) inclusive; Linux's default elsewhere."""
+    try:
+        with open(path) as f:
+            low, high = (int(part) for part in f.read().split())
+    except (OSError, ValueError):
+        return 32768, 60999
+    return low, high
+
+
+def source_port(
+    index: int, urls: list[str], source_addrs: list[str], port_range: tuple[int, int]
+) -> int | None:
+    """The local port socket ``index`` binds with its source address: its rank among the
+    sockets of its (target, source address) pair, counted up from the bottom of
+    ``port_range``; None (the kernel picks) without source addresses or past the range.
+
+    Why not let the kernel pick: with IP_BIND_ADDRESS_NO_PORT, each connect() walks the port
+    range until it finds a free 4-tuple, and the walk grows as the range fills. Connecting
+    100,000 sockets over 4 addresses, that walk (``__inet_check_established``,
+    ``__inet_hash_connect``) was 61% of the machine's CPU (perf), and connecting took 75 s.
+    """
+    if not source_addrs:
+        return None
+    low, high = port_range
+    port = low + index // (len(urls) * len(source_addrs))
+    return port if port <= high else None
 
 
 def place(index: int, urls: list[str], source_addrs: list[str]) -> SocketPlace:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pathlib
+
 import pytest
 
 from hub.bench.sizing import (
@@ -9,8 +11,10 @@ from hub.bench.sizing import (
     SizingError,
     check_fd_limit,
     default_procs,
+    local_port_range,
     pick_source_addrs,
     place,
+    source_port,
     worker_indices,
 )
 
@@ -62,3 +66,28 @@ def test_placement_spreads_evenly() -> None:
     owned = [list(worker_indices(10, w, 3)) for w in range(3)]
     assert sorted(i for part in owned for i in part) == list(range(10))
     assert place(0, urls, []).source_addr is None
+
+
+def test_source_ports_unique_per_address_pair() -> None:
+    """Each socket of a (target, source address) pair gets its own port, counted up from the
+    bottom of the range; none past the range, and none without source addresses."""
+    urls = ["ws://a", "ws://b"]
+    addrs = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
+    n = 6 * 1000
+    tuples = set()
+    for i in range(n):
+        spot = place(i, urls, addrs)
+        tuples.add((spot.url, spot.source_addr, source_port(i, urls, addrs, (40000, 60000))))
+    assert len(tuples) == n
+    ports = {t[2] for t in tuples}
+    assert min(ports) == 40000 and max(ports) == 40000 + 999  # type: ignore[operator]
+    assert source_port(6 * 5, urls, addrs, (40000, 40004)) is None  # the 6th of its pair
+    assert source_port(6 * 4, urls, addrs, (40000, 40004)) == 40004
+    assert source_port(0, urls, [], (40000, 60000)) is None
+
+
+def test_local_port_range(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "range"
+    path.write_text("1024\t2047\n")
+    assert local_port_range(str(path)) == (1024, 2047)
+    assert local_port_range(str(tmp_path / "absent")) == (32768, 60999)
