@@ -2,12 +2,14 @@
 search, whose pass/fail on p99 also measures the load generator (see docs/benchmarks.md).
 
     python benchmarks/cpu_per_delivery.py --repeat 3 [--rate 150] [--seconds 10] [--floor]
+        [--publishers 2]
         [HUB FLAGS...]
 
 Starts one redis-server and two ``hub serve --workers 1`` instances (plus any extra flags, for
 example ``--history-size 1000 --history-ttl-s 300``), drives them with ``hub bench fanout``
 (1,000 subscribers, 2 publishers) at a fixed rate, and divides the hub processes' CPU time
-(user + system, from /proc) by the deliveries. Run nothing else heavy meanwhile.
+(user + system, from /proc) by the deliveries; the write system calls per delivery (``syscw``)
+say whether messages batched. Run nothing else heavy meanwhile.
 
 With ``--floor``, each repeat also measures the floor of one delivery (``send_floor.py``: a plain
 ``socket.send`` of one frame to each of 1,000 loopback sockets at the same rate) and reports the
@@ -39,21 +41,34 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
-def run(rate: int, seconds: float, flags: list[str]) -> dict[str, Any]:
+def write_calls(pid: int) -> int:
+    """The process's write-type system calls so far (``syscw`` of /proc/PID/io)."""
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("syscw:"):
+            return int(line.split()[1])
+    return 0
+
+
+def run(rate: int, seconds: float, flags: list[str], publishers: int = 2) -> dict[str, Any]:
     with redis_server() as url, hubs(2, "--workers", "1", *flags, redis_url=url) as pair:
         pids = [pid for _, pid in pair]
         before = sum(cpu_s(p) for p in pids)
+        writes_before = sum(write_calls(p) for p in pids)
         report = bench(
-            "fanout", *urls(pair), "-n", "1000", "-p", "2", "--rate", str(rate), "-s", "90",
-            "-d", str(seconds), "--procs", "2", "--drain-timeout", "5",
+            "fanout", *urls(pair), "-n", "1000", "-p", str(publishers), "--rate", str(rate),
+            "-s", "90", "-d", str(seconds), "--procs", "2", "--drain-timeout", "5",
         )  # fmt: skip
         used = sum(cpu_s(p) for p in pids) - before
+        writes = sum(write_calls(p) for p in pids) - writes_before
     received = report["messages"]["received"]
     return {
         "deliveries": received,
         "lost": report["messages"]["lost"],
         "hub_cpu_s": round(used, 3),
         "hub_cpu_ns_per_delivery": round(used / received * 1e9, 1) if received else None,
+        # Below 1 when messages batch (one write carries several); 1 plus the Redis and
+        # keepalive writes when they do not.
+        "hub_writes_per_delivery": round(writes / received, 3) if received else None,
     }
 
 
@@ -63,17 +78,21 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=150, help="messages/s over both publishers")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--floor", action="store_true", help="also measure the send() floor")
+    parser.add_argument(
+        "--publishers", type=int, default=2, help="1: messages never meet in one write"
+    )
     args, flags = parser.parse_known_args()
     results = []
     for _ in range(args.repeat):
-        res = run(args.rate, args.seconds, flags)
+        res = run(args.rate, args.seconds, flags, args.publishers)
         if args.floor:
             floor = measure_floor(1000, args.rate, args.seconds)["cpu_ns_per_send"]
             res["floor_ns_per_send"] = floor
             res["ratio_to_floor"] = round(res["hub_cpu_ns_per_delivery"] / floor, 3)
         print(json.dumps(res), flush=True)
         results.append(res)
-    keys = ["hub_cpu_ns_per_delivery", *(["floor_ns_per_send", "ratio_to_floor"] * args.floor)]
+    keys = ["hub_cpu_ns_per_delivery", "hub_writes_per_delivery"]
+    keys += ["floor_ns_per_send", "ratio_to_floor"] * args.floor
     print(json.dumps({"median": {k: statistics.median(r[k] for r in results) for k in keys}}))
 
 
