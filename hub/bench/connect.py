@@ -237,7 +237,7 @@ def _bound_socket(source_addr: str, port: int | None) -> socket.socket:
                 sock.bind((source_addr, port))
                 bound = True
             except OSError as exc:
-                if exc.errno not in _PORT_TAKEN:
+                if not _port_taken(exc):
                     raise
         if not bound:
             sock.setsockopt(socket.SOL_IP, IP_BIND_ADDRESS_NO_PORT, 1)
@@ -257,5 +257,6 @@ def _bound_socket_factory(source_addr: str, port: int | None) -> Callable[[objec
 
 
 def _port_taken(exc: OSError) -> bool:
-    """connect() refused the chosen port: its 4-tuple is in use (EADDRNOTAVAIL)."""
+    """The chosen source port is in use: at bind() (EADDRINUSE) or, for its 4-tuple, at
+    connect() (EADDRNOTAVAIL)."""
     return exc.errno in _PORT_TAKEN
