@@ -73,7 +73,8 @@ class Broker(Protocol):
 
     @property
     def is_ready(self) -> bool:
-        """Whether messages flow both ways now (connected, subscribed, and not deaf)."""
+        """Whether messages flow both ways now (connected, subscribed, and not deaf) and
+        history and presence can be read."""
         ...
 
     async def start(self, handler: BrokerEventHandler) -> None:

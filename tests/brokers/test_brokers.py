@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
 
 import pytest
 from support import RedisServer, async_wait_until, free_port
@@ -121,6 +122,42 @@ async def test_outage_buffer_is_bounded_and_counted(own_redis: RedisServer) -> N
         assert accepted == [True] * 5 + [False] * 3
         assert broker.stats.num_dropped == 3
         assert not broker.publish("q", b"x" * 2000)  # over the byte bound
+    finally:
+        await broker.close()
+
+
+async def test_not_ready_until_the_reader_is_back(own_redis: RedisServer) -> None:
+    """After Redis restarts, the broker is ready only once its reader has reconnected too:
+    a recovering subscribe on a ready process reads the history."""
+    broker = RedisBroker(url=own_redis.url, options=BrokerOptions(prefix=f"rd{free_port()}:"))
+    link = broker._link
+    connect = link.connect
+    reader_may_connect = asyncio.Event()
+    reader_may_connect.set()
+
+    async def gated(role: str, on_replies: Callable[..., None]) -> Any:
+        if role == "reader":
+            await reader_may_connect.wait()
+        return await connect(role, on_replies)
+
+    link.connect = gated  # type: ignore[method-assign]
+    options = ChannelOptions(history_size=10, history_ttl_s=60)
+    try:
+        await started(broker, Sink())
+        reader_may_connect.clear()
+        own_redis.stop()
+        await async_wait_until(lambda: not broker.is_ready, 10, "broker to notice the outage")
+        own_redis.start()
+        parts = (broker._publisher, broker._subscriber)
+        await async_wait_until(
+            lambda: all(p.conn is not None for p in parts), 10, "publisher and subscriber back"
+        )
+        await asyncio.sleep(0.5)  # the probe has had its chance to turn the broker ready
+        assert not broker.is_ready
+        reader_may_connect.set()
+        await async_wait_until(lambda: broker.is_ready, 10, "broker ready")
+        page = await broker.read_history("h", since=None, limit=5, options=options)
+        assert page.messages == []
     finally:
         await broker.close()
 

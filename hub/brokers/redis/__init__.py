@@ -126,9 +126,12 @@ class RedisBroker:
 
     @property
     def is_ready(self) -> bool:
+        # The reader too: after an outage each part reconnects on its own backoff, and a
+        # process that said ready before its reader was back refused recovering subscribes.
         return (
             self._publisher.conn is not None
             and self._subscriber.conn is not None
+            and self._reader.conn is not None
             and not self._is_deaf
         )
 
