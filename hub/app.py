@@ -20,6 +20,7 @@ from hub.core.config import Settings
 from hub.metrics import Figures
 from hub.runtime.limits import raise_open_file_limit
 from hub.runtime.ports import EXIT_CANNOT_LISTEN, CannotListen, listeners
+from hub.runtime.signals import ignore_once_stopping
 from hub.ws.connection import HubConnection
 from hub.ws.routes import AdminGuard, Routes
 from hub.ws.server import add_health_routes
@@ -276,6 +277,7 @@ def run_worker(
             await app.run()
         finally:
             arm()  # and the loop's own teardown (cancelling what is left) is bounded too
+            ignore_once_stopping(asyncio.get_running_loop())
             await _end_leftovers(app.exit_status, worker)
 
     try:

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 from collections.abc import Sequence
-from types import FrameType
 from typing import Any
 
 from hub import DISTRIBUTION, __version__
 from hub.core.config import OPTIONS, Settings, config_as_toml, describe_default, parse_bytes
 from hub.core.errors import ConfigError
+from hub.runtime.signals import exit_on_signals
 
 __all__ = ["build_parser", "main"]
 
@@ -254,17 +253,6 @@ def _worker_main(settings: Settings, index: int) -> None:
 
     configure_logging(settings.log_level, settings.log_format, worker=index)
     sys.exit(run_worker(settings, worker=index, reuse_port=True, supervised=True))
-
-
-def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
-    """SIGTERM or SIGINT before the worker's event loop (or the supervisor) takes them over:
-    exit 0 at once, without a traceback."""
-    raise SystemExit(0)
-
-
-def exit_on_signals() -> None:
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, _exit_on_signal)
 
 
 def serve(settings: Settings) -> int:

@@ -19,6 +19,7 @@ from hub.cli.orphans import make_owned_dir, remove_stale_dirs
 from hub.core.backoff import backoff
 from hub.core.config import METRICS_DIR_ENV, Settings
 from hub.runtime.ports import EXIT_CANNOT_LISTEN
+from hub.runtime.signals import ignore_signals
 
 __all__ = ["Supervisor"]
 
@@ -88,6 +89,7 @@ class Supervisor:
             if self.embedded is not None:
                 self.embedded.stop()
             self._remove_metrics_dir()
+            ignore_signals()  # the interpreter's exit would restore their default action
         return self._status
 
     def _create_metrics_dir(self) -> None:

@@ -248,3 +248,19 @@ async def test_sigterm_while_serving_a_client(
         assert info.value.rcvd is not None and info.value.rcvd.code == 1001
     assert _exit_status(hub, PROMPT_S - (time.monotonic() - start)) == 0
     assert "Traceback" not in hub.output()
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_sigterm_repeated_until_the_hub_has_exited(
+    hubs: Callable[..., HubProcess], workers: str
+) -> None:
+    """A process manager that repeats SIGTERM (every 2 ms here) through the drain and the
+    exit: the hub still exits 0, never -15, because its closed loop gave SIGTERM back."""
+    hub = hubs("--workers", workers, "--drain-s", "0.3").wait_ready()
+    deadline = time.monotonic() + t(PROMPT_S)
+    while hub.proc.poll() is None:
+        assert time.monotonic() < deadline, "the hub never exited"
+        hub.signal(signal.SIGTERM)
+        time.sleep(0.002)
+    assert hub.proc.returncode == 0
+    assert "Traceback" not in hub.output()

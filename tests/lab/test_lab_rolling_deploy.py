@@ -12,6 +12,7 @@ import signal
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -114,16 +115,31 @@ class Fleet:
                 readers.append(asyncio.create_task(self._read(i, client)))
                 await client.wait_connected()
 
-        await asyncio.gather(*(start(i) for i in range(self.size)))
         deadline = time.monotonic() + limit_s
-        while self.acked < self.size:
-            assert time.monotonic() < deadline, "the fleet never subscribed"
-            await asyncio.sleep(0.1)
-        self.subscribed.set()
+
+        async def until(done: Callable[[], bool], what: str) -> bool:
+            """Wait for ``done``; False when the test released the fleet first (it failed
+            elsewhere: stop now, so that its own error is the one reported)."""
+            while not done():
+                if self.release.is_set():
+                    return False
+                assert time.monotonic() < deadline, what
+                await asyncio.sleep(0.1)
+            return True
+
         try:
-            while not self._done():
-                assert time.monotonic() < deadline, "the fleet never caught up"
-                await asyncio.sleep(0.2)
+            connecting = asyncio.ensure_future(
+                asyncio.gather(*(start(i) for i in range(self.size)))
+            )
+            if not await until(connecting.done, "the fleet never connected"):
+                connecting.cancel()
+                return
+            await connecting
+            if not await until(lambda: self.acked >= self.size, "the fleet never subscribed"):
+                return
+            self.subscribed.set()
+            if not await until(self._done, "the fleet never caught up"):
+                return
             self.caught_up.set()
             await asyncio.to_thread(self.release.wait, limit_s)
             self.connected_at_end = self.connected()
