@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import resource
 import selectors
 import socket
 import time
@@ -54,14 +55,17 @@ def measure(
     parent.recv()
     frame = b"\x81" + bytes([size - 2]) + b"x" * (size - 2)
     rounds = int(rate * seconds)
-    start_cpu, start = time.process_time(), time.monotonic()
+    start_usage, start = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
     for i in range(rounds):
         for conn in conns:
             conn.send(frame)
         delay = start + (i + 1) / rate - time.monotonic()
         if delay > 0:
             time.sleep(delay)
-    used = time.process_time() - start_cpu
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    user = usage.ru_utime - start_usage.ru_utime
+    system = usage.ru_stime - start_usage.ru_stime
+    used = user + system
     parent.send("stop")
     drainer.join(10)
     for conn in conns:
@@ -72,6 +76,8 @@ def measure(
         "sends": sends,
         "cpu_s": round(used, 3),
         "cpu_ns_per_send": round(used / sends * 1e9, 1),
+        "user_ns_per_send": round(user / sends * 1e9, 1),
+        "sys_ns_per_send": round(system / sends * 1e9, 1),
     }
 
 
