@@ -65,6 +65,12 @@ def test_three_hub_replicas_built_from_the_dockerfile(compose: dict[str, Any]) -
         check = " ".join(svc["healthcheck"]["test"])
         assert "urllib" in check and "/readyz" in check, name
         assert svc["stop_signal"] == "SIGTERM"
+        # A rolling restart loses no client to a draining replica: the drain outlasts
+        # haproxy's two failed checks (inter 2s, fastinter 500ms), and the grace period
+        # outlasts the drain plus the close.
+        drain_s = float(env["HUB_DRAIN_S"])
+        assert 2.5 < drain_s, name
+        assert drain_s + 5 <= float(svc["stop_grace_period"].rstrip("s")), name
         assert "ports" not in svc, "hubs are reached through the load balancer only"
     assert len({str(svc["environment"]) for svc in hubs.values()}) == 1, "replicas differ"
 
