@@ -159,6 +159,11 @@ class Proc:
         self._signal_group(signal.SIGKILL)
         self.popen.wait(timeout=t(10))
 
+    def terminate(self) -> None:
+        """SIGTERM, without waiting (a hub then drains for its HUB_DRAIN_S)."""
+        if self.popen.poll() is None:
+            self._signal_group(signal.SIGTERM)
+
     def stop(self) -> None:
         if self.popen.poll() is None:
             self._signal_group(signal.SIGTERM)
@@ -174,11 +179,14 @@ class Proc:
 
 @contextlib.contextmanager
 def processes() -> Iterator[list[Proc]]:
-    """A list to append started processes to; all are stopped on exit, newest first."""
+    """A list to append started processes to; all are stopped on exit, newest first, and
+    all told at once (hubs drain side by side: compose's HUB_DRAIN_S each)."""
     procs: list[Proc] = []
     try:
         yield procs
     finally:
+        for proc in reversed(procs):
+            proc.terminate()
         for proc in reversed(procs):
             proc.stop()
 
