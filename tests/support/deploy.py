@@ -166,7 +166,7 @@ class Proc:
 
     def stop(self) -> None:
         if self.popen.poll() is None:
-            self._signal_group(signal.SIGTERM)
+            self.terminate()
             try:
                 self.popen.wait(timeout=t(10))
             except subprocess.TimeoutExpired:
