@@ -201,6 +201,7 @@ class Coordinator:
         self.num_connected = sum(c.connected for c in connected.values())
 
         self.set_phase("running")
+        measured_started_at = time.time()
         self.phase_start = time.monotonic()
         outcome = self.scenario.coordinate(self, time.monotonic_ns())
         result_timeout = config.duration_s + config.drain_timeout_s + REPLY_GRACE_S
@@ -216,6 +217,7 @@ class Coordinator:
             connected={number: c for number, c in connected.items() if number in live},
             connect_s=connect_s,
             results=results,
+            measured_started_at=measured_started_at,
             measured_s=measured_s,
             outcome=outcome,
             timeline=self.timeline,

@@ -35,6 +35,9 @@ class Run:
     connected: dict[int, Connected]
     connect_s: float
     results: dict[int, Result]
+    #: Wall clock at the start signal, to line the measured phase up with the server's own
+    #: figures (its CPU, its metrics) without the connecting and the closing around it.
+    measured_started_at: float
     measured_s: float
     outcome: Outcome
     #: (seconds since the measured phase began, a worker's interval histogram)
@@ -56,6 +59,7 @@ def assemble(config: RunConfig, run: Run) -> Report:
         "started_at": run.started_at,
         "worker_pids": [run.ready[n].pid for n in sorted(run.ready)],
         "connections": connections(config, run, workers, errors),
+        "measured_started_at": run.measured_started_at,
         "measured_s": round(run.measured_s, 4),
         "connections_timeline": run.connections_timeline,
         "config": dataclasses.asdict(config),

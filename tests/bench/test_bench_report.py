@@ -66,6 +66,7 @@ def fanout_report(results: dict[int, Result], failed: int = 0) -> dict[str, Any]
         connected=connected,
         connect_s=1.0,
         results=results,
+        measured_started_at=0.5,
         measured_s=1.0,
         outcome=Outcome(sent_by_pub={0: 50, 1: 50}, send_s=1.0),
         timeline=[],

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -138,6 +139,10 @@ def test_echo_rate_paces_the_round_trips(echo_url: str, tmp_path: Path) -> None:
     assert (messages["sent"], messages["received"], messages["lost"]) == (200, 200, 0)
     # The last message is due at 49/50 s; closed loop, 50 round trips take milliseconds.
     assert 0.9 <= report["measured_s"] < 0.9 + t(10)
+    # The measured phase starts after the workers start and the sockets connect, and ends
+    # before the report is read.
+    window_end = report["measured_started_at"] + report["measured_s"]
+    assert report["started_at"] < report["measured_started_at"] < window_end <= time.time()
     closed = run("echo", "--url", f"{echo_url}/e", "-n", "4", "-m", "50", "--procs", "1", "-q")
     assert closed.returncode == 0 and "200 of 200 expected deliveries" in closed.stdout
 
