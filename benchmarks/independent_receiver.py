@@ -12,7 +12,8 @@ bytes the sender's CLOCK_MONOTONIC time) records now - sent, with ``now`` read o
 the data came in. Nothing else runs on its loop: no progress, no snapshots, no histogram, so its
 tail is the server's and the kernel's.
 
-Without ``--publishers`` it only listens (another program publishes, for ``--seconds``). With
+Without ``--publishers`` it only listens (another program publishes, for ``--seconds``, or
+until the file ``--until`` names exists). With
 ``--publishers P --rate R`` it also sends, for ``--seconds``, R messages/s in all from P sockets
 of its own (publisher ``j`` on URL ``(sockets + j) % len(urls)``, as ``hub bench fanout`` places
 them), each stamped with the time it was due (a late send shows as latency, as in the bench), a
@@ -33,6 +34,7 @@ import os
 import struct
 import time
 from array import array
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import uvloop
@@ -148,7 +150,10 @@ async def connect(url: str, latencies: array[int] | None) -> asyncio.Transport:
 async def run(args: argparse.Namespace) -> dict[str, float]:
     urls: list[str] = args.urls
     latencies: array[int] = array("q")
-    receivers = [await connect(urls[i % len(urls)], latencies) for i in range(args.sockets)]
+    # All at once: on a server busy broadcasting, one at a time takes seconds per hundred.
+    receivers = await asyncio.gather(
+        *(connect(urls[i % len(urls)], latencies) for i in range(args.sockets))
+    )
     publishers = [
         await connect(urls[(args.sockets + j) % len(urls)], None) for j in range(args.publishers)
     ]
@@ -163,7 +168,10 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
         while len(latencies) < sent * len(receivers) and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
     else:
-        await asyncio.sleep(args.seconds)
+        deadline = time.monotonic() + args.seconds
+        until = Path(args.until) if args.until else None
+        while time.monotonic() < deadline and not (until and until.exists()):  # noqa: ASYNC110 - a stat every 0.1 s
+            await asyncio.sleep(0.1)
     for transport in [*receivers, *publishers]:
         transport.close()
     ordered = sorted(latencies)
@@ -188,6 +196,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=100.0, help="messages/s over all publishers")
     parser.add_argument("--size", type=int, default=64, help="message bytes, header included")
     parser.add_argument("--drain", type=float, default=3.0)
+    parser.add_argument(
+        "--until", metavar="FILE", help="without publishers: stop listening once FILE exists"
+    )
     args = parser.parse_args()
     print(json.dumps(uvloop.run(run(args))), flush=True)
 

@@ -332,6 +332,18 @@ def hub_cpu_s(pid: int) -> float:
     return total
 
 
+def broadcast_figures(report: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """A broadcast-all report's counts and latency (ms), each key starting with ``prefix``."""
+    latency = report["latency_us"]
+    return {
+        f"{prefix}_connected": report["connections"]["connected"],
+        f"{prefix}_failed": report["connections"]["failed"],
+        f"{prefix}_received": report["messages"]["received"],
+        f"{prefix}_expected": report["messages"]["expected"],
+        **{f"{prefix}_{q}_ms": latency[q] / 1000 for q in ("p50", "p99", "max")},
+    }
+
+
 def target_scale(n: int, workers: int, hold_s: float = 45) -> dict[str, Any]:
     """``n`` sockets held for ``hold_s`` (two keepalive intervals: the idle CPU), then
     broadcast-all to them; /stats and /metrics asked every 5 s meanwhile."""
@@ -381,12 +393,7 @@ def target_scale(n: int, workers: int, hold_s: float = 45) -> dict[str, Any]:
         "server_rss_bytes": held["server_memory"]["rss_after_bytes"],
         "server_per_connection_bytes": held["server_memory"]["per_connection_bytes"],
         **poller.summary(),
-        "broadcast_connected": b["connections"]["connected"],
-        "broadcast_received": b["messages"]["received"],
-        "broadcast_expected": b["messages"]["expected"],
-        "broadcast_p50_ms": b["latency_us"]["p50"] / 1000,
-        "broadcast_p99_ms": b["latency_us"]["p99"] / 1000,
-        "broadcast_max_ms": b["latency_us"]["max"] / 1000,
+        **broadcast_figures(b, "broadcast"),
         "rounds_all_received_ms": [
             r["all_received_us"] / 1000 if r["all_received_us"] else None for r in b["rounds"]
         ],
