@@ -99,19 +99,22 @@ class Receiver(asyncio.Protocol):
             if n - i < head + size:
                 break
             start = i + head
-            if self.latencies is not None and size >= 28 and buf[start : start + 2] == MAGIC:
+            if buf[i] & 0x0F == 0x9:  # a ping: the server's keepalive cuts off who never answers
+                self.transport.write(masked_frame(buf[start : start + size], 0x8A))  # type: ignore[attr-defined]
+            elif self.latencies is not None and size >= 28 and buf[start : start + 2] == MAGIC:
                 self.latencies.append(now - SENT_NS.unpack_from(buf, start + 20)[0])
             i = start + size
         self.buffer = buf[i:]
 
 
-def masked_frame(payload: bytes) -> bytes:
-    """One final binary client frame, masked with the all-zero key (so the payload is as is)."""
+def masked_frame(payload: bytes, first_byte: int = 0x82) -> bytes:
+    """One final client frame (binary, or ``first_byte``), masked with the all-zero key (so
+    the payload is as is)."""
     size = len(payload)
     if size < 126:
-        head = bytes((0x82, 0x80 | size))
+        head = bytes((first_byte, 0x80 | size))
     else:
-        head = bytes((0x82, 0x80 | 126)) + size.to_bytes(2, "big")
+        head = bytes((first_byte, 0x80 | 126)) + size.to_bytes(2, "big")
     return head + b"\0\0\0\0" + payload
 
 
