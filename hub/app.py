@@ -20,7 +20,7 @@ from hub.core.config import Settings
 from hub.metrics import Figures
 from hub.runtime.limits import raise_open_file_limit
 from hub.runtime.ports import EXIT_CANNOT_LISTEN, CannotListen, listeners
-from hub.runtime.signals import ignore_once_stopping
+from hub.runtime.signals import hold_signals, ignore_once_stopping, release_signals
 from hub.ws.connection import HubConnection
 from hub.ws.routes import AdminGuard, Routes
 from hub.ws.server import add_health_routes
@@ -171,6 +171,7 @@ class App:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
+        release_signals()  # held by run_worker until the loop's handlers were in place
         starting = asyncio.create_task(self.start())
         told = asyncio.create_task(self.stopping.wait())
         watcher: asyncio.Task[None] | None = None
@@ -280,6 +281,7 @@ def run_worker(
             ignore_once_stopping(asyncio.get_running_loop())
             await _end_leftovers(app.exit_status, worker)
 
+    hold_signals()  # until App.run has given them to the loop
     try:
         uvloop.run(main())
     except CannotListen:  # App.run logged why

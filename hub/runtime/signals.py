@@ -13,7 +13,13 @@ import asyncio
 import signal
 from types import FrameType
 
-__all__ = ["exit_on_signals", "ignore_once_stopping", "ignore_signals"]
+__all__ = [
+    "exit_on_signals",
+    "hold_signals",
+    "ignore_once_stopping",
+    "ignore_signals",
+    "release_signals",
+]
 
 _SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -26,6 +32,20 @@ def exit_on_signals() -> None:
     """From now on, SIGTERM or SIGINT ends this process with status 0."""
     for sig in _SIGNALS:
         signal.signal(sig, _exit_on_signal)
+
+
+def hold_signals() -> None:
+    """Keep SIGTERM and SIGINT pending while the event loop starts and takes them over.
+
+    Raised from ``_exit_on_signal`` inside the loop's own set-up (uvloop's signal socketpair),
+    SystemExit leaves the loop marked running, and the exit prints three tracebacks instead
+    of stopping; held, the signal reaches the loop's handler once ``release_signals`` runs."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+
+
+def release_signals() -> None:
+    """Deliver what ``hold_signals`` kept pending: the loop's handlers are in place."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
 
 
 def ignore_signals() -> None:

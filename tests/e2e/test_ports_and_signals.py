@@ -8,12 +8,13 @@ from __future__ import annotations
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 
 import psutil
 import pytest
-from support import HubProcess, RedisServer, free_port, t, wait_until
+from support import ROOT, HubProcess, RedisServer, free_port, t, wait_until
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -221,6 +222,42 @@ def test_sigterm_while_redis_never_replies(
     hub = hubs("--workers", workers, "--redis", silent_redis)
     wait_until(lambda: hub.output().count("serving ws://") == int(workers), 15, "the workers")
     assert _sigterm_stops(hub) == 0
+
+
+#: A worker whose SIGTERM arrives inside the event loop's own set-up (uvloop's signal
+#: socketpair), where one arrived in a CI run: the process must still stop cleanly.
+_SIGTERM_IN_LOOP_SETUP = """
+import os, signal, socket, sys
+from hub.runtime.signals import exit_on_signals
+exit_on_signals()
+real, armed = socket.socketpair, []
+def socketpair(*args, **kwargs):
+    if armed and armed.pop():
+        os.kill(os.getpid(), signal.SIGTERM)
+    return real(*args, **kwargs)
+socket.socketpair = socketpair
+from hub.app import run_worker
+from hub.core.config import Settings
+settings = Settings.from_env({}, port=0)
+armed.append(True)
+sys.exit(run_worker(settings))
+"""
+
+
+def test_sigterm_while_the_event_loop_sets_up() -> None:
+    """Held until the loop's handlers are in place, the signal stops the worker through
+    them: status 0 and no traceback (it was SystemExit inside uvloop's set-up: status 1 and
+    three tracebacks, 'Cannot close a running event loop')."""
+    done = subprocess.run(
+        [sys.executable, "-c", _SIGTERM_IN_LOOP_SETUP],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=t(30),
+        check=False,
+    )
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.returncode == 0, done.stderr
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
