@@ -59,10 +59,10 @@ def ignore_once_stopping(loop: asyncio.AbstractEventLoop) -> None:
 
     They are blocked meanwhile: one that arrives between the loop's removal (which restores
     the default action) and SIG_IGN waits, then is ignored, instead of killing the process."""
-    signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+    hold_signals()
     try:
         for sig in _SIGNALS:
             loop.remove_signal_handler(sig)
         ignore_signals()
     finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
+        release_signals()
