@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -61,6 +62,15 @@ class RedisServer:
 
     def stop(self) -> None:
         self._kill()
+
+    def pause(self) -> None:
+        """SIGSTOP: every connection stays open and nothing is answered (a silent Redis)."""
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGCONT)
 
     def _kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -34,6 +34,9 @@ __all__ = ["RECONNECT_MAX_S", "RESUBSCRIBE_GRACE_S", "RedisBroker", "RedisPresen
 
 logger = logging.getLogger(__name__)
 
+#: Before a deaf verdict, the loop gets this long to read what already waits in the kernel.
+_READ_TURN_S = 0.001
+
 
 class RedisBroker:
     """A Broker. ``publish``, ``subscribe``, ``unsubscribe`` and ``read_history`` are its
@@ -75,6 +78,9 @@ class RedisBroker:
         self._probe_interval_s = options.probe_interval_s
         self._probe_timeout_s = options.probe_timeout_s
         self._probe_sent_at: float | None = None
+        # Since when a probe that is out counts against Redis: its send, or the end of the
+        # last stretch in which this process itself could not read (see _run_probe).
+        self._probe_heard_since = 0.0
         self._on_probe_latency = options.on_probe_latency
         self._is_deaf = False
         self._subscriber = RedisSubscriber(
@@ -189,14 +195,35 @@ class RedisBroker:
             self._on_probe_latency(time.monotonic() - sent_at)
 
     async def _run_probe(self) -> None:
+        """Every interval, send a probe unless one is out; call the process deaf when one has
+        been out for the probe timeout **while this process was listening**.
+
+        A process that did not run (a fan-out pass of seconds to 100,000 sockets on a loaded
+        machine, CPU starvation, SIGSTOP) wakes with the probe's reply, and the messages
+        published meanwhile, still unread in the kernel, and its timers run before it reads
+        (uvloop). A verdict then would abort the pub/sub connection and discard those
+        messages unread. So a tick that wakes late restarts the probe's clock, and a verdict
+        is taken only after one more turn of the loop has read what waits."""
+        interval_s, timeout_s = self._probe_interval_s, self._probe_timeout_s
+        starved_after_s = timeout_s / 3
+        due = time.monotonic() + interval_s
         while not self._link.is_closing:
-            await asyncio.sleep(self._probe_interval_s)
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            now = time.monotonic()
+            late_s, due = now - due, now + interval_s
             publisher, subscriber = self._publisher.conn, self._subscriber.conn
             if publisher is None or subscriber is None:
                 continue
-            now = time.monotonic()
             sent_at = self._probe_sent_at
-            if sent_at is not None and now - sent_at > self._probe_timeout_s:
+            if sent_at is not None and late_s > starved_after_s:
+                self._probe_heard_since = now  # no verdict on what this process did not read
+            elif sent_at is not None and now - max(sent_at, self._probe_heard_since) > timeout_s:
+                await asyncio.sleep(_READ_TURN_S)
+                if self._probe_sent_at != sent_at or self._link.is_closing:
+                    continue  # it was back, unread; or the broker is closing
+                if time.monotonic() - now > starved_after_s:
+                    self._probe_heard_since = time.monotonic()
+                    continue
                 self.stats.num_probe_failures += 1
                 self._is_deaf = True
                 logger.warning(
@@ -211,6 +238,6 @@ class RedisBroker:
                         part.conn.abort()
                 continue
             if sent_at is None:
-                self._probe_sent_at = now
+                self._probe_sent_at = self._probe_heard_since = now
             # The probe bypasses the buffer bound: it must not be dropped, it measures.
             self._publisher.enqueue(self._probe_key, b"probe")
