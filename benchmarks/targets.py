@@ -91,6 +91,18 @@ def redis_server() -> Iterator[str]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def server_env() -> dict[str, str]:
+    """The environment of ``python -m hub serve``: with ``HUB_SERVER_PYTHONPATH``, one that
+    imports ``hub`` from that checkout."""
+    env = dict(os.environ)
+    if os.environ.get("HUB_SERVER_PYTHONPATH"):
+        env["PYTHONPATH"] = os.environ["HUB_SERVER_PYTHONPATH"]
+        # ``python -m`` puts the working directory (this checkout) first on sys.path, ahead of
+        # PYTHONPATH: without this, the "other" server was this one.
+        env["PYTHONSAFEPATH"] = "1"
+    return env
+
+
 @contextlib.contextmanager
 def hubs(n: int, *args: str, redis_url: str | None = None) -> Iterator[list[tuple[int, int]]]:
     """``n`` hub instances; yields (port, pid) pairs.
@@ -99,9 +111,7 @@ def hubs(n: int, *args: str, redis_url: str | None = None) -> Iterator[list[tupl
     one's, so that a before/after compares servers and nothing else.
     """
     procs, out = [], []
-    env = dict(os.environ)
-    if os.environ.get("HUB_SERVER_PYTHONPATH"):
-        env["PYTHONPATH"] = os.environ["HUB_SERVER_PYTHONPATH"]
+    env = server_env()
     try:
         for _ in range(n):
             port = free_port()
