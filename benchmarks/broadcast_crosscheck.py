@@ -21,7 +21,10 @@ sockets, which reads as soon as the kernel wakes it; the bench's p99 adds what i
 processes, each reading ~16,500 sockets per round through Python, wait for the CPU.
 
 It prints one JSON line per run (the bench's p50/p99 over the rounds the receiver heard in
-full, the receiver's p50/p99/max, the counts), then the medians. Run nothing else meanwhile.
+full, the receiver's p50/p99/max, the counts, what the bench lost, and the hub's probe
+failures meanwhile: a worker that calls itself deaf drops what was in flight to it), then the
+medians. ``--hub-arg`` passes more arguments to ``hub serve`` (a shorter probe timeout shows
+whether a loaded worker calls itself deaf). Run nothing else meanwhile.
 """
 
 from __future__ import annotations
@@ -51,12 +54,26 @@ def hub_connections(port: int) -> int:
         return count
 
 
+def probe_failures(port: int) -> int:
+    """The hub's false or true "deaf" verdicts so far, over its workers (/metrics)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as r:
+        text = r.read().decode()
+    return round(
+        sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("hub_broker_probe_failures_total{")
+        )
+    )
+
+
 def run_once(
     port: int, sockets: int, receiver: int, rounds: int, bench_nice: int = 0
 ) -> dict[str, Any]:
     bench_sockets = sockets - receiver
     procs = max(6, -(-bench_sockets // 18_000))
     receiving: subprocess.Popen[str] | None = None
+    receiver_err = tempfile.TemporaryFile("w+")
     with tempfile.NamedTemporaryFile(suffix=".json") as report_file:
         bench = subprocess.Popen(
             [
@@ -80,10 +97,10 @@ def run_once(
                 [
                     PY, str(HERE / "independent_receiver.py"),
                     f"ws://127.0.0.1:{port}/{CHANNEL}", "--sockets", str(receiver),
-                    "--seconds", "600", "--until", str(done),
+                    "--seconds", "600", "--until", str(done), "--connect-timeout", "60",
                 ],
                 stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
+                stderr=receiver_err,  # a file: a pipe nobody reads during the run could fill
                 text=True,
             )  # fmt: skip
             bench.wait(timeout=600)
@@ -97,6 +114,10 @@ def run_once(
                     proc.wait()
         report: dict[str, Any] = json.loads(Path(report_file.name).read_text())
     lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    if not lines:
+        receiver_err.seek(0)
+        said = receiver_err.read()[-2000:]
+        raise RuntimeError(f"the independent receiver reported nothing; it said: {said}")
     heard = lines[-1]
     # Rounds whose every message reached each of the receiver's sockets: the last ones.
     rounds_heard = int(heard["frames"]) // receiver
@@ -109,6 +130,7 @@ def run_once(
         "bench_rounds_p99_ms": statistics.median(r["latency_us"]["p99"] / 1000 for r in tail)
         if tail
         else None,
+        "bench_lost": report["messages"]["lost"],
         "bench_each_round_p99_ms": [round(r["latency_us"]["p99"] / 1000) for r in report["rounds"]],
         "receiver_sockets": receiver,
         "receiver_frames": heard["frames"],
@@ -134,18 +156,35 @@ def main() -> None:
         help="run the bench's processes at this niceness (the receiver and hub at 0): "
         "what the hub's p99 would be if its clients' receive cost ran elsewhere",
     )
+    parser.add_argument(
+        "--hub-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="one more argument of hub serve, e.g. --hub-arg=--probe-timeout-s --hub-arg=1.5",
+    )
     args = parser.parse_args()
     runs = []
     with (
         redis_server() as redis_url,
         hubs(
-            1, "--workers", str(args.workers), "--max-buffered-bytes", "4MiB", redis_url=redis_url
+            1,
+            "--workers",
+            str(args.workers),
+            "--max-buffered-bytes",
+            "4MiB",
+            *args.hub_arg,
+            redis_url=redis_url,
         ) as hub,
     ):
         port, _ = hub[0]
         time.sleep(2)  # the workers' own start-up
         for _ in range(args.repeat):
+            before = probe_failures(port)
             runs.append(run_once(port, args.sockets, args.receiver, args.rounds, args.bench_nice))
+            # A worker that calls itself deaf drops its pub/sub connection: what was in flight
+            # to it is lost (bench_lost), so the two are reported side by side.
+            runs[-1]["probe_failures"] = probe_failures(port) - before
             print(json.dumps(runs[-1]), flush=True)
             time.sleep(3)  # the closed sockets' TIME_WAIT and the workers' cleanup
     keys = ("bench_p99_ms", "bench_rounds_p99_ms", "receiver_p50_ms", "receiver_p99_ms")

@@ -139,14 +139,16 @@ async def publish(transport: asyncio.Transport, pub_id: int, rate: float, args: 
         await asyncio.sleep(max(0.0, (started + seq * period_ns - time.monotonic_ns()) / 1e9))
 
 
-async def connect(url: str, latencies: array[int] | None) -> asyncio.Transport:
+async def connect(
+    url: str, latencies: array[int] | None, timeout_s: float = 10.0
+) -> asyncio.Transport:
     loop = asyncio.get_running_loop()
     host, port, request = handshake(url)
     ready: asyncio.Future[None] = loop.create_future()
     transport, _ = await loop.create_connection(
         lambda: Receiver(request, latencies, ready), host, port
     )
-    await asyncio.wait_for(ready, 10)
+    await asyncio.wait_for(ready, timeout_s)
     return transport  # type: ignore[return-value]
 
 
@@ -155,7 +157,10 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
     latencies: array[int] = array("q")
     # All at once: on a server busy broadcasting, one at a time takes seconds per hundred.
     receivers = await asyncio.gather(
-        *(connect(urls[i % len(urls)], latencies) for i in range(args.sockets))
+        *(
+            connect(urls[i % len(urls)], latencies, args.connect_timeout)
+            for i in range(args.sockets)
+        )
     )
     publishers = [
         await connect(urls[(args.sockets + j) % len(urls)], None) for j in range(args.publishers)
@@ -199,6 +204,13 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=100.0, help="messages/s over all publishers")
     parser.add_argument("--size", type=int, default=64, help="message bytes, header included")
     parser.add_argument("--drain", type=float, default=3.0)
+    parser.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="for each socket's handshake (a hub busy broadcasting to 100,000 may need more)",
+    )
     parser.add_argument(
         "--until", metavar="FILE", help="without publishers: stop listening once FILE exists"
     )
