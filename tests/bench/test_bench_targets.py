@@ -330,7 +330,10 @@ def test_two_runs_on_one_channel_count_each_other_apart(tmp_path: Path) -> None:
     try:
         wait_listening(port, process, t(20))
         args = [sys.executable, "-m", "hub.bench", "fanout", "--url", f"ws://127.0.0.1:{port}"]
-        args += ["-n", "2", "--procs", "1", "--rate", "200", "-m", "800", "--quiet", "--strict"]
+        # Not --strict: that also fails a run the bench itself bound (its loop lag), which a
+        # loaded 2-core CI machine can give two benches and a server sharing it; what this
+        # test is about, the counts and the sockets, is asserted below.
+        args += ["-n", "2", "--procs", "1", "--rate", "200", "-m", "800", "--quiet"]
         runs = [
             subprocess.Popen([*args, "--json", str(tmp_path / f"{n}.json")], cwd=ROOT)
             for n in range(2)
@@ -339,7 +342,10 @@ def test_two_runs_on_one_channel_count_each_other_apart(tmp_path: Path) -> None:
     finally:
         stop_process(process, t(10))
     for n in range(2):
-        messages = json.loads((tmp_path / f"{n}.json").read_text())["messages"]
+        report = json.loads((tmp_path / f"{n}.json").read_text())
+        connections = report["connections"]
+        assert (connections["failed"], connections["disconnected"]) == (0, 0), connections
+        messages = report["messages"]
         assert (messages["expected"], messages["unique"], messages["received"]) == (
             1600,
             1600,
