@@ -17,6 +17,8 @@ from support import ROOT, HubProcess, RedisServer, free_port, stop_process, t
 from test_bench_e2e import wait_listening
 from test_bench_targets import bench
 
+from hub.bench.verdict import exit_status
+
 EXAMPLES = ROOT / "examples" / "bench"
 SOCKETIO_SERVER = Path(__file__).with_name("socketio_server.py")
 
@@ -63,7 +65,10 @@ def assert_all_checks_passed(report: dict[str, Any], checks_per_iteration: int) 
     interrupted = runs["interrupted"]
     done = checks_per_iteration * runs["completed"]
     assert done <= checks["passes"] <= done + checks_per_iteration * interrupted
-    assert report["ok"] is True
+    # "ok" is the --strict verdict, which also fails a run the bench itself bound (its loop lag,
+    # on a loaded 2-core CI machine): every other --strict fault must be absent.
+    unbound = {**report, "client": {**report["client"], "bench_bound": []}}
+    assert exit_status(unbound, strict=True) == 0, report["client"]["bench_bound"]
     assert report["connections"]["failed"] == 0
     assert script["expects"]["timed_out"] == 0
 
