@@ -40,6 +40,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from targets import PY, broadcast_figures, hubs, redis_server
@@ -60,9 +62,10 @@ def probe_failures(port: int) -> int:
         text = r.read().decode()
     return round(
         sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines()
-            if line.startswith("hub_broker_probe_failures_total{")
+            sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == "hub_broker_probe_failures_total"
         )
     )
 
@@ -73,8 +76,10 @@ def run_once(
     bench_sockets = sockets - receiver
     procs = max(6, -(-bench_sockets // 18_000))
     receiving: subprocess.Popen[str] | None = None
-    receiver_err = tempfile.TemporaryFile("w+")
-    with tempfile.NamedTemporaryFile(suffix=".json") as report_file:
+    with (
+        tempfile.TemporaryFile("w+") as receiver_err,
+        tempfile.NamedTemporaryFile(suffix=".json") as report_file,
+    ):
         bench = subprocess.Popen(
             [
                 *(["nice", "-n", str(bench_nice)] if bench_nice else []),
@@ -113,11 +118,11 @@ def run_once(
                     proc.kill()
                     proc.wait()
         report: dict[str, Any] = json.loads(Path(report_file.name).read_text())
-    lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-    if not lines:
-        receiver_err.seek(0)
-        said = receiver_err.read()[-2000:]
-        raise RuntimeError(f"the independent receiver reported nothing; it said: {said}")
+        lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+        if not lines:
+            receiver_err.seek(0)
+            said = receiver_err.read()[-2000:]
+            raise RuntimeError(f"the independent receiver reported nothing; it said: {said}")
     heard = lines[-1]
     # Rounds whose every message reached each of the receiver's sockets: the last ones.
     rounds_heard = int(heard["frames"]) // receiver
